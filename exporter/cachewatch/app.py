@@ -1,0 +1,89 @@
+"""The FastAPI app: routes wired to collectors, nothing else.
+
+Every collection runs in a worker thread (``run_in_threadpool``): prometheus_client collectors
+are synchronous and may block on a slow target, and the event loop must stay free to answer
+``/healthz`` and the other scrapes meanwhile.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Query, Request
+from fastapi.middleware.gzip import GZipMiddleware
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from prometheus_client import ProcessCollector
+from starlette.concurrency import run_in_threadpool
+
+from . import __version__, status_page
+from .collectors.base import ProbeTargetError, TargetCollector
+from .exposition import BuildInfo, Exposition
+from .health import Health
+
+log = logging.getLogger("cachewatch.app")
+
+
+def create_app(collectors: Sequence[TargetCollector], health: Health) -> FastAPI:
+    """Wire ``/metrics``, ``/probe``, ``/healthz``, ``/readyz`` and ``/`` to the collectors."""
+    exposition = Exposition([*collectors, BuildInfo(), ProcessCollector(registry=None)])
+    by_name = {c.name: c for c in collectors}
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        for collector in collectors:
+            collector.start()
+        # One round right away, so /readyz turns ready without waiting for Prometheus.
+        threading.Thread(target=lambda: list(exposition.collect()), daemon=True,
+                         name="cachewatch-warmup").start()
+        yield
+        for collector in collectors:
+            collector.close()
+
+    app = FastAPI(title="cachewatch", version=__version__, lifespan=lifespan,
+                  redirect_slashes=False)
+    # Prometheus asks for gzip; large expositions (many targets) shrink several-fold.
+    app.add_middleware(GZipMiddleware, minimum_size=4096)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics(request: Request) -> Response:
+        body, content_type = await run_in_threadpool(
+            exposition.render, request.headers.get("accept"))
+        return Response(body, media_type=content_type)
+
+    @app.get("/probe", include_in_schema=False)
+    async def probe(
+        request: Request,
+        target: str = Query(..., description="A configured target name or redis://host:port"),
+        module: str = Query("redis", description="Which collector reads the target."),
+    ) -> Response:
+        collector = by_name.get(module)
+        if collector is None:
+            known = ", ".join(by_name) or "none enabled"
+            return PlainTextResponse(f"unknown module {module!r}; enabled collectors: {known}\n",
+                                     status_code=400)
+        try:
+            one = collector.for_probe(target)
+        except ProbeTargetError as exc:
+            return PlainTextResponse(f"{exc}\n", status_code=400)
+        body, content_type = await run_in_threadpool(
+            Exposition([one]).render, request.headers.get("accept"))
+        return Response(body, media_type=content_type)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> PlainTextResponse:
+        return PlainTextResponse("ok\n")
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz() -> JSONResponse:
+        ready = health.readiness()
+        return JSONResponse({"ready": all(ready.values()), "collectors": ready},
+                            status_code=200 if all(ready.values()) else 503)
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> HTMLResponse:
+        return HTMLResponse(status_page.render(health.states(), health.readiness()))
+
+    return app

@@ -1,0 +1,152 @@
+"""The ``cachewatch`` command.
+
+Every ``serve`` flag has a ``CACHEWATCH_*`` env var and a YAML key (``--config``); flags win,
+then env vars, then the file. A flag that is not given leaves the lower sources in charge.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import socket
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from . import __version__, contract, logs
+from .config import DEFAULT_PORT, ENV_PREFIX, ConfigError, Settings, load_settings
+
+cli = typer.Typer(
+    name="cachewatch",
+    help="Cache hit rate and latency exporter for Prometheus: Docker build cache, registry, "
+    "Redis and in-process caches, under one metric contract.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+log = logging.getLogger("cachewatch")
+
+
+def _env(name: str) -> str:
+    return f"[env {ENV_PREFIX}{name}]"
+
+
+@cli.command()
+def serve(
+    config: Annotated[Path | None, typer.Option(
+        "--config", "-c", envvar=f"{ENV_PREFIX}CONFIG",
+        help=f"YAML file with any of the settings below {_env('CONFIG')}")] = None,
+    listen_address: Annotated[str | None, typer.Option(
+        help=f"Address to listen on; default 0.0.0.0 {_env('LISTEN_ADDRESS')}")] = None,
+    port: Annotated[int | None, typer.Option(
+        help=f"Port to listen on; default {DEFAULT_PORT} {_env('PORT')}")] = None,
+    log_level: Annotated[str | None, typer.Option(
+        help=f"debug, info, warning or error; default info {_env('LOG_LEVEL')}")] = None,
+    log_format: Annotated[str | None, typer.Option(
+        help=f"logfmt or json; default logfmt {_env('LOG_FORMAT')}")] = None,
+    redis_target: Annotated[list[str] | None, typer.Option(
+        help="Redis to read, [NAME=]URL (redis://, rediss://, unix://); repeat for several;"
+        f" default redis://127.0.0.1:6379 {_env('REDIS__TARGETS')} (JSON list)")] = None,
+    redis_timeout: Annotated[str | None, typer.Option(
+        help=f"Per-target deadline, like 2s or 500ms; default 2s {_env('REDIS__TIMEOUT')}")] = None,
+    redis_probe_interval: Annotated[str | None, typer.Option(
+        help="Time between latency probes (PING) per target; 0 turns them off; default 1s"
+        f" {_env('REDIS__PROBE_INTERVAL')}")] = None,
+    redis_secrets_file: Annotated[Path | None, typer.Option(
+        help="YAML/JSON map of target name or address to password or {username, password}"
+        f" {_env('REDIS__SECRETS_FILE')}")] = None,
+    enable_collector: Annotated[list[str] | None, typer.Option(
+        help="Turn a collector on; repeatable [env CACHEWATCH_<NAME>__ENABLED=true]")] = None,
+    disable_collector: Annotated[list[str] | None, typer.Option(
+        help="Turn a collector off; repeatable [env CACHEWATCH_<NAME>__ENABLED=false]")] = None,
+) -> None:
+    """Serve /metrics, /probe, /healthz, /readyz and a status page."""
+    from .collectors import FACTORIES
+
+    flags: dict[str, object] = {
+        "listen_address": listen_address,
+        "port": port,
+        "log_level": log_level,
+        "log_format": log_format,
+        "redis.targets": redis_target or None,
+        "redis.timeout": redis_timeout,
+        "redis.probe_interval": redis_probe_interval,
+        "redis.secrets_file": redis_secrets_file,
+    }
+    for names, value in ((enable_collector, True), (disable_collector, False)):
+        for name in names or ():
+            if name not in FACTORIES:
+                _fail(f"unknown collector {name!r} in --enable/--disable-collector; "
+                      f"known: {', '.join(FACTORIES)}")
+            flags[f"{name}.enabled"] = value
+    try:
+        settings = load_settings(config, **flags)
+    except ConfigError as exc:
+        _fail(str(exc))
+    logs.setup(settings.log_level, settings.log_format)
+    _run(settings)
+
+
+def _run(settings: Settings) -> None:
+    import uvicorn
+
+    from . import collectors
+    from .app import create_app
+    from .health import Health
+
+    _check_port_free(settings.listen_address, settings.port)
+    health = Health()
+    try:
+        built = collectors.build(settings, health)
+    except ConfigError as exc:
+        _fail(str(exc))
+    log.info("cachewatch starting", extra={
+        "version": __version__,
+        "listen": f"{settings.listen_address}:{settings.port}",
+        "collectors": ",".join(c.name for c in built) or "none",
+        "redis_targets": ",".join(f"{t.name}={t.url}" for t in settings.redis.targets)
+        if settings.redis.enabled else "-",
+    })
+    app = create_app(built, health)
+    server = uvicorn.Server(uvicorn.Config(
+        app, host=settings.listen_address, port=settings.port, log_config=None,
+        access_log=False, server_header=False, lifespan="on",
+    ))
+    server.run()
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """Fail with the fix spelled out instead of uvicorn's bare errno."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            why = "is in use" if exc.errno == errno.EADDRINUSE else f"cannot be bound ({exc})"
+            _fail(f"{host}:{port} {why}: choose another with --port / {ENV_PREFIX}PORT"
+                  f" or --listen-address / {ENV_PREFIX}LISTEN_ADDRESS")
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"cachewatch: {message}", err=True)
+    raise typer.Exit(2)
+
+
+@cli.command("metrics")
+def metrics_reference() -> None:
+    """Print the metric reference (Markdown) generated from the metric contract."""
+    sys.stdout.write(contract.markdown_table())
+
+
+@cli.command()
+def version() -> None:
+    """Print the version."""
+    typer.echo(f"cachewatch {__version__}")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli()

@@ -1,0 +1,42 @@
+"""Collectors, one module per source; each registers itself here under its settings name.
+
+Like node_exporter: the rest of the program never lists collectors by hand. A source module
+calls ``@register("name")`` on a factory; ``Settings.<name>.enabled`` turns it on or off.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ..config import Settings
+from ..health import Health
+from .base import TargetCollector
+
+Factory = Callable[[Settings, Health], TargetCollector]
+FACTORIES: dict[str, Factory] = {}
+
+
+def register(name: str) -> Callable[[Factory], Factory]:
+    """Register a collector factory; ``name`` is also its settings section and label value."""
+
+    def decorate(factory: Factory) -> Factory:
+        if name in FACTORIES:
+            raise ValueError(f"collector {name!r} is registered twice")
+        FACTORIES[name] = factory
+        return factory
+
+    return decorate
+
+
+def enabled_names(settings: Settings) -> list[str]:
+    """Registered collectors whose settings section says ``enabled``."""
+    return [name for name in FACTORIES if getattr(settings, name).enabled]
+
+
+def build(settings: Settings, health: Health) -> list[TargetCollector]:
+    """Instantiate every enabled collector."""
+    return [FACTORIES[name](settings, health) for name in enabled_names(settings)]
+
+
+# Registration: one import per source module.
+from . import redis  # noqa: E402, F401

@@ -1,0 +1,271 @@
+"""The metric contract: every metric cachewatch exports is named here and nowhere else.
+
+Collectors, dashboards and alert rules all import these specs, so renaming a metric is one edit
+here and every consumer follows (or a test breaks) instead of a panel silently going blank.
+
+Conventions (DESIGN.md): prefix ``cachewatch_``, base units (seconds, bytes), counters end in
+``_total``, ratios are left to PromQL. Every layer feeds the same core families, labelled by
+``layer`` and ``cache``; each source adds detail families of its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    InfoMetricFamily,
+    Metric,
+    SummaryMetricFamily,
+)
+from prometheus_client.samples import Sample
+
+PREFIX = "cachewatch_"
+
+
+class Layer(StrEnum):
+    """Where a cache sits; the ``layer`` label of every core family."""
+
+    DOCKER_BUILD = "docker_build"
+    REGISTRY = "registry"
+    REDIS = "redis"
+    APP = "app"
+
+
+class Kind(StrEnum):
+    """Prometheus metric type of a family."""
+
+    COUNTER = "counter"
+    GAUGE = "gauge"
+    HISTOGRAM = "histogram"
+    SUMMARY = "summary"
+    INFO = "info"
+
+
+# Lookup latency buckets. 0.05 s is an edge on purpose: the P99 alert threshold must be a bucket
+# boundary or histogram_quantile() interpolates across it and the alert fires at the wrong value.
+LATENCY_BUCKETS: tuple[float, ...] = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+)
+
+# Default targets that the bundle's alerts and dashboard lines are drawn at.
+HIT_RATE_TARGET = 0.85
+LATENCY_P99_TARGET_SECONDS = 0.05
+
+assert LATENCY_P99_TARGET_SECONDS in LATENCY_BUCKETS, "the P99 target must be a bucket edge"
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """One metric family: its full exposition name, type, help text and label names."""
+
+    name: str
+    kind: Kind
+    help: str
+    labels: tuple[str, ...]
+    group: str
+
+    def __post_init__(self) -> None:
+        if not self.name.startswith(PREFIX):
+            raise ValueError(f"{self.name}: every metric starts with {PREFIX}")
+        if (self.kind is Kind.COUNTER) != self.name.endswith("_total"):
+            raise ValueError(f"{self.name}: counters, and only counters, end in _total")
+        if self.kind is Kind.INFO and not self.name.endswith("_info"):
+            raise ValueError(f"{self.name}: info metrics end in _info")
+
+    @property
+    def family_name(self) -> str:
+        """The name prometheus_client wants: it appends ``_total`` / ``_info`` itself."""
+        if self.kind is Kind.COUNTER:
+            return self.name.removesuffix("_total")
+        if self.kind is Kind.INFO:
+            return self.name.removesuffix("_info")
+        return self.name
+
+
+SPECS: dict[str, MetricSpec] = {}
+
+
+def _spec(name: str, kind: Kind, help_: str, labels: Sequence[str], group: str) -> MetricSpec:
+    spec = MetricSpec(PREFIX + name, kind, help_, tuple(labels), group)
+    if spec.name in SPECS:
+        raise ValueError(f"{spec.name} is defined twice")
+    SPECS[spec.name] = spec
+    return spec
+
+
+CORE = "core"
+SELF = "self"
+REDIS = "redis"
+
+# --- core families: every layer ---------------------------------------------------------------
+CACHE_LOOKUPS = _spec(
+    "cache_lookups_total", Kind.COUNTER,
+    "Cache lookups by result (hit or miss); hit ratio = hits / (hits + misses), in PromQL.",
+    ("layer", "cache", "result"), CORE)
+CACHE_LATENCY = _spec(
+    "cache_latency_seconds", Kind.HISTOGRAM,
+    "Observed cache operation latency, client side (network included).",
+    ("layer", "cache", "op"), CORE)
+CACHE_EVICTIONS = _spec(
+    "cache_evictions_total", Kind.COUNTER,
+    "Entries evicted from the cache to make room.",
+    ("layer", "cache"), CORE)
+CACHE_ENTRIES = _spec(
+    "cache_entries", Kind.GAUGE,
+    "Entries held by the cache now.",
+    ("layer", "cache"), CORE)
+CACHE_BYTES = _spec(
+    "cache_bytes", Kind.GAUGE,
+    "Bytes used by the cache now.",
+    ("layer", "cache"), CORE)
+
+# --- self-monitoring (node_exporter style) ----------------------------------------------------
+COLLECTOR_UP = _spec(
+    "collector_up", Kind.GAUGE,
+    "1 if the collector read its target successfully in this scrape, 0 if not.",
+    ("collector", "target"), SELF)
+COLLECTOR_DURATION = _spec(
+    "collector_duration_seconds", Kind.GAUGE,
+    "How long the collector took to read its target in this scrape.",
+    ("collector", "target"), SELF)
+COLLECTOR_ERRORS = _spec(
+    "collector_errors_total", Kind.COUNTER,
+    "Failed reads of a target, by reason (timeout, connection, auth, ...).",
+    ("collector", "target", "reason"), SELF)
+BUILD_INFO = _spec(
+    "build_info", Kind.INFO,
+    "cachewatch version and Python runtime; always 1.",
+    ("version", "python_version"), SELF)
+
+# --- Redis detail -----------------------------------------------------------------------------
+REDIS_EXPIRED_KEYS = _spec(
+    "redis_expired_keys_total", Kind.COUNTER,
+    "Keys removed because their TTL ran out (INFO stats expired_keys).",
+    ("cache",), REDIS)
+REDIS_MAXMEMORY = _spec(
+    "redis_maxmemory_bytes", Kind.GAUGE,
+    "The maxmemory limit; 0 means no limit (INFO memory maxmemory).",
+    ("cache",), REDIS)
+REDIS_CONNECTED_CLIENTS = _spec(
+    "redis_connected_clients", Kind.GAUGE,
+    "Client connections open now, the exporter's own included (INFO clients).",
+    ("cache",), REDIS)
+REDIS_COMMANDS_PROCESSED = _spec(
+    "redis_commands_processed_total", Kind.COUNTER,
+    "Commands the server has processed (INFO stats total_commands_processed).",
+    ("cache",), REDIS)
+REDIS_DB_KEYS = _spec(
+    "redis_db_keys", Kind.GAUGE,
+    "Keys per logical database (INFO keyspace).",
+    ("cache", "db"), REDIS)
+REDIS_DB_KEYS_EXPIRING = _spec(
+    "redis_db_keys_expiring", Kind.GAUGE,
+    "Keys with a TTL per logical database (INFO keyspace).",
+    ("cache", "db"), REDIS)
+REDIS_SERVER_LATENCY = _spec(
+    "redis_server_latency_seconds", Kind.SUMMARY,
+    "Server-side command latency since the last stats reset: p50/p99/p99.9 from Redis 7"
+    " INFO latencystats, count and sum from INFO commandstats; absent on older servers.",
+    ("cache", "command"), REDIS)
+REDIS_INFO = _spec(
+    "redis_info", Kind.INFO,
+    "Redis server version, role and mode; always 1.",
+    ("cache", "version", "role", "mode"), REDIS)
+
+
+def family(spec: MetricSpec) -> Metric:
+    """An empty prometheus_client family for ``spec``, labels declared, ready for samples."""
+    if spec.kind is Kind.COUNTER:
+        return CounterMetricFamily(spec.family_name, spec.help, labels=spec.labels)
+    if spec.kind is Kind.GAUGE:
+        return GaugeMetricFamily(spec.name, spec.help, labels=spec.labels)
+    if spec.kind is Kind.HISTOGRAM:
+        return HistogramMetricFamily(spec.name, spec.help, labels=spec.labels)
+    if spec.kind is Kind.SUMMARY:
+        return SummaryMetricFamily(spec.name, spec.help, labels=spec.labels)
+    return InfoMetricFamily(spec.family_name, spec.help, labels=spec.labels)
+
+
+class Families:
+    """Collects samples for several targets and yields one family per spec.
+
+    A text exposition may name a family only once, so samples from every target (and every
+    source) of the same family must be merged before encoding; this is that merge point for
+    one collector.
+    """
+
+    def __init__(self) -> None:
+        self._families: dict[str, Metric] = {}
+
+    def _get(self, spec: MetricSpec, labels: Mapping[str, str]) -> tuple[Metric, list[str]]:
+        if tuple(labels) != spec.labels:
+            raise ValueError(f"{spec.name} takes labels {spec.labels}, got {tuple(labels)}")
+        fam = self._families.get(spec.name)
+        if fam is None:
+            fam = self._families[spec.name] = family(spec)
+        return fam, [str(v) for v in labels.values()]
+
+    def add(self, spec: MetricSpec, labels: Mapping[str, str], value: float) -> None:
+        """Add one counter or gauge sample (or an info sample with value 1)."""
+        fam, values = self._get(spec, labels)
+        if spec.kind is Kind.INFO:
+            fam.add_metric(values, {})
+            return
+        if spec.kind in (Kind.HISTOGRAM, Kind.SUMMARY):
+            raise ValueError(f"{spec.name} is a {spec.kind}: use add_{spec.kind}")
+        fam.add_metric(values, value)
+
+    def add_histogram(
+        self,
+        spec: MetricSpec,
+        labels: Mapping[str, str],
+        buckets: Iterable[tuple[str, float]],
+        sum_value: float,
+    ) -> None:
+        """Add one histogram child from cumulative ``(le, count)`` pairs, ``+Inf`` last."""
+        fam, values = self._get(spec, labels)
+        fam.add_metric(values, list(buckets), sum_value)
+
+    def add_summary(
+        self,
+        spec: MetricSpec,
+        labels: Mapping[str, str],
+        count: float,
+        sum_value: float,
+        quantiles: Mapping[str, float],
+    ) -> None:
+        """Add one summary child with precomputed quantiles (``{"0.99": seconds, ...}``)."""
+        fam, values = self._get(spec, labels)
+        for quantile, value in quantiles.items():
+            fam.samples.append(Sample(fam.name, {**dict(labels), "quantile": quantile}, value))
+        fam.add_metric(values, count, sum_value)
+
+    def extend(self, metrics: Iterable[Metric]) -> None:
+        """Merge already-built families (another target's, or a prometheus_client metric's).
+
+        The first family of a name is copied, never adopted, so merging more samples into it
+        cannot change a family that another scrape is still holding.
+        """
+        for metric in metrics:
+            fam = self._families.get(metric.name)
+            if fam is None:
+                fam = Metric(metric.name, metric.documentation, metric.type, metric.unit)
+                self._families[metric.name] = fam
+            fam.samples.extend(metric.samples)
+
+    def __iter__(self) -> Iterator[Metric]:
+        return iter(self._families.values())
+
+
+def markdown_table(specs: Iterable[MetricSpec] | None = None) -> str:
+    """The README's metric reference, generated so it cannot drift from the code."""
+    rows = ["| metric | type | labels | meaning |", "|---|---|---|---|"]
+    for spec in specs if specs is not None else SPECS.values():
+        labels = ", ".join(f"`{label}`" for label in spec.labels)
+        rows.append(f"| `{spec.name}` | {spec.kind.value} | {labels} | {spec.help} |")
+    return "\n".join(rows) + "\n"

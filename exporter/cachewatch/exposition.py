@@ -1,0 +1,60 @@
+"""Turns collectors into one exposition: collected concurrently, families merged by name.
+
+Several collectors may feed one contract family (Redis and, later, builds both feed
+``cachewatch_cache_lookups_total``); a text exposition may name a family only once, so the
+families are merged here before encoding.
+"""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+
+from . import __version__, contract
+from .collectors.base import TargetCollector
+from .contract import Families
+
+# Collectors run side by side so their deadlines overlap instead of adding up. A separate pool
+# from the per-target reads: a collector here waits on reads there, never on its own pool.
+_COLLECTORS = ThreadPoolExecutor(max_workers=16, thread_name_prefix="cachewatch-collect")
+
+
+class BuildInfo(Collector):
+    """``cachewatch_build_info``: which version is running."""
+
+    def collect(self) -> Iterator[Metric]:
+        out = Families()
+        out.add(contract.BUILD_INFO,
+                {"version": __version__, "python_version": platform.python_version()}, 1)
+        yield from out
+
+
+class Exposition:
+    """A registry-like object (``collect()``) that prometheus_client's encoders accept."""
+
+    def __init__(self, collectors: Sequence[Collector]) -> None:
+        self.collectors = list(collectors)
+
+    def collect(self) -> Iterator[Metric]:
+        """Every collector's families, target collectors read concurrently, merged by name."""
+        slow = [c for c in self.collectors if isinstance(c, TargetCollector)]
+        futures = [_COLLECTORS.submit(lambda c=c: list(c.collect())) for c in slow[1:]]
+        merged = Families()
+        if slow:
+            merged.extend(slow[0].collect())
+        for collector in self.collectors:
+            if not isinstance(collector, TargetCollector):
+                merged.extend(collector.collect())
+        for future in futures:
+            merged.extend(future.result())
+        yield from merged
+
+    def render(self, accept: str | None) -> tuple[bytes, str]:
+        """Encode for the client's ``Accept`` header (OpenMetrics when asked, else text 0.0.4)."""
+        encoder, content_type = choose_encoder(accept or "")
+        return encoder(self), content_type  # type: ignore[arg-type]

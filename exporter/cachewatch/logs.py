@@ -1,0 +1,64 @@
+"""Logging set-up: logfmt for people and grep, JSON for log pipelines.
+
+Messages carry their context as ``extra={...}`` fields so both formats show the same facts.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+
+# Record attributes that are not context fields (uvicorn adds an ANSI-coloured copy of its msg).
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message", "asctime", "color_message", "taskName"}
+
+
+def _fields(record: logging.LogRecord) -> dict[str, object]:
+    fields: dict[str, object] = {
+        "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+        + f".{int(record.msecs):03d}Z",
+        "level": record.levelname.lower(),
+        "logger": record.name,
+        "msg": record.getMessage(),
+    }
+    fields.update({k: v for k, v in vars(record).items() if k not in _STANDARD})
+    if record.exc_info:
+        fields["error"] = logging.Formatter().formatException(record.exc_info)
+    return fields
+
+
+class LogfmtFormatter(logging.Formatter):
+    """``ts=... level=info msg="..." key=value`` lines."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return " ".join(f"{k}={_logfmt_value(v)}" for k, v in _fields(record).items())
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return json.dumps(_fields(record), default=str)
+
+
+def _logfmt_value(value: object) -> str:
+    text = str(value)
+    if text and not any(c in text for c in ' ="\n\t'):
+        return text
+    return json.dumps(text)
+
+
+def setup(level: str = "info", fmt: str = "logfmt") -> None:
+    """Route every logger (uvicorn's included) to stderr in the chosen format."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else LogfmtFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for name in ("uvicorn", "uvicorn.error"):
+        logging.getLogger(name).handlers[:] = []
+        logging.getLogger(name).propagate = True
+    # Access logs would echo /probe query strings; cachewatch logs what matters itself.
+    logging.getLogger("uvicorn.access").disabled = True
