@@ -16,7 +16,11 @@ import redis
 import yaml
 from pydantic import SecretStr
 from redis.backoff import NoBackoff
-from redis.exceptions import AuthenticationWrongNumberOfArgsError
+from redis.exceptions import (
+    AuthenticationWrongNumberOfArgsError,
+    BusyLoadingError,
+    NoPermissionError,
+)
 from redis.retry import Retry
 
 from .config import (
@@ -28,7 +32,7 @@ from .config import (
     split_redis_address,
 )
 
-REASONS = ("timeout", "connection", "auth", "permission", "tls", "protocol", "other")
+REASONS = ("timeout", "connection", "auth", "permission", "tls", "loading", "protocol", "other")
 
 
 class UnknownTarget(LookupError):
@@ -121,7 +125,7 @@ def make_client(target: RedisTarget, timeout: float) -> redis.Redis:
         "retry": Retry(NoBackoff(), 0),
         "retry_on_timeout": False,
         "health_check_interval": 0,
-        "client_name": "cachewatch",
+        # No client_name: CLIENT SETNAME would need one more ACL permission than +info +ping.
         "protocol": 2,
     }
     if target.tls:
@@ -141,11 +145,13 @@ def classify(exc: BaseException) -> tuple[str, str]:
     text = str(exc)
     if isinstance(exc, redis.AuthenticationError | AuthenticationWrongNumberOfArgsError):
         return "auth", message
+    if isinstance(exc, NoPermissionError):  # an ACL user without +info or +ping
+        return "permission", message
+    if isinstance(exc, BusyLoadingError):  # restarting and still loading its dataset
+        return "loading", message
     if isinstance(exc, redis.ResponseError):
         if text.startswith(("NOAUTH", "WRONGPASS", "invalid password")):
             return "auth", message
-        if text.startswith("NOPERM"):
-            return "permission", message
         return "protocol", message
     if isinstance(exc, redis.TimeoutError | TimeoutError):
         return "timeout", message

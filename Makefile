@@ -1,0 +1,20 @@
+# The two commands of the quickstart are `make run` and `make test`; the rest are helpers.
+.PHONY: run test lint docs bench clean
+
+run:  ## run the exporter with working defaults (ARGS="--redis-target redis://host:6379")
+	scripts/run.sh $(ARGS)
+
+test:  ## install what the suite needs, then ruff and pytest
+	scripts/test.sh $(ARGS)
+
+lint:
+	scripts/venv.sh test && .venv/bin/ruff check .
+
+docs:  ## regenerate the README metric reference from the contract
+	scripts/venv.sh && .venv/bin/python scripts/update_readme.py
+
+bench:  ## run the benchmarks (needs prometheus-redis-exporter for the side-by-side)
+	scripts/venv.sh test && .venv/bin/python benchmarks/scrape_redis.py
+
+clean:
+	rm -rf .venv .pytest_cache .ruff_cache .hypothesis build *.egg-info

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs the real services the test suite runs against, from Debian's packages, when missing.
+# Tests start their own instances on loopback ports; nothing here starts a system-wide service.
+set -euo pipefail
+
+# command on PATH -> Debian package that provides it
+declare -A NEEDED=(
+  [redis-server]=redis-server
+  [promtool]=prometheus
+)
+
+missing=()
+for cmd in "${!NEEDED[@]}"; do
+  command -v "$cmd" >/dev/null 2>&1 || missing+=("${NEEDED[$cmd]}")
+done
+[ "${#missing[@]}" -eq 0 ] && exit 0
+
+if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+  echo "install-services: missing ${missing[*]}; install them with your package manager" \
+       "(Debian/Ubuntu: sudo apt-get install ${missing[*]})" >&2
+  # Tests skip what is missing locally; under CI=true they fail instead.
+  exit 0
+fi
+
+echo "install-services: installing ${missing[*]} (apt-get)" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

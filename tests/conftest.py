@@ -1,0 +1,85 @@
+"""Fixtures: real redis-server instances and exporters, started per test and always stopped."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from support import Exporter, RedisServer
+
+from cachewatch.config import Settings
+from cachewatch.health import Health
+
+ACL_PASSWORD = "s3cret-acl-Pw"
+ADMIN_PASSWORD = "s3cret-admin-Pw"
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A developer's own CACHEWATCH_* variables must not change what the tests see."""
+    for name in list(os.environ):
+        if name.startswith("CACHEWATCH_"):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def redis_factory(tmp_path: Path) -> Iterator[Callable[..., RedisServer]]:
+    """Start as many real redis-servers as a test needs; all are killed at the end."""
+    started: list[RedisServer] = []
+
+    def start(*args: str, tls: bool = False) -> RedisServer:
+        server = RedisServer(tmp_path / f"redis{len(started)}", *args, tls=tls).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def redis_plain(redis_factory: Callable[..., RedisServer]) -> RedisServer:
+    return redis_factory()
+
+
+@pytest.fixture
+def redis_auth(redis_factory: Callable[..., RedisServer]) -> RedisServer:
+    """requirepass for the default user, plus ACL users: the least privilege the README asks
+    for (``+info +ping``), and one without ``+info``."""
+    return redis_factory(
+        "--requirepass", ADMIN_PASSWORD,
+        "--user", "app", "on", f">{ACL_PASSWORD}", "+info", "+ping",
+        "--user", "nosy", "on", f">{ACL_PASSWORD}", "~*", "+get", "+ping",
+    )
+
+
+@pytest.fixture
+def tls_files(tmp_path: Path) -> dict[str, Path]:
+    """A throwaway CA and a server certificate for 127.0.0.1, made with trustme."""
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    files = {"ca": tmp_path / "ca.pem", "cert": tmp_path / "server.pem",
+             "key": tmp_path / "server.key", "other_ca": tmp_path / "other-ca.pem"}
+    ca.cert_pem.write_to_path(str(files["ca"]))
+    cert.cert_chain_pems[0].write_to_path(str(files["cert"]))
+    cert.private_key_pem.write_to_path(str(files["key"]))
+    trustme.CA().cert_pem.write_to_path(str(files["other_ca"]))
+    return files
+
+
+@pytest.fixture
+def exporter_factory() -> Iterator[Callable[..., Exporter]]:
+    """Run real exporters (uvicorn on loopback) for the given settings; stopped at the end."""
+    running: list[Exporter] = []
+
+    def start(settings: Settings, health: Health | None = None) -> Exporter:
+        exporter = Exporter(settings, health).start()
+        running.append(exporter)
+        return exporter
+
+    yield start
+    for exporter in running:
+        exporter.stop()

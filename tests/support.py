@@ -1,0 +1,183 @@
+"""Real services for the tests: redis-server instances and an in-process exporter on loopback."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+import uvicorn
+from prometheus_client.parser import text_string_to_metric_families
+
+from cachewatch import collectors
+from cachewatch.app import create_app
+from cachewatch.config import Settings
+from cachewatch.health import Health
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def require(binary: str, package: str) -> str:
+    """Path of ``binary``; skip when absent locally, fail under CI=true (never a silent skip)."""
+    path = shutil.which(binary)
+    if path:
+        return path
+    message = f"{binary} not found: install the Debian package {package} (scripts/test.sh does)"
+    if IN_CI:
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now (loopback)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(check, timeout: float = 10.0, interval: float = 0.02):  # noqa: ANN001, ANN201
+    """Poll ``check()`` until it returns something truthy; fail the test after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+        except Exception as exc:  # noqa: BLE001 - keep polling; report the last error
+            last = exc
+        else:
+            if last:
+                return last
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s (last: {last!r})")
+
+
+class RedisServer:
+    """One real redis-server on a loopback port in its own directory."""
+
+    def __init__(self, workdir: Path, *args: str, tls: bool = False) -> None:
+        self.binary = require("redis-server", "redis-server")
+        self.workdir = workdir
+        self.args = list(args)
+        self.tls = tls
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"{'rediss' if self.tls else 'redis'}://127.0.0.1:{self.port}"
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> RedisServer:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        port_args = (["--port", "0", "--tls-port", str(self.port)] if self.tls
+                     else ["--port", str(self.port)])
+        self.proc = subprocess.Popen(
+            [self.binary, *port_args, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", str(self.workdir), "--logfile", str(self.workdir / "redis.log"),
+             *self.args],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        wait_until(self._listening, timeout=10)
+        return self
+
+    def _listening(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            log = (self.workdir / "redis.log").read_text() if (self.workdir / "redis.log").exists() \
+                else ""
+            raise RuntimeError(f"redis-server exited ({self.proc.returncode}): {log[-2000:]}")
+        with socket.socket() as sock:
+            return sock.connect_ex(("127.0.0.1", self.port)) == 0
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.resume()
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+    def pause(self) -> None:
+        """SIGSTOP: the port still accepts connections but nothing answers (a hung server)."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
+
+    def client(self, **kwargs: object) -> redis.Redis:
+        return redis.Redis(host="127.0.0.1", port=self.port, **kwargs)  # type: ignore[arg-type]
+
+
+class Exporter:
+    """The real app on a real uvicorn server, in a thread, on a free loopback port."""
+
+    def __init__(self, settings: Settings, health: Health | None = None) -> None:
+        self.settings = settings
+        self.health = health or Health()
+        self.collectors = collectors.build(settings, self.health)
+        self.app = create_app(self.collectors, self.health)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.server = uvicorn.Server(uvicorn.Config(
+            self.app, host="127.0.0.1", port=self.port, log_config=None, access_log=False,
+            lifespan="on"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def start(self) -> Exporter:
+        self.thread.start()
+        wait_until(lambda: self.server.started, timeout=10)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=15)
+
+    def get(self, path: str, **kwargs: object) -> httpx.Response:
+        return httpx.get(self.url + path, timeout=30, **kwargs)  # type: ignore[arg-type]
+
+    def scrape(self, path: str = "/metrics") -> Metrics:
+        response = self.get(path)
+        assert response.status_code == 200, response.text
+        return Metrics(response.text)
+
+
+class Metrics:
+    """A parsed text exposition: look samples up by name and labels."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.families = {f.name: f for f in text_string_to_metric_families(text)}
+        self.samples = [s for f in self.families.values() for s in f.samples]
+
+    def find(self, name: str, **labels: str) -> list[float]:
+        return [s.value for s in self.samples
+                if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())]
+
+    def value(self, name: str, **labels: str) -> float:
+        found = self.find(name, **labels)
+        assert len(found) == 1, f"{name}{labels}: expected one sample, found {found}"
+        return found[0]
+
+    def label_values(self, name: str, label: str) -> set[str]:
+        return {s.labels[label] for s in self.samples if s.name == name and label in s.labels}
+
+
+def settings(targets: Iterable[object], **overrides: object) -> Settings:
+    """Test settings: given Redis targets, probes off unless asked, quick timeout."""
+    from cachewatch.config import load_settings
+
+    values: dict[str, object] = {"redis.targets": list(targets), "redis.probe_interval": 0,
+                                 "redis.timeout": 1.0}
+    values.update(overrides)
+    return load_settings(**values)

@@ -1,0 +1,160 @@
+"""The Redis collector against real redis-server instances: exact values, not just 200 OK."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import pytest
+from support import settings, wait_until
+
+HIT = {"layer": "redis", "result": "hit"}
+MISS = {"layer": "redis", "result": "miss"}
+LOOKUPS = "cachewatch_cache_lookups_total"
+
+
+def test_hits_and_misses_rise_by_exactly_what_was_done(redis_plain, exporter_factory):
+    exporter = exporter_factory(settings([redis_plain.url]))
+    cache = redis_plain.address
+    client = redis_plain.client()
+    client.mset({f"k{i}": i for i in range(10)})
+    before = exporter.scrape()
+    hits, misses = 37, 11
+    for i in range(hits):
+        assert client.get(f"k{i % 10}") is not None
+    for i in range(misses):
+        assert client.get(f"absent{i}") is None
+    after = exporter.scrape()
+    assert after.value(LOOKUPS, cache=cache, **HIT) - before.value(LOOKUPS, cache=cache, **HIT) \
+        == hits
+    assert after.value(LOOKUPS, cache=cache, **MISS) - before.value(LOOKUPS, cache=cache, **MISS) \
+        == misses
+    assert after.value("cachewatch_collector_up", collector="redis", target=cache) == 1
+
+
+def test_sizes_keys_clients_and_commands_match_info(redis_factory, exporter_factory):
+    server = redis_factory("--maxmemory", "64mb", "--databases", "4")
+    client = server.client()
+    client.mset({"a": 1, "b": 2, "c": 3})
+    client.set("ttl", 1, ex=100)
+    server.client(db=2).set("x", "y")
+    exporter = exporter_factory(settings([f"sessions={server.url}"]))
+    metrics = exporter.scrape()
+    info = client.info()
+    assert metrics.value("cachewatch_redis_db_keys", cache="sessions", db="0") == 4
+    assert metrics.value("cachewatch_redis_db_keys_expiring", cache="sessions", db="0") == 1
+    assert metrics.value("cachewatch_redis_db_keys", cache="sessions", db="2") == 1
+    assert metrics.value("cachewatch_cache_entries", layer="redis", cache="sessions") == 5
+    assert metrics.value("cachewatch_redis_maxmemory_bytes", cache="sessions") == 64 * 1024 * 1024
+    used = metrics.value("cachewatch_cache_bytes", layer="redis", cache="sessions")
+    assert abs(used - info["used_memory"]) < 256 * 1024  # memory moves a little between reads
+    assert metrics.value("cachewatch_redis_connected_clients", cache="sessions") >= 2
+    commands = metrics.value("cachewatch_redis_commands_processed_total", cache="sessions")
+    assert info["total_commands_processed"] - 20 < commands <= info["total_commands_processed"]
+    assert metrics.value("cachewatch_redis_info", cache="sessions", version=info["redis_version"],
+                         role="master", mode="standalone") == 1
+
+
+def test_evictions_and_expired_keys_are_the_servers_counters(redis_factory, exporter_factory):
+    server = redis_factory("--maxmemory", "2mb", "--maxmemory-policy", "allkeys-lru")
+    client = server.client()
+    for i in range(400):  # ~4 MB of values into a 2 MB cache: the server must evict
+        client.set(f"big{i}", b"x" * 10_000)
+    client.set("short", 1, px=1)
+    wait_until(lambda: client.get("short") is None)  # the read expires it
+    exporter = exporter_factory(settings([server.url]))
+    metrics = exporter.scrape()
+    info = client.info("stats")
+    assert info["evicted_keys"] > 0
+    assert metrics.value("cachewatch_cache_evictions_total", layer="redis",
+                         cache=server.address) == info["evicted_keys"]
+    assert metrics.value("cachewatch_redis_expired_keys_total", cache=server.address) \
+        == info["expired_keys"] >= 1
+
+
+def test_server_side_latency_percentiles_in_seconds(redis_plain, exporter_factory):
+    client = redis_plain.client()
+    for i in range(200):
+        client.get(f"k{i}")
+    exporter = exporter_factory(settings([redis_plain.url]))
+    metrics = exporter.scrape()
+    raw = client.execute_command("INFO", "latencystats")["latency_percentiles_usec_get"]
+    calls = client.info("commandstats")["cmdstat_get"]["calls"]
+    name = "cachewatch_redis_server_latency_seconds"
+    labels = {"cache": redis_plain.address, "command": "get"}
+    for key, quantile in (("p50", "0.5"), ("p99", "0.99"), ("p99.9", "0.999")):
+        exported = metrics.value(name, quantile=quantile, **labels)
+        assert exported == pytest.approx(raw[key] / 1e6, rel=0.25)  # GETs only: stable values
+        assert exported < 0.01  # microseconds, not mistaken for seconds
+    assert metrics.value(name + "_count", **labels) == calls == 200
+    assert metrics.families[name].type == "summary"
+
+
+def test_without_latencystats_the_rest_works_and_it_is_logged_once(
+    redis_factory, exporter_factory, caplog
+):
+    # Redis < 7 has no INFO latencystats; a Redis 7 with latency tracking off answers the same.
+    caplog.set_level(logging.INFO, logger="cachewatch.redis")
+    server = redis_factory("--latency-tracking", "no")
+    exporter = exporter_factory(settings([server.url]))
+    for _ in range(3):
+        metrics = exporter.scrape()
+    assert not metrics.find("cachewatch_redis_server_latency_seconds")
+    assert metrics.value("cachewatch_collector_up", collector="redis", target=server.address) == 1
+    assert metrics.find(LOOKUPS, cache=server.address, **HIT) == [0]
+    notes = [r for r in caplog.records if "latencystats" in r.getMessage()]
+    assert len(notes) == 1
+    assert notes[0].target == server.address
+
+
+def test_latency_probe_fills_the_histogram_and_never_moves_hit_or_miss(
+    redis_plain, exporter_factory
+):
+    client = redis_plain.client()
+    client.set("k", 1)
+    client.get("k")
+    client.get("nope")
+    exporter = exporter_factory(settings([redis_plain.url], **{"redis.probe_interval": 0.01}))
+    cache = redis_plain.address
+    before_info = client.info("stats")
+    before = exporter.scrape()
+    count = "cachewatch_cache_latency_seconds_count"
+    probe = {"layer": "redis", "cache": cache, "op": "ping"}
+    start = before.value(count, **probe)
+    wait_until(lambda: exporter.scrape().value(count, **probe) >= start + 50, timeout=20)
+    after_info = client.info("stats")
+    after = exporter.scrape()
+    # The server's own counters did not move, and neither did what we export from them.
+    assert after_info["keyspace_hits"] == before_info["keyspace_hits"] == 1
+    assert after_info["keyspace_misses"] == before_info["keyspace_misses"] == 1
+    assert after.value(LOOKUPS, cache=cache, **HIT) == 1
+    assert after.value(LOOKUPS, cache=cache, **MISS) == 1
+    # Round trips on loopback land well under the 50 ms bucket edge, which exists.
+    le_50ms = after.value("cachewatch_cache_latency_seconds_bucket", le="0.05", **probe)
+    assert le_50ms >= after.value(count, **probe) * 0.9
+    assert after.value("cachewatch_cache_latency_seconds_sum", **probe) > 0
+
+
+def test_probe_interval_sets_the_rate(redis_plain, exporter_factory):
+    exporter = exporter_factory(settings([redis_plain.url], **{"redis.probe_interval": "100ms"}))
+    probe = {"layer": "redis", "cache": redis_plain.address, "op": "ping"}
+    name = "cachewatch_cache_latency_seconds_count"
+    first = exporter.scrape().value(name, **probe)
+    time.sleep(1.0)
+    done = exporter.scrape().value(name, **probe) - first
+    assert 5 <= done <= 12  # ~10 a second, with room for a loaded machine
+
+
+def test_several_targets_each_labelled_by_name(redis_factory, exporter_factory):
+    one, two = redis_factory(), redis_factory()
+    one.client().get("miss")
+    two.client().set("a", 1)
+    two.client().get("a")
+    exporter = exporter_factory(settings([f"sessions={one.url}", f"pages={two.url}"]))
+    metrics = exporter.scrape()
+    assert metrics.value(LOOKUPS, cache="sessions", **MISS) == 1
+    assert metrics.value(LOOKUPS, cache="sessions", **HIT) == 0
+    assert metrics.value(LOOKUPS, cache="pages", **HIT) == 1
+    assert metrics.label_values("cachewatch_collector_up", "target") == {"sessions", "pages"}
+    # one family block per metric even with two targets (promtool rejects repeats)
+    assert metrics.text.count("# TYPE cachewatch_cache_lookups_total counter") == 1
