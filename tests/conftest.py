@@ -7,10 +7,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from support import Exporter, RedisServer
 
 from cachewatch.config import Settings
 from cachewatch.health import Health
+
+from support import Exporter, RedisServer
 
 ACL_PASSWORD = "s3cret-acl-Pw"
 ADMIN_PASSWORD = "s3cret-admin-Pw"

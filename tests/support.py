@@ -44,14 +44,14 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_until(check, timeout: float = 10.0, interval: float = 0.02):  # noqa: ANN001, ANN201
+def wait_until(check, timeout: float = 10.0, interval: float = 0.02):
     """Poll ``check()`` until it returns something truthy; fail the test after ``timeout``."""
     deadline = time.monotonic() + timeout
     last: object = None
     while time.monotonic() < deadline:
         try:
             last = check()
-        except Exception as exc:  # noqa: BLE001 - keep polling; report the last error
+        except Exception as exc:
             last = exc
         else:
             if last:
@@ -94,8 +94,8 @@ class RedisServer:
 
     def _listening(self) -> bool:
         if self.proc is not None and self.proc.poll() is not None:
-            log = (self.workdir / "redis.log").read_text() if (self.workdir / "redis.log").exists() \
-                else ""
+            logfile = self.workdir / "redis.log"
+            log = logfile.read_text() if logfile.exists() else ""
             raise RuntimeError(f"redis-server exited ({self.proc.returncode}): {log[-2000:]}")
         with socket.socket() as sock:
             return sock.connect_ex(("127.0.0.1", self.port)) == 0

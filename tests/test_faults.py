@@ -1,13 +1,13 @@
-"""Targets that are down, hung, locked or misconfigured: reported, counted, never a stalled scrape."""
+"""Targets down, hung, locked or misconfigured: reported, counted, never a stalled scrape."""
 
 from __future__ import annotations
 
 import logging
 import time
 
-from support import settings, wait_until
-
 from cachewatch.config import load_settings
+
+from support import settings, wait_until
 
 UP = "cachewatch_collector_up"
 ERRORS = "cachewatch_collector_errors_total"

@@ -6,6 +6,7 @@ import logging
 import time
 
 import pytest
+
 from support import settings, wait_until
 
 HIT = {"layer": "redis", "result": "hit"}

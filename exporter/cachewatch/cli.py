@@ -30,7 +30,7 @@ log = logging.getLogger("cachewatch")
 
 
 def _env(name: str) -> str:
-    return f"[env {ENV_PREFIX}{name}]"
+    return f"(env {ENV_PREFIX}{name})"
 
 
 @cli.command()
@@ -58,9 +58,9 @@ def serve(
         help="YAML/JSON map of target name or address to password or {username, password}"
         f" {_env('REDIS__SECRETS_FILE')}")] = None,
     enable_collector: Annotated[list[str] | None, typer.Option(
-        help="Turn a collector on; repeatable [env CACHEWATCH_<NAME>__ENABLED=true]")] = None,
+        help="Turn a collector on; repeatable (env CACHEWATCH_<NAME>__ENABLED=true)")] = None,
     disable_collector: Annotated[list[str] | None, typer.Option(
-        help="Turn a collector off; repeatable [env CACHEWATCH_<NAME>__ENABLED=false]")] = None,
+        help="Turn a collector off; repeatable (env CACHEWATCH_<NAME>__ENABLED=false)")] = None,
 ) -> None:
     """Serve /metrics, /probe, /healthz, /readyz and a status page."""
     from .collectors import FACTORIES

@@ -89,6 +89,8 @@ def resolve_probe_target(
     ``UnknownTarget`` for a name that is not configured.
     """
     by_name = {t.name: t for t in settings.targets}
+    if not query.strip():
+        raise TargetAddressError("the target is empty; pass a configured name or redis://host:port")
     if query in by_name:
         return with_secrets(by_name[query], secrets), True
     if "://" not in query and ":" not in query:

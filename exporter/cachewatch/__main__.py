@@ -1,0 +1,5 @@
+"""``python -m cachewatch`` is the ``cachewatch`` command."""
+
+from .cli import main
+
+main()
