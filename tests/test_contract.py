@@ -74,3 +74,36 @@ def test_address_parsing_never_fails_other_than_with_a_clear_error(raw):
     else:
         assert url.startswith(("redis://", "rediss://", "unix://"))
         assert "@" not in url.split("://", 1)[1].split("/", 1)[0]  # no credentials left
+
+
+def test_fast_openmetrics_encoding_writes_the_same_bytes():
+    from functools import partial
+
+    from prometheus_client import ProcessCollector
+    from prometheus_client.exposition import choose_encoder
+    from prometheus_client.openmetrics import exposition as openmetrics
+
+    from cachewatch.exposition import BuildInfo, Exposition, _fast
+
+    out = Families()
+    out.add(contract.CACHE_LOOKUPS, {"layer": "redis", "cache": 'a "quoted"\\ \n name',
+                                     "result": "hit"}, 3)
+    out.add_summary(contract.REDIS_SERVER_LATENCY, {"cache": "ünïcode", "command": "client|list"},
+                    2, 0.5, {"0.5": 0.1, "0.99": 0.2})
+
+    class Fixed:
+        def collect(self):
+            return iter(out)
+
+    exposition = Exposition([Fixed(), BuildInfo(), ProcessCollector(registry=None)])
+    families = list(exposition.collect())
+
+    class Frozen:
+        def collect(self):
+            return iter(families)
+
+    encoder, _ = choose_encoder("application/openmetrics-text;version=1.0.0")
+    assert isinstance(encoder, partial)
+    assert encoder.keywords["escaping"] == openmetrics.UNDERSCORES
+    assert _fast(encoder) is not encoder
+    assert _fast(encoder)(Frozen()) == encoder(Frozen())

@@ -10,6 +10,7 @@ Conventions (DESIGN.md): prefix ``cachewatch_``, base units (seconds, bytes), co
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -25,6 +26,8 @@ from prometheus_client.metrics_core import (
 from prometheus_client.samples import Sample
 
 PREFIX = "cachewatch_"
+# Legacy Prometheus names: every scraper and query language version accepts them unquoted.
+_LEGACY_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 
 
 class Layer(StrEnum):
@@ -70,6 +73,8 @@ class MetricSpec:
     group: str
 
     def __post_init__(self) -> None:
+        if not _LEGACY_NAME.match(self.name) or not all(map(_LEGACY_NAME.match, self.labels)):
+            raise ValueError(f"{self.name}: names and labels use [a-zA-Z_][a-zA-Z0-9_]* only")
         if not self.name.startswith(PREFIX):
             raise ValueError(f"{self.name}: every metric starts with {PREFIX}")
         if (self.kind is Kind.COUNTER) != self.name.endswith("_total"):

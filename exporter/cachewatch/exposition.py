@@ -7,12 +7,15 @@ families are merged here before encoding.
 
 from __future__ import annotations
 
+import asyncio
 import platform
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import Metric
+from prometheus_client.openmetrics import exposition as openmetrics
 from prometheus_client.registry import Collector
 
 from . import __version__, contract
@@ -22,6 +25,9 @@ from .contract import Families
 # Collectors run side by side so their deadlines overlap instead of adding up. A separate pool
 # from the per-target reads: a collector here waits on reads there, never on its own pool.
 _COLLECTORS = ThreadPoolExecutor(max_workers=16, thread_name_prefix="cachewatch-collect")
+# Whole scrapes (collect + encode) run here, off the event loop. Each waits on the pools above,
+# never on this one, so the three pools cannot deadlock one another.
+_SCRAPES = ThreadPoolExecutor(max_workers=8, thread_name_prefix="cachewatch-scrape")
 
 
 class BuildInfo(Collector):
@@ -54,7 +60,26 @@ class Exposition:
             merged.extend(future.result())
         yield from merged
 
+    async def render_async(self, accept: str | None) -> tuple[bytes, str]:
+        """``render`` in a worker thread: collectors block, the event loop must not."""
+        return await asyncio.get_running_loop().run_in_executor(_SCRAPES, self.render, accept)
+
     def render(self, accept: str | None) -> tuple[bytes, str]:
         """Encode for the client's ``Accept`` header (OpenMetrics when asked, else text 0.0.4)."""
         encoder, content_type = choose_encoder(accept or "")
-        return encoder(self), content_type  # type: ignore[arg-type]
+        return _fast(encoder)(self), content_type  # type: ignore[arg-type]
+
+
+def _fast(encoder: Callable[[Collector], bytes]) -> Callable[[Collector], bytes]:
+    """The same encoder, minus a per-character cost that gives identical bytes here.
+
+    prometheus_client's OpenMetrics encoder, under its default ``underscores`` escaping, rewrites
+    every sample name rune by rune even when nothing needs escaping: two thirds of a scrape's
+    CPU. Every name exported here is a legacy (``[a-zA-Z_:][a-zA-Z0-9_:]*``) name, which the
+    contract enforces, and for those ``allow-utf-8`` writes byte-identical output (a test
+    compares both).
+    """
+    if isinstance(encoder, partial) and encoder.keywords.get("escaping") == openmetrics.UNDERSCORES:
+        return partial(encoder.func, *encoder.args,
+                       **{**encoder.keywords, "escaping": openmetrics.ALLOWUTF8})
+    return encoder

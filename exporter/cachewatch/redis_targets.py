@@ -138,7 +138,10 @@ def make_client(target: RedisTarget, timeout: float) -> redis.Redis:
             ssl_cert_reqs="none" if target.tls_insecure_skip_verify else "required",
             ssl_check_hostname=not target.tls_insecure_skip_verify,
         )
-    return redis.Redis.from_url(target.url, **kwargs)
+    client = redis.Redis.from_url(target.url, **kwargs)
+    # Raw INFO bytes: the collector parses only what it exports (see redis_info).
+    client.set_response_callback("INFO", lambda response, **_: response)
+    return client
 
 
 def classify(exc: BaseException) -> tuple[str, str]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterable, Sequence
-from typing import Any
 
 from prometheus_client.metrics_core import Metric
 
@@ -17,6 +16,7 @@ from .. import contract
 from ..config import RedisSettings, RedisTarget, Settings, TargetAddressError
 from ..contract import Families, Layer
 from ..health import Health
+from ..redis_info import parse_info, parse_nested
 from ..redis_targets import (
     REASONS,
     ClientCache,
@@ -79,66 +79,63 @@ class RedisCollector(TargetCollector):
     def read(self, target: str) -> Families:
         client = self._clients.get(self._targets[target])
         pipe = client.pipeline(transaction=False)
-        pipe.execute_command("INFO", "default")
-        pipe.execute_command("INFO", "latencystats")
-        pipe.execute_command("INFO", "commandstats")
-        info, latencystats, commandstats = pipe.execute()
-        return self._families(target, info, latencystats, commandstats)
+        # Three INFO calls, not one with three sections: Redis < 7 takes one section per call.
+        for section in ("default", "latencystats", "commandstats"):
+            pipe.execute_command("INFO", section)
+        info: dict[str, str] = {}
+        for reply in pipe.execute():
+            info.update(parse_info(reply))
+        return self._families(target, info)
 
-    def _families(self, cache: str, info: dict[str, Any], latencystats: dict[str, Any],
-                  commandstats: dict[str, Any]) -> Families:
+    def _families(self, cache: str, info: dict[str, str]) -> Families:
         out = Families()
         core = {"layer": Layer.REDIS.value, "cache": cache}
-        out.add(contract.CACHE_LOOKUPS, {**core, "result": "hit"}, info["keyspace_hits"])
-        out.add(contract.CACHE_LOOKUPS, {**core, "result": "miss"}, info["keyspace_misses"])
-        out.add(contract.CACHE_EVICTIONS, core, info["evicted_keys"])
-        out.add(contract.CACHE_BYTES, core, info["used_memory"])
         one = {"cache": cache}
-        total_keys = 0
+        out.add(contract.CACHE_LOOKUPS, {**core, "result": "hit"}, float(info["keyspace_hits"]))
+        out.add(contract.CACHE_LOOKUPS, {**core, "result": "miss"},
+                float(info["keyspace_misses"]))
+        out.add(contract.CACHE_EVICTIONS, core, float(info["evicted_keys"]))
+        out.add(contract.CACHE_BYTES, core, float(info["used_memory"]))
+        total_keys = 0.0
+        latency_found = False
         for key, value in info.items():
-            match = _DB.match(key)
-            if match and isinstance(value, dict):
-                db = {"cache": cache, "db": match.group(1)}
-                total_keys += int(value.get("keys", 0))
-                out.add(contract.REDIS_DB_KEYS, db, value.get("keys", 0))
-                out.add(contract.REDIS_DB_KEYS_EXPIRING, db, value.get("expires", 0))
+            if (db := _DB.match(key)) is not None:
+                counts = parse_nested(value)
+                labels = {"cache": cache, "db": db.group(1)}
+                total_keys += float(counts.get("keys", 0))
+                out.add(contract.REDIS_DB_KEYS, labels, float(counts.get("keys", 0)))
+                out.add(contract.REDIS_DB_KEYS_EXPIRING, labels, float(counts.get("expires", 0)))
+            elif (latency := _LATENCY.match(key)) is not None:
+                latency_found = True
+                command = latency.group(1)
+                percentiles = parse_nested(value)
+                calls = parse_nested(info.get(f"cmdstat_{command}", ""))
+                out.add_summary(
+                    contract.REDIS_SERVER_LATENCY, {"cache": cache, "command": command},
+                    count=float(calls.get("calls", 0)),
+                    sum_value=float(calls.get("usec", 0)) / 1e6,
+                    quantiles={q: float(percentiles[p]) / 1e6
+                               for p, q in _QUANTILES.items() if p in percentiles},
+                )
         out.add(contract.CACHE_ENTRIES, core, total_keys)
-        out.add(contract.REDIS_EXPIRED_KEYS, one, info["expired_keys"])
-        out.add(contract.REDIS_MAXMEMORY, one, info.get("maxmemory", 0))
-        out.add(contract.REDIS_CONNECTED_CLIENTS, one, info["connected_clients"])
-        out.add(contract.REDIS_COMMANDS_PROCESSED, one, info["total_commands_processed"])
+        out.add(contract.REDIS_EXPIRED_KEYS, one, float(info["expired_keys"]))
+        out.add(contract.REDIS_MAXMEMORY, one, float(info.get("maxmemory", 0)))
+        out.add(contract.REDIS_CONNECTED_CLIENTS, one, float(info["connected_clients"]))
+        out.add(contract.REDIS_COMMANDS_PROCESSED, one, float(info["total_commands_processed"]))
         out.add(contract.REDIS_INFO, {
             "cache": cache,
-            "version": str(info.get("redis_version", "")),
-            "role": str(info.get("role", "")),
-            "mode": str(info.get("redis_mode", "")),
+            "version": info.get("redis_version", ""),
+            "role": info.get("role", ""),
+            "mode": info.get("redis_mode", ""),
         }, 1)
-        self._server_latency(cache, latencystats, commandstats, out)
-        return out
-
-    def _server_latency(self, cache: str, latencystats: dict[str, Any],
-                        commandstats: dict[str, Any], out: Families) -> None:
-        found = False
-        for key, value in latencystats.items():
-            match = _LATENCY.match(key)
-            if not match or not isinstance(value, dict):
-                continue
-            found = True
-            command = match.group(1)
-            calls = commandstats.get(f"cmdstat_{command}", {})
-            out.add_summary(
-                contract.REDIS_SERVER_LATENCY, {"cache": cache, "command": command},
-                count=float(calls.get("calls", 0)),
-                sum_value=float(calls.get("usec", 0)) / 1e6,
-                quantiles={q: float(value[p]) / 1e6 for p, q in _QUANTILES.items() if p in value},
-            )
-        if not found and cache not in self._warned_no_latencystats:
+        if not latency_found and cache not in self._warned_no_latencystats:
             self._warned_no_latencystats.add(cache)
             log.info(
                 "INFO latencystats is empty: Redis older than 7.0 or latency-tracking is off;"
                 " server-side percentiles are not exported for this target",
                 extra={"target": cache},
             )
+        return out
 
     def standing(self) -> Iterable[Metric]:
         if self._probe is None:
