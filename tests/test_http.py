@@ -143,4 +143,4 @@ def test_disabled_redis_collector_serves_self_metrics_only(exporter_factory, red
     assert exporter.get("/readyz").json() == {"ready": True, "collectors": {}}
     response = exporter.get("/probe", params={"target": redis_plain.url})
     assert response.status_code == 400
-    assert "enabled collectors: none enabled" in response.text
+    assert "unknown module 'redis'" in response.text

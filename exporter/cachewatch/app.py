@@ -19,14 +19,14 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Res
 from prometheus_client import ProcessCollector
 
 from . import __version__, status_page
-from .collectors.base import ProbeTargetError, TargetCollector
+from .collectors.base import ProbeTargetError, Source
 from .exposition import BuildInfo, Exposition
 from .health import Health
 
 log = logging.getLogger("cachewatch.app")
 
 
-def create_app(collectors: Sequence[TargetCollector], health: Health) -> FastAPI:
+def create_app(collectors: Sequence[Source], health: Health) -> FastAPI:
     """Wire ``/metrics``, ``/probe``, ``/healthz``, ``/readyz`` and ``/`` to the collectors."""
     exposition = Exposition([*collectors, BuildInfo(), ProcessCollector(registry=None)])
     by_name = {c.name: c for c in collectors}
@@ -48,6 +48,9 @@ def create_app(collectors: Sequence[TargetCollector], health: Health) -> FastAPI
 
     app = FastAPI(title="cachewatch", version=__version__, lifespan=lifespan,
                   redirect_slashes=False)
+    for collector in collectors:
+        if (router := collector.router()) is not None:
+            app.include_router(router)
     # Prometheus asks for gzip; large expositions (many targets) shrink several-fold.
     # Level 5: nearly level 9's ratio on exposition text at half the CPU (9 is Starlette's default).
     app.add_middleware(GZipMiddleware, minimum_size=4096, compresslevel=5)

@@ -57,6 +57,12 @@ def serve(
     redis_secrets_file: Annotated[Path | None, typer.Option(
         help="YAML/JSON map of target name or address to password or {username, password}"
         f" {_env('REDIS__SECRETS_FILE')}")] = None,
+    builds_token: Annotated[str | None, typer.Option(
+        help="Bearer token POST /api/v1/builds requires; prefer the env var"
+        f" {_env('BUILDS__TOKEN')}", show_default=False)] = None,
+    docker_host: Annotated[str | None, typer.Option(
+        help="Docker Engine for the docker collector (--enable-collector docker); default"
+        f" $DOCKER_HOST or unix:///var/run/docker.sock {_env('DOCKER__HOST')}")] = None,
     enable_collector: Annotated[list[str] | None, typer.Option(
         help="Turn a collector on; repeatable (env CACHEWATCH_<NAME>__ENABLED=true)")] = None,
     disable_collector: Annotated[list[str] | None, typer.Option(
@@ -74,6 +80,8 @@ def serve(
         "redis.timeout": redis_timeout,
         "redis.probe_interval": redis_probe_interval,
         "redis.secrets_file": redis_secrets_file,
+        "builds.token": builds_token,
+        "docker.host": docker_host,
     }
     for names, value in ((enable_collector, True), (disable_collector, False)):
         for name in names or ():
@@ -133,6 +141,60 @@ def _check_port_free(host: str, port: int) -> None:
 def _fail(message: str) -> None:
     typer.echo(f"cachewatch: {message}", err=True)
     raise typer.Exit(2)
+
+
+_URL_HELP = "Exporter to send the summary to; empty to only print it (env CACHEWATCH_URL)"
+_TOKEN_HELP = "Bearer token of the exporter's builds.token (env CACHEWATCH_BUILDS__TOKEN)"
+
+
+@cli.command("ingest-build")
+def ingest_build(
+    image: Annotated[str, typer.Option(help="Image (or job) name: the `image` label.")],
+    target: Annotated[str, typer.Option(help="Dockerfile --target, if any.")] = "",
+    url: Annotated[str, typer.Option(envvar="CACHEWATCH_URL", help=_URL_HELP)]
+    = f"http://127.0.0.1:{DEFAULT_PORT}",
+    token: Annotated[str | None, typer.Option(envvar=f"{ENV_PREFIX}BUILDS__TOKEN",
+                                              help=_TOKEN_HELP, show_default=False)] = None,
+    exit_code: Annotated[int | None, typer.Option(
+        help="The build's exit code, if known (a pipe hides it).")] = None,
+    json_summary: Annotated[bool, typer.Option(
+        "--json", help="Print the summary as JSON (on stderr) instead of the human one.")] = False,
+) -> None:
+    """Read a build log on stdin, pass it through to stdout, then report its cache use.
+
+    docker build --progress=plain . 2>&1 | cachewatch ingest-build --image app
+    """
+    from . import build_ingest
+
+    summary = build_ingest.from_stream(sys.stdin.buffer, image, target, exit_code)
+    build_ingest.deliver(summary, url, token, json_summary)
+
+
+@cli.command("build", context_settings={"allow_extra_args": True,
+                                        "ignore_unknown_options": True})
+def build_command(
+    ctx: typer.Context,
+    image: Annotated[str, typer.Option(help="Image (or job) name: the `image` label.")],
+    target: Annotated[str, typer.Option(help="Dockerfile --target, if any.")] = "",
+    url: Annotated[str, typer.Option(envvar="CACHEWATCH_URL", help=_URL_HELP)]
+    = f"http://127.0.0.1:{DEFAULT_PORT}",
+    token: Annotated[str | None, typer.Option(envvar=f"{ENV_PREFIX}BUILDS__TOKEN",
+                                              help=_TOKEN_HELP, show_default=False)] = None,
+    json_summary: Annotated[bool, typer.Option(
+        "--json", help="Print the summary as JSON (on stderr) instead of the human one.")] = False,
+) -> None:
+    """Run a build command, stream its output, report its cache use; exit with its exit code.
+
+    cachewatch build --image app -- docker build --progress=plain -t app .
+    """
+    from . import build_ingest
+
+    if not ctx.args:
+        _fail("give the build command after --, like: cachewatch build --image app -- "
+              "docker build -t app .")
+    summary, code = build_ingest.run(ctx.args, image, target)
+    build_ingest.deliver(summary, url, token, json_summary)
+    raise typer.Exit(code)
 
 
 @cli.command("metrics")

@@ -6,6 +6,7 @@ that names the setting in all three spellings and says how to fix it.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
@@ -198,6 +199,39 @@ class RedisSettings(BaseModel):
         return self
 
 
+class BuildSettings(BaseModel):
+    """Build ingestion: ``POST /api/v1/builds`` and what it may hold."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    token: SecretStr | None = Field(
+        default=None, description="Bearer token that POST /api/v1/builds requires, if set.")
+    max_body_bytes: int = Field(
+        default=64 * 1024 * 1024, ge=1024,
+        description="Largest request body accepted (a whole build log); larger gets 413.")
+    max_images: int = Field(
+        default=200, ge=1, description="Distinct image/target label values; more fold into other.")
+    max_cache_busters: int = Field(
+        default=500, ge=1, description="Distinct (image, instruction) pairs; more fold into other.")
+
+
+class DockerSettings(BaseModel):
+    """The Docker Engine collector (read-only API calls) and its events watcher."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(
+        default=False, description="Off by default: it needs access to the Docker socket.")
+    host: str = Field(
+        default_factory=lambda: os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock"),
+        description="Engine address; defaults to $DOCKER_HOST, else the standard socket.")
+    name: str = Field(default="local", description="The `host` label value for this engine.")
+    timeout: Seconds = Field(default=5.0, gt=0, le=60,
+                             description="Deadline for /system/df; big hosts need a few seconds.")
+    events: bool = Field(default=True, description="Count image events from the events stream.")
+
+
 LogLevel = Literal["debug", "info", "warning", "error"]
 LogFormat = Literal["logfmt", "json"]
 
@@ -217,6 +251,8 @@ class Settings(BaseSettings):
     log_level: LogLevel = "info"
     log_format: LogFormat = "logfmt"
     redis: RedisSettings = Field(default_factory=RedisSettings)
+    builds: BuildSettings = Field(default_factory=BuildSettings)
+    docker: DockerSettings = Field(default_factory=DockerSettings)
 
     # Set by load_settings() for the duration of one construction; read by the YAML source.
     _yaml_file: ClassVar[Path | None] = None
@@ -294,6 +330,8 @@ FLAGS: dict[str, str] = {
     "redis.probe_interval": "--redis-probe-interval",
     "redis.secrets_file": "--redis-secrets-file",
     "redis.enabled": "--enable-collector/--disable-collector redis",
+    "builds.token": "--builds-token",
+    "docker.host": "--docker-host",
 }
 
 

@@ -183,6 +183,79 @@ REDIS_INFO = _spec(
     ("cache", "version", "role", "mode"), REDIS)
 
 
+# --- Docker builds (ingested logs) ----------------------------------------------------------
+DOCKER_BUILD = "docker_build"
+BUILD_DURATION_BUCKETS: tuple[float, ...] = (
+    1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0)
+DOCKER_BUILDS = _spec(
+    "docker_builds_total", Kind.COUNTER,
+    "Builds ingested, by outcome (success, failed, cancelled).",
+    ("image", "target", "status"), DOCKER_BUILD)
+DOCKER_BUILD_DURATION = _spec(
+    "docker_build_duration_seconds", Kind.HISTOGRAM,
+    "Wall-clock duration of ingested builds.",
+    ("image", "target"), DOCKER_BUILD)
+DOCKER_BUILD_STEPS = _spec(
+    "docker_build_steps_total", Kind.COUNTER,
+    "Cacheable build steps by result: hit (CACHED) or miss (executed); per image and target.",
+    ("image", "target", "result"), DOCKER_BUILD)
+DOCKER_BUILD_STEP_SECONDS = _spec(
+    "docker_build_step_seconds_total", Kind.COUNTER,
+    "Seconds spent in cacheable steps, executed versus served from cache.",
+    ("image", "target", "result"), DOCKER_BUILD)
+DOCKER_BUILD_REBUILD_SECONDS = _spec(
+    "docker_build_rebuild_seconds_total", Kind.COUNTER,
+    "Seconds spent re-running steps in builds that had a usable cache: time lost to busted layers.",
+    ("image", "target"), DOCKER_BUILD)
+DOCKER_BUILD_CACHE_BUSTERS = _spec(
+    "docker_build_cache_busters_total", Kind.COUNTER,
+    "Builds whose first cache miss (after a hit) was this instruction, normalised.",
+    ("image", "instruction"), DOCKER_BUILD)
+BUILD_INGEST_REJECTED = _spec(
+    "build_ingest_rejected_total", Kind.COUNTER,
+    "Build submissions refused, by reason (auth, too_large, malformed, duplicate).",
+    ("reason",), DOCKER_BUILD)
+
+# --- Docker Engine ----------------------------------------------------------------------------
+DOCKER_ENGINE = "docker_engine"
+DOCKER_BUILD_CACHE_BYTES = _spec(
+    "docker_build_cache_bytes", Kind.GAUGE,
+    "Build cache size by record type, in use and shared (GET /system/df).",
+    ("host", "type", "in_use", "shared"), DOCKER_ENGINE)
+DOCKER_BUILD_CACHE_RECORDS = _spec(
+    "docker_build_cache_records", Kind.GAUGE,
+    "Build cache records by type, in use and shared.",
+    ("host", "type", "in_use", "shared"), DOCKER_ENGINE)
+DOCKER_BUILD_CACHE_RECLAIMABLE = _spec(
+    "docker_build_cache_reclaimable_bytes", Kind.GAUGE,
+    "Build cache bytes a prune could free (records neither in use nor shared).",
+    ("host",), DOCKER_ENGINE)
+DOCKER_BUILD_CACHE_USAGE = _spec(
+    "docker_build_cache_usage_count", Kind.GAUGE,
+    "Sum of build cache records' usage counts: how often cached results were reused.",
+    ("host",), DOCKER_ENGINE)
+DOCKER_IMAGES = _spec(
+    "docker_images", Kind.GAUGE,
+    "Images on the engine; dangling ones have no tag.",
+    ("host", "dangling"), DOCKER_ENGINE)
+DOCKER_IMAGES_BYTES = _spec(
+    "docker_images_bytes", Kind.GAUGE,
+    "Sum of image sizes, each counted whole (shared layers counted once per image).",
+    ("host",), DOCKER_ENGINE)
+DOCKER_IMAGES_SHARED_BYTES = _spec(
+    "docker_images_shared_bytes", Kind.GAUGE,
+    "Sum over images of the bytes each shares with other images: layer reuse.",
+    ("host",), DOCKER_ENGINE)
+DOCKER_LAYERS_BYTES = _spec(
+    "docker_layers_bytes", Kind.GAUGE,
+    "Disk used by all image layers, each layer counted once.",
+    ("host",), DOCKER_ENGINE)
+DOCKER_EVENTS = _spec(
+    "docker_events_total", Kind.COUNTER,
+    "Image and builder events from the engine's event stream (pull, push, delete, prune...).",
+    ("host", "type", "action"), DOCKER_ENGINE)
+
+
 def family(spec: MetricSpec) -> Metric:
     """An empty prometheus_client family for ``spec``, labels declared, ready for samples."""
     if spec.kind is Kind.COUNTER:
@@ -264,7 +337,8 @@ class Families:
             fam.samples.extend(metric.samples)
 
     def __iter__(self) -> Iterator[Metric]:
-        return iter(self._families.values())
+        """Families with at least one sample: an empty family is only noise in the output."""
+        return (f for f in self._families.values() if f.samples)
 
 
 def markdown_table(specs: Iterable[MetricSpec] | None = None) -> str:

@@ -10,9 +10,9 @@ from collections.abc import Callable
 
 from ..config import Settings
 from ..health import Health
-from .base import TargetCollector
+from .base import Source
 
-Factory = Callable[[Settings, Health], TargetCollector]
+Factory = Callable[[Settings, Health], Source]
 FACTORIES: dict[str, Factory] = {}
 
 
@@ -33,10 +33,10 @@ def enabled_names(settings: Settings) -> list[str]:
     return [name for name in FACTORIES if getattr(settings, name).enabled]
 
 
-def build(settings: Settings, health: Health) -> list[TargetCollector]:
+def build(settings: Settings, health: Health) -> list[Source]:
     """Instantiate every enabled collector."""
     return [FACTORIES[name](settings, health) for name in enabled_names(settings)]
 
 
 # Registration: one import per source module.
-from . import redis  # noqa: E402, F401
+from . import docker_builds, docker_engine, redis  # noqa: E402, F401

@@ -15,6 +15,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from typing import ClassVar
 
+from fastapi import APIRouter
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
@@ -31,10 +32,29 @@ class ProbeTargetError(ValueError):
     """``/probe`` was given a target this collector cannot or may not read; the message says why."""
 
 
-class TargetCollector(Collector, ABC):
-    """A prometheus_client collector over named targets, read concurrently on each scrape."""
+class Source(Collector):
+    """One source of metrics: a prometheus_client collector, plus optional background work,
+    ``/probe`` support and HTTP routes (webhooks, push APIs) that feed it."""
 
     name: ClassVar[str]
+
+    def start(self) -> None:
+        """Start background work (probes, watchers). Nothing by default."""
+
+    def close(self) -> None:
+        """Stop background work and release connections. Nothing by default."""
+
+    def for_probe(self, query: str) -> TargetCollector:
+        """A fresh one-target collector for ``/probe?target=query`` (multi-target pattern)."""
+        raise ProbeTargetError(f"the {self.name} collector does not support /probe")
+
+    def router(self) -> APIRouter | None:
+        """Routes this source receives data on; the app mounts them as they are."""
+        return None
+
+
+class TargetCollector(Source, ABC):
+    """A source that reads named targets, concurrently, on each scrape."""
     # Failure reasons this collector can report; their counters start at 0 for every target.
     reasons: ClassVar[tuple[str, ...]] = ("timeout", "connection", "other")
 
@@ -60,16 +80,6 @@ class TargetCollector(Collector, ABC):
     def standing(self) -> Iterable[Metric]:
         """Families kept between scrapes (for example a probe's histogram); none by default."""
         return ()
-
-    def start(self) -> None:
-        """Start background work (probes, watchers). Nothing by default."""
-
-    def close(self) -> None:
-        """Stop background work and release connections. Nothing by default."""
-
-    def for_probe(self, query: str) -> TargetCollector:
-        """A fresh one-target collector for ``/probe?target=query`` (multi-target pattern)."""
-        raise ProbeTargetError(f"the {self.name} collector does not support /probe")
 
     def _submit(self, target: str) -> Future[tuple[Families, float]]:
         # Two scrapes arriving together (an HA pair of Prometheus servers) share one read, and a

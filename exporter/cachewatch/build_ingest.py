@@ -1,0 +1,109 @@
+"""The client side of build ingestion: parse a live build, report it, send it to the exporter.
+
+The build's own output is passed through untouched and unbuffered; cachewatch's report goes to
+stderr, so ``2>`` captures it (``--json`` for CI job reports) without mixing it into the log.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import uuid
+from typing import IO
+
+import httpx
+
+from .buildlog import BuildLogParser, BuildSummary, iter_lines, now
+
+
+def from_stream(stream: IO[bytes], image: str, target: str, exit_code: int | None = None,
+                out: IO[bytes] | None = None) -> BuildSummary:
+    """Parse a build log from ``stream`` while copying every byte to ``out`` (stdout)."""
+    sink = out if out is not None else sys.stdout.buffer
+    parser = BuildLogParser(clock=now)
+    started = now()
+
+    def tee(chunk: bytes) -> None:
+        sink.write(chunk)
+        sink.flush()
+
+    try:
+        for line in iter_lines(stream, tee=tee):
+            parser.feed(line)
+    except BrokenPipeError:  # the reader of our stdout went away; keep the summary
+        pass
+    return parser.finish(image, target, exit_code, duration=now() - started)
+
+
+def run(command: list[str], image: str, target: str) -> tuple[BuildSummary, int]:
+    """Run ``command`` (stdout and stderr merged), stream and parse it; return its exit code."""
+    try:
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    except OSError as exc:
+        print(f"cachewatch: cannot run {command[0]!r}: {exc}", file=sys.stderr)
+        sys.exit(127)
+    assert proc.stdout is not None
+    try:
+        summary = from_stream(proc.stdout, image, target)
+        code = proc.wait()
+    except KeyboardInterrupt:
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait()
+        code = code if code > 0 else 130
+    if code < 0:  # killed by a signal: report it the way a shell would
+        code = 128 - code
+    # The exit code outranks the log: a command that failed is a failed build.
+    if code in (130, 143):
+        summary.status = "cancelled"
+    elif code != 0:
+        summary.status = "failed"
+    return summary, code
+
+
+def deliver(summary: BuildSummary, url: str, token: str | None, as_json: bool) -> None:
+    """Print the report on stderr and send the summary; a failed send never fails the build."""
+    sent = send(summary, url, token) if url else "not sent (no --url)"
+    if as_json:
+        print(json.dumps({**summary.to_dict(), "sent": sent}, indent=2), file=sys.stderr)
+    else:
+        print(human(summary, sent), file=sys.stderr)
+
+
+def send(summary: BuildSummary, url: str, token: str | None) -> str:
+    """POST the summary to the exporter; return what happened, in words."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    payload = {"image": summary.image, "target": summary.target, "id": str(uuid.uuid4()),
+               "summary": {k: v for k, v in summary.to_dict().items() if k != "records"}}
+    endpoint = url.rstrip("/") + "/api/v1/builds"
+    try:
+        response = httpx.post(endpoint, json=payload, headers=headers, timeout=10)
+    except httpx.HTTPError as exc:
+        return f"not sent: {endpoint} unreachable ({exc}); the build itself is unaffected"
+    if response.status_code >= 300:
+        return f"not sent: {endpoint} answered {response.status_code} {response.text.strip()}"
+    return f"sent to {url}"
+
+
+def human(summary: BuildSummary, sent: str) -> str:
+    """The one-screen report: hit rate, time lost, the cache buster."""
+    target = f" (target {summary.target})" if summary.target else ""
+    lines = [f"cachewatch: build of {summary.image}{target}: {summary.status} in "
+             f"{summary.duration_seconds:.1f}s ({summary.format})"]
+    if summary.lookups:
+        ratio = summary.hits / summary.lookups
+        lines.append(f"  layer cache: {summary.hits}/{summary.lookups} steps cached "
+                     f"({ratio:.0%}), {summary.executed_seconds:.1f}s spent running steps")
+    else:
+        lines.append("  layer cache: no cacheable steps seen (is this a docker build log?)")
+    if summary.cache_buster:
+        lines.append(f"  cache buster: {summary.cache_buster_step}")
+        lines.append(f"    every step after it ran again: {summary.rebuild_seconds:.1f}s "
+                     "re-running; put what changes often below what changes rarely")
+    elif summary.lookups and not summary.hits:
+        lines.append("  cold build: nothing was cached yet (or the first step missed)")
+    if summary.error:
+        lines.append(f"  error: {summary.error}")
+    lines.append(f"  {sent}")
+    return "\n".join(lines)
