@@ -11,7 +11,7 @@ import pytest
 from cachewatch.config import Settings
 from cachewatch.health import Health
 
-from support import Exporter, RedisServer
+from support import DockerEngine, Exporter, RedisServer
 
 ACL_PASSWORD = "s3cret-acl-Pw"
 ADMIN_PASSWORD = "s3cret-admin-Pw"
@@ -59,7 +59,7 @@ def redis_auth(redis_factory: Callable[..., RedisServer]) -> RedisServer:
 @pytest.fixture
 def tls_files(tmp_path: Path) -> dict[str, Path]:
     """A throwaway CA and a server certificate for 127.0.0.1, made with trustme."""
-    trustme = pytest.importorskip("trustme")
+    import trustme  # a test dependency: its absence is a broken set-up, not a skip
     ca = trustme.CA()
     cert = ca.issue_cert("127.0.0.1", "localhost")
     files = {"ca": tmp_path / "ca.pem", "cert": tmp_path / "server.pem",
@@ -84,3 +84,11 @@ def exporter_factory() -> Iterator[Callable[..., Exporter]]:
     yield start
     for exporter in running:
         exporter.stop()
+
+
+@pytest.fixture(scope="session")
+def docker_engine() -> Iterator[DockerEngine]:
+    """One real Docker engine for the session (starting one takes seconds)."""
+    engine = DockerEngine().start()
+    yield engine
+    engine.stop()

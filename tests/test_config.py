@@ -114,7 +114,25 @@ def test_a_missing_file_names_the_flag(tmp_path):
         load_settings(tmp_path / "nope.yml")
 
 
-def test_a_password_in_a_bad_target_is_not_echoed():
+@pytest.mark.parametrize("target", [
+    "http://u:topsecretpw@h:1",
+    "redis://u:top/secretpw@h:1",
+    "redis://u:top@secretpw@h:1/x",
+    "redis://u:topsecretpw@h:notaport",
+])
+def test_a_password_in_a_bad_target_is_not_echoed(target):
     with pytest.raises(ConfigError) as caught:
-        load_settings(**{"redis.targets": ["http://u:topsecretpw@h:1"]})
-    assert "topsecretpw" not in str(caught.value)
+        load_settings(**{"redis.targets": [target]})
+    assert "secretpw" not in str(caught.value)
+    assert "***@" in str(caught.value)
+
+
+def test_a_non_json_list_in_an_env_var_says_what_to_write(monkeypatch):
+    monkeypatch.setenv("CACHEWATCH_REDIS__TARGETS", "redis://h:1")
+    with pytest.raises(ConfigError, match=r"take JSON, like CACHEWATCH_REDIS__TARGETS="):
+        load_settings()
+
+
+def test_other_is_a_reserved_target_name():
+    with pytest.raises(ConfigError, match="'other' is reserved"):
+        load_settings(**{"redis.targets": ["other=redis://h:1"]})

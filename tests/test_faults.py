@@ -109,6 +109,20 @@ def test_acl_user_password_file_reads_and_missing_permission_is_named(
     assert ACL_PASSWORD not in metrics.text
 
 
+def test_a_rotated_password_file_is_read_again_without_restart(redis_factory, exporter_factory,
+                                                               tmp_path):
+    server = redis_factory("--requirepass", "first-Pw")
+    secret = tmp_path / "pw"
+    secret.write_text("first-Pw\n")
+    exporter = exporter_factory(settings([{"url": server.url, "name": "r",
+                                           "password_file": str(secret)}]))
+    assert exporter.scrape().value(UP, collector="redis", target="r") == 1
+    server.client(password="first-Pw").execute_command("CONFIG", "SET", "requirepass", "next-Pw")
+    server.client(password="next-Pw").execute_command("CLIENT", "KILL", "TYPE", "normal")
+    secret.write_text("next-Pw\n")
+    assert exporter.scrape().value(UP, collector="redis", target="r") == 1
+
+
 def test_secrets_file_keyed_by_address_and_by_name(redis_auth, exporter_factory, tmp_path):
     from conftest import ACL_PASSWORD, ADMIN_PASSWORD
 

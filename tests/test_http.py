@@ -144,3 +144,58 @@ def test_disabled_redis_collector_serves_self_metrics_only(exporter_factory, red
     response = exporter.get("/probe", params={"target": redis_plain.url})
     assert response.status_code == 400
     assert "unknown module 'redis'" in response.text
+
+
+def test_a_flood_of_probes_to_a_hung_address_does_not_slow_metrics(redis_plain,
+                                                                   exporter_factory):
+    """Probes of an address that accepts and never answers, while /metrics is scraped."""
+    import socket
+    import threading
+    import time
+
+    exporter = exporter_factory(settings([redis_plain.url], **{"redis.timeout": 1.0}))
+    with socket.socket() as hung:  # accepts connections (backlog), never answers
+        hung.bind(("127.0.0.1", 0))
+        hung.listen(64)
+        address = "%s:%d" % hung.getsockname()
+        statuses: list[int] = []
+        threads = [threading.Thread(target=lambda: statuses.append(
+            exporter.get("/probe", params={"target": address}).status_code)) for _ in range(32)]
+        for thread in threads:
+            thread.start()
+        time.sleep(0.2)
+        started = time.monotonic()
+        metrics = exporter.scrape()
+        elapsed = time.monotonic() - started
+        for thread in threads:
+            thread.join()
+    assert metrics.value(UP, collector="redis", target=redis_plain.address) == 1
+    assert elapsed < 0.9, elapsed  # not queued behind the probes' 1 s timeouts
+    assert statuses.count(200) >= 16  # up to the cap, each reporting up 0
+    assert set(statuses) <= {200, 503}
+
+
+def test_probe_refuses_unlisted_unix_sockets(exporter_factory):
+    exporter = exporter_factory(settings([]))
+    response = exporter.get("/probe", params={"target": "unix:///etc/passwd"})
+    assert response.status_code == 400
+    assert "only as configured targets" in response.text
+
+
+def test_probe_does_not_make_readyz_ready(redis_plain, exporter_factory):
+    redis_plain.pause()  # the configured target hangs: the first round takes the full timeout
+    try:
+        exporter = exporter_factory(settings([redis_plain.url], **{"redis.timeout": 2.0}))
+        assert exporter.get("/readyz").status_code == 503
+        exporter.get("/probe", params={"target": "127.0.0.1:1"})
+        assert exporter.get("/readyz").json() == {"ready": False,
+                                                  "collectors": {"redis": False}}
+        wait_until(lambda: exporter.get("/readyz").status_code == 200, timeout=10)
+    finally:
+        redis_plain.resume()
+
+
+def test_status_page_probe_links_are_url_encoded(redis_plain, exporter_factory):
+    exporter = exporter_factory(settings([f"a&b#c={redis_plain.url}"]))
+    wait_until(lambda: exporter.get("/readyz").status_code == 200)
+    assert 'href="probe?target=a%26b%23c"' in exporter.get("/").text

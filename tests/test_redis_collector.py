@@ -100,6 +100,7 @@ def test_without_latencystats_the_rest_works_and_it_is_logged_once(
     exporter = exporter_factory(settings([server.url]))
     for _ in range(3):
         metrics = exporter.scrape()
+        exporter.scrape(f"/probe?target={server.address}")  # probes share the memory
     assert not metrics.find("cachewatch_redis_server_latency_seconds")
     assert metrics.value("cachewatch_collector_up", collector="redis", target=server.address) == 1
     assert metrics.find(LOOKUPS, cache=server.address, **HIT) == [0]

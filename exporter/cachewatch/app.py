@@ -7,6 +7,7 @@ are synchronous and may block on a slow target, and the event loop must stay fre
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import threading
@@ -24,12 +25,15 @@ from .exposition import BuildInfo, Exposition
 from .health import Health
 
 log = logging.getLogger("cachewatch.app")
+MAX_CONCURRENT_PROBES = 16
 
 
 def create_app(collectors: Sequence[Source], health: Health) -> FastAPI:
     """Wire ``/metrics``, ``/probe``, ``/healthz``, ``/readyz`` and ``/`` to the collectors."""
     exposition = Exposition([*collectors, BuildInfo(), ProcessCollector(registry=None)])
     by_name = {c.name: c for c in collectors}
+    # Probes beyond this many at once are refused (503) rather than queued without bound.
+    probes = asyncio.Semaphore(MAX_CONCURRENT_PROBES)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -75,7 +79,13 @@ def create_app(collectors: Sequence[Source], health: Health) -> FastAPI:
             one = collector.for_probe(target)
         except ProbeTargetError as exc:
             return PlainTextResponse(f"{exc}\n", status_code=400)
-        body, content_type = await Exposition([one]).render_async(request.headers.get("accept"))
+        if probes.locked():
+            return PlainTextResponse(
+                f"more than {MAX_CONCURRENT_PROBES} probes at once; retry, or lower the scrape "
+                "concurrency\n", status_code=503, headers={"Retry-After": "1"})
+        async with probes:
+            body, content_type = await Exposition([one]).render_async(
+                request.headers.get("accept"), probe=True)
         return Response(body, media_type=content_type)
 
     @app.get("/healthz", include_in_schema=False)

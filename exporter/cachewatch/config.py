@@ -26,6 +26,7 @@ from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     YamlConfigSettingsSource,
 )
 
@@ -69,8 +70,10 @@ def split_redis_address(raw: str) -> tuple[str, str | None, str | None]:
     try:
         parts = urlsplit(text)
         port = parts.port
-    except ValueError as exc:
-        raise TargetAddressError(f"{_redact(raw)!r} is not a valid address: {exc}") from None
+    except ValueError:
+        # The parser's own message may quote the password; it is never shown.
+        raise TargetAddressError(
+            f"{_redact(raw)!r} is not a valid address; write redis://host:port") from None
     scheme = parts.scheme.lower()
     if scheme == "unix":
         if not parts.path:
@@ -91,8 +94,16 @@ def split_redis_address(raw: str) -> tuple[str, str | None, str | None]:
 
 
 def _redact(raw: str) -> str:
-    """The address with any password replaced, safe for error messages and logs."""
-    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", raw)
+    """The text with any URL credentials replaced, safe for error messages and logs.
+
+    Everything between ``://`` and the last ``@`` goes: passwords may hold ``/``, ``:`` or ``@``.
+    """
+    out = []
+    for part in re.split(r"(\w+://)", raw):
+        if "@" in part and out and out[-1].endswith("://"):
+            part = "***@" + part[part.rfind("@") + 1:]
+        out.append(part)
+    return "".join(out)
 
 
 class RedisTarget(BaseModel):
@@ -193,6 +204,8 @@ class RedisSettings(BaseModel):
     def _unique_names(self) -> RedisSettings:
         seen: set[str] = set()
         for target in self.targets:
+            if target.name == "other":
+                raise ValueError("the target name 'other' is reserved for folded overflow series")
             if target.name in seen:
                 raise ValueError(f"two targets are named {target.name!r}; give each a unique name")
             seen.add(target.name or "")
@@ -292,6 +305,10 @@ def load_settings(config_file: Path | None = None, **flags: Any) -> Settings:
         return Settings(**overrides)
     except ValidationError as exc:
         raise ConfigError(_explain(exc, config_file)) from None
+    except SettingsError as exc:  # an env var that should hold JSON does not
+        raise ConfigError(
+            f"invalid configuration: {_redact(str(exc))}; variables holding lists or mappings"
+            f' take JSON, like {ENV_PREFIX}REDIS__TARGETS=\'["redis://host:6379"]\'') from None
     finally:
         Settings._yaml_file = None
 

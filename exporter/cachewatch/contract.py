@@ -228,7 +228,7 @@ DOCKER_BUILD_CACHE_RECORDS = _spec(
     ("host", "type", "in_use", "shared"), DOCKER_ENGINE)
 DOCKER_BUILD_CACHE_RECLAIMABLE = _spec(
     "docker_build_cache_reclaimable_bytes", Kind.GAUGE,
-    "Build cache bytes a prune could free (records neither in use nor shared).",
+    "Build cache bytes a prune could free, as `docker system df` counts them.",
     ("host",), DOCKER_ENGINE)
 DOCKER_BUILD_CACHE_USAGE = _spec(
     "docker_build_cache_usage_count", Kind.GAUGE,

@@ -28,6 +28,8 @@ _COLLECTORS = ThreadPoolExecutor(max_workers=16, thread_name_prefix="cachewatch-
 # Whole scrapes (collect + encode) run here, off the event loop. Each waits on the pools above,
 # never on this one, so the three pools cannot deadlock one another.
 _SCRAPES = ThreadPoolExecutor(max_workers=8, thread_name_prefix="cachewatch-scrape")
+# /probe scrapes have their own workers: probe traffic can never queue /metrics behind it.
+_PROBE_SCRAPES = ThreadPoolExecutor(max_workers=16, thread_name_prefix="cachewatch-probe")
 
 
 class BuildInfo(Collector):
@@ -60,9 +62,11 @@ class Exposition:
             merged.extend(future.result())
         yield from merged
 
-    async def render_async(self, accept: str | None) -> tuple[bytes, str]:
+    async def render_async(self, accept: str | None, *, probe: bool = False
+                           ) -> tuple[bytes, str]:
         """``render`` in a worker thread: collectors block, the event loop must not."""
-        return await asyncio.get_running_loop().run_in_executor(_SCRAPES, self.render, accept)
+        pool = _PROBE_SCRAPES if probe else _SCRAPES
+        return await asyncio.get_running_loop().run_in_executor(pool, self.render, accept)
 
     def render(self, accept: str | None) -> tuple[bytes, str]:
         """Encode for the client's ``Accept`` header (OpenMetrics when asked, else text 0.0.4)."""

@@ -16,6 +16,7 @@ import redis
 import yaml
 from pydantic import SecretStr
 from redis.backoff import NoBackoff
+from redis.credentials import CredentialProvider
 from redis.exceptions import (
     AuthenticationWrongNumberOfArgsError,
     BusyLoadingError,
@@ -114,14 +115,29 @@ def resolve_probe_target(
     return with_secrets(RedisTarget(url=url), secrets), False
 
 
+class CredentialsFileError(Exception):
+    """The password file could not be read when a connection needed it."""
+
+
+class PasswordFile(CredentialProvider):
+    """Reads ``password_file`` at each new connection, so a rotated password needs no restart."""
+
+    def __init__(self, username: str | None, path: Path) -> None:
+        self.username = username
+        self.path = path
+
+    def get_credentials(self) -> tuple[str] | tuple[str, str]:
+        try:
+            password = self.path.read_text().rstrip("\r\n")
+        except OSError as exc:
+            raise CredentialsFileError(f"cannot read password_file {str(self.path)!r}: "
+                                       f"{exc.strerror}") from None
+        return (self.username, password) if self.username else (password,)
+
+
 def make_client(target: RedisTarget, timeout: float) -> redis.Redis:
     """A client that fails fast: no retries, connect and read bounded by ``timeout``."""
-    password = target.password.get_secret_value() if target.password else None
-    if target.password_file is not None:
-        password = target.password_file.read_text().rstrip("\r\n")
     kwargs: dict[str, Any] = {
-        "username": target.username,
-        "password": password,
         "socket_timeout": timeout,
         "socket_connect_timeout": timeout,
         "retry": Retry(NoBackoff(), 0),
@@ -129,7 +145,14 @@ def make_client(target: RedisTarget, timeout: float) -> redis.Redis:
         "health_check_interval": 0,
         # No client_name: CLIENT SETNAME would need one more ACL permission than +info +ping.
         "protocol": 2,
+        # Reads of one target are coalesced; a few connections cover scrapes and /probe.
+        "max_connections": 8,
     }
+    if target.password_file is not None:
+        kwargs["credential_provider"] = PasswordFile(target.username, target.password_file)
+    else:
+        kwargs["username"] = target.username
+        kwargs["password"] = target.password.get_secret_value() if target.password else None
     if target.tls:
         kwargs.update(
             ssl_ca_certs=str(target.tls_ca_file) if target.tls_ca_file else None,
@@ -148,6 +171,8 @@ def classify(exc: BaseException) -> tuple[str, str]:
     """``(reason, message)`` for a failed Redis call; redis-py's messages hold no password."""
     message = f"{type(exc).__name__}: {exc}"
     text = str(exc)
+    if isinstance(exc, CredentialsFileError):
+        return "auth", message
     if isinstance(exc, redis.AuthenticationError | AuthenticationWrongNumberOfArgsError):
         return "auth", message
     if isinstance(exc, NoPermissionError):  # an ACL user without +info or +ping
@@ -165,6 +190,8 @@ def classify(exc: BaseException) -> tuple[str, str]:
         return "tls", message
     if isinstance(exc, redis.ConnectionError | OSError):
         return "connection", message
+    if isinstance(exc, ValueError | KeyError):  # an answer that is not what INFO should be
+        return "protocol", message
     return "other", message
 
 
@@ -191,7 +218,8 @@ class ClientCache:
                 client = make_client(target, self._timeout)
             self._clients[key] = client
             while len(self._clients) > self._size:
-                self._clients.popitem(last=False)[1].close()
+                # Not closed: a read may still be using it; its idle sockets go with it.
+                self._clients.popitem(last=False)
             return client
 
     def close(self) -> None:

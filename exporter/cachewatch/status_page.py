@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import time
+from urllib.parse import quote
 
 from . import __version__
 from .health import TargetState
@@ -20,7 +21,8 @@ def render(states: list[TargetState], ready: dict[str, bool]) -> str:
         else:
             state, colour = f"down ({s.reason})", "#cf222e"
         age = f"{time.time() - s.checked_at:.0f}s ago" if s.checked_at else "-"
-        probe = (f'<a href="probe?target={html.escape(s.target, quote=True)}">probe</a>'
+        link = html.escape(quote(s.target, safe=""), quote=True)
+        probe = (f'<a href="probe?target={link}">probe</a>'
                  if s.collector == "redis" else "")
         rows.append(
             f"<tr><td>{html.escape(s.collector)}</td><td>{html.escape(s.target)}</td>"

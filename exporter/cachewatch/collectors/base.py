@@ -26,6 +26,9 @@ from ..health import Health
 # Reads block on sockets; they run here, never on the event loop. A read that hangs past its
 # deadline keeps its worker until its own socket timeout, so the pool is sized for some of those.
 _READS = ThreadPoolExecutor(max_workers=64, thread_name_prefix="cachewatch-read")
+# /probe reads of addresses nobody configured get their own, smaller pool: a flood of probes to
+# hung addresses must not take the workers that /metrics reads need.
+_PROBE_READS = ThreadPoolExecutor(max_workers=16, thread_name_prefix="cachewatch-probe-read")
 
 
 class ProbeTargetError(ValueError):
@@ -58,12 +61,21 @@ class TargetCollector(Source, ABC):
     # Failure reasons this collector can report; their counters start at 0 for every target.
     reasons: ClassVar[tuple[str, ...]] = ("timeout", "connection", "other")
 
-    def __init__(self, health: Health, timeout: float, *, remember: bool = True) -> None:
+    def __init__(self, health: Health, timeout: float, *, remember: bool = True,
+                 probe_of: TargetCollector | None = None) -> None:
+        """``probe_of``: the main collector a ``/probe`` collector reads a configured target
+        for; they share in-flight reads. ``remember=False``: an unlisted ``/probe`` address,
+        kept out of the status page and read on the probe pool."""
         self.health = health
         self.timeout = timeout
         self._remember = remember
-        self._inflight: dict[str, Future[tuple[Families, float]]] = {}
-        self._lock = threading.Lock()
+        self._is_probe = probe_of is not None or not remember
+        self._pool = _READS if remember else _PROBE_READS
+        if probe_of is not None:
+            self._inflight, self._lock = probe_of._inflight, probe_of._lock
+        else:
+            self._inflight = {}
+            self._lock = threading.Lock()
 
     @abstractmethod
     def targets(self) -> Sequence[str]:
@@ -87,7 +99,7 @@ class TargetCollector(Source, ABC):
         with self._lock:
             future = self._inflight.get(target)
             if future is None or future.done():
-                future = _READS.submit(self._timed_read, target)
+                future = self._pool.submit(self._timed_read, target)
                 self._inflight[target] = future
             return future
 
@@ -112,7 +124,8 @@ class TargetCollector(Source, ABC):
             out.add(contract.COLLECTOR_ERRORS,
                     {"collector": self.name, "target": target, "reason": reason}, count)
         out.extend(self.standing())
-        self.health.completed(self.name)
+        if not self._is_probe:  # /readyz is about the configured targets, not /probe traffic
+            self.health.completed(self.name)
         yield from out
 
     def _settle(self, name: str, future: Future[tuple[Families, float]], waited: float,

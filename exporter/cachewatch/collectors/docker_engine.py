@@ -55,7 +55,8 @@ def disk_usage(df: dict[str, Any], host: str) -> Families:
         groups[key][0] += size
         groups[key][1] += 1
         usage += float(record.get("UsageCount") or 0)
-        if not record.get("InUse") and not record.get("Shared"):
+        # As `docker system df` counts it: everything but records in use by this build only.
+        if not (record.get("InUse") and not record.get("Shared")):
             reclaimable += size
     for (type_, in_use, shared), (size, count) in sorted(groups.items()):
         labels = {"host": host, "type": type_, "in_use": in_use, "shared": shared}

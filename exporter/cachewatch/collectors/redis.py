@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from collections.abc import Iterable, Sequence
 
 from prometheus_client.metrics_core import Metric
@@ -55,8 +56,9 @@ class RedisCollector(TargetCollector):
         probe: LatencyProbe | None = None,
         clients: ClientCache | None = None,
         remember: bool = True,
+        probe_of: RedisCollector | None = None,
     ) -> None:
-        super().__init__(health, timeout, remember=remember)
+        super().__init__(health, timeout, remember=remember, probe_of=probe_of)
         self._targets = {t.name or "": t for t in targets}
         self._settings = settings
         self._secrets = secrets or {}
@@ -66,7 +68,9 @@ class RedisCollector(TargetCollector):
         self._owner = clients is None
         self._clients = clients or ClientCache(timeout, size=len(self._targets) + 1)
         self._probe_clients: ClientCache | None = None
-        self._warned_no_latencystats: set[str] = set()
+        # One "logged once" memory for the main collector and every /probe collector it makes.
+        self._warned: tuple[set[str], threading.Lock] = (
+            probe_of._warned if probe_of is not None else (set(), threading.Lock()))
         if remember:
             health.expect(self.name, self._targets, self.reasons)
 
@@ -91,6 +95,8 @@ class RedisCollector(TargetCollector):
         out = Families()
         core = {"layer": Layer.REDIS.value, "cache": cache}
         one = {"cache": cache}
+        if "keyspace_hits" not in info:
+            raise ValueError("INFO has no keyspace_hits: not a Redis data server (a Sentinel?)")
         out.add(contract.CACHE_LOOKUPS, {**core, "result": "hit"}, float(info["keyspace_hits"]))
         out.add(contract.CACHE_LOOKUPS, {**core, "result": "miss"},
                 float(info["keyspace_misses"]))
@@ -128,14 +134,21 @@ class RedisCollector(TargetCollector):
             "role": info.get("role", ""),
             "mode": info.get("redis_mode", ""),
         }, 1)
-        if not latency_found and cache not in self._warned_no_latencystats:
-            self._warned_no_latencystats.add(cache)
+        if not latency_found and self._first_warning(cache):
             log.info(
                 "INFO latencystats is empty: Redis older than 7.0 or latency-tracking is off;"
                 " server-side percentiles are not exported for this target",
                 extra={"target": cache},
             )
         return out
+
+    def _first_warning(self, cache: str) -> bool:
+        warned, lock = self._warned
+        with lock:
+            if cache in warned:
+                return False
+            warned.add(cache)
+            return True
 
     def standing(self) -> Iterable[Metric]:
         if self._probe is None:
@@ -164,15 +177,14 @@ class RedisCollector(TargetCollector):
         except (TargetAddressError, UnknownTarget) as exc:
             raise ProbeTargetError(str(exc)) from None
         if configured:
-            clients = self._clients
-        else:
-            if self._probe_clients is None:
-                self._probe_clients = ClientCache(self.timeout)
-            clients = self._probe_clients
-        return RedisCollector(
-            [target], self.timeout, self.health, clients=clients, remember=configured,
-            probe=self._probe if configured else None,
-        )
+            return RedisCollector([target], self.timeout, self.health, clients=self._clients,
+                                  probe=self._probe, probe_of=self)
+        if target.url.startswith("unix://"):
+            raise ProbeTargetError("unix:// sockets can be probed only as configured targets")
+        if self._probe_clients is None:
+            self._probe_clients = ClientCache(self.timeout)
+        return RedisCollector([target], self.timeout, self.health, clients=self._probe_clients,
+                              remember=False)
 
 
 @register("redis")

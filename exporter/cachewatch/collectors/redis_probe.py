@@ -64,8 +64,9 @@ class LatencyProbe:
     def stop(self) -> None:
         """Stop the threads; each finishes its current PING (bounded by the socket timeout)."""
         self._stop.set()
+        deadline = time.monotonic() + 5
         for thread in self._threads:
-            thread.join(timeout=5)
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
         self._clients.close()
 
     def _run(self, target: RedisTarget) -> None:
