@@ -157,7 +157,8 @@ def test_a_flood_of_probes_to_a_hung_address_does_not_slow_metrics(redis_plain,
     with socket.socket() as hung:  # accepts connections (backlog), never answers
         hung.bind(("127.0.0.1", 0))
         hung.listen(64)
-        address = "%s:%d" % hung.getsockname()
+        host, port = hung.getsockname()
+        address = f"{host}:{port}"
         statuses: list[int] = []
         threads = [threading.Thread(target=lambda: statuses.append(
             exporter.get("/probe", params={"target": address}).status_code)) for _ in range(32)]

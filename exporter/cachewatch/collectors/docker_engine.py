@@ -55,8 +55,8 @@ def disk_usage(df: dict[str, Any], host: str) -> Families:
         groups[key][0] += size
         groups[key][1] += 1
         usage += float(record.get("UsageCount") or 0)
-        # As `docker system df` counts it: everything but records in use by this build only.
-        if not (record.get("InUse") and not record.get("Shared")):
+        # As `docker system df` counts it: shared records are not the cache's own to free.
+        if not record.get("InUse") and not record.get("Shared"):
             reclaimable += size
     for (type_, in_use, shared), (size, count) in sorted(groups.items()):
         labels = {"host": host, "type": type_, "in_use": in_use, "shared": shared}
@@ -112,6 +112,7 @@ class EventCounter:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._client: docker.DockerClient | None = None
+        self._stream: Any = None
         self.connected = threading.Event()
 
     def start(self) -> None:
@@ -121,9 +122,9 @@ class EventCounter:
 
     def stop(self) -> None:
         self._stop.set()
-        client = self._client
-        if client is not None:
-            client.close()  # unblocks the stream read
+        stream = self._stream
+        if stream is not None:
+            stream.close()  # closes the response socket: unblocks the thread's read
         if self._thread is not None:
             self._thread.join(timeout=5)
 
@@ -132,8 +133,8 @@ class EventCounter:
         while not self._stop.is_set():
             try:
                 self._client = docker.DockerClient(base_url=self._settings.host, timeout=None)
-                stream = self._client.events(decode=True,
-                                             filters={"type": ["image", "builder"]})
+                stream = self._stream = self._client.events(
+                    decode=True, filters={"type": ["image", "builder"]})
                 self.connected.set()
                 log.info("watching docker events", extra={"host": self._settings.name})
                 backoff = 0.5
