@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 from cachewatch.buildlog import (
     MAX_LINE_BYTES,
     BuildLogParser,
-    iter_lines,
     normalise_instruction,
     parse_lines,
+    stream_lines,
 )
 
 LOGS = Path(__file__).parent / "fixtures" / "buildlogs"
@@ -142,18 +142,33 @@ def test_normalised_instruction_drops_comments_hashes_and_spacing():
 
 def test_long_lines_and_invalid_utf8_are_bounded_and_never_fatal():
     data = b"#1 [1/1] RUN \xff\xfe\n" + b"x" * (3 * MAX_LINE_BYTES) + b"\n#1 CACHED\n"
-    lines = list(iter_lines(io.BytesIO(data), chunk_size=4096))
+    lines = list(stream_lines(io.BytesIO(data), chunk_size=4096))
     assert max(len(line) for line in lines) <= MAX_LINE_BYTES
     summary = parse_lines(lines)
     assert (summary.lookups, summary.hits) == (1, 1)
 
 
 def test_tee_sees_every_byte_unchanged():
-    data = b"".join(line + b"\n" for line in REAL_LINES) + b"\xff\x00tail without newline"
+    data = b"".join(line + b"\n" for line in REAL_LINES) + b"\xff\x00 junk\r\n#9 CACHED"
     seen = bytearray()
-    lines = list(iter_lines(io.BytesIO(data), chunk_size=777, tee=seen.extend))
+    lines = list(stream_lines(io.BytesIO(data), chunk_size=777, tee=seen.extend))
     assert bytes(seen) == data
-    assert lines[-1] == b"\xff\x00tail without newline"
+    assert lines[-1] == b"#9 CACHED"
+
+
+@settings(max_examples=50)
+@given(st.integers(min_value=1, max_value=5000))
+def test_the_fast_path_reads_real_logs_as_the_line_by_line_parser_does(chunk_size):
+    """stream_lines skips step output in C; whatever the chunking, the result is the same."""
+    for path in sorted(LOGS.glob("*.log")):
+        data = path.read_bytes()
+        slow = parse_lines(data.splitlines(), image="x")
+        parser = BuildLogParser()
+        for line in stream_lines(io.BytesIO(data), chunk_size=chunk_size):
+            parser.feed(line)
+        fast = parser.finish("x")
+        assert fast.records == slow.records, path.name
+        assert fast.cache_buster == slow.cache_buster
 
 
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])

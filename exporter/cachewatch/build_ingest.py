@@ -13,9 +13,7 @@ import sys
 import uuid
 from typing import IO
 
-import httpx
-
-from .buildlog import BuildLogParser, BuildSummary, iter_lines, now
+from .buildlog import BuildLogParser, BuildSummary, now, stream_lines
 
 
 def from_stream(stream: IO[bytes], image: str, target: str, exit_code: int | None = None,
@@ -30,7 +28,7 @@ def from_stream(stream: IO[bytes], image: str, target: str, exit_code: int | Non
         sink.flush()
 
     try:
-        for line in iter_lines(stream, tee=tee):
+        for line in stream_lines(stream, tee=tee):
             parser.feed(line)
     except BrokenPipeError:  # the reader of our stdout went away; keep the summary
         pass
@@ -73,6 +71,8 @@ def deliver(summary: BuildSummary, url: str, token: str | None, as_json: bool) -
 
 def send(summary: BuildSummary, url: str, token: str | None) -> str:
     """POST the summary to the exporter; return what happened, in words."""
+    import httpx  # here, not at the top: it is most of this command's start-up time
+
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     payload = {"image": summary.image, "target": summary.target, "id": str(uuid.uuid4()),
                "summary": {k: v for k, v in summary.to_dict().items() if k != "records"}}

@@ -11,12 +11,15 @@ import logging
 import socket
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from . import __version__, contract, logs
-from .config import DEFAULT_PORT, ENV_PREFIX, ConfigError, Settings, load_settings
+from . import __version__
+from .defaults import DEFAULT_PORT, ENV_PREFIX
+
+if TYPE_CHECKING:
+    from .config import Settings
 
 cli = typer.Typer(
     name="cachewatch",
@@ -69,7 +72,9 @@ def serve(
         help="Turn a collector off; repeatable (env CACHEWATCH_<NAME>__ENABLED=false)")] = None,
 ) -> None:
     """Serve /metrics, /probe, /healthz, /readyz and a status page."""
+    from . import logs
     from .collectors import FACTORIES
+    from .config import ConfigError, load_settings
 
     flags: dict[str, object] = {
         "listen_address": listen_address,
@@ -102,6 +107,7 @@ def _run(settings: Settings) -> None:
 
     from . import collectors
     from .app import create_app
+    from .config import ConfigError
     from .health import Health
 
     _check_port_free(settings.listen_address, settings.port)
@@ -200,6 +206,8 @@ def build_command(
 @cli.command("metrics")
 def metrics_reference() -> None:
     """Print the metric reference (Markdown) generated from the metric contract."""
+    from . import contract
+
     sys.stdout.write(contract.markdown_table())
 
 

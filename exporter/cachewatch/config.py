@@ -30,10 +30,9 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
-ENV_PREFIX = "CACHEWATCH_"
-# Outside the 9100-9999 range the Prometheus wiki allocates to exporters (now full) and not the
-# default of any well-known exporter or dev server.
-DEFAULT_PORT = 10150
+from .defaults import DEFAULT_PORT, ENV_PREFIX
+
+__all__ = ["DEFAULT_PORT", "ENV_PREFIX", "ConfigError", "Settings", "load_settings"]
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from starlette.concurrency import run_in_threadpool
 
 from .. import contract
-from ..buildlog import BuildSummary, normalise_instruction, parse_lines, re_split_lines
+from ..buildlog import BuildSummary, normalise_instruction, parse_bytes
 from ..cardinality import LabelCap
 from ..config import BuildSettings, Settings
 from ..contract import Families, Layer
@@ -206,7 +206,7 @@ class BuildCollector(Source):
             summary: SubmittedSummary | BuildSummary = submission.summary
         else:
             summary = await run_in_threadpool(
-                parse_lines, re_split_lines((submission.log or "").encode("utf-8", "replace")),
+                parse_bytes, (submission.log or "").encode("utf-8", "replace"),
                 submission.image, submission.target, submission.exit_code)
             if submission.duration_seconds is not None:
                 summary.duration_seconds = submission.duration_seconds

@@ -1,0 +1,133 @@
+"""Build log parsing speed and memory, with `wc -l` on the same file as the floor to compare.
+
+Makes a large log from real captured build lines (tests/fixtures/buildlogs: BuildKit plain and
+legacy output of real builds), then times, on that same file, in the same run:
+  * `wc -l`                                   the floor: reading and counting lines
+  * `cachewatch ingest-build --url ''`        parse + pass the log through to stdout (/dev/null)
+and reports lines/s, MB/s and the peak RSS of the ingest process. With --docker-host it also
+times real `docker build --no-cache` runs piped through `cat` and through `ingest-build`, which
+is the overhead a user sees on a piped build.
+
+    python benchmarks/parse_buildlog.py [--size-mb 1024] [--docker-host unix:///path/docker.sock]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "tests" / "fixtures" / "buildlogs"
+CW = [sys.executable, "-m", "cachewatch"]
+
+
+def make_log(path: Path, size_mb: int) -> int:
+    """Real captured lines, vertex numbers shifted per copy, until the file is ``size_mb``."""
+    # Step output dominates real large logs; buildkit-verbose.log is a real build whose RUN steps
+    # print 2,000 lines, the others are real builds with short output.
+    block = [line for p in sorted(FIXTURES.glob("*.log")) for line in p.read_text().splitlines()]
+    target = size_mb * 1024 * 1024
+    written = copies = 0
+    with path.open("w") as out:
+        while written < target:
+            shift = copies * 20
+            chunk = "\n".join(
+                re.sub(r"^#(\d+)", lambda m, by=shift: f"#{int(m.group(1)) + by}", line)
+                for line in block) + "\n"
+            out.write(chunk)
+            written += len(chunk)
+            copies += 1
+    return written
+
+
+def timed(argv: list[str], stdin: Path, stdout: str = os.devnull) -> tuple[float, float]:
+    """(seconds, peak RSS MB) of one child process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    with stdin.open("rb") as source, open(stdout, "wb") as sink:
+        started = time.perf_counter()
+        subprocess.run(argv, stdin=source, stdout=sink, stderr=subprocess.DEVNULL, check=True)
+        elapsed = time.perf_counter() - started
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return elapsed, max(peak, before) / 1024
+
+
+def rss_of(argv: list[str], stdin: Path) -> float:
+    """Peak RSS (MB) of ``argv`` alone, measured by GNU time if present, else by rusage."""
+    gnu_time = shutil.which("time") if Path("/usr/bin/time").exists() else None
+    if gnu_time:
+        with stdin.open("rb") as source:
+            result = subprocess.run(["/usr/bin/time", "-f", "%M", *argv], stdin=source,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                    check=True)
+        return int(result.stderr.strip().splitlines()[-1]) / 1024
+    return timed(argv, stdin)[1]
+
+
+def piped_builds(docker_host: str, runs: int) -> tuple[list[float], list[float]]:
+    busybox = shutil.which("busybox")
+    docker = "/usr/bin/docker"
+    if not busybox or not Path(docker).exists():
+        raise SystemExit("piped build overhead needs busybox-static and docker.io's client")
+    env = {**os.environ, "DOCKER_HOST": docker_host, "DOCKER_BUILDKIT": "1"}
+    with tempfile.TemporaryDirectory() as tmp:
+        ctx = Path(tmp)
+        shutil.copy(busybox, ctx / "busybox")
+        (ctx / "Dockerfile").write_text(
+            "FROM scratch\nCOPY busybox /bin/busybox\n"
+            'RUN ["/bin/busybox","sh","-c","for i in $(seq 1 2000); do echo line $i; done"]\n')
+        build = f"{docker} build --no-cache --network=host --progress=plain -t cw-bench {ctx} 2>&1"
+        ingest = " ".join(CW) + " ingest-build --image bench --url ''"
+        plain, through = [], []
+        for _ in range(runs):
+            for command, sink in ((f"{build} | cat", plain), (f"{build} | {ingest}", through)):
+                started = time.perf_counter()
+                subprocess.run(["bash", "-o", "pipefail", "-c", command + " > /dev/null"],
+                               env=env, check=True, stderr=subprocess.DEVNULL)
+                sink.append(time.perf_counter() - started)
+    return plain, through
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size-mb", type=int, default=256)
+    parser.add_argument("--docker-host", help="also measure piped real builds on this engine")
+    parser.add_argument("--builds", type=int, default=5)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        log = Path(tmp) / "build.log"
+        size = make_log(log, args.size_mb)
+        lines = int(subprocess.run(["wc", "-l", str(log)], capture_output=True, text=True,
+                                   check=True).stdout.split()[0])
+        wc_seconds, _ = timed(["wc", "-l"], log)
+        ingest_argv = [*CW, "ingest-build", "--image", "bench", "--url", ""]
+        ingest_seconds, _ = timed(ingest_argv, log)
+        rss = rss_of(ingest_argv, log)
+        mb = size / 1e6
+        print(f"log: {mb:.0f} MB, {lines:,} lines of real captured build output")
+        print(f"{'':<34}{'seconds':>9}{'lines/s':>14}{'MB/s':>9}")
+        print(f"{'wc -l (floor)':<34}{wc_seconds:>9.2f}{lines / wc_seconds:>14,.0f}"
+              f"{mb / wc_seconds:>9.1f}")
+        print(f"{'cachewatch ingest-build':<34}{ingest_seconds:>9.2f}"
+              f"{lines / ingest_seconds:>14,.0f}{mb / ingest_seconds:>9.1f}")
+        print(f"ingest-build speed / wc -l speed: {wc_seconds / ingest_seconds:.3f}"
+              f" (goal >= 0.1); ingest-build peak RSS: {rss:.1f} MB (goal < 50)")
+
+    if args.docker_host:
+        plain, through = piped_builds(args.docker_host, args.builds)
+        a, b = statistics.median(plain), statistics.median(through)
+        print(f"piped real build, median of {args.builds}: `| cat` {a:.2f}s, "
+              f"`| cachewatch ingest-build` {b:.2f}s, overhead {b - a:+.2f}s ({b / a - 1:+.0%})")
+
+
+if __name__ == "__main__":
+    main()
