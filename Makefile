@@ -14,7 +14,8 @@ docs:  ## regenerate the README metric reference from the contract
 	scripts/venv.sh && .venv/bin/python scripts/update_readme.py
 
 bench:  ## run the benchmarks (needs prometheus-redis-exporter for the side-by-side)
-	scripts/venv.sh test && .venv/bin/python benchmarks/scrape_redis.py
+	scripts/venv.sh test && .venv/bin/python benchmarks/scrape_redis.py \
+	  && .venv/bin/python benchmarks/parse_buildlog.py
 
 clean:
 	rm -rf .venv .pytest_cache .ruff_cache .hypothesis build *.egg-info
