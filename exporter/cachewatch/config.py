@@ -228,6 +228,25 @@ class BuildSettings(BaseModel):
         default=500, ge=1, description="Distinct (image, instruction) pairs; more fold into other.")
 
 
+class AppCacheSettings(BaseModel):
+    """In-process caches pushed to ``POST /api/v1/caches`` (Caffeine- or Micrometer-shaped)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    token: SecretStr | None = Field(
+        default=None, description="Bearer token that POST /api/v1/caches requires, if set.")
+    instance_ttl: Seconds = Field(
+        default=300.0, gt=0, le=86400,
+        description="An instance that has not pushed for this long is dropped with its series.")
+    max_caches: int = Field(
+        default=200, ge=1, description="Distinct cache names; more fold into `other`.")
+    max_instances: int = Field(
+        default=1000, ge=1, description="Instances tracked at once; pushes from more are refused.")
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024,
+                                description="Largest push body accepted; larger gets 413.")
+
+
 class DockerSettings(BaseModel):
     """The Docker Engine collector (read-only API calls) and its events watcher."""
 
@@ -265,6 +284,7 @@ class Settings(BaseSettings):
     redis: RedisSettings = Field(default_factory=RedisSettings)
     builds: BuildSettings = Field(default_factory=BuildSettings)
     docker: DockerSettings = Field(default_factory=DockerSettings)
+    app: AppCacheSettings = Field(default_factory=AppCacheSettings)
 
     # Set by load_settings() for the duration of one construction; read by the YAML source.
     _yaml_file: ClassVar[Path | None] = None

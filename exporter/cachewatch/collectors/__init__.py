@@ -39,4 +39,4 @@ def build(settings: Settings, health: Health) -> list[Source]:
 
 
 # Registration: one import per source module.
-from . import docker_builds, docker_engine, redis  # noqa: E402, F401
+from . import app_caches, docker_builds, docker_engine, redis  # noqa: E402, F401
