@@ -23,7 +23,7 @@ import time
 import cachetools
 import redis
 
-from cachewatch.instrument import CacheStats, Caches, instrument_cachetools
+from cachewatch.instrument import Caches, CacheStats, instrument_cachetools
 
 
 def main() -> None:

@@ -11,7 +11,7 @@ import pytest
 from cachewatch.config import Settings
 from cachewatch.health import Health
 
-from support import DockerEngine, Exporter, RedisServer
+from support import DockerEngine, Exporter, Prometheus, RedisServer
 
 ACL_PASSWORD = "s3cret-acl-Pw"
 ADMIN_PASSWORD = "s3cret-admin-Pw"
@@ -92,3 +92,18 @@ def docker_engine() -> Iterator[DockerEngine]:
     engine = DockerEngine().start()
     yield engine
     engine.stop()
+
+
+@pytest.fixture
+def prometheus_factory(tmp_path: Path) -> Iterator[Callable[..., Prometheus]]:
+    """Real Prometheus servers scraping what a test names; stopped at the end."""
+    started: list[Prometheus] = []
+
+    def start(targets: list[str], rule_files: list[Path] = ()) -> Prometheus:
+        server = Prometheus(tmp_path / f"prometheus{len(started)}", targets, rule_files).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()

@@ -269,3 +269,49 @@ class BuildContext:
 
     def touch_app(self, content: str) -> None:
         (self.path / "app.txt").write_text(content)
+
+
+class Prometheus:
+    """A real Prometheus scraping the given targets every second, for PromQL checks."""
+
+    def __init__(self, workdir: Path, targets: list[str], rule_files: list[Path] = ()) -> None:
+        self.binary = require("prometheus", "prometheus")
+        self.workdir = workdir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        workdir.mkdir(parents=True, exist_ok=True)
+        config = {
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            "rule_files": [str(p) for p in rule_files],
+            "scrape_configs": [{"job_name": "cachewatch",
+                                "static_configs": [{"targets": targets}]}],
+        }
+        import yaml
+
+        (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Prometheus:
+        self.proc = subprocess.Popen(
+            [self.binary, f"--config.file={self.workdir / 'prometheus.yml'}",
+             f"--storage.tsdb.path={self.workdir / 'data'}",
+             f"--web.listen-address=127.0.0.1:{self.port}"],
+            stdout=subprocess.DEVNULL, stderr=(self.workdir / "prometheus.log").open("wb"))
+        wait_until(lambda: httpx.get(self.url + "/-/ready", timeout=2).status_code == 200,
+                   timeout=30)
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=30)
+
+    def query(self, promql: str) -> list[dict]:
+        response = httpx.get(self.url + "/api/v1/query", params={"query": promql}, timeout=10)
+        body = response.json()
+        assert body["status"] == "success", body
+        return body["data"]["result"]
+
+    def scalar(self, promql: str) -> float | None:
+        result = self.query(promql)
+        return float(result[0]["value"][1]) if result else None
