@@ -15,7 +15,8 @@ docs:  ## regenerate the README metric reference from the contract
 
 bench:  ## run the benchmarks (needs prometheus-redis-exporter for the side-by-side)
 	scripts/venv.sh test && .venv/bin/python benchmarks/scrape_redis.py \
-	  && .venv/bin/python benchmarks/parse_buildlog.py
+	  && .venv/bin/python benchmarks/parse_buildlog.py \
+	  && .venv/bin/python benchmarks/instrument_overhead.py
 
 clean:
 	rm -rf .venv .pytest_cache .ruff_cache .hypothesis build *.egg-info
