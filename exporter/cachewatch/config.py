@@ -247,6 +247,68 @@ class AppCacheSettings(BaseModel):
                                 description="Largest push body accepted; larger gets 413.")
 
 
+class RegistrySettings(BaseModel):
+    """Registry notification receivers: Distribution (``/webhooks/registry``) and Harbor."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    token: SecretStr | None = Field(
+        default=None, description="Bearer token the webhooks require (the registry's endpoint"
+        " `headers` can send it).")
+    max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024,
+                                description="Largest envelope accepted; larger gets 413.")
+    max_repositories: int = Field(
+        default=500, ge=1, description="Distinct repository label values; more fold into other.")
+    max_registries: int = Field(default=20, ge=1, description="Distinct registry label values.")
+    tag_label: bool = Field(default=False,
+                            description="Add the tag to image pull/push series (more series).")
+    dedup_window: int = Field(default=100_000, ge=100,
+                              description="Event ids remembered to drop redelivered events.")
+
+
+class ProxyTarget(BaseModel):
+    """A pull-through cache registry's debug endpoint (``http.debug.addr``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(description="Base URL of the debug server, like http://127.0.0.1:5001")
+    name: str | None = Field(default=None, description="The `registry` label; default host:port.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, data: Any) -> Any:
+        if isinstance(data, str):
+            name, sep, url = data.partition("=")
+            return {"name": name, "url": url} if sep and "://" not in name else {"url": data}
+        return data
+
+    @model_validator(mode="after")
+    def _check(self) -> ProxyTarget:
+        parts = urlsplit(self.url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"{self.url!r} is not an http(s) URL; write http://host:port")
+        self.url = self.url.rstrip("/")
+        self.name = self.name or parts.netloc
+        return self
+
+
+class RegistryProxySettings(BaseModel):
+    """Pull-through cache hit rate read from registries' debug endpoints."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool | None = Field(default=None, description="Default: on when targets are given.")
+    targets: list[ProxyTarget] = Field(default_factory=list)
+    timeout: Seconds = Field(default=2.0, gt=0, le=60)
+
+    @model_validator(mode="after")
+    def _default_enabled(self) -> RegistryProxySettings:
+        if self.enabled is None:
+            self.enabled = bool(self.targets)
+        return self
+
+
 class DockerSettings(BaseModel):
     """The Docker Engine collector (read-only API calls) and its events watcher."""
 
@@ -285,6 +347,8 @@ class Settings(BaseSettings):
     builds: BuildSettings = Field(default_factory=BuildSettings)
     docker: DockerSettings = Field(default_factory=DockerSettings)
     app: AppCacheSettings = Field(default_factory=AppCacheSettings)
+    registry: RegistrySettings = Field(default_factory=RegistrySettings)
+    registry_proxy: RegistryProxySettings = Field(default_factory=RegistryProxySettings)
 
     # Set by load_settings() for the duration of one construction; read by the YAML source.
     _yaml_file: ClassVar[Path | None] = None

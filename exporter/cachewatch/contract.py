@@ -301,6 +301,75 @@ APP_PUSH_REJECTED = _spec(
     ("reason",), APP)
 
 
+# --- registry ---------------------------------------------------------------------------------
+REGISTRY = "registry"
+REGISTRY_IMAGE_PULLS = _spec(
+    "registry_image_pulls_total", Kind.COUNTER,
+    "Image pulls: GET of a manifest or index (HEAD checks and blob fetches are not image pulls).",
+    ("registry", "repository", "tag"), REGISTRY)
+REGISTRY_IMAGE_PUSHES = _spec(
+    "registry_image_pushes_total", Kind.COUNTER,
+    "Manifests or indexes pushed.",
+    ("registry", "repository", "tag"), REGISTRY)
+REGISTRY_BLOB_PULLS = _spec(
+    "registry_blob_pulls_total", Kind.COUNTER,
+    "Blobs (layers, configs) served with GET.",
+    ("registry", "repository"), REGISTRY)
+REGISTRY_PULLED_BYTES = _spec(
+    "registry_pulled_bytes_total", Kind.COUNTER,
+    "Bytes of blobs served with GET.",
+    ("registry", "repository"), REGISTRY)
+REGISTRY_BLOB_PUSHES = _spec(
+    "registry_blob_pushes_total", Kind.COUNTER,
+    "Blobs uploaded.",
+    ("registry", "repository"), REGISTRY)
+REGISTRY_PUSHED_BYTES = _spec(
+    "registry_pushed_bytes_total", Kind.COUNTER,
+    "Bytes of blobs uploaded.",
+    ("registry", "repository"), REGISTRY)
+REGISTRY_BLOB_MOUNTS = _spec(
+    "registry_blob_mounts_total", Kind.COUNTER,
+    "Blobs mounted from another repository instead of uploaded: layer reuse.",
+    ("registry", "repository"), REGISTRY)
+REGISTRY_HEAD_CHECKS = _spec(
+    "registry_head_requests_total", Kind.COUNTER,
+    "HEAD checks of manifests and blobs (existence checks, not pulls).",
+    ("registry", "repository"), REGISTRY)
+REGISTRY_DELETES = _spec(
+    "registry_deletes_total", Kind.COUNTER,
+    "Manifests, tags or blobs deleted.",
+    ("registry", "repository"), REGISTRY)
+REGISTRY_EVENTS = _spec(
+    "registry_events_total", Kind.COUNTER,
+    "Notification events received and counted, by source (distribution, harbor) and action.",
+    ("source", "action"), REGISTRY)
+REGISTRY_DUPLICATES = _spec(
+    "registry_duplicate_events_total", Kind.COUNTER,
+    "Redelivered events dropped by id (delivery is at-least-once).",
+    ("source",), REGISTRY)
+REGISTRY_REJECTED = _spec(
+    "registry_webhook_rejected_total", Kind.COUNTER,
+    "Webhook requests or events refused, by reason (auth, too_large, malformed_json, bad_shape,"
+    " unknown_action).",
+    ("source", "reason"), REGISTRY)
+REGISTRY_PROXY_LOOKUPS = _spec(
+    "registry_proxy_lookups_total", Kind.COUNTER,
+    "Pull-through cache lookups by type (blob, manifest) and result, from the registry itself.",
+    ("registry", "type", "result"), REGISTRY)
+REGISTRY_PROXY_UPSTREAM_BYTES = _spec(
+    "registry_proxy_upstream_bytes_total", Kind.COUNTER,
+    "Bytes the pull-through cache fetched from its upstream (its misses' cost).",
+    ("registry", "type"), REGISTRY)
+REGISTRY_NOTIFICATIONS_PENDING = _spec(
+    "registry_notifications_pending", Kind.GAUGE,
+    "Events queued in the registry for a notification endpoint, not yet delivered.",
+    ("registry", "endpoint"), REGISTRY)
+REGISTRY_NOTIFICATIONS = _spec(
+    "registry_notifications_total", Kind.COUNTER,
+    "Notification deliveries by the registry, by result (success, failure, error).",
+    ("registry", "endpoint", "result"), REGISTRY)
+
+
 def family(spec: MetricSpec) -> Metric:
     """An empty prometheus_client family for ``spec``, labels declared, ready for samples."""
     if spec.kind is Kind.COUNTER:

@@ -39,4 +39,11 @@ def build(settings: Settings, health: Health) -> list[Source]:
 
 
 # Registration: one import per source module.
-from . import app_caches, docker_builds, docker_engine, redis  # noqa: E402, F401
+from . import (  # noqa: E402, F401
+    app_caches,
+    docker_builds,
+    docker_engine,
+    redis,
+    registry_events,
+    registry_proxy,
+)

@@ -1,0 +1,302 @@
+"""Registry notifications in, pulls and pushes per repository out.
+
+Distribution (the ``registry`` / ``docker-registry`` server) posts ``{"events": [...]}``
+envelopes, at least once and in no set order; Harbor posts one event per request, in its
+``Default`` or ``CloudEvents`` format. Both feed the same families.
+
+Reading them naively double-counts: a manifest ``HEAD`` is reported as a ``pull``, and every
+blob served is a ``pull`` of its own. So an *image pull* here is ``action=pull`` of a manifest or
+index media type with ``request.method=GET``; blob GETs are counted (with their bytes) apart,
+HEAD checks apart again. Events are de-duplicated on their ``id``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import threading
+from collections import OrderedDict, defaultdict
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from .. import contract
+from ..cardinality import LabelCap
+from ..config import RegistrySettings, Settings
+from ..contract import Families, MetricSpec
+from ..health import Health
+from . import register
+from .base import Source
+
+log = logging.getLogger("cachewatch.registry")
+
+MANIFEST_TYPES = frozenset({
+    "application/vnd.docker.distribution.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v1+prettyjws",
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.oci.image.index.v1+json",
+})
+ACTIONS = ("pull", "push", "mount", "delete")
+HARBOR_TYPES = {
+    "PULL_ARTIFACT": "pull", "harbor.artifact.pulled": "pull",
+    "PUSH_ARTIFACT": "push", "harbor.artifact.pushed": "push",
+    "DELETE_ARTIFACT": "delete", "harbor.artifact.deleted": "delete",
+}
+REASONS = ("auth", "too_large", "malformed_json", "bad_shape", "unknown_action")
+
+
+class BadEvent(ValueError):
+    """An event that can never be counted; ``reason`` is its counter label."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class RecentIds:
+    """The last ``size`` event ids seen: redeliveries inside that window are dropped."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._ids: OrderedDict[str, None] = OrderedDict()
+
+    def seen(self, event_id: str) -> bool:
+        """True if ``event_id`` was seen before; remembers it either way (caller holds a lock)."""
+        if event_id in self._ids:
+            self._ids.move_to_end(event_id)
+            return True
+        self._ids[event_id] = None
+        if len(self._ids) > self._size:
+            self._ids.popitem(last=False)
+        return False
+
+
+class RegistryEventCollector(Source):
+    """Counts registry events per repository; serves the two webhook endpoints."""
+
+    name = "registry"
+
+    def __init__(self, settings: RegistrySettings) -> None:
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._repositories = LabelCap(settings.max_repositories)
+        self._registries = LabelCap(settings.max_registries)
+        self._tags = LabelCap(settings.max_repositories)
+        self._ids = RecentIds(settings.dedup_window)
+        self._counts: dict[tuple[MetricSpec, tuple[str, ...]], float] = defaultdict(float)
+        for source in ("distribution", "harbor"):
+            for reason in REASONS:
+                self._counts[(contract.REGISTRY_REJECTED, (source, reason))] = 0.0
+            self._counts[(contract.REGISTRY_DUPLICATES, (source,))] = 0.0
+
+    # --- counting (caller holds the lock) ----------------------------------------------------
+    def _inc(self, spec: MetricSpec, labels: tuple[str, ...], value: float = 1.0) -> None:
+        self._counts[(spec, labels)] += value
+
+    def _labels(self, registry: str, repository: str) -> tuple[str, str]:
+        return self._registries(registry), self._repositories(repository)
+
+    def _tag(self, tag: Any) -> str:
+        return self._tags(str(tag)) if self.settings.tag_label and tag else ""
+
+    def count_distribution(self, event: Any, registry: str | None) -> bool:
+        """Count one Distribution event; ``False`` if it was a duplicate. Raises BadEvent."""
+        if not isinstance(event, dict):
+            raise BadEvent("bad_shape", "an event must be a JSON object")
+        event_id, action = event.get("id"), event.get("action")
+        target = event.get("target")
+        if not isinstance(event_id, str) or not event_id:
+            raise BadEvent("bad_shape", "event has no id")
+        if action not in ACTIONS:
+            raise BadEvent("unknown_action", f"unknown action {action!r}; expected one of "
+                                             f"{', '.join(ACTIONS)}")
+        if not isinstance(target, dict) or not isinstance(target.get("repository"), str):
+            raise BadEvent("bad_shape", f"event {event_id}: target.repository is missing")
+        request = event.get("request") if isinstance(event.get("request"), dict) else {}
+        source = event.get("source") if isinstance(event.get("source"), dict) else {}
+        method = str(request.get("method") or "GET").upper()
+        media_type = str(target.get("mediaType") or "")
+        size = target.get("size") if isinstance(target.get("size"), int) else \
+            target.get("length") if isinstance(target.get("length"), int) else 0
+        origin = registry or str(source.get("addr") or request.get("host") or "unknown")
+        with self._lock:
+            if self._ids.seen(event_id):
+                self._inc(contract.REGISTRY_DUPLICATES, ("distribution",))
+                return False
+            reg, repo = self._labels(origin, target["repository"])
+            self._inc(contract.REGISTRY_EVENTS, ("distribution", action))
+            manifest = media_type in MANIFEST_TYPES
+            if action == "pull":
+                if method == "HEAD":
+                    self._inc(contract.REGISTRY_HEAD_CHECKS, (reg, repo))
+                elif manifest:
+                    self._inc(contract.REGISTRY_IMAGE_PULLS, (reg, repo,
+                                                             self._tag(target.get("tag"))))
+                else:
+                    self._inc(contract.REGISTRY_BLOB_PULLS, (reg, repo))
+                    self._inc(contract.REGISTRY_PULLED_BYTES, (reg, repo), max(0, size))
+            elif action == "push":
+                if manifest:
+                    self._inc(contract.REGISTRY_IMAGE_PUSHES, (reg, repo,
+                                                              self._tag(target.get("tag"))))
+                else:
+                    self._inc(contract.REGISTRY_BLOB_PUSHES, (reg, repo))
+                    self._inc(contract.REGISTRY_PUSHED_BYTES, (reg, repo), max(0, size))
+            elif action == "mount":
+                self._inc(contract.REGISTRY_BLOB_MOUNTS, (reg, repo))
+            else:
+                self._inc(contract.REGISTRY_DELETES, (reg, repo))
+        return True
+
+    def count_harbor(self, payload: Any, raw: bytes, registry: str | None) -> tuple[bool, str]:
+        """Count one Harbor event (Default or CloudEvents); returns (counted, action)."""
+        if not isinstance(payload, dict):
+            raise BadEvent("bad_shape", "a Harbor event must be a JSON object")
+        kind = payload.get("type")
+        data = payload.get("data") if "specversion" in payload else payload.get("event_data")
+        if not isinstance(kind, str):
+            raise BadEvent("bad_shape", "Harbor event has no type")
+        action = HARBOR_TYPES.get(kind)
+        if action is None:
+            return False, "ignored"  # scans, quotas, replication...: not pulls or pushes
+        if not isinstance(data, dict) or not isinstance(data.get("repository"), dict):
+            raise BadEvent("bad_shape", f"{kind}: event_data/data.repository is missing")
+        repository = data["repository"].get("repo_full_name") or "/".join(
+            str(p) for p in (data["repository"].get("namespace"), data["repository"].get("name"))
+            if p)
+        resources = data.get("resources") if isinstance(data.get("resources"), list) else []
+        if not repository:
+            raise BadEvent("bad_shape", f"{kind}: repository has no repo_full_name")
+        # CloudEvents carry an id; the Default format does not, so its body stands in for one.
+        event_id = str(payload.get("id") or hashlib.sha256(raw).hexdigest())
+        with self._lock:
+            if self._ids.seen("harbor:" + event_id):
+                self._inc(contract.REGISTRY_DUPLICATES, ("harbor",))
+                return False, action
+            reg, repo = self._labels(registry or "harbor", str(repository))
+            self._inc(contract.REGISTRY_EVENTS, ("harbor", action))
+            for resource in resources or [{}]:
+                tag = self._tag(resource.get("tag") if isinstance(resource, dict) else None)
+                if action == "pull":
+                    self._inc(contract.REGISTRY_IMAGE_PULLS, (reg, repo, tag))
+                elif action == "push":
+                    self._inc(contract.REGISTRY_IMAGE_PUSHES, (reg, repo, tag))
+                else:
+                    self._inc(contract.REGISTRY_DELETES, (reg, repo))
+        return True, action
+
+    def reject(self, source: str, reason: str) -> None:
+        with self._lock:
+            self._inc(contract.REGISTRY_REJECTED, (source, reason))
+
+    def collect(self) -> Any:
+        out = Families()
+        with self._lock:
+            items = list(self._counts.items())
+        for (spec, labels), value in items:
+            out.add(spec, dict(zip(spec.labels, labels, strict=True)), value)
+        yield from out
+
+    # --- HTTP ---------------------------------------------------------------------------------
+    def router(self) -> APIRouter:
+        router = APIRouter(tags=["registry"])
+
+        @router.post("/webhooks/registry", summary="Distribution notification envelope",
+                     responses={400: {"description": "Nothing in the body can be counted"},
+                                401: {"description": "Token"}, 413: {"description": "Size"}})
+        async def distribution(request: Request) -> JSONResponse:
+            """``{"events": [...]}`` as the registry's notifications endpoint sends it
+            (``...events.v1+json``, ``v2+json`` or plain JSON). ``?registry=NAME`` names the
+            source registry (default: the events' ``source.addr``)."""
+            return await self._receive(request, "distribution")
+
+        @router.post("/webhooks/harbor", summary="Harbor webhook (Default or CloudEvents)",
+                     responses={400: {"description": "Not a Harbor event"},
+                                401: {"description": "Token"}, 413: {"description": "Size"}})
+        async def harbor(request: Request) -> JSONResponse:
+            """``PUSH_ARTIFACT`` / ``PULL_ARTIFACT`` / ``DELETE_ARTIFACT`` (or their CloudEvents
+            types); other event types are accepted and ignored. ``?registry=NAME`` names it."""
+            return await self._receive(request, "harbor")
+
+        return router
+
+    async def _receive(self, request: Request, source: str) -> JSONResponse:
+        token = self.settings.token
+        if token is not None:
+            given = request.headers.get("authorization", "").encode()
+            if not hmac.compare_digest(given, f"Bearer {token.get_secret_value()}".encode()):
+                self.reject(source, "auth")
+                return JSONResponse({"error": "missing or wrong bearer token (registry.token)"},
+                                    status_code=401, headers={"WWW-Authenticate": "Bearer"})
+        raw = await _read_limited(request, self.settings.max_body_bytes)
+        if raw is None:
+            self.reject(source, "too_large")
+            return JSONResponse({"error": f"body over {self.settings.max_body_bytes} bytes "
+                                          "(registry.max_body_bytes)"}, status_code=413)
+        try:
+            payload = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            self.reject(source, "malformed_json")
+            return JSONResponse({"error": f"malformed JSON: {exc}"}, status_code=400)
+        registry = request.query_params.get("registry") or None
+        if source == "harbor":
+            return self._harbor(payload, raw, registry)
+        return self._distribution(payload, registry)
+
+    def _distribution(self, payload: Any, registry: str | None) -> JSONResponse:
+        events = payload.get("events") if isinstance(payload, dict) else None
+        if not isinstance(events, list):
+            self.reject("distribution", "bad_shape")
+            return JSONResponse({"error": 'expected an envelope {"events": [...]}'},
+                                status_code=400)
+        accepted = duplicates = 0
+        rejected = []
+        for index, event in enumerate(events):
+            try:
+                if self.count_distribution(event, registry):
+                    accepted += 1
+                else:
+                    duplicates += 1
+            except BadEvent as exc:
+                self.reject("distribution", exc.reason)
+                rejected.append({"index": index, "reason": exc.reason, "error": str(exc)})
+        body = {"accepted": accepted, "duplicates": duplicates, "rejected": rejected}
+        # The registry retries any non-2xx. Retrying an envelope that is wholly bad cannot
+        # help and is refused (400); one with good events is acknowledged, the bad ones listed.
+        status = 400 if rejected and not accepted and not duplicates else 200
+        if rejected:
+            log.warning("registry events refused", extra={"refused": len(rejected),
+                                                          "first": rejected[0]["error"]})
+        return JSONResponse(body, status_code=status)
+
+    def _harbor(self, payload: Any, raw: bytes, registry: str | None) -> JSONResponse:
+        try:
+            counted, action = self.count_harbor(payload, raw, registry)
+        except BadEvent as exc:
+            self.reject("harbor", exc.reason)
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        return JSONResponse({"accepted": int(counted), "action": action}, status_code=200)
+
+
+async def _read_limited(request: Request, limit: int) -> bytes | None:
+    """The body, or ``None`` once it is known to be over ``limit`` (chunked bodies included)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return None
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)
+
+
+@register("registry")
+def build(settings: Settings, health: Health) -> RegistryEventCollector:
+    """The webhook receivers; no target to read, so nothing for /readyz to wait on."""
+    return RegistryEventCollector(settings.registry)
