@@ -11,7 +11,7 @@ import pytest
 from cachewatch.config import Settings
 from cachewatch.health import Health
 
-from support import DockerEngine, Exporter, Prometheus, RedisServer
+from support import DockerEngine, Exporter, Prometheus, RedisServer, RegistryServer
 
 ACL_PASSWORD = "s3cret-acl-Pw"
 ADMIN_PASSWORD = "s3cret-admin-Pw"
@@ -76,8 +76,9 @@ def exporter_factory() -> Iterator[Callable[..., Exporter]]:
     """Run real exporters (uvicorn on loopback) for the given settings; stopped at the end."""
     running: list[Exporter] = []
 
-    def start(settings: Settings, health: Health | None = None) -> Exporter:
-        exporter = Exporter(settings, health).start()
+    def start(settings: Settings, health: Health | None = None,
+              port: int | None = None) -> Exporter:
+        exporter = Exporter(settings, health, port).start()
         running.append(exporter)
         return exporter
 
@@ -101,6 +102,21 @@ def prometheus_factory(tmp_path: Path) -> Iterator[Callable[..., Prometheus]]:
 
     def start(targets: list[str], rule_files: list[Path] = ()) -> Prometheus:
         server = Prometheus(tmp_path / f"prometheus{len(started)}", targets, rule_files).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def registry_factory(tmp_path: Path) -> Iterator[Callable[..., RegistryServer]]:
+    """Real Distribution registries for a test; stopped at the end."""
+    started: list[RegistryServer] = []
+
+    def start(**kwargs: object) -> RegistryServer:
+        server = RegistryServer(tmp_path / f"registry{len(started)}", **kwargs).start()
         started.append(server)
         return server
 

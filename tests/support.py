@@ -122,12 +122,13 @@ class RedisServer:
 class Exporter:
     """The real app on a real uvicorn server, in a thread, on a free loopback port."""
 
-    def __init__(self, settings: Settings, health: Health | None = None) -> None:
+    def __init__(self, settings: Settings, health: Health | None = None,
+                 port: int | None = None) -> None:
         self.settings = settings
         self.health = health or Health()
         self.collectors = collectors.build(settings, self.health)
         self.app = create_app(self.collectors, self.health)
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.server = uvicorn.Server(uvicorn.Config(
             self.app, host="127.0.0.1", port=self.port, log_config=None, access_log=False,
@@ -315,3 +316,60 @@ class Prometheus:
     def scalar(self, promql: str) -> float | None:
         result = self.query(promql)
         return float(result[0]["value"][1]) if result else None
+
+
+class RegistryServer:
+    """A real Distribution registry (docker-registry) on loopback, optionally a pull-through
+    cache of another, optionally notifying an exporter."""
+
+    def __init__(self, workdir: Path, *, notify: str | None = None, token: str | None = None,
+                 proxy_of: str | None = None) -> None:
+        self.binary = require("docker-registry", "docker-registry")
+        self.workdir = workdir
+        self.port, self.debug_port = free_port(), free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        self.url = f"http://{self.address}"
+        self.debug_url = f"http://127.0.0.1:{self.debug_port}"
+        config: dict = {
+            "version": 0.1,
+            "log": {"level": "warn"},
+            "storage": {"filesystem": {"rootdirectory": str(workdir / "data")},
+                        "delete": {"enabled": True}},
+            "http": {"addr": self.address, "debug": {
+                "addr": f"127.0.0.1:{self.debug_port}",
+                "prometheus": {"enabled": True, "path": "/metrics"}}},
+        }
+        if notify:
+            endpoint = {"name": "cachewatch", "url": notify, "timeout": "1s",
+                        "threshold": 2, "backoff": "1s"}
+            if token:
+                endpoint["headers"] = {"Authorization": [f"Bearer {token}"]}
+            config["notifications"] = {"endpoints": [endpoint]}
+        if proxy_of:
+            config["proxy"] = {"remoteurl": proxy_of}
+        import yaml
+
+        workdir.mkdir(parents=True, exist_ok=True)
+        (workdir / "config.yml").write_text(yaml.safe_dump(config))
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> RegistryServer:
+        self.proc = subprocess.Popen([self.binary, "serve", str(self.workdir / "config.yml")],
+                                     stdout=subprocess.DEVNULL,
+                                     stderr=(self.workdir / "registry.log").open("wb"))
+        wait_until(lambda: httpx.get(self.url + "/v2/", timeout=2).status_code == 200,
+                   timeout=20)
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=20)
+
+    def debug_vars(self) -> dict:
+        return httpx.get(self.debug_url + "/debug/vars", timeout=5).json()
+
+    def manifest(self, repository: str, reference: str) -> dict:
+        return httpx.get(f"{self.url}/v2/{repository}/manifests/{reference}", timeout=5,
+                         headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"}
+                         ).json()

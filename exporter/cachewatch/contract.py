@@ -354,8 +354,13 @@ REGISTRY_REJECTED = _spec(
     ("source", "reason"), REGISTRY)
 REGISTRY_PROXY_LOOKUPS = _spec(
     "registry_proxy_lookups_total", Kind.COUNTER,
-    "Pull-through cache lookups by type (blob, manifest) and result, from the registry itself.",
+    "Pull-through cache lookups by type (blob, manifest): miss = fetched from upstream, hit ="
+    " served from its own storage.",
     ("registry", "type", "result"), REGISTRY)
+REGISTRY_PROXY_REQUESTS = _spec(
+    "registry_proxy_requests_total", Kind.COUNTER,
+    "Requests the pull-through cache served, by type (its own Requests counter).",
+    ("registry", "type"), REGISTRY)
 REGISTRY_PROXY_UPSTREAM_BYTES = _spec(
     "registry_proxy_upstream_bytes_total", Kind.COUNTER,
     "Bytes the pull-through cache fetched from its upstream (its misses' cost).",

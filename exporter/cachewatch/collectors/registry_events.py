@@ -112,6 +112,8 @@ class RegistryEventCollector(Source):
         target = event.get("target")
         if not isinstance(event_id, str) or not event_id:
             raise BadEvent("bad_shape", "event has no id")
+        if not isinstance(action, str):
+            raise BadEvent("bad_shape", f"event {event_id} has no action")
         if action not in ACTIONS:
             raise BadEvent("unknown_action", f"unknown action {action!r}; expected one of "
                                              f"{', '.join(ACTIONS)}")

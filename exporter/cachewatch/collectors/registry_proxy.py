@@ -3,9 +3,16 @@
 Distribution 2.8 publishes its proxy counters only as expvar JSON at ``/debug/vars`` (key
 ``registry.proxy``: ``blobs``/``manifests`` with Requests, Hits, Misses, BytesPulled,
 BytesPushed); 3.x publishes ``registry_proxy_{requests,hits,misses}_total{type}`` on its
-Prometheus endpoint. Both become ``layer="registry"`` lookups. The same ``/debug/vars`` shows
-the notification queue, so a stuck webhook delivery is visible here too. Only counters are
-read: the endpoint also echoes notification headers (tokens), which are never exported.
+Prometheus endpoint. Both become ``layer="registry"`` lookups.
+
+2.8 counts every request it serves as a "Hit" (Hits == Requests) and each fetch from upstream
+as a "Miss", so its hit is Requests - Misses; 3.x counts hits and misses apart. 2.8.2 does not
+count blob fetches from upstream at all (its blob Misses and BytesPulled stay 0): its blob hit
+rate reads 100%, which is the registry's own number, exported as it is.
+
+The same ``/debug/vars`` shows the notification queue, so a stuck webhook delivery is visible
+here too. Only counters are read: the endpoint also echoes notification headers (tokens),
+which are never exported.
 """
 
 from __future__ import annotations
@@ -41,8 +48,9 @@ def from_debug_vars(data: dict[str, Any], registry: str) -> Families:
     counts = {}
     for key, kind in TYPES.items():
         stats = section["proxy"].get(key) or {}
-        counts[kind] = (float(stats.get("Hits", 0)), float(stats.get("Misses", 0)),
-                        float(stats.get("BytesPulled", 0)))
+        requests, misses = float(stats.get("Requests", 0)), float(stats.get("Misses", 0))
+        counts[kind] = (max(0.0, requests - misses), misses,
+                        float(stats.get("BytesPulled", 0)), requests)
     _lookups(out, registry, counts)
     notifications = section.get("notifications") or {}
     for endpoint in notifications.get("endpoints") or []:
@@ -69,24 +77,27 @@ def from_prometheus(text: str, registry: str) -> Families:
     if not found:
         raise ValueError("no registry_proxy_* metrics: is this registry a pull-through cache?")
     counts = {kind.rstrip("s"): (v.get("hits", 0.0), v.get("misses", 0.0),
-                                 v.get("pulled_bytes", v.get("bytes_pulled", 0.0)))
+                                 v.get("pulled_bytes", v.get("bytes_pulled", 0.0)),
+                                 v.get("requests", v.get("hits", 0.0) + v.get("misses", 0.0)))
               for kind, v in found.items()}
     out = Families()
     _lookups(out, registry, counts)
     return out
 
 
-def _lookups(out: Families, registry: str, counts: dict[str, tuple[float, float, float]]
-             ) -> None:
+def _lookups(out: Families, registry: str,
+             counts: dict[str, tuple[float, float, float, float]]) -> None:
+    """``counts``: type -> (hits, misses, bytes from upstream, requests)."""
     hits = sum(c[0] for c in counts.values())
     misses = sum(c[1] for c in counts.values())
     core = {"layer": Layer.REGISTRY.value, "cache": registry}
     out.add(contract.CACHE_LOOKUPS, {**core, "result": "hit"}, hits)
     out.add(contract.CACHE_LOOKUPS, {**core, "result": "miss"}, misses)
-    for kind, (kind_hits, kind_misses, pulled) in sorted(counts.items()):
+    for kind, (kind_hits, kind_misses, pulled, requests) in sorted(counts.items()):
         labels = {"registry": registry, "type": kind}
         out.add(contract.REGISTRY_PROXY_LOOKUPS, {**labels, "result": "hit"}, kind_hits)
         out.add(contract.REGISTRY_PROXY_LOOKUPS, {**labels, "result": "miss"}, kind_misses)
+        out.add(contract.REGISTRY_PROXY_REQUESTS, labels, requests)
         out.add(contract.REGISTRY_PROXY_UPSTREAM_BYTES, labels, pulled)
 
 
