@@ -83,11 +83,33 @@ def test_a_restarted_instance_never_pulls_counters_down(exporter_factory):
 def test_an_instance_older_than_the_exporter_counts_from_its_first_push(exporter_factory):
     exporter = app_exporter(exporter_factory)
     # started before this exporter: those counts were exported by a previous exporter run
-    push(exporter, "old", caffeine("users", 1000, 100), started_at=time.time() - 3600)
-    push(exporter, "old", caffeine("users", 1010, 100), started_at=time.time() - 3600)
+    an_hour_ago = time.time() - 3600
+    push(exporter, "old", caffeine("users", 1000, 100), started_at=an_hour_ago)
+    push(exporter, "old", caffeine("users", 1010, 100), started_at=an_hour_ago)
     push(exporter, "new", caffeine("users", 7, 1), started_at=time.time())
     m = exporter.scrape()
     assert m.value(LOOKUPS, cache="users", result="hit", **APP) == 10 + 7
+
+
+def test_a_new_start_time_is_a_restart_even_when_counters_went_up(exporter_factory):
+    exporter = app_exporter(exporter_factory)
+    first_start = time.time()
+    push(exporter, "web-1", caffeine("users", 100, 0), started_at=first_start)
+    push(exporter, "web-1", caffeine("users", 150, 0), started_at=first_start + 60)
+    m = exporter.scrape()
+    assert m.value(LOOKUPS, cache="users", result="hit", **APP) == 250
+    assert m.value("cachewatch_app_cache_resets_total", cache="users") == 1
+
+
+def test_an_instance_back_after_expiry_is_not_counted_twice(exporter_factory):
+    exporter = app_exporter(exporter_factory, **{"app.instance_ttl": "1s"})
+    started = time.time()
+    push(exporter, "web-1", caffeine("users", 1000, 0), started_at=started)
+    push(exporter, "web-1", caffeine("users", 1100, 0), started_at=started)
+    time.sleep(1.3)
+    assert exporter.scrape().value("cachewatch_app_cache_instances", cache="users") == 0
+    push(exporter, "web-1", caffeine("users", 1150, 0), started_at=started)
+    assert exporter.scrape().value(LOOKUPS, cache="users", result="hit", **APP) == 1150
 
 
 def test_two_instances_sum_in_promql_and_a_restart_is_no_reset(exporter_factory,
@@ -269,3 +291,33 @@ def test_example_two_level_app_matches_the_exported_effective_hit_rate(redis_pla
     info = redis_plain.client().info("stats")
     assert info["keyspace_hits"] == counted["l2_hits"]
     assert info["keyspace_misses"] == counted["l2_misses"]
+
+
+def test_a_peer_that_answers_garbage_never_raises_into_the_app():
+    import socket
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+
+    def answer_garbage() -> None:
+        server.settimeout(10)
+        for _ in range(3):
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            conn.recv(65536)
+            conn.sendall(b"SSH-2.0-not-http\r\n\r\n")
+            conn.close()
+
+    threading.Thread(target=answer_garbage, daemon=True).start()
+    caches = Caches()
+    stats = caches.add(CacheStats("u"))
+    stats.observe(0.01, op="get")
+    pusher = caches.push_to(f"http://127.0.0.1:{server.getsockname()[1]}", interval=0.05)
+    wait_until(lambda: pusher.failed >= 1, timeout=10)
+    pusher.stop(flush=True)  # the flush meets the same garbage: still no exception
+    server.close()
+    assert pusher.pushed == 0

@@ -81,6 +81,10 @@ def test_token_is_required(exporter):
     (b'{"image": "a", "summary": {"status": "success", "duration_seconds": 1, "lookups": 1,'
      b' "hits": 2, "misses": 0}}', "hits + misses must equal lookups"),
     (b"[]", "Input should be an object"),
+    (b'{"image": "a", "summary": {"status": "success", "duration_seconds": 1, "lookups": 1,'
+     b' "hits": 1, "misses": 0, "executed_seconds": 1e999}}', "summary.executed_seconds"),
+    (b'{"image": "a", "summary": {"status": "success", "duration_seconds": 1,'
+     b' "lookups": 10000000000000000000000, "hits": 0, "misses": 0}}', "summary.lookups"),
     (b"", "empty body"),
 ])
 def test_malformed_bodies_are_400_with_the_reason(exporter, body, message):
@@ -108,7 +112,7 @@ def test_image_labels_are_capped(exporter_factory):
         assert post(exporter, json={"image": f"img{i}", "log": LOG}).status_code == 202
     metrics = exporter.scrape()
     assert metrics.label_values(STEPS, "image") == {"img0", "img1", "img2", "other"}
-    assert metrics.value(STEPS, image="other", target="", result="hit") == 7 * 3
+    assert metrics.value(STEPS, image="other", target="other", result="hit") == 7 * 3
 
 
 def test_openapi_documents_the_endpoint(exporter):

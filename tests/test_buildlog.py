@@ -188,3 +188,26 @@ def test_random_and_mutated_real_logs_never_raise_or_overcount(lines, rnd):
     assert 0 <= summary.hits <= summary.lookups <= summary.steps
     assert summary.hits + summary.misses == summary.lookups
     assert summary.executed_seconds >= 0
+
+
+def test_a_deeply_nested_rawjson_line_is_skipped_not_fatal():
+    line = b'{"vertexes": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    summary = parse_lines([line, b"#1 [1/1] RUN x", b"#1 CACHED"])
+    assert (summary.lookups, summary.hits) == (1, 1)
+
+
+def test_lines_after_an_over_long_line_and_a_bare_cr_are_kept():
+    data = (b"#1 [1/1] RUN x\n" + b"y" * (MAX_LINE_BYTES + 5000) + b"\n#1 DONE 1.0s\nprogress\r\n")
+    parser = BuildLogParser()
+    for line in stream_lines(io.BytesIO(data), chunk_size=4096):
+        parser.feed(line)
+    summary = parser.finish()
+    assert summary.records[0]["status"] == "done"
+    assert summary.lookups == 1
+
+
+def test_multi_platform_step_names_are_steps():
+    summary = parse_lines(["#5 [linux/amd64 builder 2/5] RUN make", "#5 DONE 2.0s",
+                           "#6 [linux/arm64 2/5] RUN make", "#6 CACHED"])
+    assert summary.lookups == 2
+    assert [r["stage"] for r in summary.records] == ["builder", ""]

@@ -272,3 +272,13 @@ def test_system_df_after_api_1_52_is_read_too():
               for s in f.samples}
     assert totals[(cache, (("host", "h"), ("in_use", "all"), ("shared", "all"),
                            ("type", "all")))] == 700
+
+
+def test_build_output_cut_short_by_head_never_hangs_the_build(tmp_path):
+    """`cachewatch build ... | head`: the build must still run to its end, not block."""
+    script = "i=0; while [ $i -lt 20000 ]; do echo \"#1 0.$i output line $i\"; i=$((i+1)); done"
+    command = " ".join(CW) + f" build --image x --url '' -- sh -c '{script}' | head -n 1"
+    done = subprocess.run(["bash", "-o", "pipefail", "-c", command], capture_output=True,
+                          timeout=60, check=False)
+    assert done.stdout.startswith(b"#1 0.0 output line 0")
+    assert b"build of x" in done.stderr

@@ -18,20 +18,31 @@ from .buildlog import BuildLogParser, BuildSummary, now, stream_lines
 
 def from_stream(stream: IO[bytes], image: str, target: str, exit_code: int | None = None,
                 out: IO[bytes] | None = None) -> BuildSummary:
-    """Parse a build log from ``stream`` while copying every byte to ``out`` (stdout)."""
+    """Parse a build log from ``stream`` while copying every byte to ``out`` (stdout).
+
+    If whoever reads our output goes away (``| head``), copying stops but reading goes on:
+    the build is never left blocked on a full pipe, and the summary stays complete. Ctrl-C
+    ends the reading and still gives the summary of what was seen.
+    """
     sink = out if out is not None else sys.stdout.buffer
     parser = BuildLogParser(clock=now)
     started = now()
+    copying = True
 
     def tee(chunk: bytes) -> None:
-        sink.write(chunk)
-        sink.flush()
+        nonlocal copying
+        if copying:
+            try:
+                sink.write(chunk)
+                sink.flush()
+            except BrokenPipeError:
+                copying = False
 
     try:
         for line in stream_lines(stream, tee=tee):
             parser.feed(line)
-    except BrokenPipeError:  # the reader of our stdout went away; keep the summary
-        pass
+    except KeyboardInterrupt:
+        exit_code = 130
     return parser.finish(image, target, exit_code, duration=now() - started)
 
 
@@ -43,13 +54,16 @@ def run(command: list[str], image: str, target: str) -> tuple[BuildSummary, int]
         print(f"cachewatch: cannot run {command[0]!r}: {exc}", file=sys.stderr)
         sys.exit(127)
     assert proc.stdout is not None
+    summary = from_stream(proc.stdout, image, target)
+    if summary.status == "cancelled":  # Ctrl-C reached us while streaming
+        proc.send_signal(signal.SIGINT)
     try:
-        summary = from_stream(proc.stdout, image, target)
         code = proc.wait()
     except KeyboardInterrupt:
-        proc.send_signal(signal.SIGINT)
+        proc.kill()
         code = proc.wait()
-        code = code if code > 0 else 130
+    if summary.status == "cancelled" and code >= 0:
+        code = code or 130
     if code < 0:  # killed by a signal: report it the way a shell would
         code = 128 - code
     # The exit code outranks the log: a command that failed is a failed build.

@@ -40,8 +40,9 @@ _PLAIN = re.compile(r"^#(\d+) (.*)$")
 _PLAIN_DONE = re.compile(r"^DONE (\d+(?:\.\d+)?)s$")
 _PLAIN_LOG = re.compile(r"^\d+(?:\.\d+)? ")  # "0.083 building": output of the step
 _DIGEST_LINE = re.compile(r"^sha256:[0-9a-f]{64}$")
-_STEP_NAME = re.compile(
-    r"^\[(?:(?P<stage>[^\]\s]+) )?(?P<index>\d+)/(?P<total>\d+)\] (?P<instr>.*)$")
+_STEP_NAME = re.compile(  # [linux/amd64 builder 2/5] RUN make: platform and stage optional
+    r"^\[(?:(?P<platform>[^\]\s/]+/[^\]\s]+) )?(?:(?P<stage>[^\]\s]+) )?"
+    r"(?P<index>\d+)/(?P<total>\d+)\] (?P<instr>.*)$")
 _LEGACY_STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
 _LEGACY_FROM_ALIAS = re.compile(r"\bAS\s+(\S+)\s*$", re.IGNORECASE)
 _LEGACY_ARROW = re.compile(r"^ ---> (.*)$")
@@ -165,7 +166,7 @@ class BuildLogParser:
                 self._rawjson(text)
             else:
                 self._legacy(text)
-        except (ValueError, TypeError, KeyError, AttributeError, OverflowError):
+        except (ValueError, TypeError, KeyError, AttributeError, OverflowError, RecursionError):
             return  # a mangled line is skipped; the build's other lines still count
 
     # --- BuildKit plain ---------------------------------------------------------------------
@@ -224,7 +225,7 @@ class BuildLogParser:
             error = vertex.get("error") or vertex.get("Error")
             if vertex.get("cached") or vertex.get("Cached"):
                 step.status, step.error = "cached", None
-                step.duration = (completed - started) if started and completed else 0.0
+                step.duration = max(0.0, completed - started) if started and completed else 0.0
             elif error:
                 canceled = "context canceled" in str(error)
                 step.status = "canceled" if canceled else "error"
@@ -399,9 +400,10 @@ def stream_lines(stream: IO[bytes], chunk_size: int = 1 << 20,
         if tee is not None:
             tee(chunk)
         if overflow:
-            newline = max(chunk.find(b"\n"), chunk.find(b"\r"))
-            if newline < 0:
+            breaks = [i for i in (chunk.find(b"\n"), chunk.find(b"\r")) if i >= 0]
+            if not breaks:
                 continue
+            newline = min(breaks)
             chunk, overflow = chunk[newline:], False
         data = pending + chunk
         cut = max(data.rfind(b"\n"), data.rfind(b"\r"))

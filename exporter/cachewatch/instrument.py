@@ -22,7 +22,6 @@ import os
 import socket
 import threading
 import time
-import urllib.error
 import urllib.request
 from bisect import bisect_left
 from collections.abc import Callable, Iterator
@@ -65,10 +64,13 @@ class CacheStats:
             self.load_success += 1
         else:
             self.load_failure += 1
-        self.load_ns += int(seconds * 1e9)
+        if 0 <= seconds < 1e6:  # NaN, inf or a negative clock step are not a duration
+            self.load_ns += int(seconds * 1e9)
 
     def observe(self, seconds: float, op: str = "get") -> None:
         """A lookup's latency, into the contract buckets (50 ms is an edge)."""
+        if not 0 <= seconds < 1e6:
+            return
         counts = self._latency.get(op)
         if counts is None:
             counts = self._latency[op] = [0.0] * (len(_LE) + 1)
@@ -96,7 +98,8 @@ class CacheStats:
         if self.parent is not None:
             body["parent"], body["parent_layer"] = self.parent, self.parent_layer
         latency = []
-        for op, counts in self._latency.items():
+        for op, counts in list(self._latency.items()):  # observe() may add an op meanwhile
+            counts = list(counts)
             running, buckets = 0.0, {}
             for le, count in zip(_LE, counts[:-1], strict=True):
                 running += count
@@ -221,7 +224,11 @@ class Pusher:
             self.push_now()
 
     def push_now(self) -> bool:
-        """One push, now; ``False`` (and a log line when it starts failing) if it did not land."""
+        """One push, now; ``False`` (and a log line when it starts failing) if it did not land.
+
+        Never raises: whatever the exporter (or whatever answers at its address) does, the
+        app's thread and this one carry on.
+        """
         try:
             body = json.dumps(self._caches.payload(self.instance, self._started_at)).encode()
             request = urllib.request.Request(self._endpoint, data=body, method="POST",
@@ -230,7 +237,7 @@ class Pusher:
                 request.add_header("Authorization", f"Bearer {self._token}")
             with urllib.request.urlopen(request, timeout=self._timeout) as response:
                 response.read()
-        except (urllib.error.URLError, OSError, ValueError) as exc:
+        except Exception as exc:
             self.failed += 1
             if not self._was_failing:
                 log.warning("cachewatch push failed; will keep trying",

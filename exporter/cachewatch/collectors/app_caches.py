@@ -14,7 +14,7 @@ import hmac
 import logging
 import threading
 import time
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Annotated, Any
@@ -172,6 +172,7 @@ class _Seen:
 @dataclass
 class _Instance:
     last_push: float
+    started_at: float | None = None
     caches: dict[str, _Seen] = field(default_factory=dict)
 
 
@@ -187,6 +188,10 @@ class AppCacheCollector(Source):
         self._lock = threading.Lock()
         self._names = LabelCap(settings.max_caches)
         self._instances: dict[str, _Instance] = {}
+        # Expired instances' last counters: one that comes back after a pause continues from
+        # them instead of having its whole cumulative count added again.
+        self._expired: OrderedDict[str, _Instance] = OrderedDict()
+        self._ops = LabelCap(16)
         self._totals: dict[str, dict[str, float]] = defaultdict(lambda: dict.fromkeys(COUNTERS,
                                                                                       0.0))
         self._effective: dict[str, float] = defaultdict(float)
@@ -208,7 +213,14 @@ class AppCacheCollector(Source):
                     raise OverflowError(
                         f"{len(self._instances)} instances already report (app.max_instances);"
                         " this one is refused until others expire")
-                instance = self._instances[body.instance] = _Instance(now)
+                instance = self._expired.pop(body.instance, None) or _Instance(
+                    now, body.started_at)
+                self._instances[body.instance] = instance
+            if body.started_at is not None and instance.started_at is not None \
+                    and body.started_at != instance.started_at:
+                self._resets_for(instance)  # a new start time: the instance restarted
+            instance.started_at = body.started_at if body.started_at is not None \
+                else instance.started_at
             instance.last_push = now
             # Counts from before a restart of this exporter were exported by the previous run.
             fresh = body.started_at is None or body.started_at >= self._started
@@ -233,6 +245,13 @@ class AppCacheCollector(Source):
                         self._effective[label] += deltas[cache.name]["hits"] + parent_hits
         return counted
 
+    def _resets_for(self, instance: _Instance) -> None:
+        """Forget what a restarted instance reported: everything it sends now is new."""
+        for name, seen in instance.caches.items():
+            self._resets[self._names(name)] += 1
+            seen.counters = dict.fromkeys(COUNTERS, 0.0)
+            seen.latency = {}
+
     def _add(self, instance: _Instance, cache: PushedCache, label: str, fresh: bool
              ) -> dict[str, float]:
         current = cache.counters()
@@ -252,6 +271,7 @@ class AppCacheCollector(Source):
         seen.counters = current
         seen.entries = cache.entries()
         for histogram in cache.latency:
+            histogram.op = self._ops(histogram.op)  # ops are few; a flood folds into other
             counts = [histogram.buckets[le] for le in _LE]
             before = seen.latency.get(histogram.op)
             if before is None:
@@ -268,7 +288,9 @@ class AppCacheCollector(Source):
     def _expire(self, now: float) -> None:
         cutoff = now - self.settings.instance_ttl
         for name in [n for n, i in self._instances.items() if i.last_push < cutoff]:
-            del self._instances[name]
+            self._expired[name] = self._instances.pop(name)
+            while len(self._expired) > self.settings.max_instances:
+                self._expired.popitem(last=False)
             log.info("instance expired", extra={"app_instance": name,
                                                 "ttl_s": self.settings.instance_ttl})
 

@@ -12,7 +12,7 @@ import hmac
 import logging
 import threading
 from collections import OrderedDict, defaultdict
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -35,19 +35,23 @@ REJECT_REASONS = ("auth", "too_large", "malformed", "duplicate")
 _SEEN_IDS = 10_000  # build ids remembered to drop re-sent submissions
 
 
+Seconds = Annotated[float, Field(ge=0, le=7 * 86400, allow_inf_nan=False)]
+Steps = Annotated[int, Field(ge=0, le=1_000_000)]
+
+
 class SubmittedSummary(BaseModel):
     """The summary ``cachewatch ingest-build`` sends (extra fields, like records, ignored)."""
 
     model_config = ConfigDict(extra="ignore")
 
     status: Literal["success", "failed", "cancelled"]
-    duration_seconds: float = Field(ge=0, le=7 * 86400)
-    lookups: int = Field(ge=0)
-    hits: int = Field(ge=0)
-    misses: int = Field(ge=0)
-    executed_seconds: float = Field(default=0.0, ge=0)
-    cached_seconds: float = Field(default=0.0, ge=0)
-    rebuild_seconds: float = Field(default=0.0, ge=0)
+    duration_seconds: Seconds
+    lookups: Steps
+    hits: Steps
+    misses: Steps
+    executed_seconds: Seconds = 0.0
+    cached_seconds: Seconds = 0.0
+    rebuild_seconds: Seconds = 0.0
     cache_buster: str | None = Field(default=None, max_length=4096)
 
     @model_validator(mode="after")
@@ -86,8 +90,7 @@ class BuildCollector(Source):
     def __init__(self, settings: BuildSettings) -> None:
         self.settings = settings
         self._lock = threading.Lock()
-        self._images = LabelCap(settings.max_images)
-        self._targets = LabelCap(settings.max_images)
+        self._pairs = LabelCap(settings.max_images)  # (image, target) pairs, not each apart
         self._buster_labels = LabelCap(settings.max_cache_busters)
         self._builds: dict[tuple[str, str, str], int] = defaultdict(int)
         self._steps: dict[tuple[str, str, str], int] = defaultdict(int)
@@ -111,7 +114,8 @@ class BuildCollector(Source):
                 self._seen[build_id] = None
                 while len(self._seen) > _SEEN_IDS:
                     self._seen.popitem(last=False)
-            image, target = self._images(image), self._targets(target)
+            if self._pairs(f"{image}\0{target}") == "other":
+                image, target = "other", "other"
             self._builds[(image, target, summary.status)] += 1
             self._steps[(image, target, "hit")] += summary.hits
             self._steps[(image, target, "miss")] += summary.misses

@@ -73,12 +73,14 @@ def disk_usage(df: dict[str, Any], host: str) -> Families:
     out.add(contract.DOCKER_BUILD_CACHE_RECLAIMABLE, {"host": host}, reclaimable)
     out.add(contract.DOCKER_BUILD_CACHE_USAGE, {"host": host}, usage)
 
-    dangling = sum(1 for image in images if _is_dangling(image))
-    out.add(contract.DOCKER_IMAGES, {"host": host, "dangling": "true"}, dangling)
-    out.add(contract.DOCKER_IMAGES, {"host": host, "dangling": "false"}, len(images) - dangling)
-    if not images and "TotalCount" in image_usage:
-        out.add(contract.DOCKER_IMAGES, {"host": host, "dangling": "false"},
+    if not images and "TotalCount" in image_usage:  # 1.52+ without Items: totals only
+        out.add(contract.DOCKER_IMAGES, {"host": host, "dangling": "unknown"},
                 float(image_usage["TotalCount"]))
+    else:
+        dangling = sum(1 for image in images if _is_dangling(image))
+        out.add(contract.DOCKER_IMAGES, {"host": host, "dangling": "true"}, dangling)
+        out.add(contract.DOCKER_IMAGES, {"host": host, "dangling": "false"},
+                len(images) - dangling)
     out.add(contract.DOCKER_IMAGES_BYTES, {"host": host},
             sum(float(i.get("Size") or 0) for i in images))
     out.add(contract.DOCKER_IMAGES_SHARED_BYTES, {"host": host},
