@@ -18,6 +18,7 @@ from typing import ClassVar
 from fastapi import APIRouter
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
+from starlette.types import ASGIApp
 
 from .. import contract
 from ..contract import Families
@@ -54,6 +55,10 @@ class Source(Collector):
     def router(self) -> APIRouter | None:
         """Routes this source receives data on; the app mounts them as they are."""
         return None
+
+    def fast_routes(self) -> dict[str, ASGIApp]:
+        """High-volume endpoints (path -> raw ASGI app), served ahead of the framework."""
+        return {}
 
 
 class TargetCollector(Source, ABC):

@@ -19,9 +19,7 @@ import logging
 import threading
 from collections import OrderedDict, defaultdict
 from typing import Any
-
-from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from urllib.parse import parse_qs
 
 from .. import contract
 from ..cardinality import LabelCap
@@ -205,57 +203,40 @@ class RegistryEventCollector(Source):
         yield from out
 
     # --- HTTP ---------------------------------------------------------------------------------
-    def router(self) -> APIRouter:
-        router = APIRouter(tags=["registry"])
+    def fast_routes(self) -> dict[str, Any]:
+        """Raw ASGI endpoints ahead of the framework: a registry can send thousands of events
+        a second, and routing, middleware and request objects would cost more than the
+        counting (see benchmarks/webhook_throughput.py)."""
+        return {"/webhooks/registry": _Webhook(self, "distribution"),
+                "/webhooks/harbor": _Webhook(self, "harbor")}
 
-        @router.post("/webhooks/registry", summary="Distribution notification envelope",
-                     responses={400: {"description": "Nothing in the body can be counted"},
-                                401: {"description": "Token"}, 413: {"description": "Size"}})
-        async def distribution(request: Request) -> JSONResponse:
-            """``{"events": [...]}`` as the registry's notifications endpoint sends it
-            (``...events.v1+json``, ``v2+json`` or plain JSON). ``?registry=NAME`` names the
-            source registry (default: the events' ``source.addr``)."""
-            return await self._receive(request, "distribution")
-
-        @router.post("/webhooks/harbor", summary="Harbor webhook (Default or CloudEvents)",
-                     responses={400: {"description": "Not a Harbor event"},
-                                401: {"description": "Token"}, 413: {"description": "Size"}})
-        async def harbor(request: Request) -> JSONResponse:
-            """``PUSH_ARTIFACT`` / ``PULL_ARTIFACT`` / ``DELETE_ARTIFACT`` (or their CloudEvents
-            types); other event types are accepted and ignored. ``?registry=NAME`` names it."""
-            return await self._receive(request, "harbor")
-
-        return router
-
-    async def _receive(self, request: Request, source: str) -> JSONResponse:
+    def handle(self, source: str, authorization: bytes, raw: bytes | None,
+               registry: str | None) -> tuple[int, dict[str, Any]]:
+        """One webhook request, already read: ``(status, JSON body)``. ``raw`` is ``None``
+        when the body was over the limit."""
         token = self.settings.token
-        if token is not None:
-            given = request.headers.get("authorization", "").encode()
-            if not hmac.compare_digest(given, f"Bearer {token.get_secret_value()}".encode()):
-                self.reject(source, "auth")
-                return JSONResponse({"error": "missing or wrong bearer token (registry.token)"},
-                                    status_code=401, headers={"WWW-Authenticate": "Bearer"})
-        raw = await _read_limited(request, self.settings.max_body_bytes)
+        if token is not None and not hmac.compare_digest(
+                authorization, f"Bearer {token.get_secret_value()}".encode()):
+            self.reject(source, "auth")
+            return 401, {"error": "missing or wrong bearer token (registry.token)"}
         if raw is None:
             self.reject(source, "too_large")
-            return JSONResponse({"error": f"body over {self.settings.max_body_bytes} bytes "
-                                          "(registry.max_body_bytes)"}, status_code=413)
+            return 413, {"error": f"body over {self.settings.max_body_bytes} bytes "
+                                  "(registry.max_body_bytes)"}
         try:
             payload = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             self.reject(source, "malformed_json")
-            return JSONResponse({"error": f"malformed JSON: {exc}"}, status_code=400)
-        registry = request.query_params.get("registry") or None
+            return 400, {"error": f"malformed JSON: {exc}"}
         if source == "harbor":
             return self._harbor(payload, raw, registry)
         return self._distribution(payload, registry)
 
-    def _distribution(self, payload: Any, registry: str | None) -> JSONResponse:
+    def _distribution(self, payload: Any, registry: str | None) -> tuple[int, dict[str, Any]]:
         events = payload.get("events") if isinstance(payload, dict) else None
         if not isinstance(events, list):
             self.reject("distribution", "bad_shape")
-            return JSONResponse({"error": 'expected an envelope {"events": [...]}'},
-                                status_code=400)
+            return 400, {"error": 'expected an envelope {"events": [...]}'}
         accepted = duplicates = 0
         rejected = []
         for index, event in enumerate(events):
@@ -268,34 +249,62 @@ class RegistryEventCollector(Source):
                 self.reject("distribution", exc.reason)
                 rejected.append({"index": index, "reason": exc.reason, "error": str(exc)})
         body = {"accepted": accepted, "duplicates": duplicates, "rejected": rejected}
-        # The registry retries any non-2xx. Retrying an envelope that is wholly bad cannot
-        # help and is refused (400); one with good events is acknowledged, the bad ones listed.
-        status = 400 if rejected and not accepted and not duplicates else 200
         if rejected:
             log.warning("registry events refused", extra={"refused": len(rejected),
                                                           "first": rejected[0]["error"]})
-        return JSONResponse(body, status_code=status)
+        # The registry retries any non-2xx. Retrying an envelope that is wholly bad cannot
+        # help and is refused (400); one with good events is acknowledged, the bad ones listed.
+        return (400 if rejected and not accepted and not duplicates else 200), body
 
-    def _harbor(self, payload: Any, raw: bytes, registry: str | None) -> JSONResponse:
+    def _harbor(self, payload: Any, raw: bytes, registry: str | None
+                ) -> tuple[int, dict[str, Any]]:
         try:
             counted, action = self.count_harbor(payload, raw, registry)
         except BadEvent as exc:
             self.reject("harbor", exc.reason)
-            return JSONResponse({"error": str(exc)}, status_code=400)
-        return JSONResponse({"accepted": int(counted), "action": action}, status_code=200)
+            return 400, {"error": str(exc)}
+        return 200, {"accepted": int(counted), "action": action}
 
 
-async def _read_limited(request: Request, limit: int) -> bytes | None:
-    """The body, or ``None`` once it is known to be over ``limit`` (chunked bodies included)."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        return None
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            return None
-    return bytes(body)
+class _Webhook:
+    """The ASGI endpoint: read the body (bounded), hand it to the collector, answer JSON."""
+
+    def __init__(self, collector: RegistryEventCollector, source: str) -> None:
+        self.collector = collector
+        self.source = source
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["method"] != "POST":
+            await _answer(send, 405, {"error": "POST only"}, [(b"allow", b"POST")])
+            return
+        limit = self.collector.settings.max_body_bytes
+        headers = dict(scope["headers"])
+        declared = headers.get(b"content-length", b"")
+        raw: bytes | None = None if declared.isdigit() and int(declared) > limit else b""
+        more = raw is not None
+        chunks = bytearray()
+        while more:
+            message = await receive()
+            chunks += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(chunks) > limit:
+                more, raw = False, None
+        if raw is not None:
+            raw = bytes(chunks)
+        registry = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("registry")
+        status, body = self.collector.handle(self.source, headers.get(b"authorization", b""),
+                                             raw, registry[0] if registry else None)
+        await _answer(send, status, body,
+                      [(b"www-authenticate", b"Bearer")] if status == 401 else [])
+
+
+async def _answer(send: Any, status: int, body: dict[str, Any],
+                  extra: list[tuple[bytes, bytes]]) -> None:
+    payload = json.dumps(body).encode()
+    headers = [(b"content-type", b"application/json"),
+               (b"content-length", str(len(payload)).encode()), *extra]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": payload})
 
 
 @register("registry")
