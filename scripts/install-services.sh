@@ -9,6 +9,7 @@ declare -A NEEDED=(
   [promtool]=prometheus
   [dockerd]=docker.io
   [busybox]=busybox-static
+  [docker-registry]=docker-registry
 )
 
 missing=()
