@@ -10,6 +10,7 @@ declare -A NEEDED=(
   [dockerd]=docker.io
   [busybox]=busybox-static
   [docker-registry]=docker-registry
+  [amtool]=prometheus-alertmanager
 )
 
 missing=()

@@ -203,6 +203,54 @@ def build_command(
     raise typer.Exit(code)
 
 
+@cli.command()
+def bundle(
+    out: Annotated[Path, typer.Option(help="Folder to write alerts/ (and dashboards/) into.")]
+    = Path("."),
+    hit_rate: Annotated[float, typer.Option(help="Alert below this hit ratio.")] = 0.85,
+    hit_rate_for: Annotated[str, typer.Option(help="...for this long.")] = "10m",
+    p99: Annotated[str, typer.Option(help="Alert when P99 latency is above this.")] = "50ms",
+    p99_for: Annotated[str, typer.Option(help="...for this long.")] = "5m",
+    build_hit_rate: Annotated[float, typer.Option(
+        help="Alert when builds take fewer of their steps from cache.")] = 0.5,
+    build_window: Annotated[str, typer.Option(help="Over this window of builds.")] = "1h",
+    registry_hit_rate: Annotated[float, typer.Option(
+        help="Alert below this pull-through cache hit ratio.")] = 0.85,
+    runbook_url: Annotated[str, typer.Option(help="Where the runbooks (README) live.")]
+    = "https://github.com/cachewatch/cachewatch/blob/main/README.md",
+    grafana_url: Annotated[str, typer.Option(help="Grafana, for alerts' dashboard links.")]
+    = "http://localhost:3000",
+    check: Annotated[bool, typer.Option(
+        help="Write nothing; exit 1 if the files under --out differ from a fresh generation.")]
+    = False,
+) -> None:
+    """Generate the Prometheus rules (with their promtool tests) and Alertmanager example."""
+    from . import bundle as generator
+    from .bundle.thresholds import Thresholds
+    from .config import parse_duration
+
+    try:
+        thresholds = Thresholds(
+            hit_rate=hit_rate, hit_rate_for=hit_rate_for, p99_seconds=parse_duration(p99),
+            p99_for=p99_for, build_hit_rate=build_hit_rate, build_window=build_window,
+            registry_hit_rate=registry_hit_rate, runbook_url=runbook_url,
+            grafana_url=grafana_url.rstrip("/"))
+    except ValueError as exc:
+        _fail(str(exc))
+    if not thresholds.p99_is_bucket_edge:
+        typer.echo(f"cachewatch: note: {p99} is not a latency bucket edge; histogram_quantile "
+                   "interpolates there, so the P99 alert is approximate", err=True)
+    if check:
+        stale = [rel for rel, content in generator.files(thresholds).items()
+                 if not (out / rel).is_file() or (out / rel).read_text() != content]
+        if stale:
+            _fail("out of date (run `cachewatch bundle`): " + ", ".join(stale))
+        typer.echo("bundle is up to date")
+        return
+    for path in generator.write(out, thresholds):
+        typer.echo(f"wrote {path}")
+
+
 @cli.command("metrics")
 def metrics_reference() -> None:
     """Print the metric reference (Markdown) generated from the metric contract."""

@@ -1,0 +1,84 @@
+"""The generated bundle: committed files up to date, promtool and amtool accept them, every alert
+is unit-tested and links to a runbook that exists."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cachewatch.bundle import files
+from cachewatch.bundle.rules import alert_rules
+from cachewatch.bundle.thresholds import Thresholds
+
+from support import require
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_committed_bundle_equals_a_fresh_generation():
+    result = subprocess.run([sys.executable, "-m", "cachewatch", "bundle", "--check", "--out",
+                             str(ROOT)], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr + " -- run `cachewatch bundle` and commit"
+
+
+def test_promtool_checks_and_unit_tests_the_committed_rules():
+    promtool = require("promtool", "prometheus")
+    alerts = ROOT / "alerts"
+    checked = subprocess.run([promtool, "check", "rules", "cachewatch-rules.yml"], cwd=alerts,
+                             capture_output=True, text=True, check=False)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    tested = subprocess.run([promtool, "test", "rules", "cachewatch-rules.test.yml"],
+                            cwd=alerts, capture_output=True, text=True, check=False)
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+    assert "SUCCESS" in tested.stdout
+
+
+@pytest.mark.parametrize("flags", [
+    ["--hit-rate", "0.9", "--p99", "30ms", "--hit-rate-for", "5m"],
+    ["--hit-rate", "0.7", "--p99", "100ms", "--build-hit-rate", "0.3", "--build-window", "2h"],
+])
+def test_a_users_own_thresholds_regenerate_a_consistent_tested_bundle(tmp_path, flags):
+    promtool = require("promtool", "prometheus")
+    subprocess.run([sys.executable, "-m", "cachewatch", "bundle", "--out", str(tmp_path),
+                    *flags], check=True, capture_output=True)
+    rules = (tmp_path / "alerts" / "cachewatch-rules.yml").read_text()
+    assert f"< {flags[1]}" in rules
+    tested = subprocess.run([promtool, "test", "rules", "cachewatch-rules.test.yml"],
+                            cwd=tmp_path / "alerts", capture_output=True, text=True, check=False)
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+
+
+def test_amtool_accepts_the_alertmanager_example():
+    amtool = require("amtool", "prometheus-alertmanager")
+    checked = subprocess.run([amtool, "check-config", str(ROOT / "alerts" / "alertmanager.yml")],
+                             capture_output=True, text=True, check=False)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_every_alert_is_unit_tested_annotated_and_has_a_runbook():
+    thresholds = Thresholds()
+    tests = yaml.safe_load(files(thresholds)["alerts/cachewatch-rules.test.yml"])
+    tested = {case["alertname"] for test in tests["tests"]
+              for case in test.get("alert_rule_test", [])}
+    readme = (ROOT / "README.md").read_text()
+    anchors = {re.sub(r"[^a-z0-9]+", "", line.lstrip("#").strip().lower())
+               for line in readme.splitlines() if line.startswith("### ")}
+    for rule in alert_rules(thresholds):
+        assert rule["alert"] in tested, f"{rule['alert']} has no promtool test"
+        assert rule["labels"]["severity"] in ("warning", "critical")
+        assert set(rule["annotations"]) == {"summary", "description", "runbook_url",
+                                            "dashboard_url"}
+        assert rule["annotations"]["runbook_url"].split("#")[1] in anchors, rule["alert"]
+
+
+def test_bad_thresholds_are_refused_with_the_reason(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "cachewatch", "bundle", "--out",
+                             str(tmp_path), "--hit-rate", "85"], capture_output=True, text=True,
+                            check=False)
+    assert result.returncode == 2
+    assert "hit_rate must be between 0 and 1" in result.stderr
