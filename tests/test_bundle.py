@@ -82,3 +82,50 @@ def test_bad_thresholds_are_refused_with_the_reason(tmp_path):
                             check=False)
     assert result.returncode == 2
     assert "hit_rate must be between 0 and 1" in result.stderr
+
+
+DASHBOARD_FILES = sorted((ROOT / "dashboards").glob("*.json"))
+
+
+def _overlaps(a: dict, b: dict) -> bool:
+    return not (a["x"] + a["w"] <= b["x"] or b["x"] + b["w"] <= a["x"]
+                or a["y"] + a["h"] <= b["y"] or b["y"] + b["h"] <= a["y"])
+
+
+@pytest.mark.parametrize("path", DASHBOARD_FILES, ids=lambda p: p.stem)
+def test_dashboards_are_well_formed(path):
+    import json
+
+    board = json.loads(path.read_text())
+    assert board["uid"].startswith("cachewatch-")
+    assert board["schemaVersion"] >= 36
+    variables = {v["name"]: v for v in board["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource"
+    assert any(link["type"] == "dashboards" and link["tags"] == ["cachewatch"]
+               for link in board["links"])
+    panels = board["panels"]
+    assert len({p["id"] for p in panels}) == len(panels)
+    for i, first in enumerate(panels):
+        for second in panels[i + 1:]:
+            assert not _overlaps(first["gridPos"], second["gridPos"]), (first["title"],
+                                                                        second["title"])
+    for panel in panels:
+        defaults = panel["fieldConfig"]["defaults"]
+        assert defaults.get("unit"), panel["title"]
+        assert defaults["thresholds"]["steps"], panel["title"]
+        assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
+        for target in panel["targets"]:
+            assert target["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
+            assert target["expr"]
+
+
+def test_dashboard_threshold_lines_follow_the_alert_thresholds(tmp_path):
+    import json
+
+    subprocess.run([sys.executable, "-m", "cachewatch", "bundle", "--out", str(tmp_path),
+                    "--hit-rate", "0.93", "--p99", "25ms"], check=True, capture_output=True)
+    board = json.loads((tmp_path / "dashboards" / "overview.json").read_text())
+    steps = {p["title"]: [s["value"] for s in p["fieldConfig"]["defaults"]["thresholds"]["steps"]]
+             for p in board["panels"]}
+    assert steps["Hit rate by layer and cache"] == [None, 0.93]
+    assert steps["P99 latency (client-observed)"] == [None, 0.025]
