@@ -275,18 +275,22 @@ class BuildContext:
 class Prometheus:
     """A real Prometheus scraping the given targets every second, for PromQL checks."""
 
-    def __init__(self, workdir: Path, targets: list[str], rule_files: list[Path] = ()) -> None:
+    def __init__(self, workdir: Path, targets: list[str], rule_files: list[Path] = (),
+                 alertmanager: str | None = None) -> None:
         self.binary = require("prometheus", "prometheus")
         self.workdir = workdir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         workdir.mkdir(parents=True, exist_ok=True)
-        config = {
+        config: dict = {
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
             "rule_files": [str(p) for p in rule_files],
             "scrape_configs": [{"job_name": "cachewatch",
                                 "static_configs": [{"targets": targets}]}],
         }
+        if alertmanager:
+            config["alerting"] = {"alertmanagers": [{"static_configs": [
+                {"targets": [alertmanager]}]}]}
         import yaml
 
         (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
@@ -373,3 +377,71 @@ class RegistryServer:
         return httpx.get(f"{self.url}/v2/{repository}/manifests/{reference}", timeout=5,
                          headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"}
                          ).json()
+
+
+class Alertmanager:
+    """A real Alertmanager that sends every notification to ``webhook`` at once."""
+
+    def __init__(self, workdir: Path, webhook: str) -> None:
+        self.binary = require("prometheus-alertmanager", "prometheus-alertmanager")
+        self.workdir = workdir
+        self.port = free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        workdir.mkdir(parents=True, exist_ok=True)
+        import yaml
+
+        (workdir / "alertmanager.yml").write_text(yaml.safe_dump({
+            "route": {"receiver": "test", "group_by": ["alertname", "cache"],
+                      "group_wait": "1s", "group_interval": "1s", "repeat_interval": "1h"},
+            "receivers": [{"name": "test", "webhook_configs": [
+                {"url": webhook, "send_resolved": True}]}],
+        }))
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Alertmanager:
+        self.proc = subprocess.Popen(
+            [self.binary, f"--config.file={self.workdir / 'alertmanager.yml'}",
+             f"--storage.path={self.workdir / 'data'}", f"--web.listen-address={self.address}",
+             "--cluster.listen-address="],
+            stdout=subprocess.DEVNULL, stderr=(self.workdir / "alertmanager.log").open("wb"))
+        wait_until(lambda: httpx.get(f"http://{self.address}/-/ready", timeout=2)
+                   .status_code == 200, timeout=30)
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=30)
+
+
+class WebhookReceiver:
+    """Collects the JSON bodies POSTed to it (Alertmanager's webhook notifications)."""
+
+    def __init__(self) -> None:
+        import http.server
+        import json
+
+        received: list[dict] = []
+        self.received = received
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("content-length", 0))
+                received.append(json.loads(self.rfile.read(length)))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def alerts(self, name: str, status: str) -> list[dict]:
+        return [a for body in list(self.received) for a in body["alerts"]
+                if a["labels"].get("alertname") == name and a["status"] == status]
+
+    def stop(self) -> None:
+        self.server.shutdown()
