@@ -129,3 +129,26 @@ def test_dashboard_threshold_lines_follow_the_alert_thresholds(tmp_path):
              for p in board["panels"]}
     assert steps["Hit rate by layer and cache"] == [None, 0.93]
     assert steps["P99 latency (client-observed)"] == [None, 0.025]
+
+
+def test_grafana_alert_provisioning_mirrors_the_prometheus_alerts():
+    thresholds = Thresholds()
+    document = yaml.safe_load(files(thresholds)["alerts/grafana-alert-rules.yml"])
+    assert document["apiVersion"] == 1
+    (group,) = document["groups"]
+    by_title = {rule["title"]: rule for rule in group["rules"]}
+    assert set(by_title) == {rule["alert"] for rule in alert_rules(thresholds)}
+    assert len({rule["uid"] for rule in group["rules"]}) == len(group["rules"])
+    datasource = yaml.safe_load(files(thresholds)["dashboards/provisioning/datasources.yml"])
+    uid = datasource["datasources"][0]["uid"]
+    for prometheus_rule in alert_rules(thresholds):
+        rule = by_title[prometheus_rule["alert"]]
+        refs = {query["refId"]: query for query in rule["data"]}
+        assert rule["condition"] in refs
+        assert refs["A"]["datasourceUid"] == uid
+        assert refs["A"]["model"]["expr"] == prometheus_rule["expr"]
+        assert rule["for"] == prometheus_rule["for"]
+        assert rule["labels"] == prometheus_rule["labels"]
+        assert "$value " not in str(rule["annotations"])  # Prometheus syntax translated
+    assert "{{ humanizePercentage $values.A.Value }}" in \
+        by_title["CacheHitRateLow"]["annotations"]["description"]
