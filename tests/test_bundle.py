@@ -117,6 +117,13 @@ def test_dashboards_are_well_formed(path):
         for target in panel["targets"]:
             assert target["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
             assert target["expr"]
+        # today's panel shapes, not the pre-Grafana-7 ones Grafana would migrate
+        assert "fieldOptions" not in (panel.get("options") or {}), panel["title"]
+        if panel["type"] == "heatmap":
+            assert panel["options"]["yAxis"]["unit"] == defaults["unit"]
+            assert {t["format"] for t in panel["targets"]} == {"heatmap"}
+        if panel["type"] == "bargauge":
+            assert panel["options"]["reduceOptions"]["calcs"] == ["lastNotNull"]
 
 
 def test_dashboard_threshold_lines_follow_the_alert_thresholds(tmp_path):

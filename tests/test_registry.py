@@ -208,32 +208,53 @@ def test_redelivered_envelopes_count_once(exporter_factory):
 
 def test_bad_envelopes_are_refused_with_reasons_and_good_events_kept(exporter_factory):
     exporter = registry_exporter(exporter_factory, **{"registry.max_body_bytes": 2048})
+    plain = "application/json"  # any sender that is not a registry
     assert post(exporter, {"events": []}, token=None).status_code == 401
     assert post(exporter, {"events": []}, token="nope").status_code == 401
-    bad_json = post(exporter, b'{"events": [')
+    bad_json = post(exporter, b'{"events": [', content_type=plain)
     assert bad_json.status_code == 400
     assert "malformed JSON" in bad_json.json()["error"]
-    shape = post(exporter, {"event": []})
+    shape = post(exporter, {"event": []}, content_type=plain)
     assert shape.status_code == 400
     assert 'expected an envelope {"events": [...]}' in shape.json()["error"]
-    unknown = post(exporter, {"events": [{**_event("pull", "x", MANIFEST), "action": "copy"}]})
-    assert unknown.status_code == 400  # nothing countable: retrying cannot help, say so
+    unknown = post(exporter, {"events": [{**_event("pull", "x", MANIFEST), "action": "copy"}]},
+                   content_type=plain)
+    assert unknown.status_code == 400  # nothing countable in it
     assert "unknown action 'copy'" in unknown.json()["rejected"][0]["error"]
-    mixed = post(exporter, {"events": [_event("push", "x", MANIFEST), {"id": "1"}, 7]})
-    assert mixed.status_code == 200  # the good event counted once; no retry of the envelope
+    mixed = post(exporter, {"events": [_event("push", "x", MANIFEST), {"id": "1"}, 7]},
+                 content_type=plain)
+    assert mixed.status_code == 200  # the good event counted once; the bad ones listed
     assert [r["reason"] for r in mixed.json()["rejected"]] == ["bad_shape", "bad_shape"]
     assert post(exporter, {"events": [_event("pull", "x" * 3000, MANIFEST)]}).status_code == 413
-    plain = post(exporter, {"events": [_event("delete", "x", MANIFEST)]},
-                 content_type="application/json")
-    assert plain.status_code == 200
+    huge = post(exporter, {"events": [_event("pull", "x", LAYER, size=10**400)]},
+                content_type=plain)
+    assert huge.json()["rejected"][0]["reason"] == "bad_shape"
+    assert post(exporter, {"events": [_event("delete", "x", MANIFEST)]},
+                content_type=plain).status_code == 200
     m = exporter.scrape()
     assert m.value("cachewatch_registry_image_pushes_total", registry="r:5000", repository="x",
                    tag="") == 1
+    assert not m.find(BLOB_PULLS)  # the oversized event left nothing half-counted
     reasons = {r: m.value("cachewatch_registry_webhook_rejected_total", source="distribution",
                           reason=r) for r in ("auth", "malformed_json", "bad_shape",
                                               "unknown_action", "too_large")}
-    assert reasons == {"auth": 2, "malformed_json": 1, "bad_shape": 3, "unknown_action": 1,
+    assert reasons == {"auth": 2, "malformed_json": 1, "bad_shape": 4, "unknown_action": 1,
                        "too_large": 1}
+
+
+def test_a_registry_is_never_told_to_retry_what_can_never_succeed(exporter_factory):
+    """Distribution retries every non-2xx answer forever, in order: a bad event answered with
+    400 would stop its whole queue. With the registry's media type it gets 2xx instead."""
+    exporter = registry_exporter(exporter_factory)
+    for body in (b'{"events": [', {"events": [{**_event("pull", "x", MANIFEST),
+                                               "action": "copy"}]}):
+        response = post(exporter, body)  # the registry's own events media type
+        assert response.status_code == 202
+        assert response.json()["retry"] is False
+    assert post(exporter, {"events": []}, token="nope").status_code == 401  # retry can help
+    m = exporter.scrape()
+    assert m.value("cachewatch_registry_webhook_rejected_total", source="distribution",
+                   reason="unknown_action") == 1
 
 
 def test_ten_thousand_repositories_stay_under_the_cap(exporter_factory):
@@ -285,9 +306,12 @@ def test_harbor_default_and_cloudevents_payloads(exporter_factory):
         assert response.status_code == 200
     scan = post(exporter, {**HARBOR_DEFAULT, "type": "SCANNING_COMPLETED"}, path)
     assert scan.json() == {"accepted": 0, "action": "ignored"}
-    assert post(exporter, {"type": "PULL_ARTIFACT"}, path).status_code == 400
+    assert post(exporter, {"type": "PULL_ARTIFACT"}, path,
+                content_type="application/json").status_code == 400
+    assert post(exporter, HARBOR_DEFAULT, path, content_type="application/json").json() == \
+        {"accepted": 1, "action": "pull"}  # two real pulls can look alike: both count
     m = exporter.scrape()
-    assert m.value(PULLS, registry="harbor-prod", repository="harbor/alpine", tag="") == 1
+    assert m.value(PULLS, registry="harbor-prod", repository="harbor/alpine", tag="") == 2
     assert m.value("cachewatch_registry_image_pushes_total", registry="harbor-prod",
                    repository="library/busybox", tag="") == 1
     assert m.value("cachewatch_registry_duplicate_events_total", source="harbor") == 1

@@ -215,7 +215,6 @@ VARIABLES = {
     "redis": (("cache", f'label_values({L.CACHE_LOOKUPS.name}{{layer="redis"}}, cache)'),),
     "app": (("cache", f'label_values({L.CACHE_LOOKUPS.name}{{layer="app"}}, cache)'),),
 }
-COMMON = (("instance", f"label_values({L.BUILD_INFO.name}, instance)"),)
 
 
 def _target(expr: str, legend: str, ref: str) -> Target:
@@ -261,7 +260,7 @@ def dashboard(key: str, t: Thresholds) -> Dashboard:
     panels = build(t)
     variables = [Template(name="datasource", label="Data source", query="prometheus",
                           type="datasource")]
-    for name, query in (*VARIABLES[key], *COMMON):
+    for name, query in VARIABLES[key]:
         variables.append(Template(name=name, label=name.title(), query=query, dataSource=DS,
                                   includeAll=True, multi=True, allValue=".*", refresh=2,
                                   default="$__all"))
@@ -280,10 +279,44 @@ def dashboard(key: str, t: Thresholds) -> Dashboard:
     ).auto_panel_ids()
 
 
+PLUGIN_VERSION = "10.4.0"
+
+
+def _modernise(panel: dict[str, Any]) -> None:
+    """grafanalib writes bar gauges and heatmaps in their pre-Grafana-7 shapes, which Grafana's
+    migrations rewrite (a 0-10000 % scale, a heatmap without its unit); write today's."""
+    if panel["type"] == "bargauge":
+        panel["pluginVersion"] = PLUGIN_VERSION
+        panel["options"] = {
+            "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+            "orientation": "horizontal", "displayMode": "gradient", "showUnfilled": True,
+            "minVizHeight": 10, "minVizWidth": 0, "valueMode": "color"}
+        defaults = panel["fieldConfig"]["defaults"]
+        if defaults.get("unit") == "percentunit":
+            defaults.update(min=0, max=1)
+    elif panel["type"] == "heatmap":
+        panel["pluginVersion"] = PLUGIN_VERSION
+        unit = panel["fieldConfig"]["defaults"].get("unit", "short")
+        panel["options"] = {
+            "calculate": False, "cellGap": 1, "color": {"mode": "scheme", "scheme": "Oranges"},
+            "yAxis": {"axisPlacement": "left", "unit": unit},
+            "cellValues": {"unit": "none"}, "rowsFrame": {"layout": "auto"},
+            "tooltip": {"mode": "single", "yHistogram": False}, "legend": {"show": True}}
+        for legacy in ("cards", "color", "dataFormat", "heatmap", "hideZeroBuckets",
+                       "highlightCards", "legend", "reverseYBuckets", "tooltip", "xAxis",
+                       "xBucketNumber", "xBucketSize", "yAxis", "yBucketBound",
+                       "yBucketNumber", "yBucketSize"):
+            panel.pop(legacy, None)
+        for target in panel["targets"]:
+            target["format"] = "heatmap"
+
+
 def render(key: str, t: Thresholds) -> str:
     """The dashboard's JSON, stable across runs (sorted keys)."""
-    data = dashboard(key, t).to_json_data()
-    return json.dumps(data, cls=DashboardEncoder, sort_keys=True, indent=2) + "\n"
+    data = json.loads(json.dumps(dashboard(key, t).to_json_data(), cls=DashboardEncoder))
+    for panel in data["panels"]:
+        _modernise(panel)
+    return json.dumps(data, sort_keys=True, indent=2) + "\n"
 
 
 def all_exprs(t: Thresholds) -> list[tuple[str, str, str]]:

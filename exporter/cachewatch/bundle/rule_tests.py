@@ -233,13 +233,13 @@ def _health_case(t: Thresholds) -> dict[str, Any]:
         ],
         "alert_rule_test": [
             {"eval_time": f"{down + 2}m", "alertname": "CachewatchTargetDown", "exp_alerts": [
-                _expected(t, "CachewatchTargetDown", {"collector": "redis", "target": "back"},
-                          "0"),
-                _expected(t, "CachewatchTargetDown", {"collector": "redis", "target": "gone"},
-                          "0")]},
+                _expected(t, "CachewatchTargetDown",
+                          {"collector": "redis", "target": "back", "cache": "back"}, "0"),
+                _expected(t, "CachewatchTargetDown",
+                          {"collector": "redis", "target": "gone", "cache": "gone"}, "0")]},
             {"eval_time": "29m", "alertname": "CachewatchTargetDown", "exp_alerts": [
-                _expected(t, "CachewatchTargetDown", {"collector": "redis", "target": "gone"},
-                          "0")]},
+                _expected(t, "CachewatchTargetDown",
+                          {"collector": "redis", "target": "gone", "cache": "gone"}, "0")]},
             {"eval_time": "8m", "alertname": "CachewatchCollectorFailing", "exp_alerts": [
                 _expected(t, "CachewatchCollectorFailing",
                           {"collector": "redis_probe", "target": "flaky", "reason": "timeout"},

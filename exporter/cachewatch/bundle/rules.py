@@ -147,7 +147,8 @@ def alert_rules(t: Thresholds) -> list[dict[str, Any]]:
             "registry", t, layer="registry"),
         _alert(
             "CachewatchTargetDown",
-            f"{contract.COLLECTOR_UP.name} == 0",
+            # `cache` = the target's name, so Alertmanager can inhibit that cache's alerts
+            f'label_replace({contract.COLLECTOR_UP.name} == 0, "cache", "$1", "target", "(.+)")',
             t.down_for, "critical",
             "cachewatch cannot read {{ $labels.target }} ({{ $labels.collector }})",
             "The {{ $labels.collector }} collector has not read {{ $labels.target }} for "

@@ -46,6 +46,9 @@ HARBOR_TYPES = {
     "DELETE_ARTIFACT": "delete", "harbor.artifact.deleted": "delete",
 }
 REASONS = ("auth", "too_large", "malformed_json", "bad_shape", "unknown_action")
+MAX_ID = 256  # event ids and names from outside are bounded: memory and label size stay small
+MAX_NAME = 255
+REGISTRY_MEDIA = "application/vnd.docker.distribution.events"
 
 
 class BadEvent(ValueError):
@@ -61,9 +64,9 @@ class RecentIds:
 
     def __init__(self, size: int) -> None:
         self._size = size
-        self._ids: OrderedDict[str, None] = OrderedDict()
+        self._ids: OrderedDict[bytes, None] = OrderedDict()
 
-    def seen(self, event_id: str) -> bool:
+    def seen(self, event_id: bytes) -> bool:
         """True if ``event_id`` was seen before; remembers it either way (caller holds a lock)."""
         if event_id in self._ids:
             self._ids.move_to_end(event_id)
@@ -108,24 +111,30 @@ class RegistryEventCollector(Source):
             raise BadEvent("bad_shape", "an event must be a JSON object")
         event_id, action = event.get("id"), event.get("action")
         target = event.get("target")
-        if not isinstance(event_id, str) or not event_id:
-            raise BadEvent("bad_shape", "event has no id")
+        if not isinstance(event_id, str) or not 0 < len(event_id) <= MAX_ID:
+            raise BadEvent("bad_shape", f"event id missing or over {MAX_ID} characters")
         if not isinstance(action, str):
             raise BadEvent("bad_shape", f"event {event_id} has no action")
         if action not in ACTIONS:
             raise BadEvent("unknown_action", f"unknown action {action!r}; expected one of "
                                              f"{', '.join(ACTIONS)}")
-        if not isinstance(target, dict) or not isinstance(target.get("repository"), str):
-            raise BadEvent("bad_shape", f"event {event_id}: target.repository is missing")
+        if not isinstance(target, dict) or not isinstance(target.get("repository"), str) \
+                or not 0 < len(target["repository"]) <= MAX_NAME:
+            raise BadEvent("bad_shape", f"event {event_id}: target.repository missing or over "
+                                        f"{MAX_NAME} characters")
         request = event.get("request") if isinstance(event.get("request"), dict) else {}
         source = event.get("source") if isinstance(event.get("source"), dict) else {}
         method = str(request.get("method") or "GET").upper()
         media_type = str(target.get("mediaType") or "")
-        size = target.get("size") if isinstance(target.get("size"), int) else \
-            target.get("length") if isinstance(target.get("length"), int) else 0
-        origin = registry or str(source.get("addr") or request.get("host") or "unknown")
+        size = next((v for v in (target.get("size"), target.get("length"))
+                     if isinstance(v, int) and not isinstance(v, bool)), 0)
+        if not 0 <= size < 2**53:
+            raise BadEvent("bad_shape", f"event {event_id}: target.size {size} is not a size")
+        origin = (registry or str(source.get("addr") or request.get("host") or "unknown"))
+        origin = origin[:MAX_NAME]
+        key = hashlib.blake2b(event_id.encode(), digest_size=16).digest()  # bounded memory
         with self._lock:
-            if self._ids.seen(event_id):
+            if self._ids.seen(key):
                 self._inc(contract.REGISTRY_DUPLICATES, ("distribution",))
                 return False
             reg, repo = self._labels(origin, target["repository"])
@@ -172,10 +181,15 @@ class RegistryEventCollector(Source):
         resources = data.get("resources") if isinstance(data.get("resources"), list) else []
         if not repository:
             raise BadEvent("bad_shape", f"{kind}: repository has no repo_full_name")
-        # CloudEvents carry an id; the Default format does not, so its body stands in for one.
-        event_id = str(payload.get("id") or hashlib.sha256(raw).hexdigest())
+        if len(str(repository)) > MAX_NAME:
+            raise BadEvent("bad_shape", f"{kind}: repository name over {MAX_NAME} characters")
+        # CloudEvents carry an id to de-duplicate on. The Default format has none, and two real
+        # pulls of one tag in one second look the same, so Default events are all counted.
+        event_id = payload.get("id") if "specversion" in payload else None
+        key = hashlib.blake2b(b"harbor:" + str(event_id).encode(), digest_size=16).digest() \
+            if event_id else None
         with self._lock:
-            if self._ids.seen("harbor:" + event_id):
+            if key is not None and self._ids.seen(key):
                 self._inc(contract.REGISTRY_DUPLICATES, ("harbor",))
                 return False, action
             reg, repo = self._labels(registry or "harbor", str(repository))
@@ -210,15 +224,31 @@ class RegistryEventCollector(Source):
         return {"/webhooks/registry": _Webhook(self, "distribution"),
                 "/webhooks/harbor": _Webhook(self, "harbor")}
 
-    def handle(self, source: str, authorization: bytes, raw: bytes | None,
-               registry: str | None) -> tuple[int, dict[str, Any]]:
-        """One webhook request, already read: ``(status, JSON body)``. ``raw`` is ``None``
-        when the body was over the limit."""
+    def authorised(self, source: str, authorization: bytes) -> bool:
+        """Checked before the body is read: an unknown client gets nothing buffered."""
         token = self.settings.token
         if token is not None and not hmac.compare_digest(
                 authorization, f"Bearer {token.get_secret_value()}".encode()):
             self.reject(source, "auth")
-            return 401, {"error": "missing or wrong bearer token (registry.token)"}
+            return False
+        return True
+
+    def handle(self, source: str, raw: bytes | None, registry: str | None,
+               from_registry: bool = False) -> tuple[int, dict[str, Any]]:
+        """One webhook request, already read: ``(status, JSON body)``. ``raw`` is ``None``
+        when the body was over the limit.
+
+        A Distribution registry retries every non-2xx answer, forever and in order, so a
+        body that can never be counted would stop its whole queue: a request that carries
+        the registry's own media type gets 2xx for those (the problem is in the body and in
+        the rejected counter). Other senders get the 400 that names the problem."""
+        status, body = self._handle(source, raw, registry)
+        if from_registry and status == 400:
+            return 202, {**body, "retry": False}
+        return status, body
+
+    def _handle(self, source: str, raw: bytes | None, registry: str | None
+                ) -> tuple[int, dict[str, Any]]:
         if raw is None:
             self.reject(source, "too_large")
             return 413, {"error": f"body over {self.settings.max_body_bytes} bytes "
@@ -277,14 +307,20 @@ class _Webhook:
         if scope["method"] != "POST":
             await _answer(send, 405, {"error": "POST only"}, [(b"allow", b"POST")])
             return
-        limit = self.collector.settings.max_body_bytes
         headers = dict(scope["headers"])
+        if not self.collector.authorised(self.source, headers.get(b"authorization", b"")):
+            await _answer(send, 401, {"error": "missing or wrong bearer token (registry.token)"},
+                          [(b"www-authenticate", b"Bearer")])
+            return
+        limit = self.collector.settings.max_body_bytes
         declared = headers.get(b"content-length", b"")
         raw: bytes | None = None if declared.isdigit() and int(declared) > limit else b""
         more = raw is not None
         chunks = bytearray()
         while more:
             message = await receive()
+            if message["type"] == "http.disconnect":
+                return  # the sender went away: nothing to count, nobody to answer
             chunks += message.get("body", b"")
             more = message.get("more_body", False)
             if len(chunks) > limit:
@@ -292,10 +328,12 @@ class _Webhook:
         if raw is not None:
             raw = bytes(chunks)
         registry = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("registry")
-        status, body = self.collector.handle(self.source, headers.get(b"authorization", b""),
-                                             raw, registry[0] if registry else None)
-        await _answer(send, status, body,
-                      [(b"www-authenticate", b"Bearer")] if status == 401 else [])
+        from_registry = self.source == "distribution" and headers.get(
+            b"content-type", b"").decode("latin-1").startswith(REGISTRY_MEDIA)
+        status, body = self.collector.handle(self.source, raw,
+                                             registry[0][:MAX_NAME] if registry else None,
+                                             from_registry)
+        await _answer(send, status, body, [])
 
 
 async def _answer(send: Any, status: int, body: dict[str, Any],
