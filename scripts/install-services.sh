@@ -11,6 +11,8 @@ declare -A NEEDED=(
   [busybox]=busybox-static
   [docker-registry]=docker-registry
   [amtool]=prometheus-alertmanager
+  [debootstrap]=debootstrap
+  [docker-compose]=docker-compose
 )
 
 missing=()

@@ -22,6 +22,11 @@ def files(t: Thresholds) -> dict[str, str]:
         "alerts/cachewatch-rules.test.yml": HEADER + rules.render(rule_tests.documents(t)),
         "alerts/alertmanager.yml": HEADER + rules.render(alertmanager.example()),
         "alerts/grafana-alert-rules.yml": HEADER + rules.render(grafana_alerts.document(t)),
+        "deploy/kubernetes/prometheusrule.yaml": HEADER + rules.render({
+            "apiVersion": "monitoring.coreos.com/v1", "kind": "PrometheusRule",
+            "metadata": {"name": "cachewatch",
+                         "labels": {"app.kubernetes.io/part-of": "cachewatch"}},
+            "spec": rules.rules_document(t)}),
         **{f"dashboards/{key}.json": dashboards.render(key, t) for key in dashboards.DASHBOARDS},
         "dashboards/provisioning/dashboards.yml":
             HEADER + rules.render(dashboards.PROVISIONING_DASHBOARDS),
