@@ -211,3 +211,16 @@ def test_multi_platform_step_names_are_steps():
                            "#6 [linux/arm64 2/5] RUN make", "#6 CACHED"])
     assert summary.lookups == 2
     assert [r["stage"] for r in summary.records] == ["builder", ""]
+
+
+def test_a_copy_from_a_busted_stage_is_not_the_buster_even_when_printed_first():
+    """Parallel stages: BuildKit may print the final stage's COPY --from before the stage it
+    copies from; the buster is still the step whose own input changed."""
+    summary = parse_lines([
+        "#4 [deps 1/2] RUN python3 -m venv /opt/venv", "#4 CACHED",
+        "#9 [stage-2 1/2] COPY --from=deps /opt/venv /opt/venv", "#9 CACHED",
+        "#10 [stage-2 2/2] COPY --from=app /opt/app /opt/app", "#10 DONE 0.1s",
+        "#7 [app 1/2] COPY exporter ./exporter", "#7 DONE 0.1s",
+        "#8 [app 2/2] RUN pip install --target /opt/app .", "#8 DONE 3.0s",
+    ])
+    assert summary.cache_buster == "COPY exporter ./exporter"

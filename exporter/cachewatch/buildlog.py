@@ -329,9 +329,13 @@ class BuildLogParser:
         stage_rank: dict[str, int] = {}
         for step in steps:
             stage_rank.setdefault(step.stage, len(stage_rank))
-        misses = sorted((s for s in lookups if not s.hit),
-                        key=lambda s: (stage_rank[s.stage], s.index or 0, s.seen))
-        buster = misses[0] if warm and misses else None
+        misses = [s for s in lookups if not s.hit]
+        # A `COPY --from=X` that missed because stage X missed is a consequence, not the cause:
+        # with parallel stages BuildKit may print it first, so it is not a buster candidate.
+        missed_stages = {s.stage for s in misses}
+        causes = [s for s in misses if _from_stage(s.instruction) not in missed_stages] or misses
+        causes.sort(key=lambda s: (stage_rank[s.stage], s.index or 0, s.seen))
+        buster = causes[0] if warm and causes else None
         executed = sum(s.duration or 0.0 for s in lookups if not s.hit)
         cached = sum(s.duration or 0.0 for s in hits)
         if duration is None:
@@ -348,6 +352,18 @@ class BuildLogParser:
             error=error,
             records=[_record(s) for s in steps],
         )
+
+
+_COPY_FROM = re.compile(r"--from=(\S+)")
+
+
+def _from_stage(instruction: str) -> str | None:
+    """The stage a ``COPY --from=`` reads (``--from=0`` is BuildKit's ``stage-0``)."""
+    match = _COPY_FROM.search(instruction)
+    if match is None:
+        return None
+    source = match.group(1)
+    return f"stage-{source}" if source.isdigit() else source
 
 
 def _record(step: Step) -> dict[str, Any]:
