@@ -10,7 +10,6 @@ series go) without the per-cache counters ever decreasing.
 
 from __future__ import annotations
 
-import hmac
 import logging
 import threading
 import time
@@ -28,6 +27,7 @@ from ..cardinality import OTHER, LabelCap
 from ..config import AppCacheSettings, Settings
 from ..contract import Families, Layer
 from ..health import Health
+from ..receiving import bearer_ok, read_limited
 from . import register
 from .base import Source
 
@@ -368,24 +368,11 @@ class AppCacheCollector(Source):
         return router
 
     async def _receive(self, request: Request) -> JSONResponse:
-        token = self.settings.token
-        if token is not None:
-            given = request.headers.get("authorization", "").encode()
-            if not hmac.compare_digest(given, f"Bearer {token.get_secret_value()}".encode()):
-                self.reject("auth")
-                return JSONResponse({"error": "missing or wrong bearer token (app.token)"},
-                                    status_code=401, headers={"WWW-Authenticate": "Bearer"})
-        declared = request.headers.get("content-length", "")
-        body = b""
-        if declared.isdigit() and int(declared) > self.settings.max_body_bytes:
-            body = None
-        else:
-            chunks = bytearray()
-            async for chunk in request.stream():
-                chunks += chunk
-                if len(chunks) > self.settings.max_body_bytes:
-                    break
-            body = bytes(chunks) if len(chunks) <= self.settings.max_body_bytes else None
+        if not bearer_ok(self.settings.token, request.headers.get("authorization", "")):
+            self.reject("auth")
+            return JSONResponse({"error": "missing or wrong bearer token (app.token)"},
+                                status_code=401, headers={"WWW-Authenticate": "Bearer"})
+        body = await read_limited(request, self.settings.max_body_bytes)
         if body is None:
             self.reject("too_large")
             return JSONResponse({"error": f"body over {self.settings.max_body_bytes} bytes "

@@ -8,7 +8,6 @@ normalised instruction so the dashboard can name the line that keeps invalidatin
 
 from __future__ import annotations
 
-import hmac
 import logging
 import threading
 from collections import OrderedDict, defaultdict
@@ -26,6 +25,7 @@ from ..cardinality import LabelCap
 from ..config import BuildSettings, Settings
 from ..contract import Families, Layer
 from ..health import Health
+from ..receiving import bearer_ok, read_limited
 from . import register
 from .base import Source
 
@@ -188,15 +188,11 @@ class BuildCollector(Source):
         return router
 
     async def _ingest(self, request: Request) -> JSONResponse:
-        token = self.settings.token
-        if token is not None:
-            given = request.headers.get("authorization", "")
-            expected = f"Bearer {token.get_secret_value()}"
-            if not hmac.compare_digest(given.encode(), expected.encode()):
-                self.reject("auth")
-                return JSONResponse({"error": "missing or wrong bearer token (builds.token)"},
-                                    status_code=401, headers={"WWW-Authenticate": "Bearer"})
-        body = await _read_limited(request, self.settings.max_body_bytes)
+        if not bearer_ok(self.settings.token, request.headers.get("authorization", "")):
+            self.reject("auth")
+            return JSONResponse({"error": "missing or wrong bearer token (builds.token)"},
+                                status_code=401, headers={"WWW-Authenticate": "Bearer"})
+        body = await read_limited(request, self.settings.max_body_bytes)
         if body is None:
             self.reject("too_large")
             return JSONResponse({"error": f"body over {self.settings.max_body_bytes} bytes "
@@ -219,19 +215,6 @@ class BuildCollector(Source):
         shown = {k: v for k, v in (summary.to_dict() if isinstance(summary, BuildSummary)
                                    else summary.model_dump()).items() if k != "records"}
         return JSONResponse({"accepted": True, "summary": shown}, status_code=202)
-
-
-async def _read_limited(request: Request, limit: int) -> bytes | None:
-    """The body, or ``None`` as soon as it is known to be over ``limit`` (not read further)."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        return None
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            return None
-    return bytes(body)
 
 
 def _submission(request: Request, body: bytes) -> BuildSubmission:

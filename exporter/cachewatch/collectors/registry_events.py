@@ -13,7 +13,6 @@ HEAD checks apart again. Events are de-duplicated on their ``id``.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 import logging
 import threading
@@ -26,6 +25,7 @@ from ..cardinality import LabelCap
 from ..config import RegistrySettings, Settings
 from ..contract import Families, MetricSpec
 from ..health import Health
+from ..receiving import bearer_ok
 from . import register
 from .base import Source
 
@@ -226,9 +226,7 @@ class RegistryEventCollector(Source):
 
     def authorised(self, source: str, authorization: bytes) -> bool:
         """Checked before the body is read: an unknown client gets nothing buffered."""
-        token = self.settings.token
-        if token is not None and not hmac.compare_digest(
-                authorization, f"Bearer {token.get_secret_value()}".encode()):
+        if not bearer_ok(self.settings.token, authorization):
             self.reject(source, "auth")
             return False
         return True
