@@ -90,6 +90,12 @@ def test_fast_openmetrics_encoding_writes_the_same_bytes():
                                      "result": "hit"}, 3)
     out.add_summary(contract.REDIS_SERVER_LATENCY, {"cache": "ünïcode", "command": "client|list"},
                     2, 0.5, {"0.5": 0.1, "0.99": 0.2})
+    out.add_histogram(contract.CACHE_LATENCY, {"layer": "app", "cache": "c", "op": "get"},
+                      [("0.05", 3.0), ("+Inf", 4.0)], 0.123456789)
+    out.add(contract.CACHE_BYTES, {"layer": "redis", "cache": "x"}, float("nan"))
+    out.add(contract.CACHE_ENTRIES, {"layer": "redis", "cache": "x"}, 1e21)
+    out.add(contract.REDIS_INFO, {"cache": "x", "version": "7.0.15", "role": "master",
+                                  "mode": "standalone"}, 1)
 
     class Fixed:
         def collect(self):
@@ -106,4 +112,28 @@ def test_fast_openmetrics_encoding_writes_the_same_bytes():
     assert isinstance(encoder, partial)
     assert encoder.keywords["escaping"] == openmetrics.UNDERSCORES
     assert _fast(encoder) is not encoder
+    assert _fast(encoder)(Frozen()) == encoder(Frozen())
+    text, _ = choose_encoder("text/plain;version=0.0.4")
+    assert _fast(text) is text  # the text format goes to the library unchanged
+
+
+def test_fast_openmetrics_matches_the_library_on_a_real_exposition(redis_plain,
+                                                                   exporter_factory):
+    from prometheus_client.exposition import choose_encoder
+
+    from cachewatch.exposition import _fast
+
+    from support import settings as make_settings
+
+    exporter = exporter_factory(make_settings([redis_plain.url],
+                                              **{"redis.probe_interval": "50ms"}))
+    redis_plain.client().set("k", "v")
+    exporter.scrape()
+    families = list(exporter.app.app.state.exposition.collect())
+
+    class Frozen:
+        def collect(self):
+            return iter(families)
+
+    encoder, _ = choose_encoder("application/openmetrics-text;version=1.0.0")
     assert _fast(encoder)(Frozen()) == encoder(Frozen())

@@ -69,6 +69,7 @@ def create_app(collectors: Sequence[Source], health: Health) -> FastPaths:
 
     app = FastAPI(title="cachewatch", version=__version__, lifespan=lifespan,
                   redirect_slashes=False)
+    app.state.exposition = exposition
     for collector in collectors:
         if (router := collector.router()) is not None:
             app.include_router(router)
