@@ -149,22 +149,29 @@ def _fail(message: str) -> None:
     raise typer.Exit(2)
 
 
-_URL_HELP = "Exporter to send the summary to; empty to only print it (env CACHEWATCH_URL)"
-_TOKEN_HELP = "Bearer token of the exporter's builds.token (env CACHEWATCH_BUILDS__TOKEN)"
+# Options shared by `ingest-build` and `build`.
+ImageOption = Annotated[str, typer.Option(help="Image (or job) name: the `image` label.")]
+TargetOption = Annotated[str, typer.Option(help="Dockerfile --target, if any.")]
+UrlOption = Annotated[str, typer.Option(
+    envvar="CACHEWATCH_URL",
+    help="Exporter to send the summary to; empty to only print it (env CACHEWATCH_URL)")]
+TokenOption = Annotated[str | None, typer.Option(
+    envvar=f"{ENV_PREFIX}BUILDS__TOKEN", show_default=False,
+    help="Bearer token of the exporter's builds.token (env CACHEWATCH_BUILDS__TOKEN)")]
+JsonOption = Annotated[bool, typer.Option(
+    "--json", help="Print the summary as JSON (on stderr) instead of the human one.")]
+EXPORTER_URL = f"http://127.0.0.1:{DEFAULT_PORT}"
 
 
 @cli.command("ingest-build")
 def ingest_build(
-    image: Annotated[str, typer.Option(help="Image (or job) name: the `image` label.")],
-    target: Annotated[str, typer.Option(help="Dockerfile --target, if any.")] = "",
-    url: Annotated[str, typer.Option(envvar="CACHEWATCH_URL", help=_URL_HELP)]
-    = f"http://127.0.0.1:{DEFAULT_PORT}",
-    token: Annotated[str | None, typer.Option(envvar=f"{ENV_PREFIX}BUILDS__TOKEN",
-                                              help=_TOKEN_HELP, show_default=False)] = None,
+    image: ImageOption,
+    target: TargetOption = "",
+    url: UrlOption = EXPORTER_URL,
+    token: TokenOption = None,
     exit_code: Annotated[int | None, typer.Option(
         help="The build's exit code, if known (a pipe hides it).")] = None,
-    json_summary: Annotated[bool, typer.Option(
-        "--json", help="Print the summary as JSON (on stderr) instead of the human one.")] = False,
+    json_summary: JsonOption = False,
 ) -> None:
     """Read a build log on stdin, pass it through to stdout, then report its cache use.
 
@@ -180,14 +187,11 @@ def ingest_build(
                                         "ignore_unknown_options": True})
 def build_command(
     ctx: typer.Context,
-    image: Annotated[str, typer.Option(help="Image (or job) name: the `image` label.")],
-    target: Annotated[str, typer.Option(help="Dockerfile --target, if any.")] = "",
-    url: Annotated[str, typer.Option(envvar="CACHEWATCH_URL", help=_URL_HELP)]
-    = f"http://127.0.0.1:{DEFAULT_PORT}",
-    token: Annotated[str | None, typer.Option(envvar=f"{ENV_PREFIX}BUILDS__TOKEN",
-                                              help=_TOKEN_HELP, show_default=False)] = None,
-    json_summary: Annotated[bool, typer.Option(
-        "--json", help="Print the summary as JSON (on stderr) instead of the human one.")] = False,
+    image: ImageOption,
+    target: TargetOption = "",
+    url: UrlOption = EXPORTER_URL,
+    token: TokenOption = None,
+    json_summary: JsonOption = False,
 ) -> None:
     """Run a build command, stream its output, report its cache use; exit with its exit code.
 

@@ -7,9 +7,11 @@ comparison, a chunked body over the limit) reaches all of them.
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
 
 from pydantic import SecretStr
 from starlette.requests import Request
+from starlette.responses import JSONResponse
 
 
 def bearer_ok(token: SecretStr | None, authorization: str | bytes) -> bool:
@@ -32,3 +34,19 @@ async def read_limited(request: Request, limit: int) -> bytes | None:
         if len(body) > limit:
             return None
     return bytes(body)
+
+
+async def guarded_body(request: Request, token: SecretStr | None, limit: int, section: str,
+                       reject: Callable[[str], None]) -> bytes | JSONResponse:
+    """The body of an authorised request within the limit, or the 401/413 answer to send
+    (the refusal counted through ``reject``); ``section`` names the settings in messages."""
+    if not bearer_ok(token, request.headers.get("authorization", "")):
+        reject("auth")
+        return JSONResponse({"error": f"missing or wrong bearer token ({section}.token)"},
+                            status_code=401, headers={"WWW-Authenticate": "Bearer"})
+    body = await read_limited(request, limit)
+    if body is None:
+        reject("too_large")
+        return JSONResponse({"error": f"body over {limit} bytes ({section}.max_body_bytes)"},
+                            status_code=413)
+    return body

@@ -27,7 +27,7 @@ from ..cardinality import OTHER, LabelCap
 from ..config import AppCacheSettings, Settings
 from ..contract import Families, Layer
 from ..health import Health
-from ..receiving import bearer_ok, read_limited
+from ..receiving import guarded_body
 from . import register
 from .base import Source
 
@@ -368,15 +368,10 @@ class AppCacheCollector(Source):
         return router
 
     async def _receive(self, request: Request) -> JSONResponse:
-        if not bearer_ok(self.settings.token, request.headers.get("authorization", "")):
-            self.reject("auth")
-            return JSONResponse({"error": "missing or wrong bearer token (app.token)"},
-                                status_code=401, headers={"WWW-Authenticate": "Bearer"})
-        body = await read_limited(request, self.settings.max_body_bytes)
-        if body is None:
-            self.reject("too_large")
-            return JSONResponse({"error": f"body over {self.settings.max_body_bytes} bytes "
-                                          "(app.max_body_bytes)"}, status_code=413)
+        body = await guarded_body(request, self.settings.token, self.settings.max_body_bytes,
+                                  "app", self.reject)
+        if isinstance(body, JSONResponse):
+            return body
         try:
             push = CachePush.model_validate_json(body)
         except ValidationError as exc:
