@@ -10,7 +10,7 @@ test:  ## install what the suite needs, then ruff and pytest
 lint:
 	scripts/venv.sh test && .venv/bin/ruff check .
 
-docs:  ## regenerate the README metric reference from the contract
+docs:  ## regenerate the README configuration table and metric reference
 	scripts/venv.sh && .venv/bin/python scripts/update_readme.py
 
 bench:  ## run the benchmarks (needs prometheus-redis-exporter for the side-by-side)

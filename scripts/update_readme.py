@@ -1,13 +1,16 @@
-"""Rewrites the README's metric reference from the metric contract (`make docs`)."""
+"""Rewrites the README's generated reference tables (`make docs`): the configuration table from
+the settings models, the metric reference from the metric contract."""
 
 from pathlib import Path
 
+from cachewatch.config import settings_table
 from cachewatch.contract import markdown_table
-
-START, END = "<!-- metrics:start -->\n", "<!-- metrics:end -->"
 
 readme = Path(__file__).resolve().parents[1] / "README.md"
 text = readme.read_text()
-head, rest = text.split(START, 1)
-_, tail = rest.split(END, 1)
-readme.write_text(head + START + markdown_table() + END + tail)
+for name, table in (("settings", settings_table()), ("metrics", markdown_table())):
+    start, end = f"<!-- {name}:start -->\n", f"<!-- {name}:end -->"
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    text = head + start + table + end + tail
+readme.write_text(text)

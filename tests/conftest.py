@@ -1,4 +1,9 @@
-"""Fixtures: real redis-server instances and exporters, started per test and always stopped."""
+"""Fixtures: real services and exporters, started per test and always stopped.
+
+A test that uses a real service (one of ``E2E_FIXTURES``) is marked ``e2e`` here, so
+``pytest -m "not e2e"`` is the fast inner loop; tests that start subprocesses of their own say
+so with ``@pytest.mark.e2e`` (or a module ``pytestmark``).
+"""
 
 from __future__ import annotations
 
@@ -8,12 +13,22 @@ from pathlib import Path
 
 import pytest
 
-from cachewatch.config import Settings
+from cachewatch.config import CoreSettings as Settings
 from cachewatch.health import Health
 
 from support import DockerEngine, Exporter, Prometheus, RedisServer, RegistryServer
 
 ACL_PASSWORD = "s3cret-acl-Pw"
+# Fixtures that start a real service or a subprocess: a test using one is end-to-end.
+E2E_FIXTURES = frozenset({"redis_factory", "redis_plain", "redis_auth", "docker_engine",
+                          "prometheus_factory", "registry_factory", "serve"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that needs a real service ``e2e``."""
+    for item in items:
+        if E2E_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.e2e)
 ADMIN_PASSWORD = "s3cret-admin-Pw"
 
 

@@ -18,12 +18,15 @@ import redis
 import uvicorn
 from prometheus_client.parser import text_string_to_metric_families
 
-from cachewatch import collectors
-from cachewatch.app import create_app
-from cachewatch.config import Settings
+from cachewatch.config import CoreSettings as Settings
 from cachewatch.health import Health
+from cachewatch.runtime import Runtime
+from cachewatch.server import create_app
+from cachewatch.sources import build
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+ROOT = Path(__file__).resolve().parents[1]  # the repository
+FIXTURES = ROOT / "tests" / "fixtures"
 
 
 def require(binary: str, package: str) -> str:
@@ -125,9 +128,10 @@ class Exporter:
     def __init__(self, settings: Settings, health: Health | None = None,
                  port: int | None = None) -> None:
         self.settings = settings
-        self.health = health or Health()
-        self.collectors = collectors.build(settings, self.health)
-        self.app = create_app(self.collectors, self.health)
+        self.runtime = Runtime(health)
+        self.health = self.runtime.health
+        self.collectors = build(settings, self.runtime)
+        self.app = create_app(self.collectors, self.runtime)
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.server = uvicorn.Server(uvicorn.Config(

@@ -7,16 +7,19 @@ then env vars, then the file. A flag that is not given leaves the lower sources 
 from __future__ import annotations
 
 import errno
+import inspect
 import logging
 import socket
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from . import __version__
-from .defaults import DEFAULT_PORT, ENV_PREFIX
+from .defaults import ENV_PREFIX
+from .failing import fail
 
 if TYPE_CHECKING:
     from .config import Settings
@@ -36,94 +39,91 @@ def _env(name: str) -> str:
     return f"(env {ENV_PREFIX}{name})"
 
 
-@cli.command()
-def serve(
-    config: Annotated[Path | None, typer.Option(
-        "--config", "-c", envvar=f"{ENV_PREFIX}CONFIG",
-        help=f"YAML file with any of the settings below {_env('CONFIG')}")] = None,
-    listen_address: Annotated[str | None, typer.Option(
-        help=f"Address to listen on; default 0.0.0.0 {_env('LISTEN_ADDRESS')}")] = None,
-    port: Annotated[int | None, typer.Option(
-        help=f"Port to listen on; default {DEFAULT_PORT} {_env('PORT')}")] = None,
-    log_level: Annotated[str | None, typer.Option(
-        help=f"debug, info, warning or error; default info {_env('LOG_LEVEL')}")] = None,
-    log_format: Annotated[str | None, typer.Option(
-        help=f"logfmt or json; default logfmt {_env('LOG_FORMAT')}")] = None,
-    redis_target: Annotated[list[str] | None, typer.Option(
-        help="Redis to read, [NAME=]URL (redis://, rediss://, unix://); repeat for several;"
-        f" default redis://127.0.0.1:6379 {_env('REDIS__TARGETS')} (JSON list)")] = None,
-    redis_timeout: Annotated[str | None, typer.Option(
-        help=f"Per-target deadline, like 2s or 500ms; default 2s {_env('REDIS__TIMEOUT')}")] = None,
-    redis_probe_interval: Annotated[str | None, typer.Option(
-        help="Time between latency probes (PING) per target; 0 turns them off; default 1s"
-        f" {_env('REDIS__PROBE_INTERVAL')}")] = None,
-    redis_secrets_file: Annotated[Path | None, typer.Option(
-        help="YAML/JSON map of target name or address to password or {username, password}"
-        f" {_env('REDIS__SECRETS_FILE')}")] = None,
-    builds_token: Annotated[str | None, typer.Option(
-        help="Bearer token POST /api/v1/builds requires; prefer the env var"
-        f" {_env('BUILDS__TOKEN')}", show_default=False)] = None,
-    docker_host: Annotated[str | None, typer.Option(
-        help="Docker Engine for the docker collector (--enable-collector docker); default"
-        f" $DOCKER_HOST or unix:///var/run/docker.sock {_env('DOCKER__HOST')}")] = None,
-    enable_collector: Annotated[list[str] | None, typer.Option(
-        help="Turn a collector on; repeatable (env CACHEWATCH_<NAME>__ENABLED=true)")] = None,
-    disable_collector: Annotated[list[str] | None, typer.Option(
-        help="Turn a collector off; repeatable (env CACHEWATCH_<NAME>__ENABLED=false)")] = None,
-) -> None:
+def _serve(config: Path | None, enable_collector: list[str] | None,
+           disable_collector: list[str] | None, **options: str | list[str] | None) -> None:
     """Serve /metrics, /probe, /healthz, /readyz and a status page."""
     from . import logs
-    from .collectors import FACTORIES
     from .config import ConfigError, load_settings
+    from .sources import sections
 
-    flags: dict[str, object] = {
-        "listen_address": listen_address,
-        "port": port,
-        "log_level": log_level,
-        "log_format": log_format,
-        "redis.targets": redis_target or None,
-        "redis.timeout": redis_timeout,
-        "redis.probe_interval": redis_probe_interval,
-        "redis.secrets_file": redis_secrets_file,
-        "builds.token": builds_token,
-        "docker.host": docker_host,
-    }
+    flags: dict[str, object] = {key.replace("__", "."): value or None
+                                for key, value in options.items()}
     for names, value in ((enable_collector, True), (disable_collector, False)):
         for name in names or ():
-            if name not in FACTORIES:
-                _fail(f"unknown collector {name!r} in --enable/--disable-collector; "
-                      f"known: {', '.join(FACTORIES)}")
+            if name not in sections():
+                fail(f"unknown collector {name!r} in --enable/--disable-collector; "
+                     f"known: {', '.join(sections())}")
             flags[f"{name}.enabled"] = value
     try:
         settings = load_settings(config, **flags)
     except ConfigError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     logs.setup(settings.log_level, settings.log_format)
     _run(settings)
+
+
+def _serve_command() -> Callable[..., None]:
+    """``serve`` with one option per setting that has a flag, derived from the settings models
+    (``config.setting_rows``): a flag, its env var and its YAML key are defined once."""
+    from .config import setting_rows
+
+    params = [
+        _param("config", Path | None, typer.Option(
+            "--config", "-c", envvar=f"{ENV_PREFIX}CONFIG",
+            help=f"YAML file with any of the settings below {_env('CONFIG')}")),
+    ]
+    for row in setting_rows():
+        if row.flag is None or not row.flag.startswith("--") or " " in row.flag:
+            continue
+        kind = list[str] | None if row.repeatable else str | None
+        repeat = "; repeat for several" if row.repeatable else ""
+        json_list = " (JSON list)" if row.repeatable else ""
+        default = row.default.replace("`", "").strip("[]")
+        params.append(_param(row.key.replace(".", "__"), kind, typer.Option(
+            row.flag, metavar=row.metavar or row.key.rsplit(".", 1)[-1].upper(),
+            show_default=False,
+            help=f"{row.help}{repeat}; default {default} (env {row.env}){json_list}")))
+    params += [
+        _param("enable_collector", list[str] | None, typer.Option(
+            help="Turn a collector on; repeatable (env CACHEWATCH_<NAME>__ENABLED=true)")),
+        _param("disable_collector", list[str] | None, typer.Option(
+            help="Turn a collector off; repeatable (env CACHEWATCH_<NAME>__ENABLED=false)")),
+    ]
+
+    def serve(**kwargs: Any) -> None:
+        _serve(**kwargs)
+
+    serve.__doc__ = _serve.__doc__
+    serve.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    serve.__annotations__ = {p.name: p.annotation for p in params}
+    return serve
+
+
+def _param(name: str, kind: Any, option: Any) -> inspect.Parameter:
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None,
+                             annotation=Annotated[kind, option])
 
 
 def _run(settings: Settings) -> None:
     import uvicorn
 
-    from . import collectors
-    from .app import create_app
     from .config import ConfigError
-    from .health import Health
+    from .runtime import Runtime
+    from .server import create_app
+    from .sources import build
 
     _check_port_free(settings.listen_address, settings.port)
-    health = Health()
+    runtime = Runtime()
     try:
-        built = collectors.build(settings, health)
+        built = build(settings, runtime)
     except ConfigError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     log.info("cachewatch starting", extra={
         "version": __version__,
         "listen": f"{settings.listen_address}:{settings.port}",
         "collectors": ",".join(c.name for c in built) or "none",
-        "redis_targets": ",".join(f"{t.name}={t.url}" for t in settings.redis.targets)
-        if settings.redis.enabled else "-",
     })
-    app = create_app(built, health)
+    app = create_app(built, runtime)
     server = uvicorn.Server(uvicorn.Config(
         app, host=settings.listen_address, port=settings.port, log_config=None,
         access_log=False, server_header=False, lifespan="on",
@@ -140,71 +140,8 @@ def _check_port_free(host: str, port: int) -> None:
             sock.bind((host, port))
         except OSError as exc:
             why = "is in use" if exc.errno == errno.EADDRINUSE else f"cannot be bound ({exc})"
-            _fail(f"{host}:{port} {why}: choose another with --port / {ENV_PREFIX}PORT"
+            fail(f"{host}:{port} {why}: choose another with --port / {ENV_PREFIX}PORT"
                   f" or --listen-address / {ENV_PREFIX}LISTEN_ADDRESS")
-
-
-def _fail(message: str) -> None:
-    typer.echo(f"cachewatch: {message}", err=True)
-    raise typer.Exit(2)
-
-
-# Options shared by `ingest-build` and `build`.
-ImageOption = Annotated[str, typer.Option(help="Image (or job) name: the `image` label.")]
-TargetOption = Annotated[str, typer.Option(help="Dockerfile --target, if any.")]
-UrlOption = Annotated[str, typer.Option(
-    envvar="CACHEWATCH_URL",
-    help="Exporter to send the summary to; empty to only print it (env CACHEWATCH_URL)")]
-TokenOption = Annotated[str | None, typer.Option(
-    envvar=f"{ENV_PREFIX}BUILDS__TOKEN", show_default=False,
-    help="Bearer token of the exporter's builds.token (env CACHEWATCH_BUILDS__TOKEN)")]
-JsonOption = Annotated[bool, typer.Option(
-    "--json", help="Print the summary as JSON (on stderr) instead of the human one.")]
-EXPORTER_URL = f"http://127.0.0.1:{DEFAULT_PORT}"
-
-
-@cli.command("ingest-build")
-def ingest_build(
-    image: ImageOption,
-    target: TargetOption = "",
-    url: UrlOption = EXPORTER_URL,
-    token: TokenOption = None,
-    exit_code: Annotated[int | None, typer.Option(
-        help="The build's exit code, if known (a pipe hides it).")] = None,
-    json_summary: JsonOption = False,
-) -> None:
-    """Read a build log on stdin, pass it through to stdout, then report its cache use.
-
-    docker build --progress=plain . 2>&1 | cachewatch ingest-build --image app
-    """
-    from . import build_ingest
-
-    summary = build_ingest.from_stream(sys.stdin.buffer, image, target, exit_code)
-    build_ingest.deliver(summary, url, token, json_summary)
-
-
-@cli.command("build", context_settings={"allow_extra_args": True,
-                                        "ignore_unknown_options": True})
-def build_command(
-    ctx: typer.Context,
-    image: ImageOption,
-    target: TargetOption = "",
-    url: UrlOption = EXPORTER_URL,
-    token: TokenOption = None,
-    json_summary: JsonOption = False,
-) -> None:
-    """Run a build command, stream its output, report its cache use; exit with its exit code.
-
-    cachewatch build --image app -- docker build --progress=plain -t app .
-    """
-    from . import build_ingest
-
-    if not ctx.args:
-        _fail("give the build command after --, like: cachewatch build --image app -- "
-              "docker build -t app .")
-    summary, code = build_ingest.run(ctx.args, image, target)
-    build_ingest.deliver(summary, url, token, json_summary)
-    raise typer.Exit(code)
 
 
 @cli.command()
@@ -240,7 +177,7 @@ def bundle(
             registry_hit_rate=registry_hit_rate, runbook_url=runbook_url,
             grafana_url=grafana_url.rstrip("/"))
     except ValueError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     if not thresholds.p99_is_bucket_edge:
         typer.echo(f"cachewatch: note: {p99} is not a latency bucket edge; histogram_quantile "
                    "interpolates there, so the P99 alert is approximate", err=True)
@@ -248,7 +185,7 @@ def bundle(
         stale = [rel for rel, content in generator.files(thresholds).items()
                  if not (out / rel).is_file() or (out / rel).read_text() != content]
         if stale:
-            _fail("out of date (run `cachewatch bundle`): " + ", ".join(stale))
+            fail("out of date (run `cachewatch bundle`): " + ", ".join(stale))
         typer.echo("bundle is up to date")
         return
     for path in generator.write(out, thresholds):
@@ -269,6 +206,17 @@ def version() -> None:
     typer.echo(f"cachewatch {__version__}")
 
 
+def build_cli() -> typer.Typer:
+    """The whole command: the core commands, then each source's own (once)."""
+    from .sources import packages
+
+    if not any(command.name == "serve" for command in cli.registered_commands):
+        cli.command("serve")(_serve_command())
+        for source in packages():
+            source.add_commands(cli)
+    return cli
+
+
 def main() -> None:
     """Console-script entry point."""
-    cli()
+    build_cli()()

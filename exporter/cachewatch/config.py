@@ -1,27 +1,20 @@
-"""One settings model for the whole exporter: flags > ``CACHEWATCH_*`` env vars > YAML file.
+"""Loading and merging settings: flags > ``CACHEWATCH_*`` env vars > YAML file.
 
-pydantic-settings merges the three sources; a bad value stops start-up with a ``ConfigError``
-that names the setting in all three spellings and says how to fix it.
+The core settings (listen address, port, logging) live here; every source brings its own sections
+(``cachewatch.sources``), and ``Settings`` is assembled from both. pydantic-settings merges the
+three sources; a bad value stops start-up with a ``ConfigError`` that names the setting in all
+three spellings and says how to fix it. Flags, the README table and those errors are derived from
+the same field definitions (``setting_rows``), so a setting is defined exactly once.
 """
 
 from __future__ import annotations
 
-import os
-import re
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
-from urllib.parse import urlsplit
+from typing import Any, ClassVar, Literal
 
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    SecretStr,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, Field, ValidationError, create_model
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -31,306 +24,18 @@ from pydantic_settings import (
 )
 
 from .defaults import DEFAULT_PORT, ENV_PREFIX
+from .fields import flag, parse_duration, redact
+from .sources import sections
 
-__all__ = ["DEFAULT_PORT", "ENV_PREFIX", "ConfigError", "Settings", "load_settings"]
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
-
-
-def parse_duration(value: Any) -> Any:
-    """Accept Prometheus-style durations (``500ms``, ``2s``, ``1m``) as well as plain seconds."""
-    if isinstance(value, str):
-        match = _DURATION.match(value)
-        if not match:
-            raise ValueError(f"{value!r} is not a duration; write it like 2s, 500ms or 1.5")
-        return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-    return value
-
-
-Seconds = Annotated[float, BeforeValidator(parse_duration)]
-
-
-class TargetAddressError(ValueError):
-    """A Redis target address that cannot be used; the message says why and what to write."""
-
-
-def split_redis_address(raw: str) -> tuple[str, str | None, str | None]:
-    """Normalise ``host:port``, ``redis://``, ``rediss://``, ``unix://`` to a credential-free URL.
-
-    Returns ``(url, username, password)``: credentials found in the URL are taken out so that the
-    URL can be logged and used as a label; callers decide whether credentials there are allowed.
-    """
-    text = raw.strip()
-    if not text:
-        raise TargetAddressError("the target is empty; write redis://host:port")
-    if "://" not in text:
-        text = "redis://" + text
-    try:
-        parts = urlsplit(text)
-        port = parts.port
-    except ValueError:
-        # The parser's own message may quote the password; it is never shown.
-        raise TargetAddressError(
-            f"{_redact(raw)!r} is not a valid address; write redis://host:port") from None
-    scheme = parts.scheme.lower()
-    if scheme == "unix":
-        if not parts.path:
-            raise TargetAddressError("a unix:// target needs a socket path, like unix:///run/redis.sock")
-        return f"unix://{parts.path}", parts.username or None, parts.password or None
-    if scheme not in ("redis", "rediss"):
-        raise TargetAddressError(
-            f"{_redact(raw)!r} has scheme {parts.scheme!r}; use redis://, rediss:// (TLS) or unix://"
-        )
-    if not parts.hostname:
-        raise TargetAddressError(f"{_redact(raw)!r} has no host; write {scheme}://host:port")
-    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
-    db = parts.path.strip("/")
-    if db and not db.isdigit():
-        raise TargetAddressError(f"{_redact(raw)!r}: the path must be a database number, like /0")
-    url = f"{scheme}://{host}:{port or 6379}" + (f"/{db}" if db and db != "0" else "")
-    return url, parts.username or None, parts.password or None
-
-
-def _redact(raw: str) -> str:
-    """The text with any URL credentials replaced, safe for error messages and logs.
-
-    Everything between ``://`` and the last ``@`` goes: passwords may hold ``/``, ``:`` or ``@``.
-    """
-    out = []
-    for part in re.split(r"(\w+://)", raw):
-        if "@" in part and out and out[-1].endswith("://"):
-            part = "***@" + part[part.rfind("@") + 1:]
-        out.append(part)
-    return "".join(out)
-
-
-class RedisTarget(BaseModel):
-    """One Redis server to read. Credentials stay out of the URL, labels and logs."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    url: str = Field(description="redis://host:port[/db], rediss://host:port (TLS) or unix:///path")
-    name: str | None = Field(
-        default=None, description="The `cache` label value; defaults to host:port.")
-    username: str | None = Field(default=None, description="ACL user (Redis 6+).")
-    password: SecretStr | None = Field(default=None, description="Prefer password_file.")
-    password_file: Path | None = Field(
-        default=None, description="File holding the password (trailing newline ignored).")
-    tls_ca_file: Path | None = Field(default=None, description="CA bundle to verify the server.")
-    tls_cert_file: Path | None = Field(default=None, description="Client certificate (mutual TLS).")
-    tls_key_file: Path | None = Field(default=None, description="Client key (mutual TLS).")
-    tls_insecure_skip_verify: bool = Field(
-        default=False, description="Do not verify the server certificate (testing only).")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _from_string(cls, data: Any) -> Any:
-        """Allow a bare ``[name=]url`` string wherever a target is expected (flags, env)."""
-        if isinstance(data, str):
-            name, sep, url = data.partition("=")
-            if sep and "://" not in name and "/" not in name:
-                return {"name": name, "url": url}
-            return {"url": data}
-        return data
-
-    @model_validator(mode="after")
-    def _normalise(self) -> RedisTarget:
-        url, username, password = split_redis_address(self.url)
-        self.url = url
-        if username and not self.username:
-            self.username = username
-        if password and self.password is None:
-            self.password = SecretStr(password)
-        if self.password is not None and self.password_file is not None:
-            raise ValueError("set password or password_file, not both")
-        if (self.tls_cert_file is None) != (self.tls_key_file is None):
-            raise ValueError("tls_cert_file and tls_key_file go together; set both or neither")
-        if not self.name:
-            self.name = address_label(self.url)
-        return self
-
-    @field_validator("password_file", "tls_ca_file", "tls_cert_file", "tls_key_file")
-    @classmethod
-    def _readable(cls, path: Path | None) -> Path | None:
-        if path is not None and not path.is_file():
-            raise ValueError(f"file {str(path)!r} does not exist or is not a file")
-        return path
-
-    @property
-    def tls(self) -> bool:
-        """Whether the connection uses TLS (``rediss://``)."""
-        return self.url.startswith("rediss://")
-
-
-def address_label(url: str) -> str:
-    """``host:port`` (or the socket path) of a normalised URL: the default ``cache`` label."""
-    return url.split("://", 1)[1]
-
-
-class RedisSettings(BaseModel):
-    """The Redis collector: targets, timeouts and the active latency probe."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    enabled: bool = True
-    targets: list[RedisTarget] = Field(
-        default_factory=lambda: [RedisTarget(url="redis://127.0.0.1:6379")],
-        description="Servers read on every /metrics scrape.",
-    )
-    timeout: Seconds = Field(
-        default=2.0, gt=0, le=60,
-        description="Per-target deadline; a target slower than this reports up=0.")
-    probe_interval: Seconds = Field(
-        default=1.0, ge=0, le=3600,
-        description="Seconds between active latency probes (PING) per target; 0 turns them off.")
-    secrets_file: Path | None = Field(
-        default=None,
-        description="YAML/JSON map of target name or address -> password or {username, password}.",
-    )
-    allow_unlisted_probe_targets: bool = Field(
-        default=True,
-        description="Let /probe read addresses that are not configured targets.")
-
-    @field_validator("secrets_file")
-    @classmethod
-    def _secrets_readable(cls, path: Path | None) -> Path | None:
-        if path is not None and not path.is_file():
-            raise ValueError(f"file {str(path)!r} does not exist or is not a file")
-        return path
-
-    @model_validator(mode="after")
-    def _unique_names(self) -> RedisSettings:
-        seen: set[str] = set()
-        for target in self.targets:
-            if target.name == "other":
-                raise ValueError("the target name 'other' is reserved for folded overflow series")
-            if target.name in seen:
-                raise ValueError(f"two targets are named {target.name!r}; give each a unique name")
-            seen.add(target.name or "")
-        return self
-
-
-class BuildSettings(BaseModel):
-    """Build ingestion: ``POST /api/v1/builds`` and what it may hold."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    enabled: bool = True
-    token: SecretStr | None = Field(
-        default=None, description="Bearer token that POST /api/v1/builds requires, if set.")
-    max_body_bytes: int = Field(
-        default=64 * 1024 * 1024, ge=1024,
-        description="Largest request body accepted (a whole build log); larger gets 413.")
-    max_images: int = Field(
-        default=200, ge=1, description="Distinct image/target label values; more fold into other.")
-    max_cache_busters: int = Field(
-        default=500, ge=1, description="Distinct (image, instruction) pairs; more fold into other.")
-
-
-class AppCacheSettings(BaseModel):
-    """In-process caches pushed to ``POST /api/v1/caches`` (Caffeine- or Micrometer-shaped)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    enabled: bool = True
-    token: SecretStr | None = Field(
-        default=None, description="Bearer token that POST /api/v1/caches requires, if set.")
-    instance_ttl: Seconds = Field(
-        default=300.0, gt=0, le=86400,
-        description="An instance that has not pushed for this long is dropped with its series.")
-    max_caches: int = Field(
-        default=200, ge=1, description="Distinct cache names; more fold into `other`.")
-    max_instances: int = Field(
-        default=1000, ge=1, description="Instances tracked at once; pushes from more are refused.")
-    max_body_bytes: int = Field(default=1024 * 1024, ge=1024,
-                                description="Largest push body accepted; larger gets 413.")
-
-
-class RegistrySettings(BaseModel):
-    """Registry notification receivers: Distribution (``/webhooks/registry``) and Harbor."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    enabled: bool = True
-    token: SecretStr | None = Field(
-        default=None, description="Bearer token the webhooks require (the registry's endpoint"
-        " `headers` can send it).")
-    max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024,
-                                description="Largest envelope accepted; larger gets 413.")
-    max_repositories: int = Field(
-        default=500, ge=1, description="Distinct repository label values; more fold into other.")
-    max_registries: int = Field(default=20, ge=1, description="Distinct registry label values.")
-    tag_label: bool = Field(default=False,
-                            description="Add the tag to image pull/push series (more series).")
-    dedup_window: int = Field(default=100_000, ge=100,
-                              description="Event ids remembered to drop redelivered events.")
-
-
-class ProxyTarget(BaseModel):
-    """A pull-through cache registry's debug endpoint (``http.debug.addr``)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    url: str = Field(description="Base URL of the debug server, like http://127.0.0.1:5001")
-    name: str | None = Field(default=None, description="The `registry` label; default host:port.")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _from_string(cls, data: Any) -> Any:
-        if isinstance(data, str):
-            name, sep, url = data.partition("=")
-            return {"name": name, "url": url} if sep and "://" not in name else {"url": data}
-        return data
-
-    @model_validator(mode="after")
-    def _check(self) -> ProxyTarget:
-        parts = urlsplit(self.url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError(f"{self.url!r} is not an http(s) URL; write http://host:port")
-        self.url = self.url.rstrip("/")
-        self.name = self.name or parts.netloc
-        return self
-
-
-class RegistryProxySettings(BaseModel):
-    """Pull-through cache hit rate read from registries' debug endpoints."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    enabled: bool | None = Field(default=None, description="Default: on when targets are given.")
-    targets: list[ProxyTarget] = Field(default_factory=list)
-    timeout: Seconds = Field(default=2.0, gt=0, le=60)
-
-    @model_validator(mode="after")
-    def _default_enabled(self) -> RegistryProxySettings:
-        if self.enabled is None:
-            self.enabled = bool(self.targets)
-        return self
-
-
-class DockerSettings(BaseModel):
-    """The Docker Engine collector (read-only API calls) and its events watcher."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    enabled: bool = Field(
-        default=False, description="Off by default: it needs access to the Docker socket.")
-    host: str = Field(
-        default_factory=lambda: os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock"),
-        description="Engine address; defaults to $DOCKER_HOST, else the standard socket.")
-    name: str = Field(default="local", description="The `host` label value for this engine.")
-    timeout: Seconds = Field(default=5.0, gt=0, le=60,
-                             description="Deadline for /system/df; big hosts need a few seconds.")
-    events: bool = Field(default=True, description="Count image events from the events stream.")
-
+__all__ = ["DEFAULT_PORT", "ENV_PREFIX", "ConfigError", "Settings", "load_settings",
+           "parse_duration"]
 
 LogLevel = Literal["debug", "info", "warning", "error"]
 LogFormat = Literal["logfmt", "json"]
 
 
-class Settings(BaseSettings):
-    """Everything ``cachewatch serve`` can be told."""
+class CoreSettings(BaseSettings):
+    """What ``cachewatch serve`` needs whatever sources are on."""
 
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
@@ -339,16 +44,15 @@ class Settings(BaseSettings):
         validate_default=True,
     )
 
-    listen_address: str = Field(default="0.0.0.0", description="Address to serve HTTP on.")
-    port: int = Field(default=DEFAULT_PORT, ge=1, le=65535, description="Port to serve HTTP on.")
-    log_level: LogLevel = "info"
-    log_format: LogFormat = "logfmt"
-    redis: RedisSettings = Field(default_factory=RedisSettings)
-    builds: BuildSettings = Field(default_factory=BuildSettings)
-    docker: DockerSettings = Field(default_factory=DockerSettings)
-    app: AppCacheSettings = Field(default_factory=AppCacheSettings)
-    registry: RegistrySettings = Field(default_factory=RegistrySettings)
-    registry_proxy: RegistryProxySettings = Field(default_factory=RegistryProxySettings)
+    listen_address: str = Field(default="0.0.0.0", description="address to serve on",
+                                json_schema_extra=flag("--listen-address", metavar="ADDRESS"))
+    port: int = Field(default=DEFAULT_PORT, ge=1, le=65535, description="port to serve on",
+                      json_schema_extra=flag("--port"))
+    log_level: LogLevel = Field(default="info",
+                                description="`debug`, `info`, `warning`, `error`",
+                                json_schema_extra=flag("--log-level"))
+    log_format: LogFormat = Field(default="logfmt", description="`logfmt` or `json` (stderr)",
+                                  json_schema_extra=flag("--log-format"))
 
     # Set by load_settings() for the duration of one construction; read by the YAML source.
     _yaml_file: ClassVar[Path | None] = None
@@ -364,16 +68,81 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         """Flags (passed as init kwargs) beat env vars, which beat the YAML file."""
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        if cls._yaml_file is not None:
-            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=cls._yaml_file))
+        if CoreSettings._yaml_file is not None:
+            sources.append(YamlConfigSettingsSource(settings_cls,
+                                                    yaml_file=CoreSettings._yaml_file))
         return tuple(sources)
+
+
+# Everything ``cachewatch serve`` can be told: the core plus one section per registered source.
+Settings: type[CoreSettings] = create_model(  # type: ignore[call-overload]
+    "Settings",
+    __base__=CoreSettings,
+    __doc__="Everything ``cachewatch serve`` can be told.",
+    **{name: (section.settings, Field(default_factory=section.settings))
+       for name, section in sections().items()},
+)
 
 
 class ConfigError(Exception):
     """Start-up cannot go on; the message names the setting and the fix."""
 
 
-def load_settings(config_file: Path | None = None, **flags: Any) -> Settings:
+@dataclass(frozen=True)
+class SettingRow:
+    """One setting as users see it: its YAML key, flag, env var, documented default, meaning."""
+
+    key: str
+    flag: str | None
+    env: str
+    default: str
+    meaning: str
+    repeatable: bool
+    metavar: str | None
+    help: str
+
+
+def setting_rows() -> Iterator[SettingRow]:
+    """Every top-level and per-section setting, in the order they are documented."""
+    for name, info in CoreSettings.model_fields.items():
+        yield _row(name, info, info.default)
+    for section_name, section in sections().items():
+        defaults = section.settings()
+        for name, info in section.settings.model_fields.items():
+            yield _row(f"{section_name}.{name}", info, getattr(defaults, name),
+                       section=section_name)
+
+
+def _row(key: str, info: Any, default: Any, section: str | None = None) -> SettingRow:
+    extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+    flag_name = extra.get("flag")
+    if key.endswith(".enabled"):
+        flag_name = f"--enable-collector {section} / --disable-collector {section}"
+    env = ENV_PREFIX + key.replace(".", "__").upper()
+    repeatable = isinstance(default, list)
+    return SettingRow(
+        key=key, flag=flag_name, env=env, default=extra.get("default_doc") or _show(default),
+        meaning=info.description or "", repeatable=repeatable, metavar=extra.get("metavar"),
+        help=extra.get("flag_help") or (info.description or "").capitalize())
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, BaseModel):
+        return "-"
+    return str(value)
+
+
+def flag_of(key: str) -> str | None:
+    """The flag that sets ``key`` (dotted), if it has one; for error messages."""
+    return next((row.flag for row in setting_rows()
+                 if key == row.key or key.startswith(row.key + ".")), None)
+
+
+def load_settings(config_file: Path | None = None, **flags: Any) -> CoreSettings:
     """Build the settings from flags (``None`` means not given), env vars and a YAML file."""
     if config_file is not None:
         if not config_file.is_file():
@@ -383,17 +152,17 @@ def load_settings(config_file: Path | None = None, **flags: Any) -> Settings:
             )
         _check_yaml(config_file)
     overrides = _nest({k: v for k, v in flags.items() if v is not None})
-    Settings._yaml_file = config_file
+    CoreSettings._yaml_file = config_file
     try:
         return Settings(**overrides)
     except ValidationError as exc:
         raise ConfigError(_explain(exc, config_file)) from None
     except SettingsError as exc:  # an env var that should hold JSON does not
         raise ConfigError(
-            f"invalid configuration: {_redact(str(exc))}; variables holding lists or mappings"
+            f"invalid configuration: {redact(str(exc))}; variables holding lists or mappings"
             f' take JSON, like {ENV_PREFIX}REDIS__TARGETS=\'["redis://host:6379"]\'') from None
     finally:
-        Settings._yaml_file = None
+        CoreSettings._yaml_file = None
 
 
 def _check_yaml(path: Path) -> None:
@@ -419,22 +188,6 @@ def _nest(flat: dict[str, Any]) -> dict[str, Any]:
     return nested
 
 
-# Settings that have a command-line flag (the CLI test checks each one exists in --help).
-FLAGS: dict[str, str] = {
-    "listen_address": "--listen-address",
-    "port": "--port",
-    "log_level": "--log-level",
-    "log_format": "--log-format",
-    "redis.targets": "--redis-target",
-    "redis.timeout": "--redis-timeout",
-    "redis.probe_interval": "--redis-probe-interval",
-    "redis.secrets_file": "--redis-secrets-file",
-    "redis.enabled": "--enable-collector/--disable-collector redis",
-    "builds.token": "--builds-token",
-    "docker.host": "--docker-host",
-}
-
-
 def _explain(exc: ValidationError, config_file: Path | None) -> str:
     lines = ["invalid configuration:"]
     for error in exc.errors(include_url=False):
@@ -442,8 +195,8 @@ def _explain(exc: ValidationError, config_file: Path | None) -> str:
         dotted = ".".join(loc) or "(top level)"
         settable = [p for p in loc if not p.isdigit()]
         env = ENV_PREFIX + "__".join(settable[:2]).upper()
-        flag = next((f for key, f in FLAGS.items() if ".".join(settable).startswith(key)), None)
-        where = (f"flag {flag}, " if flag else "") + f"env {env}"
+        flag_name = flag_of(".".join(settable)) if settable else None
+        where = (f"flag {flag_name}, " if flag_name else "") + f"env {env}"
         where += f", or {config_file}" if config_file else ", or the YAML file (--config)"
         message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":
@@ -456,4 +209,22 @@ def _explain(exc: ValidationError, config_file: Path | None) -> str:
 
 def _short(value: Any) -> str:
     text = repr(value) if not isinstance(value, dict) else "a mapping"
-    return _redact(text if len(text) < 80 else text[:77] + "...")
+    return redact(text if len(text) < 80 else text[:77] + "...")
+
+
+def settings_table() -> str:
+    """The README's configuration table (``make docs``), derived from the settings models."""
+    lines = ["| YAML key | flag | env var | default | meaning |", "|---|---|---|---|---|"]
+    for row in setting_rows():
+        if row.flag is None:
+            flag_text = "–"
+        elif " / " in row.flag:
+            flag_text = " / ".join(f"`{part}`" for part in row.flag.split(" / "))
+        else:
+            flag_text = f"`{row.flag}{' ' + row.metavar if row.metavar else ''}`"
+            flag_text += " (repeat)" if row.repeatable else ""
+        env = f"`{row.env}`" + (" (JSON list)" if row.repeatable else "")
+        default = row.default if "`" in row.default or row.default == "none" \
+            else f"`{row.default}`"
+        lines.append(f"| `{row.key}` | {flag_text} | {env} | {default} | {row.meaning} |")
+    return "\n".join(lines) + "\n"

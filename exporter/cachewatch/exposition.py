@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import platform
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
 from prometheus_client.exposition import choose_encoder
@@ -20,17 +19,9 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from . import __version__, contract
-from .collectors.base import TargetCollector
 from .contract import Families
-
-# Collectors run side by side so their deadlines overlap instead of adding up. A separate pool
-# from the per-target reads: a collector here waits on reads there, never on its own pool.
-_COLLECTORS = ThreadPoolExecutor(max_workers=16, thread_name_prefix="cachewatch-collect")
-# Whole scrapes (collect + encode) run here, off the event loop. Each waits on the pools above,
-# never on this one, so the three pools cannot deadlock one another.
-_SCRAPES = ThreadPoolExecutor(max_workers=8, thread_name_prefix="cachewatch-scrape")
-# /probe scrapes have their own workers: probe traffic can never queue /metrics behind it.
-_PROBE_SCRAPES = ThreadPoolExecutor(max_workers=16, thread_name_prefix="cachewatch-probe")
+from .runtime import Runtime
+from .target_collector import TargetCollector
 
 
 class BuildInfo(Collector):
@@ -46,14 +37,24 @@ class BuildInfo(Collector):
 class Exposition:
     """A registry-like object (``collect()``) that prometheus_client's encoders accept."""
 
-    def __init__(self, collectors: Sequence[Collector]) -> None:
+    def __init__(self, collectors: Sequence[Collector], runtime: Runtime | None = None) -> None:
+        """Without a ``runtime`` (tests, one-off renders) collectors are read one after the
+        other in the calling thread."""
         self.collectors = list(collectors)
+        self.runtime = runtime
 
     def collect(self) -> Iterator[Metric]:
         """Every collector's families, target collectors read concurrently, merged by name."""
         slow = [c for c in self.collectors if isinstance(c, TargetCollector)]
-        futures = [_COLLECTORS.submit(lambda c=c: list(c.collect())) for c in slow[1:]]
         merged = Families()
+        if self.runtime is None:
+            for collector in self.collectors:
+                merged.extend(collector.collect())
+            yield from merged
+            return
+        # Collectors run side by side so their deadlines overlap instead of adding up.
+        futures = [self.runtime.collects.submit(lambda c=c: list(c.collect()))
+                   for c in slow[1:]]
         if slow:
             merged.extend(slow[0].collect())
         for collector in self.collectors:
@@ -66,7 +67,9 @@ class Exposition:
     async def render_async(self, accept: str | None, *, probe: bool = False
                            ) -> tuple[bytes, str]:
         """``render`` in a worker thread: collectors block, the event loop must not."""
-        pool = _PROBE_SCRAPES if probe else _SCRAPES
+        pool = None
+        if self.runtime is not None:
+            pool = self.runtime.probe_scrapes if probe else self.runtime.scrapes
         return await asyncio.get_running_loop().run_in_executor(pool, self.render, accept)
 
     def render(self, accept: str | None) -> tuple[bytes, str]:

@@ -1,0 +1,70 @@
+"""Building blocks every source's settings model uses: durations, flags, file checks, redaction.
+
+A setting is defined once, as a pydantic field; ``flag()`` attaches its command-line spelling and
+how its default reads in docs, so the CLI, the README table and the error messages are all derived
+from that one definition (``config.setting_rows``).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def parse_duration(value: Any) -> Any:
+    """Accept Prometheus-style durations (``500ms``, ``2s``, ``1m``) as well as plain seconds."""
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if not match:
+            raise ValueError(f"{value!r} is not a duration; write it like 2s, 500ms or 1.5")
+        return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    return value
+
+
+Seconds = Annotated[float, BeforeValidator(parse_duration)]
+
+
+def flag(name: str | None = None, *, default: str | None = None, metavar: str | None = None,
+         help: str | None = None) -> dict[str, Any]:
+    """Field metadata (``json_schema_extra``): the setting's flag and its documented default.
+
+    ``name`` is the long flag (``--redis-timeout``), or ``None`` for a setting with only an env
+    var and a YAML key; ``default`` is how the default reads in ``--help`` and the README when its
+    Python value says it badly; ``help`` is a shorter text for ``--help`` than the description.
+    """
+    meta: dict[str, Any] = {}
+    if name:
+        meta["flag"] = name
+    if default is not None:
+        meta["default_doc"] = default
+    if metavar:
+        meta["metavar"] = metavar
+    if help:
+        meta["flag_help"] = help
+    return meta
+
+
+def readable_file(path: Path | None) -> Path | None:
+    """A configured file must exist at start-up: a typo stops the exporter, not a later read."""
+    if path is not None and not path.is_file():
+        raise ValueError(f"file {str(path)!r} does not exist or is not a file")
+    return path
+
+
+def redact(raw: str) -> str:
+    """The text with any URL credentials replaced, safe for error messages and logs.
+
+    Everything between ``://`` and the last ``@`` goes: passwords may hold ``/``, ``:`` or ``@``.
+    """
+    out = []
+    for part in re.split(r"(\w+://)", raw):
+        if "@" in part and out and out[-1].endswith("://"):
+            part = "***@" + part[part.rfind("@") + 1:]
+        out.append(part)
+    return "".join(out)

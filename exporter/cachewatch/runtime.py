@@ -1,0 +1,36 @@
+"""What lives as long as the app: the health store and the worker pools, closed on shutdown.
+
+Collectors block on sockets, so reads and whole scrapes run in worker threads, never on the event
+loop. The pools are separate on purpose: a scrape waits on collector workers, which wait on read
+workers, never on their own pool, so they cannot deadlock one another; and ``/probe`` traffic has
+pools of its own, so a flood of probes to hung addresses never queues ``/metrics`` behind it.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+from .health import Health
+
+
+class Runtime:
+    """The shared machinery a source's collectors are built with."""
+
+    def __init__(self, health: Health | None = None) -> None:
+        self.health = health or Health()
+        # A read that hangs past its deadline keeps its worker until its own socket timeout, so
+        # the pool is sized for some of those. Threads start only when first needed.
+        self.reads = ThreadPoolExecutor(max_workers=64, thread_name_prefix="cachewatch-read")
+        self.probe_reads = ThreadPoolExecutor(max_workers=16,
+                                              thread_name_prefix="cachewatch-probe-read")
+        self.collects = ThreadPoolExecutor(max_workers=16,
+                                           thread_name_prefix="cachewatch-collect")
+        self.scrapes = ThreadPoolExecutor(max_workers=8, thread_name_prefix="cachewatch-scrape")
+        self.probe_scrapes = ThreadPoolExecutor(max_workers=16,
+                                                thread_name_prefix="cachewatch-probe")
+
+    def close(self) -> None:
+        """Stop every pool; reads still hanging are left to their own socket timeouts."""
+        for pool in (self.scrapes, self.probe_scrapes, self.collects, self.reads,
+                     self.probe_reads):
+            pool.shutdown(wait=False, cancel_futures=True)

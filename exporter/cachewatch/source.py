@@ -1,0 +1,97 @@
+"""The narrow interface between the core and a source: what the core needs and nothing more.
+
+A source package (``cachewatch.sources.<name>``) declares a ``SourcePackage``: its settings
+sections, a factory per section that builds a ``Source`` (a prometheus_client collector with
+optional background work, ``/probe`` support and routes), its CLI commands and its bundle part.
+The core never imports a source by name except in the one registration list,
+``cachewatch.sources.SOURCES``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    import typer
+    from fastapi import APIRouter
+    from pydantic import BaseModel
+    from starlette.types import ASGIApp
+
+    from .runtime import Runtime
+    from .target_collector import TargetCollector
+
+
+class ProbeTargetError(ValueError):
+    """``/probe`` was given a target this collector cannot or may not read; the message says why."""
+
+
+class Source(Collector):
+    """One source of metrics: a prometheus_client collector, plus optional background work,
+    ``/probe`` support and HTTP routes (webhooks, push APIs) that feed it."""
+
+    name: ClassVar[str]
+
+    def start(self) -> None:
+        """Start background work (probes, watchers). Nothing by default."""
+
+    def close(self) -> None:
+        """Stop background work and release connections. Nothing by default."""
+
+    def for_probe(self, query: str) -> TargetCollector:
+        """A fresh one-target collector for ``/probe?target=query`` (multi-target pattern)."""
+        raise ProbeTargetError(f"the {self.name} collector does not support /probe")
+
+    def router(self) -> APIRouter | None:
+        """Routes this source receives data on; the app mounts them as they are."""
+        return None
+
+    def fast_routes(self) -> dict[str, ASGIApp]:
+        """High-volume endpoints (path -> raw ASGI app), served ahead of the framework."""
+        return {}
+
+
+Factory = Callable[[Any, "Runtime"], Source]
+
+
+@dataclass(frozen=True)
+class Section:
+    """One settings section and the collector it configures.
+
+    ``name`` is the YAML key, the env var part (``CACHEWATCH_<NAME>__...``), the
+    ``--enable-collector`` value and the ``collector`` label. ``factory`` is a
+    ``"module:function"`` path, imported only when the section is enabled, so a source's heavy
+    dependencies (the Docker SDK, an HTTP client) cost nothing to those who do not use it.
+    """
+
+    name: str
+    settings: type[BaseModel]
+    factory: str
+
+    def build(self, section_settings: BaseModel, runtime: Runtime) -> Source:
+        """Import the factory and build this section's collector."""
+        module, _, function = self.factory.partition(":")
+        built: Factory = getattr(importlib.import_module(module), function)
+        return built(section_settings, runtime)
+
+
+@dataclass(frozen=True)
+class SourcePackage:
+    """Everything the core needs from a source: settings, collectors, commands, bundle part."""
+
+    name: str
+    sections: tuple[Section, ...]
+    # "module:function" adding the source's own commands to the CLI (lazily imported).
+    commands: str | None = None
+    # Module holding the source's bundle part (``PART``): rules, tests, dashboard.
+    bundle: str | None = None
+
+    def add_commands(self, cli: typer.Typer) -> None:
+        """Let the source register its own CLI commands."""
+        if self.commands:
+            module, _, function = self.commands.partition(":")
+            getattr(importlib.import_module(module), function)(cli)

@@ -1,0 +1,75 @@
+"""The Docker source's commands: ``ingest-build`` (pipe a log in) and ``build`` (wrap a build).
+
+Both parse the log as it streams through, then send the summary to the exporter's build API.
+Heavy imports wait until a command runs, so ``cachewatch ingest-build`` starts fast in CI.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from ...defaults import DEFAULT_PORT, ENV_PREFIX
+from ...failing import fail
+
+ImageOption = Annotated[str, typer.Option(help="Image (or job) name: the `image` label.")]
+TargetOption = Annotated[str, typer.Option(help="Dockerfile --target, if any.")]
+UrlOption = Annotated[str, typer.Option(
+    envvar="CACHEWATCH_URL",
+    help="Exporter to send the summary to; empty to only print it (env CACHEWATCH_URL)")]
+TokenOption = Annotated[str | None, typer.Option(
+    envvar=f"{ENV_PREFIX}BUILDS__TOKEN", show_default=False,
+    help="Bearer token of the exporter's builds.token (env CACHEWATCH_BUILDS__TOKEN)")]
+JsonOption = Annotated[bool, typer.Option(
+    "--json", help="Print the summary as JSON (on stderr) instead of the human one.")]
+EXPORTER_URL = f"http://127.0.0.1:{DEFAULT_PORT}"
+
+
+def ingest_build(
+    image: ImageOption,
+    target: TargetOption = "",
+    url: UrlOption = EXPORTER_URL,
+    token: TokenOption = None,
+    exit_code: Annotated[int | None, typer.Option(
+        help="The build's exit code, if known (a pipe hides it).")] = None,
+    json_summary: JsonOption = False,
+) -> None:
+    """Read a build log on stdin, pass it through to stdout, then report its cache use.
+
+    docker build --progress=plain . 2>&1 | cachewatch ingest-build --image app
+    """
+    from . import ingest
+
+    summary = ingest.from_stream(sys.stdin.buffer, image, target, exit_code)
+    ingest.deliver(summary, url, token, json_summary)
+
+
+def build_command(
+    ctx: typer.Context,
+    image: ImageOption,
+    target: TargetOption = "",
+    url: UrlOption = EXPORTER_URL,
+    token: TokenOption = None,
+    json_summary: JsonOption = False,
+) -> None:
+    """Run a build command, stream its output, report its cache use; exit with its exit code.
+
+    cachewatch build --image app -- docker build --progress=plain -t app .
+    """
+    from . import ingest
+
+    if not ctx.args:
+        fail("give the build command after --, like: cachewatch build --image app -- "
+             "docker build -t app .")
+    summary, code = ingest.run(ctx.args, image, target)
+    ingest.deliver(summary, url, token, json_summary)
+    raise typer.Exit(code)
+
+
+def register(cli: typer.Typer) -> None:
+    """Add this source's commands to the ``cachewatch`` command."""
+    cli.command("ingest-build")(ingest_build)
+    cli.command("build", context_settings={"allow_extra_args": True,
+                                           "ignore_unknown_options": True})(build_command)

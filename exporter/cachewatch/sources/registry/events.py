@@ -1,0 +1,347 @@
+"""Registry notifications in, pulls and pushes per repository out.
+
+Distribution (the ``registry`` / ``docker-registry`` server) posts ``{"events": [...]}``
+envelopes, at least once and in no set order; Harbor posts one event per request, in its
+``Default`` or ``CloudEvents`` format. Both feed the same families.
+
+Reading them naively double-counts: a manifest ``HEAD`` is reported as a ``pull``, and every
+blob served is a ``pull`` of its own. So an *image pull* here is ``action=pull`` of a manifest or
+index media type with ``request.method=GET``; blob GETs are counted (with their bytes) apart,
+HEAD checks apart again. Events are de-duplicated on their ``id``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+from collections import OrderedDict, defaultdict
+from typing import Any
+from urllib.parse import parse_qs
+
+from ... import contract
+from ...cardinality import LabelCap
+from ...contract import Families, MetricSpec
+from ...receiving import bearer_ok
+from ...runtime import Runtime
+from ...source import Source
+from .settings import RegistrySettings
+
+log = logging.getLogger("cachewatch.registry")
+
+MANIFEST_TYPES = frozenset({
+    "application/vnd.docker.distribution.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v1+prettyjws",
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.oci.image.index.v1+json",
+})
+ACTIONS = ("pull", "push", "mount", "delete")
+HARBOR_TYPES = {
+    "PULL_ARTIFACT": "pull", "harbor.artifact.pulled": "pull",
+    "PUSH_ARTIFACT": "push", "harbor.artifact.pushed": "push",
+    "DELETE_ARTIFACT": "delete", "harbor.artifact.deleted": "delete",
+}
+REASONS = ("auth", "too_large", "malformed_json", "bad_shape", "unknown_action")
+MAX_ID = 256  # event ids and names from outside are bounded: memory and label size stay small
+MAX_NAME = 255
+REGISTRY_MEDIA = "application/vnd.docker.distribution.events"
+
+
+class BadEvent(ValueError):
+    """An event that can never be counted; ``reason`` is its counter label."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class RecentIds:
+    """The last ``size`` event ids seen: redeliveries inside that window are dropped."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._ids: OrderedDict[bytes, None] = OrderedDict()
+
+    def seen(self, event_id: bytes) -> bool:
+        """True if ``event_id`` was seen before; remembers it either way (caller holds a lock)."""
+        if event_id in self._ids:
+            self._ids.move_to_end(event_id)
+            return True
+        self._ids[event_id] = None
+        if len(self._ids) > self._size:
+            self._ids.popitem(last=False)
+        return False
+
+
+class RegistryEventCollector(Source):
+    """Counts registry events per repository; serves the two webhook endpoints."""
+
+    name = "registry"
+
+    def __init__(self, settings: RegistrySettings) -> None:
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._repositories = LabelCap(settings.max_repositories)
+        self._registries = LabelCap(settings.max_registries)
+        self._tags = LabelCap(settings.max_repositories)
+        self._ids = RecentIds(settings.dedup_window)
+        self._counts: dict[tuple[MetricSpec, tuple[str, ...]], float] = defaultdict(float)
+        for source in ("distribution", "harbor"):
+            for reason in REASONS:
+                self._counts[(contract.REGISTRY_REJECTED, (source, reason))] = 0.0
+            self._counts[(contract.REGISTRY_DUPLICATES, (source,))] = 0.0
+
+    # --- counting (caller holds the lock) ----------------------------------------------------
+    def _inc(self, spec: MetricSpec, labels: tuple[str, ...], value: float = 1.0) -> None:
+        self._counts[(spec, labels)] += value
+
+    def _labels(self, registry: str, repository: str) -> tuple[str, str]:
+        return self._registries(registry), self._repositories(repository)
+
+    def _tag(self, tag: Any) -> str:
+        return self._tags(str(tag)) if self.settings.tag_label and tag else ""
+
+    def count_distribution(self, event: Any, registry: str | None) -> bool:
+        """Count one Distribution event; ``False`` if it was a duplicate. Raises BadEvent."""
+        if not isinstance(event, dict):
+            raise BadEvent("bad_shape", "an event must be a JSON object")
+        event_id, action = event.get("id"), event.get("action")
+        target = event.get("target")
+        if not isinstance(event_id, str) or not 0 < len(event_id) <= MAX_ID:
+            raise BadEvent("bad_shape", f"event id missing or over {MAX_ID} characters")
+        if not isinstance(action, str):
+            raise BadEvent("bad_shape", f"event {event_id} has no action")
+        if action not in ACTIONS:
+            raise BadEvent("unknown_action", f"unknown action {action!r}; expected one of "
+                                             f"{', '.join(ACTIONS)}")
+        if not isinstance(target, dict) or not isinstance(target.get("repository"), str) \
+                or not 0 < len(target["repository"]) <= MAX_NAME:
+            raise BadEvent("bad_shape", f"event {event_id}: target.repository missing or over "
+                                        f"{MAX_NAME} characters")
+        request = event.get("request") if isinstance(event.get("request"), dict) else {}
+        source = event.get("source") if isinstance(event.get("source"), dict) else {}
+        method = str(request.get("method") or "GET").upper()
+        media_type = str(target.get("mediaType") or "")
+        size = next((v for v in (target.get("size"), target.get("length"))
+                     if isinstance(v, int) and not isinstance(v, bool)), 0)
+        if not 0 <= size < 2**53:
+            raise BadEvent("bad_shape", f"event {event_id}: target.size {size} is not a size")
+        origin = (registry or str(source.get("addr") or request.get("host") or "unknown"))
+        origin = origin[:MAX_NAME]
+        key = hashlib.blake2b(event_id.encode(), digest_size=16).digest()  # bounded memory
+        with self._lock:
+            if self._ids.seen(key):
+                self._inc(contract.REGISTRY_DUPLICATES, ("distribution",))
+                return False
+            reg, repo = self._labels(origin, target["repository"])
+            self._inc(contract.REGISTRY_EVENTS, ("distribution", action))
+            manifest = media_type in MANIFEST_TYPES
+            if action == "pull":
+                if method == "HEAD":
+                    self._inc(contract.REGISTRY_HEAD_CHECKS, (reg, repo))
+                elif manifest:
+                    self._inc(contract.REGISTRY_IMAGE_PULLS, (reg, repo,
+                                                             self._tag(target.get("tag"))))
+                else:
+                    self._inc(contract.REGISTRY_BLOB_PULLS, (reg, repo))
+                    self._inc(contract.REGISTRY_PULLED_BYTES, (reg, repo), max(0, size))
+            elif action == "push":
+                if manifest:
+                    self._inc(contract.REGISTRY_IMAGE_PUSHES, (reg, repo,
+                                                              self._tag(target.get("tag"))))
+                else:
+                    self._inc(contract.REGISTRY_BLOB_PUSHES, (reg, repo))
+                    self._inc(contract.REGISTRY_PUSHED_BYTES, (reg, repo), max(0, size))
+            elif action == "mount":
+                self._inc(contract.REGISTRY_BLOB_MOUNTS, (reg, repo))
+            else:
+                self._inc(contract.REGISTRY_DELETES, (reg, repo))
+        return True
+
+    def count_harbor(self, payload: Any, raw: bytes, registry: str | None) -> tuple[bool, str]:
+        """Count one Harbor event (Default or CloudEvents); returns (counted, action)."""
+        if not isinstance(payload, dict):
+            raise BadEvent("bad_shape", "a Harbor event must be a JSON object")
+        kind = payload.get("type")
+        data = payload.get("data") if "specversion" in payload else payload.get("event_data")
+        if not isinstance(kind, str):
+            raise BadEvent("bad_shape", "Harbor event has no type")
+        action = HARBOR_TYPES.get(kind)
+        if action is None:
+            return False, "ignored"  # scans, quotas, replication...: not pulls or pushes
+        if not isinstance(data, dict) or not isinstance(data.get("repository"), dict):
+            raise BadEvent("bad_shape", f"{kind}: event_data/data.repository is missing")
+        repository = data["repository"].get("repo_full_name") or "/".join(
+            str(p) for p in (data["repository"].get("namespace"), data["repository"].get("name"))
+            if p)
+        resources = data.get("resources") if isinstance(data.get("resources"), list) else []
+        if not repository:
+            raise BadEvent("bad_shape", f"{kind}: repository has no repo_full_name")
+        if len(str(repository)) > MAX_NAME:
+            raise BadEvent("bad_shape", f"{kind}: repository name over {MAX_NAME} characters")
+        # CloudEvents carry an id to de-duplicate on. The Default format has none, and two real
+        # pulls of one tag in one second look the same, so Default events are all counted.
+        event_id = payload.get("id") if "specversion" in payload else None
+        key = hashlib.blake2b(b"harbor:" + str(event_id).encode(), digest_size=16).digest() \
+            if event_id else None
+        with self._lock:
+            if key is not None and self._ids.seen(key):
+                self._inc(contract.REGISTRY_DUPLICATES, ("harbor",))
+                return False, action
+            reg, repo = self._labels(registry or "harbor", str(repository))
+            self._inc(contract.REGISTRY_EVENTS, ("harbor", action))
+            for resource in resources or [{}]:
+                tag = self._tag(resource.get("tag") if isinstance(resource, dict) else None)
+                if action == "pull":
+                    self._inc(contract.REGISTRY_IMAGE_PULLS, (reg, repo, tag))
+                elif action == "push":
+                    self._inc(contract.REGISTRY_IMAGE_PUSHES, (reg, repo, tag))
+                else:
+                    self._inc(contract.REGISTRY_DELETES, (reg, repo))
+        return True, action
+
+    def reject(self, source: str, reason: str) -> None:
+        with self._lock:
+            self._inc(contract.REGISTRY_REJECTED, (source, reason))
+
+    def collect(self) -> Any:
+        out = Families()
+        with self._lock:
+            items = list(self._counts.items())
+        for (spec, labels), value in items:
+            out.add(spec, dict(zip(spec.labels, labels, strict=True)), value)
+        yield from out
+
+    # --- HTTP ---------------------------------------------------------------------------------
+    def fast_routes(self) -> dict[str, Any]:
+        """Raw ASGI endpoints ahead of the framework: a registry can send thousands of events
+        a second, and routing, middleware and request objects would cost more than the
+        counting (see benchmarks/webhook_throughput.py)."""
+        return {"/webhooks/registry": _Webhook(self, "distribution"),
+                "/webhooks/harbor": _Webhook(self, "harbor")}
+
+    def authorised(self, source: str, authorization: bytes) -> bool:
+        """Checked before the body is read: an unknown client gets nothing buffered."""
+        if not bearer_ok(self.settings.token, authorization):
+            self.reject(source, "auth")
+            return False
+        return True
+
+    def handle(self, source: str, raw: bytes | None, registry: str | None,
+               from_registry: bool = False) -> tuple[int, dict[str, Any]]:
+        """One webhook request, already read: ``(status, JSON body)``. ``raw`` is ``None``
+        when the body was over the limit.
+
+        A Distribution registry retries every non-2xx answer, forever and in order, so a
+        body that can never be counted would stop its whole queue: a request that carries
+        the registry's own media type gets 2xx for those (the problem is in the body and in
+        the rejected counter). Other senders get the 400 that names the problem."""
+        status, body = self._handle(source, raw, registry)
+        if from_registry and status == 400:
+            return 202, {**body, "retry": False}
+        return status, body
+
+    def _handle(self, source: str, raw: bytes | None, registry: str | None
+                ) -> tuple[int, dict[str, Any]]:
+        if raw is None:
+            self.reject(source, "too_large")
+            return 413, {"error": f"body over {self.settings.max_body_bytes} bytes "
+                                  "(registry.max_body_bytes)"}
+        try:
+            payload = json.loads(raw)
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+            self.reject(source, "malformed_json")
+            return 400, {"error": f"malformed JSON: {exc}"}
+        if source == "harbor":
+            return self._harbor(payload, raw, registry)
+        return self._distribution(payload, registry)
+
+    def _distribution(self, payload: Any, registry: str | None) -> tuple[int, dict[str, Any]]:
+        events = payload.get("events") if isinstance(payload, dict) else None
+        if not isinstance(events, list):
+            self.reject("distribution", "bad_shape")
+            return 400, {"error": 'expected an envelope {"events": [...]}'}
+        accepted = duplicates = 0
+        rejected = []
+        for index, event in enumerate(events):
+            try:
+                if self.count_distribution(event, registry):
+                    accepted += 1
+                else:
+                    duplicates += 1
+            except BadEvent as exc:
+                self.reject("distribution", exc.reason)
+                rejected.append({"index": index, "reason": exc.reason, "error": str(exc)})
+        body = {"accepted": accepted, "duplicates": duplicates, "rejected": rejected}
+        if rejected:
+            log.warning("registry events refused", extra={"refused": len(rejected),
+                                                          "first": rejected[0]["error"]})
+        # The registry retries any non-2xx. Retrying an envelope that is wholly bad cannot
+        # help and is refused (400); one with good events is acknowledged, the bad ones listed.
+        return (400 if rejected and not accepted and not duplicates else 200), body
+
+    def _harbor(self, payload: Any, raw: bytes, registry: str | None
+                ) -> tuple[int, dict[str, Any]]:
+        try:
+            counted, action = self.count_harbor(payload, raw, registry)
+        except BadEvent as exc:
+            self.reject("harbor", exc.reason)
+            return 400, {"error": str(exc)}
+        return 200, {"accepted": int(counted), "action": action}
+
+
+class _Webhook:
+    """The ASGI endpoint: read the body (bounded), hand it to the collector, answer JSON."""
+
+    def __init__(self, collector: RegistryEventCollector, source: str) -> None:
+        self.collector = collector
+        self.source = source
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["method"] != "POST":
+            await _answer(send, 405, {"error": "POST only"}, [(b"allow", b"POST")])
+            return
+        headers = dict(scope["headers"])
+        if not self.collector.authorised(self.source, headers.get(b"authorization", b"")):
+            await _answer(send, 401, {"error": "missing or wrong bearer token (registry.token)"},
+                          [(b"www-authenticate", b"Bearer")])
+            return
+        limit = self.collector.settings.max_body_bytes
+        declared = headers.get(b"content-length", b"")
+        raw: bytes | None = None if declared.isdigit() and int(declared) > limit else b""
+        more = raw is not None
+        chunks = bytearray()
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return  # the sender went away: nothing to count, nobody to answer
+            chunks += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(chunks) > limit:
+                more, raw = False, None
+        if raw is not None:
+            raw = bytes(chunks)
+        registry = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("registry")
+        from_registry = self.source == "distribution" and headers.get(
+            b"content-type", b"").decode("latin-1").startswith(REGISTRY_MEDIA)
+        status, body = self.collector.handle(self.source, raw,
+                                             registry[0][:MAX_NAME] if registry else None,
+                                             from_registry)
+        await _answer(send, status, body, [])
+
+
+async def _answer(send: Any, status: int, body: dict[str, Any],
+                  extra: list[tuple[bytes, bytes]]) -> None:
+    payload = json.dumps(body).encode()
+    headers = [(b"content-type", b"application/json"),
+               (b"content-length", str(len(payload)).encode()), *extra]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": payload})
+
+
+def build(section: RegistrySettings, runtime: Runtime) -> RegistryEventCollector:
+    """The webhook receivers; no target to read, so nothing for /readyz to wait on."""
+    return RegistryEventCollector(section)

@@ -1,0 +1,195 @@
+"""The bundle on real components: Prometheus (with the generated rules) scraping a real exporter
+that reads a real Redis, a real Docker engine and a real pull-through registry, and real
+Alertmanager notifying a receiver here. Every dashboard query and recording rule must parse and
+return data; a Redis hit rate driven below the target must raise CacheHitRateLow, and
+restoring it must resolve the alert."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+import uuid
+
+import httpx
+import pytest
+
+from cachewatch import bundle
+from cachewatch.bundle import dashboards, rules
+from cachewatch.bundle.thresholds import Thresholds
+from cachewatch.instrument import Caches, CacheStats
+
+from support import (
+    FIXTURES,
+    Alertmanager,
+    BuildContext,
+    WebhookReceiver,
+    free_port,
+    wait_until,
+)
+from support import settings as exporter_settings
+
+pytestmark = pytest.mark.e2e  # every test here drives real services
+
+LOGS = FIXTURES / "buildlogs"
+SHORT = Thresholds(hit_rate_for="5s", p99_for="5s", registry_for="5s", down_for="5s")
+VARIABLES = {"$__range": "1h", "$__rate_interval": "1m", "$layer": ".*", "$cache": ".*",
+             "$image": ".*", "$repository": ".*"}
+
+
+def _query(expr: str) -> str:
+    for name, value in VARIABLES.items():
+        expr = expr.replace(name, value)
+    return expr
+
+
+@pytest.fixture
+def redis_main(redis_factory):
+    return redis_factory("--maxmemory", "64mb")
+
+
+@pytest.fixture
+def stack(tmp_path, redis_main, docker_engine, exporter_factory, registry_factory,
+          prometheus_factory):
+    """Everything wired together; yields (exporter, prometheus, receiver, upstream, mirror)."""
+    bundle.write(tmp_path, SHORT)
+    receiver = WebhookReceiver()
+    alertmanager = Alertmanager(tmp_path / "am", receiver.url).start()
+    port = free_port()
+    upstream = registry_factory()
+    mirror = registry_factory(proxy_of=upstream.url,
+                              notify=f"http://127.0.0.1:{port}/webhooks/registry")
+    exporter = exporter_factory(exporter_settings(
+        [f"main={redis_main.url}"], **{
+            # Deadlines under Prometheus' 1 s scrape here: a slow read is up=0, not a lost scrape.
+            "redis.probe_interval": "200ms", "redis.timeout": "500ms", "docker.enabled": True,
+            "docker.host": docker_engine.host, "docker.timeout": "700ms",
+            "registry_proxy.targets": [f"mirror={mirror.debug_url}"],
+            "registry_proxy.timeout": "500ms"}), port=port)
+    prometheus = prometheus_factory([exporter.url.removeprefix("http://")],
+                                    [tmp_path / "alerts" / "cachewatch-rules.yml"],
+                                    alertmanager.address)
+    # Prometheus applies new targets after a few seconds: wait for its first scrape, or the
+    # first round of activity lands before any sample and no rate can see it.
+    wait_until(lambda: prometheus.scalar('up{job="cachewatch"}') == 1, timeout=30)
+    yield exporter, prometheus, receiver, upstream, mirror
+    alertmanager.stop()
+    receiver.stop()
+
+
+def _feed(exporter, redis_plain, docker_engine, upstream, mirror, tmp_path, round_: int):
+    """One round of real activity on every source (rates need two rounds)."""
+    client = redis_plain.client()
+    client.set("hot", 1)
+    for _ in range(50):
+        client.get("hot")
+    for kind in ("buildkit-busted", "buildkit-cold", "legacy-busted"):
+        httpx.post(exporter.url + "/api/v1/builds", content=(LOGS / f"{kind}.log").read_bytes(),
+                   params={"image": "shop", "exit_code": "0"},
+                   headers={"Content-Type": "text/plain"}).raise_for_status()
+    envelope = {"events": [
+        {"id": str(uuid.uuid4()), "action": action, "target": {
+            "mediaType": media, "size": 500, "repository": "team/shop",
+            "digest": "sha256:" + "0" * 64},
+         "request": {"method": method}, "source": {"addr": "r:5000"}}
+        for action, media, method in (
+            ("pull", "application/vnd.oci.image.manifest.v1+json", "GET"),
+            ("pull", "application/vnd.oci.image.layer.v1.tar+gzip", "GET"),
+            ("pull", "application/vnd.oci.image.manifest.v1+json", "HEAD"),
+            ("mount", "application/vnd.oci.image.layer.v1.tar+gzip", "POST"))]}
+    httpx.post(exporter.url + "/webhooks/registry", json=envelope).raise_for_status()
+    httpx.post(exporter.url + "/webhooks/registry", json=envelope)  # a duplicate
+    httpx.post(exporter.url + "/webhooks/registry", content=b"{nope")  # a rejection
+    caches = Caches()
+    l1 = caches.add(CacheStats("catalog", parent="catalog-redis", size=lambda: 10))
+    l2 = caches.add(CacheStats("catalog-redis"))
+    l1.hits, l1.misses, l2.hits, l2.misses = 90 * round_, 10 * round_, 8 * round_, 2 * round_
+    l2.load_success, l2.load_ns = 2 * round_, 4_000_000 * round_
+    l1.evictions = round_
+    for _ in range(5 * round_):
+        l2.observe(0.0004)
+    pusher = caches.push_to(exporter.url, instance="e2e", interval=3600)
+    pusher.stop(flush=True)
+    assert pusher.pushed == 1
+    ctx = BuildContext(tmp_path / f"ctx{round_}", "FROM scratch\nCOPY app.txt /app.txt\n")
+    ctx.touch_app(str(uuid.uuid4()))
+    docker_engine.cli("build", "--network=host", "-t", f"e2e-bk:{round_}", str(ctx.path))
+    tag = f"{upstream.address}/team/shop:{round_}"
+    docker_engine.cli("build", "--network=host", "-t", tag, str(ctx.path), buildkit=False)
+    docker_engine.cli("push", tag)
+    docker_engine.cli("rmi", tag)
+    docker_engine.cli("pull", f"{mirror.address}/team/shop:{round_}")
+    docker_engine.cli("rmi", f"{mirror.address}/team/shop:{round_}")
+
+
+def test_every_query_returns_data_and_the_hit_rate_alert_fires_and_resolves(
+    stack, redis_main, docker_engine, tmp_path
+):
+    exporter, prometheus, receiver, upstream, mirror = stack
+    # Drive the Redis hit rate down: a steady stream of misses, well above the traffic guard.
+    stop = threading.Event()
+
+    def misses() -> None:
+        client = redis_main.client()
+        while not stop.is_set():
+            client.get(f"absent-{uuid.uuid4()}")
+            time.sleep(0.02)
+
+    thread = threading.Thread(target=misses, daemon=True)
+    thread.start()
+    try:
+        _feed(exporter, redis_main, docker_engine, upstream, mirror, tmp_path, 1)
+        time.sleep(4)  # a few scrapes between the rounds: rates need two different samples
+        _feed(exporter, redis_main, docker_engine, upstream, mirror, tmp_path, 2)
+        for rule in rules.alert_rules(SHORT):
+            prometheus.query(rule["expr"])  # parses on the real server (may be empty)
+        missing: list[str] = []
+
+        def all_have_data() -> bool:
+            missing[:] = _without_data(prometheus)
+            return not missing
+
+        try:
+            wait_until(all_have_data, timeout=60, interval=1)
+        except AssertionError:
+            pytest.fail("no data for:\n" + "\n".join(missing))
+        firing = wait_until(lambda: [a for a in receiver.alerts("CacheHitRateLow", "firing")
+                                     if a["labels"]["cache"] == "main"], timeout=90)
+    finally:
+        stop.set()
+        thread.join()
+    alert = firing[0]
+    assert alert["labels"]["layer"] == "redis"
+    assert alert["labels"]["severity"] == "warning"
+    assert alert["annotations"]["summary"] == "Cache main hit rate below 85%"
+    assert alert["annotations"]["runbook_url"].endswith("#cachehitratelow")
+
+    client = redis_main.client()  # restore: a flood of hits lifts the 5-minute ratio
+    pipe = client.pipeline(transaction=False)
+    for _ in range(40_000):
+        pipe.get("hot")
+    pipe.execute()
+    resolved = wait_until(lambda: [a for a in receiver.alerts("CacheHitRateLow", "resolved")
+                                   if a["labels"]["cache"] == "main"], timeout=90)
+    assert resolved[0]["labels"]["layer"] == "redis"
+
+
+def _without_data(prometheus) -> list[str]:
+    """Dashboard queries and recording rules that return nothing (yet)."""
+    missing = [f"{board} / {title}: {expr}" for board, title, expr in dashboards.all_exprs(SHORT)
+               if not _safe_query(prometheus, _query(expr))]
+    for rule in rules.recording_rules(SHORT):
+        if "cache_gets_total" in rule["expr"]:
+            continue  # Micrometer's series come from Java apps; the promtool tests cover it
+        if not _safe_query(prometheus, rule["record"]):
+            missing.append(f"recording rule {rule['record']}")
+    return missing
+
+
+def _safe_query(prometheus, expr: str) -> list:
+    """The result, or a failure naming the expression when the server refuses it."""
+    response = httpx.get(prometheus.url + "/api/v1/query", params={"query": expr}, timeout=10)
+    body = response.json()
+    assert body["status"] == "success", f"{expr}: {body.get('error')}"
+    return [r for r in body["data"]["result"]
+            if not re.match(r"^(NaN|\+?-?Inf)$", str(r["value"][1]))]

@@ -1,0 +1,166 @@
+"""The real ``cachewatch`` command as a user runs it, and its /metrics checked by real promtool."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from cachewatch import contract
+from cachewatch.cli import build_cli
+from cachewatch.config import setting_rows, settings_table
+
+from support import ROOT, Metrics, free_port, require, wait_until
+
+COMMAND = [sys.executable, "-m", "cachewatch"]
+
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> Result:
+    """The command in-process (typer's runner): what a user sees, without a Python start-up."""
+    result = CliRunner().invoke(build_cli(), list(args), env=env)
+    return Result(result.exit_code, result.stdout, result.stderr)
+
+
+@pytest.fixture
+def serve(tmp_path):
+    """Start ``cachewatch serve`` with the given flags/env; stop it (SIGTERM) at the end."""
+    procs: list[subprocess.Popen[str]] = []
+
+    def start(*args: str, env: dict[str, str] | None = None) -> tuple[str, Path]:
+        port = free_port()
+        log = tmp_path / f"serve{len(procs)}.log"
+        proc = subprocess.Popen(
+            [*COMMAND, "serve", "--listen-address", "127.0.0.1", "--port", str(port), *args],
+            stdout=log.open("w"), stderr=subprocess.STDOUT, text=True,
+            env={**os.environ, **(env or {})})
+        procs.append(proc)
+        url = f"http://127.0.0.1:{port}"
+        wait_until(lambda: proc.poll() is None and httpx.get(url + "/healthz").status_code == 200,
+                   timeout=20)
+        return url, log
+
+    yield start
+    for index, proc in enumerate(procs):
+        proc.terminate()
+        # uvicorn shuts down gracefully, then re-raises SIGTERM so the exit status says why
+        assert proc.wait(timeout=15) in (0, -15)
+        assert "Application shutdown complete" in (tmp_path / f"serve{index}.log").read_text()
+
+
+def test_promtool_accepts_the_real_exposition(redis_plain, serve, tmp_path):
+    promtool = require("promtool", "prometheus")
+    redis_plain.client().get("x")
+    url, _ = serve("--redis-target", f"main={redis_plain.url}", "--redis-probe-interval", "50ms")
+    wait_until(lambda: Metrics(httpx.get(url + "/metrics").text).value(
+        "cachewatch_cache_latency_seconds_count", layer="redis", cache="main", op="ping") > 0)
+    for path in ("/metrics", "/probe?target=main"):
+        body = httpx.get(url + path).text
+        checked = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True,
+                                 text=True, timeout=30)
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        assert checked.stdout + checked.stderr == ""  # no lint warnings either
+
+
+def test_exposition_matches_the_golden_shape(redis_plain, serve):
+    """Every family, type and label set a Redis target yields, against a committed file."""
+    redis_plain.client().set("k", 1)
+    url, _ = serve("--redis-target", redis_plain.url, "--redis-probe-interval", "50ms")
+    wait_until(lambda: "op=\"ping\"" in httpx.get(url + "/metrics").text)
+    metrics = Metrics(httpx.get(url + "/metrics").text)
+    shape = sorted(
+        f"{f.name} {f.type} {','.join(sorted({k for s in f.samples for k in s.labels}))}"
+        for f in metrics.families.values() if f.name.startswith("cachewatch_"))
+    golden = (ROOT / "tests" / "golden" / "redis_families.txt").read_text().split("\n")
+    assert shape == [line for line in golden if line]
+    # every family in the exposition is declared in the contract
+    declared = {n for s in contract.SPECS.values() for n in (s.name, s.family_name)}
+    assert {f.name for f in metrics.families.values() if f.name.startswith("cachewatch_")} \
+        <= declared
+
+
+def test_flags_env_and_file_reach_the_running_exporter(redis_factory, serve, tmp_path):
+    by_file, by_env, by_flag = redis_factory(), redis_factory(), redis_factory()
+    config = tmp_path / "cachewatch.yml"
+    config.write_text(f"redis:\n  timeout: 3s\n  targets: ['file={by_file.url}']\n")
+    url, log = serve("--config", str(config), "--log-format", "json",
+                     env={"CACHEWATCH_REDIS__TARGETS": f'["env={by_env.url}"]'})
+    assert Metrics(httpx.get(url + "/metrics").text).label_values(
+        "cachewatch_collector_up", "target") == {"env"}  # env beats file
+    url, _ = serve("--config", str(config), "--redis-target", f"flag={by_flag.url}",
+                   env={"CACHEWATCH_REDIS__TARGETS": f'["env={by_env.url}"]'})
+    assert Metrics(httpx.get(url + "/metrics").text).label_values(
+        "cachewatch_collector_up", "target") == {"flag"}  # flag beats env
+    first = log.read_text().splitlines()[0]
+    assert '"msg": "cachewatch starting"' in first
+    assert any(f'"targets": "env={by_env.url}"' in line and "reading redis targets" in line
+               for line in log.read_text().splitlines())
+
+
+def test_default_start_reports_the_absent_redis_as_down(serve):
+    """The README quickstart: no arguments at all. (No Redis on 6379 here, or a real one.)"""
+    url, _ = serve()
+    metrics = Metrics(httpx.get(url + "/metrics").text)
+    assert metrics.label_values("cachewatch_collector_up", "target") == {"127.0.0.1:6379"}
+    with socket.socket() as sock:
+        listening = sock.connect_ex(("127.0.0.1", 6379)) == 0
+    assert metrics.value("cachewatch_collector_up", collector="redis",
+                         target="127.0.0.1:6379") == (1 if listening else 0)
+
+
+def test_bad_config_stops_start_up_with_the_fix():
+    result = run("serve", "--redis-timeout", "forever")
+    assert result.returncode == 2
+    assert "redis.timeout: 'forever' is not a duration" in result.stderr
+    assert "flag --redis-timeout" in result.stderr
+    result = run("serve", "--disable-collector", "memcached")
+    assert result.returncode == 2
+    assert "unknown collector 'memcached'" in result.stderr
+
+
+def test_a_busy_port_is_named_with_the_fix():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        result = run("serve", "--listen-address", "127.0.0.1", "--port", str(port))
+    assert result.returncode == 2
+    assert f"127.0.0.1:{port} is in use: choose another with --port" in result.stderr
+
+
+def test_help_documents_every_flag_and_its_env_var():
+    text = run("serve", "--help", env={"COLUMNS": "200"}).stdout
+    rows = list(setting_rows())
+    flags = [row.flag for row in rows if row.flag]
+    assert len(flags) >= 11  # every flag of the first release is still there
+    for flag in flags:
+        for part in flag.split("/"):
+            assert part.split()[0] in text
+    for row in rows:  # a flag's help names its env var
+        if row.flag and " " not in row.flag:
+            assert row.env in text
+    for env in ("CACHEWATCH_PORT", "CACHEWATCH_REDIS__TARGETS", "CACHEWATCH_CONFIG"):
+        assert env in text
+
+
+def test_readme_tables_are_generated_from_the_contract_and_the_settings():
+    readme = (ROOT / "README.md").read_text()
+    generated = run("metrics").stdout
+    assert generated == contract.markdown_table()
+    for name, table in (("metrics", generated), ("settings", settings_table())):
+        start = readme.index(f"<!-- {name}:start -->\n") + len(f"<!-- {name}:start -->\n")
+        end = readme.index(f"<!-- {name}:end -->")
+        assert readme[start:end] == table, "README is stale: run `make docs`"

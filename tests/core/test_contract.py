@@ -1,0 +1,139 @@
+"""The metric contract itself, and the small pieces every collector relies on."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from cachewatch import contract
+from cachewatch.cardinality import OTHER, LabelCap
+from cachewatch.contract import Families, Kind, MetricSpec
+from cachewatch.sources.redis.settings import TargetAddressError, split_redis_address
+
+
+def test_every_spec_follows_the_naming_rules():
+    for spec in contract.SPECS.values():
+        assert spec.name.startswith("cachewatch_")
+        assert (spec.kind is Kind.COUNTER) == spec.name.endswith("_total")
+        assert not spec.name.endswith(("_ratio", "_rate"))  # ratios are computed in PromQL
+    core = {s.name for s in contract.SPECS.values() if s.group == contract.CORE}
+    assert core == {
+        "cachewatch_cache_lookups_total", "cachewatch_cache_latency_seconds",
+        "cachewatch_cache_evictions_total", "cachewatch_cache_entries", "cachewatch_cache_bytes"}
+    for name in core:
+        assert contract.SPECS[name].labels[:2] == ("layer", "cache")
+
+
+def test_the_p99_threshold_is_a_bucket_edge():
+    assert contract.LATENCY_P99_TARGET_SECONDS in contract.LATENCY_BUCKETS
+    assert list(contract.LATENCY_BUCKETS) == sorted(set(contract.LATENCY_BUCKETS))
+
+
+@pytest.mark.parametrize(("name", "kind", "message"), [
+    ("cachewatch_x", Kind.COUNTER, "counters, and only counters, end in _total"),
+    ("cachewatch_x_total", Kind.GAUGE, "counters, and only counters, end in _total"),
+    ("other_x", Kind.GAUGE, "every metric starts with cachewatch_"),
+    ("cachewatch_x", Kind.INFO, "info metrics end in _info"),
+])
+def test_a_misnamed_spec_is_refused(name, kind, message):
+    with pytest.raises(ValueError, match=message):
+        MetricSpec(name, kind, "help", ("a",), "test")
+
+
+def test_families_refuse_wrong_labels_and_merge_targets():
+    out = Families()
+    with pytest.raises(ValueError, match="takes labels"):
+        out.add(contract.CACHE_ENTRIES, {"cache": "a", "layer": "redis"}, 1)  # wrong order
+    out.add(contract.CACHE_ENTRIES, {"layer": "redis", "cache": "a"}, 1)
+    other = Families()
+    other.add(contract.CACHE_ENTRIES, {"layer": "redis", "cache": "b"}, 2)
+    out.extend(other)
+    (family,) = list(out)
+    assert [(s.labels["cache"], s.value) for s in family.samples] == [("a", 1), ("b", 2)]
+    # merging copied the first family: the other collector's family is untouched
+    assert len(next(iter(other)).samples) == 1
+
+
+def test_label_cap_keeps_the_first_values_and_folds_the_rest():
+    cap = LabelCap(3)
+    assert [cap(v) for v in ["a", "b", "a", "c", "d", "e", "b"]] == \
+        ["a", "b", "a", "c", OTHER, OTHER, "b"]
+    assert len(cap) == 3
+    assert cap.overflowed == 2
+
+
+@given(st.text(max_size=200))
+def test_address_parsing_never_fails_other_than_with_a_clear_error(raw):
+    try:
+        url = split_redis_address(raw)[0]
+    except TargetAddressError as exc:
+        url, message = None, str(exc)
+    if url is None:
+        assert message.strip()
+    else:
+        assert url.startswith(("redis://", "rediss://", "unix://"))
+        assert "@" not in url.split("://", 1)[1].split("/", 1)[0]  # no credentials left
+
+
+def test_fast_openmetrics_encoding_writes_the_same_bytes():
+    from functools import partial
+
+    from prometheus_client import ProcessCollector
+    from prometheus_client.exposition import choose_encoder
+    from prometheus_client.openmetrics import exposition as openmetrics
+
+    from cachewatch.exposition import BuildInfo, Exposition, _fast
+
+    out = Families()
+    out.add(contract.CACHE_LOOKUPS, {"layer": "redis", "cache": 'a "quoted"\\ \n name',
+                                     "result": "hit"}, 3)
+    out.add_summary(contract.REDIS_SERVER_LATENCY, {"cache": "ünïcode", "command": "client|list"},
+                    2, 0.5, {"0.5": 0.1, "0.99": 0.2})
+    out.add_histogram(contract.CACHE_LATENCY, {"layer": "app", "cache": "c", "op": "get"},
+                      [("0.05", 3.0), ("+Inf", 4.0)], 0.123456789)
+    out.add(contract.CACHE_BYTES, {"layer": "redis", "cache": "x"}, float("nan"))
+    out.add(contract.CACHE_ENTRIES, {"layer": "redis", "cache": "x"}, 1e21)
+    out.add(contract.REDIS_INFO, {"cache": "x", "version": "7.0.15", "role": "master",
+                                  "mode": "standalone"}, 1)
+
+    class Fixed:
+        def collect(self):
+            return iter(out)
+
+    exposition = Exposition([Fixed(), BuildInfo(), ProcessCollector(registry=None)])
+    families = list(exposition.collect())
+
+    class Frozen:
+        def collect(self):
+            return iter(families)
+
+    encoder, _ = choose_encoder("application/openmetrics-text;version=1.0.0")
+    assert isinstance(encoder, partial)
+    assert encoder.keywords["escaping"] == openmetrics.UNDERSCORES
+    assert _fast(encoder) is not encoder
+    assert _fast(encoder)(Frozen()) == encoder(Frozen())
+    text, _ = choose_encoder("text/plain;version=0.0.4")
+    assert _fast(text) is text  # the text format goes to the library unchanged
+
+
+def test_fast_openmetrics_matches_the_library_on_a_real_exposition(redis_plain,
+                                                                   exporter_factory):
+    from prometheus_client.exposition import choose_encoder
+
+    from cachewatch.exposition import _fast
+
+    from support import settings as make_settings
+
+    exporter = exporter_factory(make_settings([redis_plain.url],
+                                              **{"redis.probe_interval": "50ms"}))
+    redis_plain.client().set("k", "v")
+    exporter.scrape()
+    families = list(exporter.app.app.state.exposition.collect())
+
+    class Frozen:
+        def collect(self):
+            return iter(families)
+
+    encoder, _ = choose_encoder("application/openmetrics-text;version=1.0.0")
+    assert _fast(encoder)(Frozen()) == encoder(Frozen())

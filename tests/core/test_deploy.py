@@ -1,0 +1,222 @@
+"""Deploy files: the image built for real (and measured with cachewatch's own build ingestion),
+the Compose stack's files validated by their own tools, the Kubernetes manifests checked
+against the app and the bundle."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from cachewatch.bundle import rules
+from cachewatch.bundle.thresholds import Thresholds
+
+from support import DOCKER_CLI, IN_CI, ROOT, free_port, require, wait_until
+
+pytestmark = pytest.mark.e2e  # every test here drives real services
+
+DEPLOY = ROOT / "deploy"
+CW = [sys.executable, "-m", "cachewatch"]
+
+
+@pytest.fixture(scope="session")
+def local_base(docker_engine, tmp_path_factory) -> str:
+    """A Debian bookworm base with Python, made here (no registry to pull one from):
+    debootstrap, then `docker import`. The host's CA bundle goes in, so pip inside the build
+    trusts what the host trusts (this machine reaches PyPI through a proxy with its own CA)."""
+    debootstrap = require("debootstrap", "debootstrap")
+    root = tmp_path_factory.mktemp("base") / "root"
+    made = subprocess.run([debootstrap, "--variant=minbase",
+                           "--include=python3,python3-venv,ca-certificates", "bookworm",
+                           str(root), "http://deb.debian.org/debian"],
+                          capture_output=True, text=True, timeout=900, check=False)
+    if made.returncode != 0:
+        message = f"debootstrap failed: {made.stderr[-500:]}"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    shutil.copy("/etc/ssl/certs/ca-certificates.crt", root / "etc/ssl/certs/ca-certificates.crt")
+    for cache in ("var/cache/apt/archives", "var/lib/apt/lists"):
+        shutil.rmtree(root / cache, ignore_errors=True)
+    tar = subprocess.Popen(["tar", "-C", str(root), "-c", "."], stdout=subprocess.PIPE)
+    subprocess.run([DOCKER_CLI, "import", "-", "local/bookworm-python"], stdin=tar.stdout,
+                   env=docker_engine.env(), check=True, capture_output=True, timeout=300)
+    tar.wait()
+    return "local/bookworm-python"
+
+
+def _context(tmp_path: Path) -> Path:
+    """The build context as a user's checkout has it (what .dockerignore lets through)."""
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    for name in ("pyproject.toml", "README.md", ".dockerignore"):
+        shutil.copy(ROOT / name, ctx / name)
+    shutil.copytree(ROOT / "exporter", ctx / "exporter",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    shutil.copytree(DEPLOY, ctx / "deploy")
+    return ctx
+
+
+def _build(docker_engine, ctx: Path, base: str) -> dict:
+    """`cachewatch build --json -- docker build ...`: the image build, ingested by cachewatch."""
+    run = subprocess.run(
+        [*CW, "build", "--image", "cachewatch", "--url", "", "--json", "--", DOCKER_CLI,
+         "build", "--network=host", "--progress=plain", "-f", str(ctx / "deploy/Dockerfile"),
+         "--build-arg", f"BASE_IMAGE={base}", "-t", "cachewatch:test", str(ctx)],
+        capture_output=True, env=docker_engine.env(), timeout=900, check=False)
+    stderr = run.stderr.decode()
+    assert run.returncode == 0, run.stdout.decode()[-3000:]
+    return json.loads(stderr[stderr.index("{"):])
+
+
+def test_image_builds_runs_as_non_root_and_a_code_change_reuses_the_dependencies(
+    docker_engine, local_base, tmp_path
+):
+    ctx = _context(tmp_path)
+    first = _build(docker_engine, ctx, local_base)
+    assert first["status"] == "success"
+
+    port = free_port()
+    name = f"cw-{port}"
+    started = docker_engine.cli("run", "-d", "--name", name, "--network=host", "-e",
+                                f"CACHEWATCH_PORT={port}", "-e",
+                                "CACHEWATCH_REDIS__ENABLED=false", "cachewatch:test")
+    assert started.returncode == 0, started.stderr
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_until(lambda: httpx.get(url + "/healthz", timeout=2).text == "ok\n", timeout=30)
+        assert "cachewatch_build_info{" in httpx.get(url + "/metrics").text
+        assert docker_engine.cli("exec", name, "id", "-u").stdout.strip() == "10150"
+        tools = docker_engine.cli("exec", name, "sh", "-c",
+                                  "command -v gcc cc pip pip3; ls /root/.cache /opt/venv/bin/pip*")
+        assert tools.stdout.strip() == "", tools.stdout  # no compiler, no pip, no pip cache
+        inspected = json.loads(docker_engine.cli("inspect", "cachewatch:test").stdout)[0]
+        config = inspected["Config"]
+        assert config["User"] == "10150:10150"
+        assert "/healthz" in " ".join(config["Healthcheck"]["Test"])
+        assert config["Labels"]["org.opencontainers.image.title"] == "cachewatch"
+        size_mb = inspected["Size"] / 1e6
+    finally:
+        docker_engine.cli("rm", "-f", name)
+
+    cli = ctx / "exporter" / "cachewatch" / "cli.py"
+    cli.write_text(cli.read_text() + "# a one-line change\n")
+    started_at = time.monotonic()
+    second = _build(docker_engine, ctx, local_base)
+    rebuild_seconds = time.monotonic() - started_at
+    records = [r for r in second["records"] if r["kind"] == "step"]
+    executed = [r["name"] for r in records if not r["cached"]]
+    # Only the source layer and what follows it in the `app` stage ran again; every
+    # dependency step (the venv, pip install of the dependencies) came from the cache.
+    assert second["cache_buster"] == "COPY exporter ./exporter"
+    assert all("app" in name for name in executed), executed
+    assert all(r["cached"] for r in records if r["stage"] == "deps")
+    print(f"\nimage size {size_mb:.0f} MB; rebuild after a one-line change: "
+          f"{rebuild_seconds:.1f}s, {second['hits']}/{second['lookups']} steps cached "
+          f"({second['hits'] / second['lookups']:.0%}), cache buster "
+          f"{second['cache_buster_step']}")
+
+
+def test_compose_file_and_every_config_it_mounts_are_valid(tmp_path):
+    compose = require("docker-compose", "docker-compose")
+    checked = subprocess.run([compose, "-f", str(DEPLOY / "compose.yaml"), "config"],
+                             capture_output=True, text=True, check=False)
+    assert checked.returncode == 0, checked.stderr
+    stack = yaml.safe_load(checked.stdout)
+
+    def mounts(service: dict) -> list[tuple[str, str]]:
+        """(source, target) of each volume, in either spelling compose prints."""
+        return [(v["source"], v["target"]) if isinstance(v, dict) else tuple(v.split(":")[:2])
+                for v in service.get("volumes", [])]
+
+    for service in stack["services"].values():
+        for source, _ in mounts(service):
+            assert Path(source).exists(), f"{source} is mounted but does not exist"
+    # Prometheus: its config (with the rules path as mounted) passes promtool
+    promtool = require("promtool", "prometheus")
+    config = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
+    config["rule_files"] = [str(ROOT / "alerts" / "cachewatch-rules.yml")]
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
+    result = subprocess.run([promtool, "check", "config", str(tmp_path / "prometheus.yml")],
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    amtool = require("amtool", "prometheus-alertmanager")
+    result = subprocess.run([amtool, "check-config", str(ROOT / "alerts" / "alertmanager.yml")],
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    # ports and URLs agree between services
+    services = stack["services"]
+    assert config["scrape_configs"][0]["static_configs"][0]["targets"] == ["cachewatch:10150"]
+    assert config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == \
+        ["alertmanager:9093"]
+    assert any(str(p.get("target", p)).startswith("10150") or "10150" in str(p)
+               for p in services["cachewatch"]["ports"])
+    datasource = yaml.safe_load((ROOT / "dashboards/provisioning/datasources.yml").read_text())
+    assert datasource["datasources"][0]["url"] == "http://prometheus:9090"
+    provider = yaml.safe_load((ROOT / "dashboards/provisioning/dashboards.yml").read_text())
+    grafana_mounts = [target for _, target in mounts(services["grafana"])]
+    assert provider["providers"][0]["options"]["path"] in grafana_mounts
+    registry = yaml.safe_load((DEPLOY / "registry" / "config.yml").read_text())
+    endpoint = registry["notifications"]["endpoints"][0]
+    assert endpoint["url"].startswith("http://cachewatch:10150/webhooks/registry")
+    assert endpoint["headers"]["Authorization"] == [
+        f"Bearer {services['cachewatch']['environment']['CACHEWATCH_REGISTRY__TOKEN']}"]
+    redis = json.loads(services["cachewatch"]["environment"]["CACHEWATCH_REDIS__TARGETS"])
+    assert redis == ["main=redis://redis:6379"]
+
+
+def _documents() -> list[dict]:
+    docs = []
+    for path in sorted((DEPLOY / "kubernetes").glob("*.yaml")):
+        docs.extend(d for d in yaml.safe_load_all(path.read_text()) if d)
+    return docs
+
+
+def test_kubernetes_manifests_reference_real_ports_and_probe_paths(exporter_factory):
+    from support import settings
+
+    exporter = exporter_factory(settings([]))
+    docs = _documents()
+    kinds = {d["kind"] for d in docs}
+    assert {"Deployment", "Service", "PodMonitor", "PrometheusRule"} <= kinds
+    for doc in (d for d in docs if d["kind"] == "Deployment"):
+        pod_labels = doc["spec"]["template"]["metadata"]["labels"]
+        assert doc["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+        for container in doc["spec"]["template"]["spec"]["containers"]:
+            ports = {p["name"]: p["containerPort"] for p in container.get("ports", [])}
+            for probe in ("livenessProbe", "readinessProbe"):
+                if probe in container:
+                    get = container[probe]["httpGet"]
+                    assert exporter.get(get["path"]).status_code in (200, 503), get["path"]
+                    assert get["port"] in ports
+            if container["name"] == "cachewatch":
+                assert ports["metrics"] == 10150
+                assert container["securityContext"]["runAsUser"] == 10150
+    for service in (d for d in docs if d["kind"] == "Service"):
+        targets = [d for d in docs if d["kind"] == "Deployment" and
+                   service["spec"]["selector"].items() <=
+                   d["spec"]["template"]["metadata"]["labels"].items()]
+        assert targets, service["metadata"]["name"]
+        for port in service["spec"]["ports"]:
+            names = {p["name"] for t in targets
+                     for c in t["spec"]["template"]["spec"]["containers"]
+                     for p in c.get("ports", [])}
+            assert port["targetPort"] in names
+    monitor = next(d for d in docs if d["kind"] == "PodMonitor")
+    selected = [d for d in docs if d["kind"] == "Deployment" and
+                monitor["spec"]["selector"]["matchLabels"].items() <=
+                d["spec"]["template"]["metadata"]["labels"].items()]
+    assert len(selected) == 2
+
+
+def test_prometheus_rule_holds_the_same_rules_as_alerts():
+    rule = next(d for d in _documents() if d["kind"] == "PrometheusRule")
+    committed = yaml.safe_load((ROOT / "alerts" / "cachewatch-rules.yml").read_text())
+    assert rule["spec"] == committed == rules.rules_document(Thresholds())
