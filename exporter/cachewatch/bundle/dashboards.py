@@ -1,16 +1,15 @@
-"""Grafana dashboards as grafanalib code, one per layer plus an overview.
+"""Grafana dashboards rendered with grafanalib: the overview plus one per source part.
 
 Every panel reads through the ``datasource`` template variable (provisioned dashboards cannot
 resolve ``__inputs``), has a unit and thresholds, and draws the alert thresholds as lines, so a
 dashboard and its alerts always agree. Metric and recording-rule names come from ``contract``
-and ``rules``: a rename changes the panels with them.
+and ``series``: a rename changes the panels with them.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from grafanalib._gen import DashboardEncoder
@@ -28,193 +27,20 @@ from grafanalib.core import (
     TimeSeries,
 )
 
-from .. import contract
-from . import rules
+from . import overview
+from .panels import DashboardSpec, Panel
+from .part import BundlePart
+from .parts import PARTS
 from .thresholds import Thresholds
 
 SCHEMA_VERSION = 39  # Grafana 10/11; grafanalib's own default is far older
 DS = {"type": "prometheus", "uid": "${datasource}"}
 WIDTH, HEIGHT = 24, 8
-L = contract
 
 
-@dataclass(frozen=True)
-class Panel:
-    """What a panel shows: enough to build it and to test every query against Prometheus."""
-
-    kind: str  # timeseries, stat, bargauge, table, heatmap
-    title: str
-    exprs: tuple[tuple[str, str], ...]  # (expr, legend)
-    unit: str
-    steps: tuple[tuple[str, float | None], ...]  # threshold steps (color, from value)
-    width: int = 12
-    description: str = ""
-
-
-def _hit_steps(target: float) -> tuple[tuple[str, float | None], ...]:
-    return (("red", None), ("green", target))
-
-
-def _latency_steps(target: float) -> tuple[tuple[str, float | None], ...]:
-    return (("green", None), ("red", target))
-
-
-NEUTRAL = (("green", None),)
-
-
-def overview(t: Thresholds) -> list[Panel]:
-    sel = '{layer=~"$layer", cache=~"$cache"}'
-    return [
-        Panel("timeseries", "Hit rate by layer and cache",
-              ((f"{rules.HIT_RATIO}{sel}", "{{layer}} {{cache}}"),), "percentunit",
-              _hit_steps(t.hit_rate), 24,
-              f"Share of lookups served from cache; the line is the {t.hit_rate:.0%} target."),
-        Panel("timeseries", "P99 latency (client-observed)",
-              ((f"{rules.P99}{sel}", "{{layer}} {{cache}}"),), "s", _latency_steps(t.p99_seconds),
-              12, f"The line is the {t.p99_seconds * 1000:g} ms target."),
-        Panel("bargauge", "Worst hit rates now",
-              ((f"bottomk(10, {rules.HIT_RATIO}{sel})", "{{layer}} {{cache}}"),), "percentunit",
-              _hit_steps(t.hit_rate), 12),
-        Panel("stat", "cachewatch alerts firing",
-              (('count(ALERTS{alertstate="firing", alertname=~"Cache.*|Cachewatch.*|Redis.*|'
-                'Docker.*|Registry.*"}) or vector(0)', "firing"),), "none",
-              (("green", None), ("red", 1)), 8),
-        Panel("stat", "Targets down",
-              ((f"count({L.COLLECTOR_UP.name} == 0) or vector(0)", "down"),), "none",
-              (("green", None), ("red", 1)), 8),
-        Panel("stat", "Lookups per second",
-              ((f"sum({rules.TOTAL}{sel})", "lookups/s"),), "reqps", NEUTRAL, 8),
-    ]
-
-
-def builds(t: Thresholds) -> list[Panel]:
-    sel = '{image=~"$image"}'
-    return [
-        Panel("timeseries", f"Build cache hit rate ({t.build_window})",
-              ((f"{rules.BUILD_RATIO}{t.build_window}{sel}", "{{image}}"),), "percentunit",
-              _hit_steps(t.build_hit_rate), 24),
-        Panel("timeseries", "Time re-running steps (per hour)",
-              ((f"sum by (image) (increase({L.DOCKER_BUILD_REBUILD_SECONDS.name}{sel}[1h]))",
-                "{{image}}"),), "s", NEUTRAL, 12,
-              "Seconds spent executing steps in builds that had a usable cache."),
-        Panel("table", "Top cache busters",
-              ((f"topk(10, sum by (image, instruction) "
-                f"(increase({L.DOCKER_BUILD_CACHE_BUSTERS.name}{sel}[$__range])))", ""),),
-              "none", NEUTRAL, 12, "The instruction that first missed, per build."),
-        Panel("timeseries", "Builds by outcome (per hour)",
-              ((f"sum by (status) (increase({L.DOCKER_BUILDS.name}{sel}[1h]))", "{{status}}"),),
-              "none", NEUTRAL, 12),
-        Panel("heatmap", "Build duration",
-              ((f"sum by (le) (increase({L.DOCKER_BUILD_DURATION.name}_bucket{sel}"
-                "[$__rate_interval]))", "{{le}}"),), "s", NEUTRAL, 12),
-        Panel("timeseries", "Build cache size and reclaimable",
-              ((f"sum by (host) ({L.DOCKER_BUILD_CACHE_BYTES.name})", "{{host}} size"),
-               (f"{L.DOCKER_BUILD_CACHE_RECLAIMABLE.name}", "{{host}} reclaimable")),
-              "bytes", NEUTRAL, 12),
-        Panel("timeseries", "Image events (per hour)",
-              ((f"sum by (action) (increase({L.DOCKER_EVENTS.name}[1h]))", "{{action}}"),),
-              "none", NEUTRAL, 12),
-    ]
-
-
-def registry(t: Thresholds) -> list[Panel]:
-    sel = '{repository=~"$repository"}'
-    return [
-        Panel("timeseries", "Image pulls by repository",
-              ((f"topk(10, sum by (repository) (rate({L.REGISTRY_IMAGE_PULLS.name}{sel}[5m])))",
-                "{{repository}}"),), "reqps", NEUTRAL, 12),
-        Panel("timeseries", "Bytes pulled by repository",
-              ((f"topk(10, sum by (repository) (rate({L.REGISTRY_PULLED_BYTES.name}{sel}[5m])))",
-                "{{repository}}"),), "Bps", NEUTRAL, 12),
-        Panel("timeseries", "Pull-through cache hit rate",
-              ((f'{rules.HIT_RATIO}{{layer="registry"}}', "{{cache}}"),), "percentunit",
-              _hit_steps(t.registry_hit_rate), 12),
-        Panel("timeseries", "Layer reuse: mounts and HEAD checks",
-              ((f"sum(rate({L.REGISTRY_BLOB_MOUNTS.name}[5m]))", "mounts"),
-               (f"sum(rate({L.REGISTRY_HEAD_CHECKS.name}[5m]))", "HEAD checks")),
-              "reqps", NEUTRAL, 12),
-        Panel("timeseries", "Webhook health",
-              ((f"sum by (source, reason) (rate({L.REGISTRY_REJECTED.name}[5m]))",
-                "rejected {{source}} {{reason}}"),
-               (f"sum by (source) (rate({L.REGISTRY_DUPLICATES.name}[5m]))",
-                "duplicates {{source}}"),
-               (f"sum by (source) (rate({L.REGISTRY_EVENTS.name}[5m]))", "events {{source}}")),
-              "reqps", NEUTRAL, 12),
-        Panel("timeseries", "Registry notification queue",
-              ((f"{L.REGISTRY_NOTIFICATIONS_PENDING.name}", "{{registry}} {{endpoint}}"),),
-              "none", (("green", None), ("orange", 100)), 12),
-    ]
-
-
-def redis(t: Thresholds) -> list[Panel]:
-    sel = '{layer="redis", cache=~"$cache"}'
-    one = '{cache=~"$cache"}'
-    return [
-        Panel("timeseries", "Hit rate", ((f"{rules.HIT_RATIO}{sel}", "{{cache}}"),),
-              "percentunit", _hit_steps(t.hit_rate), 12),
-        Panel("timeseries", "P99: client-observed vs server-side",
-              ((f"{rules.P99}{sel}", "{{cache}} client"),
-               (f'max by (cache) ({L.REDIS_SERVER_LATENCY.name}{{quantile="0.99", '
-                f'cache=~"$cache", command!~"{rules.ADMIN_COMMANDS}"}})', "{{cache}} server")),
-              "s", _latency_steps(t.p99_seconds), 12),
-        Panel("timeseries", "Evictions and expirations",
-              ((f"sum by (cache) (rate({L.CACHE_EVICTIONS.name}{sel}[5m]))",
-                "{{cache}} evicted"),
-               (f"sum by (cache) (rate({L.REDIS_EXPIRED_KEYS.name}{one}[5m]))",
-                "{{cache}} expired")), "ops", NEUTRAL, 12),
-        Panel("timeseries", "Memory vs maxmemory",
-              ((f"{L.CACHE_BYTES.name}{sel}", "{{cache}} used"),
-               (f"{L.REDIS_MAXMEMORY.name}{one} > 0", "{{cache}} maxmemory")),
-              "bytes", NEUTRAL, 12),
-        Panel("timeseries", "Connected clients",
-              ((f"{L.REDIS_CONNECTED_CLIENTS.name}{one}", "{{cache}}"),), "none", NEUTRAL, 12),
-        Panel("timeseries", "Commands per second",
-              ((f"sum by (cache) (rate({L.REDIS_COMMANDS_PROCESSED.name}{one}[5m]))",
-                "{{cache}}"),), "ops", NEUTRAL, 12),
-    ]
-
-
-def app(t: Thresholds) -> list[Panel]:
-    sel = '{layer="app", cache=~"$cache"}'
-    one = '{cache=~"$cache"}'
-    return [
-        Panel("timeseries", "Hit rate per cache", ((f"{rules.HIT_RATIO}{sel}", "{{cache}}"),),
-              "percentunit", _hit_steps(t.hit_rate), 12),
-        Panel("timeseries", "Two-level effective hit rate",
-              ((f"sum by (cache) (rate({L.CACHE_EFFECTIVE_HITS.name}{sel}[5m])) / "
-                f"sum by (cache) (rate({L.CACHE_LOOKUPS.name}{sel}[5m]))", "{{cache}}"),),
-              "percentunit", _hit_steps(t.hit_rate), 12,
-              "(L1 hits + L2 hits on L1 misses) / L1 lookups: a ratio of rates."),
-        Panel("timeseries", "Load time per load",
-              ((f"sum by (cache) (rate({L.APP_CACHE_LOAD_SECONDS.name}{one}[5m])) / "
-                f"sum by (cache) (rate({L.APP_CACHE_LOADS.name}{one}[5m]))", "{{cache}}"),),
-              "s", _latency_steps(t.p99_seconds), 12),
-        Panel("timeseries", "Evictions",
-              ((f"sum by (cache) (rate({L.CACHE_EVICTIONS.name}{sel}[5m]))", "{{cache}}"),),
-              "ops", NEUTRAL, 12),
-        Panel("timeseries", "Instances reporting",
-              ((f"{L.APP_CACHE_INSTANCES.name}{one}", "{{cache}}"),), "none", NEUTRAL, 12),
-        Panel("table", "Seconds since each instance pushed",
-              ((f"time() - {L.APP_CACHE_LAST_PUSH.name}{one}", ""),), "s",
-              (("green", None), ("orange", 60)), 12),
-    ]
-
-
-DASHBOARDS = {
-    "overview": ("cachewatch: cache efficiency overview", overview),
-    "builds": ("cachewatch: Docker builds", builds),
-    "registry": ("cachewatch: registry", registry),
-    "redis": ("cachewatch: Redis", redis),
-    "app": ("cachewatch: application caches", app),
-}
-VARIABLES = {
-    "overview": (("layer", f"label_values({L.CACHE_LOOKUPS.name}, layer)"),
-                 ("cache", f'label_values({L.CACHE_LOOKUPS.name}{{layer=~"$layer"}}, cache)')),
-    "builds": (("image", f"label_values({L.DOCKER_BUILD_STEPS.name}, image)"),),
-    "registry": (("repository", f"label_values({L.REGISTRY_IMAGE_PULLS.name}, repository)"),),
-    "redis": (("cache", f'label_values({L.CACHE_LOOKUPS.name}{{layer="redis"}}, cache)'),),
-    "app": (("cache", f'label_values({L.CACHE_LOOKUPS.name}{{layer="app"}}, cache)'),),
-}
+def specs(parts: Sequence[BundlePart] = PARTS) -> list[DashboardSpec]:
+    """Every dashboard of the bundle: the overview first, then each part's."""
+    return [overview.dashboard(parts), *(part.dashboard for part in parts)]
 
 
 def _target(expr: str, legend: str, ref: str) -> Target:
@@ -255,18 +81,18 @@ def _layout(panels: list[Panel]) -> Iterator[GridPos]:
         x += panel.width
 
 
-def dashboard(key: str, t: Thresholds) -> Dashboard:
-    title, build = DASHBOARDS[key]
-    panels = build(t)
+def dashboard(spec: DashboardSpec, t: Thresholds) -> Dashboard:
+    """The grafanalib dashboard: data source and ``spec``'s variables, links, laid-out panels."""
+    panels = spec.panels(t)
     variables = [Template(name="datasource", label="Data source", query="prometheus",
                           type="datasource")]
-    for name, query in VARIABLES[key]:
+    for name, query in spec.variables:
         variables.append(Template(name=name, label=name.title(), query=query, dataSource=DS,
                                   includeAll=True, multi=True, allValue=".*", refresh=2,
                                   default="$__all"))
     return Dashboard(
-        title=title,
-        uid=rules.DASHBOARDS[key],
+        title=spec.title,
+        uid=spec.uid,
         tags=["cachewatch"],
         timezone="browser",
         schemaVersion=SCHEMA_VERSION,
@@ -311,28 +137,15 @@ def _modernise(panel: dict[str, Any]) -> None:
             target["format"] = "heatmap"
 
 
-def render(key: str, t: Thresholds) -> str:
+def render(spec: DashboardSpec, t: Thresholds) -> str:
     """The dashboard's JSON, stable across runs (sorted keys)."""
-    data = json.loads(json.dumps(dashboard(key, t).to_json_data(), cls=DashboardEncoder))
+    data = json.loads(json.dumps(dashboard(spec, t).to_json_data(), cls=DashboardEncoder))
     for panel in data["panels"]:
         _modernise(panel)
     return json.dumps(data, sort_keys=True, indent=2) + "\n"
 
 
-def all_exprs(t: Thresholds) -> list[tuple[str, str, str]]:
+def all_exprs(t: Thresholds, parts: Sequence[BundlePart] = PARTS) -> list[tuple[str, str, str]]:
     """(dashboard, panel title, expr) for every query, for the end-to-end check."""
-    return [(key, panel.title, expr) for key, (_, build) in DASHBOARDS.items()
-            for panel in build(t) for expr, _ in panel.exprs]
-
-
-PROVISIONING_DASHBOARDS = {
-    "apiVersion": 1,
-    "providers": [{"name": "cachewatch", "folder": "cachewatch", "type": "file",
-                   "disableDeletion": False, "allowUiUpdates": False,
-                   "options": {"path": "/var/lib/grafana/dashboards/cachewatch"}}],
-}
-PROVISIONING_DATASOURCE = {
-    "apiVersion": 1,
-    "datasources": [{"name": "Prometheus", "type": "prometheus", "uid": "prometheus",
-                     "access": "proxy", "url": "http://prometheus:9090", "isDefault": True}],
-}
+    return [(spec.key, panel.title, expr) for spec in specs(parts)
+            for panel in spec.panels(t) for expr, _ in panel.exprs]

@@ -9,13 +9,13 @@ the ratio or latency), turns every series into 1 (B: a math expression) and fire
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 
-from .dashboards import PROVISIONING_DATASOURCE
-from .rules import alert_rules
-from .thresholds import Thresholds, seconds
+from . import provisioning
+from .thresholds import seconds
 
-DATASOURCE_UID = PROVISIONING_DATASOURCE["datasources"][0]["uid"]
+DATASOURCE_UID = provisioning.DATASOURCE["datasources"][0]["uid"]
 _VALUE = re.compile(r"\{\{ \$value(?: \| (\w+))? \}\}")
 
 
@@ -32,9 +32,10 @@ def _uid(name: str) -> str:
     return "cw-" + re.sub(r"(?<!^)(?=[A-Z])", "-", name).lower()[:36]
 
 
-def document(t: Thresholds) -> dict[str, Any]:
+def document(alert_rules: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The provisioning file holding a Grafana rule for each of ``alert_rules``."""
     rules = []
-    for rule in alert_rules(t):
+    for rule in alert_rules:
         window = max(600, seconds(rule["for"]) * 2 if rule["for"] != "0m" else 600)
         rules.append({
             "uid": _uid(rule["alert"]),

@@ -1,0 +1,84 @@
+"""The application caches' part of the bundle: Micrometer's cache metrics fed into the shared
+lookup series (with their promtool case), the application caches dashboard and the push
+receiver's refusals. Their hit-rate alert is the core's CacheHitRateLow."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ... import contract
+from ...bundle.panels import NEUTRAL, DashboardSpec, Panel, hit_steps, latency_steps
+from ...bundle.part import BundlePart, Rejections
+from ...bundle.promtool import counter
+from ...bundle.series import BY_RESULT, HIT_RATIO
+from ...bundle.thresholds import Thresholds
+
+L = contract
+
+
+def micrometer_lookups(t: Thresholds) -> list[dict[str, Any]]:
+    """Spring apps scraped directly: Micrometer's cache.gets becomes the shared lookup series,
+    so their caches get the same hit rate, dashboards and alerts as pushed ones."""
+    return [
+        {"record": BY_RESULT,
+         "expr": 'label_replace(sum by (cache, result) (rate(cache_gets_total{result=~"hit|miss"}'
+                 '[5m])), "layer", "app", "", "")',
+         "labels": {"source": "micrometer"}},
+    ]
+
+
+def panels(t: Thresholds) -> list[Panel]:
+    """Hit rates (one- and two-level), load time, evictions and the instances pushing."""
+    sel = '{layer="app", cache=~"$cache"}'
+    one = '{cache=~"$cache"}'
+    return [
+        Panel("timeseries", "Hit rate per cache", ((f"{HIT_RATIO}{sel}", "{{cache}}"),),
+              "percentunit", hit_steps(t.hit_rate), 12),
+        Panel("timeseries", "Two-level effective hit rate",
+              ((f"sum by (cache) (rate({L.CACHE_EFFECTIVE_HITS.name}{sel}[5m])) / "
+                f"sum by (cache) (rate({L.CACHE_LOOKUPS.name}{sel}[5m]))", "{{cache}}"),),
+              "percentunit", hit_steps(t.hit_rate), 12,
+              "(L1 hits + L2 hits on L1 misses) / L1 lookups: a ratio of rates."),
+        Panel("timeseries", "Load time per load",
+              ((f"sum by (cache) (rate({L.APP_CACHE_LOAD_SECONDS.name}{one}[5m])) / "
+                f"sum by (cache) (rate({L.APP_CACHE_LOADS.name}{one}[5m]))", "{{cache}}"),),
+              "s", latency_steps(t.p99_seconds), 12),
+        Panel("timeseries", "Evictions",
+              ((f"sum by (cache) (rate({L.CACHE_EVICTIONS.name}{sel}[5m]))", "{{cache}}"),),
+              "ops", NEUTRAL, 12),
+        Panel("timeseries", "Instances reporting",
+              ((f"{L.APP_CACHE_INSTANCES.name}{one}", "{{cache}}"),), "none", NEUTRAL, 12),
+        Panel("table", "Seconds since each instance pushed",
+              ((f"time() - {L.APP_CACHE_LAST_PUSH.name}{one}", ""),), "s",
+              (("green", None), ("orange", 60)), 12),
+    ]
+
+
+DASHBOARD = DashboardSpec(
+    "app", "cachewatch-app-caches", "cachewatch: application caches", panels,
+    (("cache", f'label_values({L.CACHE_LOOKUPS.name}{{layer="app"}}, cache)'),))
+
+
+def micrometer_tests(t: Thresholds) -> list[dict[str, Any]]:
+    """Micrometer's hits and misses come out as an ``app`` layer hit ratio."""
+    return [{
+        "interval": "1m",
+        "input_series": [
+            {"series": 'cache_gets_total{cache="books",result="hit",cacheManager="cm"}',
+             "values": counter(9, 20)},
+            {"series": 'cache_gets_total{cache="books",result="miss",cacheManager="cm"}',
+             "values": counter(1, 20)},
+        ],
+        "promql_expr_test": [
+            {"expr": f'{HIT_RATIO}{{cache="books"}}',
+             "eval_time": "10m",
+             "exp_samples": [{"labels": f'{HIT_RATIO}{{cache="books",layer="app"}}',
+                              "value": 0.9}]},
+        ],
+    }]
+
+
+PART = BundlePart(
+    dashboard=DASHBOARD, lookup_feeds=micrometer_lookups, recording_tests=micrometer_tests,
+    rejections=Rejections(L.APP_PUSH_REJECTED.name, "caches", position=2,
+                          test_series=(('reason="auth"', "0x30"),)))

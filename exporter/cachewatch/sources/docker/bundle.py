@@ -1,0 +1,134 @@
+"""Docker's part of the bundle: the per-image build cache ratio, its alert and promtool case,
+the Docker builds dashboard and the build receiver's refusals."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ... import contract
+from ...bundle.alerting import alert
+from ...bundle.panels import NEUTRAL, DashboardSpec, Panel, hit_steps
+from ...bundle.part import BundlePart, Rejections
+from ...bundle.promtool import counter, expected, two_phase
+from ...bundle.thresholds import Thresholds, seconds
+
+L = contract
+STEPS, BUILDS = L.DOCKER_BUILD_STEPS.name, L.DOCKER_BUILDS.name
+# Recorded per build window: the series name ends with the window (``...:increase1h``).
+BUILD_RATIO = "image:cachewatch_docker_build_hit_ratio:increase"
+
+
+def recording_rules(t: Thresholds) -> list[dict[str, Any]]:
+    """Share of build steps taken from the layer cache per image, over the build window."""
+    return [
+        {"record": BUILD_RATIO + t.build_window,
+         "expr": f'sum by (image) (increase({STEPS}{{result="hit"}}[{t.build_window}])) / '
+                 f"(sum by (image) (increase({STEPS}[{t.build_window}])) > 0)"},
+    ]
+
+
+def panels(t: Thresholds) -> list[Panel]:
+    """Cache hit rate, time lost and the instructions busting the cache, per image."""
+    sel = '{image=~"$image"}'
+    return [
+        Panel("timeseries", f"Build cache hit rate ({t.build_window})",
+              ((f"{BUILD_RATIO}{t.build_window}{sel}", "{{image}}"),), "percentunit",
+              hit_steps(t.build_hit_rate), 24),
+        Panel("timeseries", "Time re-running steps (per hour)",
+              ((f"sum by (image) (increase({L.DOCKER_BUILD_REBUILD_SECONDS.name}{sel}[1h]))",
+                "{{image}}"),), "s", NEUTRAL, 12,
+              "Seconds spent executing steps in builds that had a usable cache."),
+        Panel("table", "Top cache busters",
+              ((f"topk(10, sum by (image, instruction) "
+                f"(increase({L.DOCKER_BUILD_CACHE_BUSTERS.name}{sel}[$__range])))", ""),),
+              "none", NEUTRAL, 12, "The instruction that first missed, per build."),
+        Panel("timeseries", "Builds by outcome (per hour)",
+              ((f"sum by (status) (increase({BUILDS}{sel}[1h]))", "{{status}}"),),
+              "none", NEUTRAL, 12),
+        Panel("heatmap", "Build duration",
+              ((f"sum by (le) (increase({L.DOCKER_BUILD_DURATION.name}_bucket{sel}"
+                "[$__rate_interval]))", "{{le}}"),), "s", NEUTRAL, 12),
+        Panel("timeseries", "Build cache size and reclaimable",
+              ((f"sum by (host) ({L.DOCKER_BUILD_CACHE_BYTES.name})", "{{host}} size"),
+               (f"{L.DOCKER_BUILD_CACHE_RECLAIMABLE.name}", "{{host}} reclaimable")),
+              "bytes", NEUTRAL, 12),
+        Panel("timeseries", "Image events (per hour)",
+              ((f"sum by (action) (increase({L.DOCKER_EVENTS.name}[1h]))", "{{action}}"),),
+              "none", NEUTRAL, 12),
+    ]
+
+
+DASHBOARD = DashboardSpec(
+    "builds", "cachewatch-docker-builds", "cachewatch: Docker builds", panels,
+    (("image", f"label_values({STEPS}, image)"),))
+
+
+def _hit_rate_alert(t: Thresholds) -> dict[str, Any]:
+    return alert(
+        "DockerBuildCacheHitRateLow",
+        f"{BUILD_RATIO}{t.build_window} < {t.build_hit_rate}\n"
+        f"and on (image) sum by (image) (increase({BUILDS}"
+        f"[{t.build_window}])) >= {t.min_builds}",
+        "0m", "warning",
+        f"Builds of {{{{ $labels.image }}}} reuse under {t.build_hit_rate:.0%} of layers",
+        f"Over {t.build_window}, builds of {{{{ $labels.image }}}} took "
+        f"{{{{ $value | humanizePercentage }}}} of their steps from the layer cache; the "
+        "Docker builds dashboard names the instruction that keeps busting it.",
+        DASHBOARD.uid, t, layer="docker_build")
+
+
+def alerts(t: Thresholds) -> list[dict[str, Any]]:
+    """Images whose builds keep missing the layer cache, once there are enough builds to say."""
+    return [_hit_rate_alert(t)]
+
+
+def _hit_rate_case(t: Thresholds) -> dict[str, Any]:
+    rule = _hit_rate_alert(t)
+    window = seconds(t.build_window) // 60
+    minutes = window * 3
+    bad = t.build_hit_rate / 2
+
+    def image(name: str, hit_ratio: float, builds_per_hour: int, until: int = minutes,
+              then: float | None = None) -> list[dict[str, str]]:
+        per_minute = builds_per_hour / 60 * 10  # ten steps a build
+        labels = f'image="{name}",target=""'
+        hits = (counter(per_minute * hit_ratio / 60, minutes) if then is None else
+                two_phase(per_minute * hit_ratio / 60, per_minute * then / 60, until, minutes))
+        misses = (counter(per_minute * (1 - hit_ratio) / 60, minutes) if then is None else
+                  two_phase(per_minute * (1 - hit_ratio) / 60, per_minute * (1 - then) / 60,
+                            until, minutes))
+        return [{"series": f'{STEPS}{{{labels},result="hit"}}', "values": hits},
+                {"series": f'{STEPS}{{{labels},result="miss"}}', "values": misses},
+                {"series": f'{BUILDS}{{{labels},status="success"}}',
+                 "values": counter(builds_per_hour / 3600, minutes)}]
+
+    value = f"{bad * 100:.4g}%"
+    return {
+        "interval": "1m",
+        "input_series": [
+            *image("busted", bad, t.min_builds * 4),
+            *image("healthy", (1 + t.build_hit_rate) / 2, t.min_builds * 4),
+            *image("rare", bad, max(1, t.min_builds // 3)),  # too few builds to judge
+            *image("fixed", bad, t.min_builds * 4, until=window, then=0.95),
+        ],
+        "alert_rule_test": [
+            {"eval_time": f"{window - 2}m", "alertname": "DockerBuildCacheHitRateLow",
+             "exp_alerts": [expected(rule, {"image": "busted"}, value),
+                            expected(rule, {"image": "fixed"}, value)]},
+            {"eval_time": f"{minutes - 5}m", "alertname": "DockerBuildCacheHitRateLow",
+             "exp_alerts": [expected(rule, {"image": "busted"}, value)]},
+        ],
+    }
+
+
+def tests(t: Thresholds) -> list[dict[str, Any]]:
+    """Busted, healthy, rarely built and fixed images: only the busted ones alert."""
+    return [_hit_rate_case(t)]
+
+
+PART = BundlePart(
+    dashboard=DASHBOARD, alert_prefix="Docker", recording_rules=recording_rules,
+    alert_rules=alerts, alert_tests=tests,
+    rejections=Rejections(
+        L.BUILD_INGEST_REJECTED.name, "builds", position=1, benign_reason="duplicate",
+        test_series=(('reason="duplicate"', "0x5 9x25"),)))
