@@ -1,5 +1,5 @@
 # The two commands of the quickstart are `make run` and `make test`; the rest are helpers.
-.PHONY: run test lint docs bench clean
+.PHONY: run test lint docs golden bench clean
 
 run:  ## run the exporter with working defaults (ARGS="--redis-target redis://host:6379")
 	scripts/run.sh $(ARGS)
@@ -12,6 +12,9 @@ lint:
 
 docs:  ## regenerate the README configuration table and metric reference
 	scripts/venv.sh && .venv/bin/python scripts/update_readme.py
+
+golden:  ## regenerate tests/golden/<source>.prom (the whole /metrics per source); review the diff
+	scripts/venv.sh test && CACHEWATCH_UPDATE_GOLDEN=1 .venv/bin/python -m pytest -q tests/core/test_golden.py
 
 bench:  ## run the benchmarks (needs prometheus-redis-exporter for the side-by-side)
 	scripts/venv.sh test && .venv/bin/python benchmarks/scrape_redis.py \
