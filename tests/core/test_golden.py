@@ -25,7 +25,8 @@ UPDATE = os.environ.get("CACHEWATCH_UPDATE_GOLDEN") == "1"
 SECTIONS = ("redis", "builds", "docker", "registry", "registry_proxy", "app")
 # Samples whose values depend on the machine or the moment, not on the inputs.
 VOLATILE = re.compile(
-    r"^(cachewatch_collector_duration_seconds\{[^}]*\}|cachewatch_build_info\{[^}]*\}) .*$")
+    r"^((?:cachewatch_collector_duration_seconds|cachewatch_build_info"
+    r"|cachewatch_app_cache_last_push_timestamp_seconds)\{[^}]*\}) .*$")
 
 
 class CapturedInfo:
