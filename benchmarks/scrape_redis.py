@@ -1,20 +1,25 @@
-"""Scrape latency and RSS of cachewatch vs prometheus-redis-exporter, same Redis servers, one run.
+"""What one scrape of one Redis costs cachewatch, next to prometheus-redis-exporter, in one run.
 
-Starts 10 real redis-servers with some data and traffic, then:
-  * 1 target:   cachewatch /metrics (one target configured) vs redis_exporter /metrics
-  * 10 targets: cachewatch /metrics (ten targets configured, read in parallel) vs redis_exporter
-                scraped the way Prometheus would, ten concurrent /scrape?target= requests
-Scrapes alternate between the two exporters so machine noise hits both alike. Each request
-carries Prometheus' own Accept and Accept-Encoding headers. Prints median and p99 latency, RSS
-and the ratios. Everything runs on loopback and stops by itself.
+Both exporters read the same real redis-server (with keys, hits, misses and a spread of commands).
+The load generator is wrk when installed (one thread, one keep-alive connection), else a raw
+keep-alive HTTP/1.1 client on a socket: either way the figure is the exporter's, not an HTTP
+library's. Rounds alternate between the exporters (and cachewatch's own ``/healthz``, the floor
+of an answer from the same process), so machine noise hits all of them alike. Every request
+carries Prometheus' own Accept and Accept-Encoding headers.
 
-    python benchmarks/scrape_redis.py [--scrapes 300]
+Printed: p50 and p99 latency (the median over rounds), requests/s, CPU per scrape (the process'
+user + system time over the requests it answered), RSS after 200 scrapes and at the end, the
+ratios, and the RSS floor: a bare Python importing exactly the third-party packages a serving
+cachewatch imports. Everything runs on loopback and stops by itself.
+
+    python benchmarks/scrape_redis.py [--rounds 6] [--seconds 2] [--client wrk|raw]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import platform
 import shutil
 import signal
 import socket
@@ -23,18 +28,19 @@ import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
+from dataclasses import dataclass, field
 from pathlib import Path
-
-import httpx
-import redis
 
 PROMETHEUS_HEADERS = {
     "Accept": "application/openmetrics-text;version=1.0.0;q=0.5,"
               "text/plain;version=0.0.4;q=0.4,*/*;q=0.1",
     "Accept-Encoding": "gzip",
 }
+TICKS = os.sysconf("SC_CLK_TCK")
+# What the issue called "the stack": importing it is the floor any exporter built on it pays.
+STACK_AS_REPORTED = ("fastapi", "uvicorn", "httptools", "redis", "prometheus_client",
+                     "pydantic_settings", "yaml")
 
 
 def free_port() -> int:
@@ -43,20 +49,109 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_http(url: str, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.05)
-    raise SystemExit(f"{url} did not come up within {timeout}s")
+class Http:
+    """A keep-alive HTTP/1.1 client on a raw socket: no library between the clock and the
+    bytes. Reads ``Content-Length`` and chunked bodies (Go answers large bodies chunked)."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port))
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.file = self.sock.makefile("rb")
+
+    def get(self, path: str) -> bytes:
+        headers = "".join(f"{k}: {v}\r\n" for k, v in PROMETHEUS_HEADERS.items())
+        self.sock.sendall(f"GET {path} HTTP/1.1\r\nHost: bench\r\n{headers}\r\n".encode())
+        status = self.file.readline()
+        if b" 200 " not in status:
+            raise SystemExit(f"GET {path}: {status!r}")
+        length, chunked = None, False
+        while (line := self.file.readline()) not in (b"\r\n", b""):
+            name, _, value = line.decode("latin-1").partition(":")
+            if name.lower() == "content-length":
+                length = int(value)
+            elif name.lower() == "transfer-encoding" and "chunked" in value.lower():
+                chunked = True
+        if not chunked:
+            return self.file.read(length or 0)
+        body = b""
+        while (size := int(self.file.readline().split(b";")[0], 16)) > 0:
+            body += self.file.read(size)
+            self.file.readline()
+        self.file.readline()
+        return body
+
+    def close(self) -> None:
+        self.file.close()
+        self.sock.close()
 
 
-def start(stack: ExitStack, argv: list[str], log: Path) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(argv, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+@dataclass
+class Series:
+    """Rounds of one endpoint of one exporter."""
+
+    p50: list[float] = field(default_factory=list)
+    p99: list[float] = field(default_factory=list)
+    rate: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
+
+    def median(self, name: str) -> float:
+        return statistics.median(getattr(self, name))
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise SystemExit(f"no VmRSS for {pid}")
+
+
+WRK_SCRIPT = """
+done = function(summary, latency, requests)
+  io.write(string.format("RESULT %f %f %d %f\\n", latency:percentile(50), latency:percentile(99),
+    summary.requests, summary.duration))
+end
+"""
+
+
+def wrk_round(wrk: str, script: Path, port: int, path: str, seconds: float
+              ) -> tuple[float, float, int, float]:
+    """(p50 ms, p99 ms, requests, seconds) from wrk, one thread on one connection."""
+    argv = [wrk, "-t1", "-c1", f"-d{seconds:g}s", "-s", str(script)]
+    for name, value in PROMETHEUS_HEADERS.items():
+        argv += ["-H", f"{name}: {value}"]
+    out = subprocess.run([*argv, f"http://127.0.0.1:{port}{path}"], capture_output=True,
+                         text=True, check=True).stdout
+    line = next(x for x in out.splitlines() if x.startswith("RESULT "))
+    p50, p99, requests, micros = line.split()[1:]
+    if "Non-2xx" in out:
+        raise SystemExit(f"{path} answered errors:\n{out}")
+    return float(p50) / 1000, float(p99) / 1000, int(requests), float(micros) / 1e6
+
+
+def raw_round(port: int, path: str, seconds: float) -> tuple[float, float, int, float]:
+    """The same figures from the raw client."""
+    client = Http(port)
+    samples: list[float] = []
+    started = time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        t0 = time.perf_counter()
+        client.get(path)
+        samples.append(time.perf_counter() - t0)
+    elapsed = time.perf_counter() - started
+    client.close()
+    samples.sort()
+    return (statistics.median(samples) * 1000, samples[int(len(samples) * 0.99)] * 1000,
+            len(samples), elapsed)
+
+
+def start(stack: ExitStack, argv: list[str], log: Path,
+          env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(argv, stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env)
 
     def stop() -> None:
         proc.send_signal(signal.SIGTERM)
@@ -64,147 +159,197 @@ def start(stack: ExitStack, argv: list[str], log: Path) -> subprocess.Popen[byte
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
+            proc.wait()
 
     stack.callback(stop)
     return proc
 
 
+def wait_ready(port: int, path: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            client = Http(port)
+            client.get(path)
+            client.close()
+            return
+        except (OSError, SystemExit):
+            time.sleep(0.05)
+    raise SystemExit(f"127.0.0.1:{port}{path} did not answer within {timeout}s")
+
+
+def redis_command(port: int, *commands: tuple[str, ...]) -> None:
+    """Pipelined commands on a raw socket (the benchmark needs no Redis client library)."""
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        payload = b"".join(
+            b"*%d\r\n" % len(c) + b"".join(b"$%d\r\n%s\r\n" % (len(a.encode()), a.encode())
+                                           for a in c) for c in commands)
+        sock.sendall(payload)
+        sock.sendall(b"*1\r\n$4\r\nPING\r\n")
+        received = b""
+        while not received.endswith(b"+PONG\r\n"):
+            received += sock.recv(65536)
+
+
 def start_redis(stack: ExitStack, workdir: Path) -> int:
     port = free_port()
     start(stack, ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                  "--appendonly", "no", "--dir", str(workdir)], workdir / f"redis-{port}.log")
-    client = redis.Redis(port=port)
+                  "--appendonly", "no", "--dir", str(workdir)], workdir / "redis.log")
     deadline = time.monotonic() + 10
     while True:
         try:
-            client.ping()
+            redis_command(port)
             break
-        except redis.ConnectionError:
+        except OSError:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.05)
-    # some keys in two databases, hits, misses and a spread of commands for latencystats
-    client.mset({f"key:{i}": i for i in range(1000)})
-    redis.Redis(port=port, db=1).mset({f"other:{i}": i for i in range(100)})
-    pipe = client.pipeline(transaction=False)
-    for i in range(2000):
-        pipe.get(f"key:{i}")
-        pipe.incr("counter")
-        pipe.hset("hash", f"f{i % 50}", i)
-        pipe.lpush("list", i)
-    pipe.execute()
+    # keys in two databases, hits, misses and a spread of commands for latencystats
+    redis_command(port, *(("SET", f"key:{i}", str(i)) for i in range(1000)))
+    redis_command(port, ("SELECT", "1"), *(("SET", f"other:{i}", str(i)) for i in range(100)))
+    redis_command(port, *(c for i in range(2000) for c in (
+        ("GET", f"key:{i}"), ("INCR", "counter"), ("HSET", "hash", f"f{i % 50}", str(i)),
+        ("LPUSH", "list", str(i)))))
     return port
 
 
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+def floor_mb(workdir: Path) -> tuple[float, list[str], float]:
+    """RSS of a bare Python importing exactly the third-party packages that a serving cachewatch
+    imports (found by building its app with the default settings), and of the stack as first
+    reported (which counted redis-py and PyYAML, no longer imported)."""
+    probe = ("import sys\n"
+             "from cachewatch.cli import build_cli\n"
+             "build_cli()\n"
+             "from cachewatch.config import load_settings\n"
+             "from cachewatch.runtime import Runtime\n"
+             "from cachewatch.server import create_app\n"
+             "from cachewatch.sources import build\n"
+             "import uvicorn.protocols.http.httptools_impl, uvicorn.loops.asyncio\n"
+             "runtime = Runtime()\n"
+             "create_app(build(load_settings(), runtime), runtime)\n"
+             "print(' '.join(n for n, m in sys.modules.items()\n"
+             "      if 'site-packages' in (getattr(m, '__file__', None) or '')))\n")
+    modules = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                             check=True, cwd=workdir).stdout.split()
 
+    def imported(names: list[str] | tuple[str, ...]) -> float:
+        code = (f"import importlib\nfor name in {names!r}:\n"
+                "    try:\n        importlib.import_module(name)\n"
+                "    except ImportError:\n        pass\n"
+                "print([l for l in open('/proc/self/status') if l.startswith('VmRSS')][0]"
+                ".split()[1])")
+        return int(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                  check=True).stdout) / 1024
 
-def summary(samples: list[float]) -> tuple[float, float]:
-    ordered = sorted(samples)
-    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
-    return statistics.median(ordered) * 1000, p99 * 1000
-
-
-def timed(client: httpx.Client, url: str) -> float:
-    started = time.perf_counter()
-    response = client.get(url, headers=PROMETHEUS_HEADERS)
-    response.read()
-    elapsed = time.perf_counter() - started
-    if response.status_code != 200:
-        raise SystemExit(f"{url} answered {response.status_code}")
-    return elapsed
+    packages = sorted({m.split(".")[0] for m in modules})
+    return imported(modules), packages, imported(STACK_AS_REPORTED)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scrapes", type=int, default=300, help="scrapes per exporter and case")
-    parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=6, help="rounds per endpoint")
+    parser.add_argument("--seconds", type=float, default=2.0, help="length of each round")
+    parser.add_argument("--client", choices=("wrk", "raw"),
+                        default="wrk" if shutil.which("wrk") else "raw")
     args = parser.parse_args()
-    go = shutil.which("prometheus-redis-exporter")
-    if not shutil.which("redis-server"):
-        raise SystemExit("redis-server not found: apt-get install redis-server")
-    if not go:
-        raise SystemExit("prometheus-redis-exporter not found: apt-get install "
-                         "prometheus-redis-exporter (the peer this benchmark compares with)")
+    peer = shutil.which("prometheus-redis-exporter")
+    for binary, package in (("redis-server", "redis-server"),
+                            ("prometheus-redis-exporter", "prometheus-redis-exporter")):
+        if not shutil.which(binary):
+            raise SystemExit(f"{binary} not found: apt-get install {package}")
+    assert peer is not None
 
     with ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        ports = [start_redis(stack, workdir) for _ in range(10)]
-        urls = [f"redis://127.0.0.1:{p}" for p in ports]
+        script = workdir / "report.lua"
+        script.write_text(WRK_SCRIPT)
+        redis_port = start_redis(stack, workdir)
+        cw_port, go_port = free_port(), free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CACHEWATCH_")}
+        cw = start(stack, [sys.executable, "-m", "cachewatch", "serve", "--listen-address",
+                           "127.0.0.1", "--port", str(cw_port), "--redis-target",
+                           f"redis://127.0.0.1:{redis_port}"], workdir / "cachewatch.log", env)
+        go = start(stack, [peer, "-redis.addr", f"redis://127.0.0.1:{redis_port}",
+                           "-web.listen-address", f"127.0.0.1:{go_port}"],
+                   workdir / "redis_exporter.log")
+        wait_ready(cw_port, "/readyz")
+        wait_ready(go_port, "/metrics")
 
-        def cachewatch(targets: list[str], name: str) -> tuple[str, int]:
-            port = free_port()
-            argv = [sys.executable, "-m", "cachewatch", "serve", "--listen-address", "127.0.0.1",
-                    "--port", str(port), "--log-level", "warning"]
-            for target in targets:
-                argv += ["--redis-target", target]
-            proc = start(stack, argv, workdir / f"{name}.log")
-            wait_http(f"http://127.0.0.1:{port}/readyz")
-            return f"http://127.0.0.1:{port}", proc.pid
+        lines, rss200 = {}, {}
+        for name, port, pid in (("cachewatch", cw_port, cw.pid), ("redis_exporter", go_port,
+                                                                  go.pid)):
+            client = Http(port)
+            for _ in range(200):  # a sidecar's first ~50 minutes of 15 s scrapes
+                body = client.get("/metrics")
+            client.close()
+            lines[name] = len(gzip_text(body).splitlines())
+            rss200[name] = rss_mb(pid)
 
-        cw1, cw1_pid = cachewatch(urls[:1], "cachewatch-1")
-        cw10, cw10_pid = cachewatch(urls, "cachewatch-10")
-        go_port = free_port()
-        go_proc = start(stack, [go, "-redis.addr", urls[0],
-                                "-web.listen-address", f"127.0.0.1:{go_port}"],
-                        workdir / "redis_exporter.log")
-        go_url = f"http://127.0.0.1:{go_port}"
-        wait_http(go_url + "/metrics")
+        endpoints = {("cachewatch", "/metrics"): (cw_port, cw.pid),
+                     ("redis_exporter", "/metrics"): (go_port, go.pid),
+                     ("cachewatch", "/healthz"): (cw_port, cw.pid)}
+        results = {key: Series() for key in endpoints}
+        for _ in range(args.rounds):  # interleaved: every endpoint sees the same noise
+            for key, (port, pid) in endpoints.items():
+                before = cpu_seconds(pid)
+                if args.client == "wrk":
+                    p50, p99, count, seconds = wrk_round(shutil.which("wrk") or "wrk", script,
+                                                         port, key[1], args.seconds)
+                else:
+                    p50, p99, count, seconds = raw_round(port, key[1], args.seconds)
+                series = results[key]
+                series.p50.append(p50)
+                series.p99.append(p99)
+                series.rate.append(count / seconds)
+                series.cpu.append((cpu_seconds(pid) - before) / count * 1000)
+        rss_end = {"cachewatch": rss_mb(cw.pid), "redis_exporter": rss_mb(go.pid)}
+        floor, packages, reported_floor = floor_mb(workdir)
 
-        client = httpx.Client(timeout=30)
-        pool = ThreadPoolExecutor(max_workers=10)
+    report(args, results, lines, rss200, rss_end, floor, packages, reported_floor)
 
-        def go_ten() -> float:
-            started = time.perf_counter()
-            list(pool.map(lambda u: timed(client, f"{go_url}/scrape?target={u}"), urls))
-            return time.perf_counter() - started
 
-        cases = {
-            "1 target": (lambda: timed(client, cw1 + "/metrics"),
-                         lambda: timed(client, go_url + "/metrics")),
-            "10 targets": (lambda: timed(client, cw10 + "/metrics"), go_ten),
-        }
-        results: dict[str, tuple[list[float], list[float]]] = {}
-        for case, (ours, theirs) in cases.items():
-            for _ in range(args.warmup):
-                ours()
-                theirs()
-            mine: list[float] = []
-            peer: list[float] = []
-            for _ in range(args.scrapes):  # alternate: both see the same noise
-                mine.append(ours())
-                peer.append(theirs())
-            results[case] = (mine, peer)
+def gzip_text(body: bytes) -> str:
+    import gzip
 
-        sizes = {
-            "cachewatch 1": len(client.get(cw1 + "/metrics").text.splitlines()),
-            "redis_exporter 1": len(client.get(go_url + "/metrics").text.splitlines()),
-        }
-        rss = {"1 target": (rss_mb(cw1_pid), rss_mb(go_proc.pid)),
-               "10 targets": (rss_mb(cw10_pid), rss_mb(go_proc.pid))}
-        pool.shutdown()
-        client.close()
+    return (gzip.decompress(body) if body[:2] == b"\x1f\x8b" else body).decode()
 
-    print(f"scrape latency over {args.scrapes} scrapes each (ms), machine: {os.cpu_count()} cores")
-    print(f"exposition lines for 1 target: cachewatch {sizes['cachewatch 1']}, "
-          f"redis_exporter {sizes['redis_exporter 1']}")
-    header = (f"{'case':<11}{'exporter':<34}{'median':>9}{'p99':>9}{'RSS MB':>9}")
-    print(header)
-    print("-" * len(header))
-    for case, (mine, peer) in results.items():
-        m_med, m_p99 = summary(mine)
-        p_med, p_p99 = summary(peer)
-        peer_name = ("redis_exporter /metrics" if case == "1 target"
-                     else "redis_exporter 10x /scrape (parallel)")
-        print(f"{case:<11}{'cachewatch /metrics':<34}{m_med:>9.2f}{m_p99:>9.2f}"
-              f"{rss[case][0]:>9.1f}")
-        print(f"{'':<11}{peer_name:<34}{p_med:>9.2f}{p_p99:>9.2f}{rss[case][1]:>9.1f}")
-        print(f"{'':<11}{'ratio cachewatch / redis_exporter':<34}{m_med / p_med:>9.2f}"
-              f"{m_p99 / p_p99:>9.2f}")
+
+def report(args: argparse.Namespace, results: dict[tuple[str, str], Series],
+           lines: dict[str, int], rss200: dict[str, float], rss_end: dict[str, float],
+           floor: float, packages: list[str], reported_floor: float) -> None:
+    cpu = platform.processor() or platform.machine()
+    model = next((line.split(":", 1)[1].strip() for line in
+                  Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), cpu)
+    print(f"{time.strftime('%Y-%m-%d')}, {model}, {os.cpu_count()} cores, "
+          f"Python {platform.python_version()}, load generator: {args.client}, "
+          f"{args.rounds} rounds x {args.seconds:g} s per endpoint, interleaved")
+    print(f"exposition lines for one Redis: cachewatch {lines['cachewatch']}, "
+          f"redis_exporter {lines['redis_exporter']}")
+    print()
+    print("| exporter | endpoint | p50 ms | p99 ms | req/s | CPU ms/scrape | RSS MB after 200"
+          " | RSS MB at end |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    for (name, path), series in results.items():
+        rss = (f"{rss200[name]:.1f} | {rss_end[name]:.1f}" if path == "/metrics"
+               else " | ")
+        print(f"| {name} | `{path}` | {series.median('p50'):.3f} | {series.median('p99'):.3f}"
+              f" | {series.median('rate'):.0f} | {series.median('cpu'):.3f} | {rss} |")
+    ours, theirs = results[("cachewatch", "/metrics")], results[("redis_exporter", "/metrics")]
+    health = results[("cachewatch", "/healthz")]
+    print()
+    print(f"cachewatch / redis_exporter: p50 {ours.median('p50') / theirs.median('p50'):.2f}x, "
+          f"p99 {ours.median('p99') / theirs.median('p99'):.2f}x, CPU per scrape "
+          f"{ours.median('cpu') / theirs.median('cpu'):.2f}x, RSS "
+          f"{rss200['cachewatch'] / rss200['redis_exporter']:.2f}x")
+    print(f"cachewatch /metrics p50 / its own /healthz p50: "
+          f"{ours.median('p50') / health.median('p50'):.1f}x")
+    print(f"RSS floor (a bare Python importing the modules of {', '.join(packages)} that a "
+          f"serving cachewatch imports): {floor:.1f} MB; "
+          f"cachewatch after 200 scrapes: {rss200['cachewatch']:.1f} MB "
+          f"(+{rss200['cachewatch'] - floor:.1f} MB of its own)")
+    print(f"the stack as first measured ({', '.join(STACK_AS_REPORTED)}): "
+          f"{reported_floor:.1f} MB")
 
 
 if __name__ == "__main__":

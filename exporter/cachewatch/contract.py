@@ -376,7 +376,31 @@ REGISTRY_NOTIFICATIONS = _spec(
 
 
 def family(spec: MetricSpec) -> Metric:
-    """An empty prometheus_client family for ``spec``, labels declared, ready for samples."""
+    """An empty prometheus_client family for ``spec``, labels declared, ready for samples.
+
+    Made once per spec and copied after (``_empty``): building one validates its name and
+    labels, work a scrape would otherwise repeat for every family it yields.
+    """
+    template = _TEMPLATES.get(spec.name)
+    if template is None:
+        template = _TEMPLATES[spec.name] = _family(spec)
+    return _copy(template, [])
+
+
+_TEMPLATES: dict[str, Metric] = {}
+# A sample's fields after name, labels and value (timestamp, exemplar...): all unset.
+_UNSET = (None,) * (len(Sample._fields) - 3)
+
+
+def _copy(metric: Metric, samples: list[Sample]) -> Metric:
+    """``metric`` with other samples, without re-validating what its constructor checked."""
+    copy = object.__new__(type(metric))
+    copy.__dict__.update(metric.__dict__)
+    copy.samples = samples
+    return copy
+
+
+def _family(spec: MetricSpec) -> Metric:
     if spec.kind is Kind.COUNTER:
         return CounterMetricFamily(spec.family_name, spec.help, labels=spec.labels)
     if spec.kind is Kind.GAUGE:
@@ -408,14 +432,23 @@ class Families:
         return fam, [str(v) for v in labels.values()]
 
     def add(self, spec: MetricSpec, labels: Mapping[str, str], value: float) -> None:
-        """Add one counter or gauge sample (or an info sample with value 1)."""
-        fam, values = self._get(spec, labels)
-        if spec.kind is Kind.INFO:
-            fam.add_metric(values, {})
-            return
-        if spec.kind in (Kind.HISTOGRAM, Kind.SUMMARY):
-            raise ValueError(f"{spec.name} is a {spec.kind}: use add_{spec.kind}")
-        fam.add_metric(values, value)
+        """Add one counter or gauge sample (or an info sample with value 1).
+
+        The sample is made here, not by the family's ``add_metric`` (which turns the label
+        dict into a list and back): this runs for every sample of every scrape.
+        """
+        if tuple(labels) != spec.labels:
+            raise ValueError(f"{spec.name} takes labels {spec.labels}, got {tuple(labels)}")
+        fam = self._families.get(spec.name)
+        if fam is None:
+            if spec.kind in (Kind.HISTOGRAM, Kind.SUMMARY):
+                raise ValueError(f"{spec.name} is a {spec.kind}: use add_{spec.kind}")
+            fam = self._families[spec.name] = family(spec)
+        # The sample name is the spec's: counters end in _total and info in _info already.
+        # tuple.__new__ skips the namedtuple's Python-level constructor (same object).
+        fam.samples.append(tuple.__new__(Sample, (
+            spec.name, {k: str(v) for k, v in labels.items()},
+            1 if spec.kind is Kind.INFO else value, *_UNSET)))
 
     def add_histogram(
         self,
@@ -451,9 +484,9 @@ class Families:
         for metric in metrics:
             fam = self._families.get(metric.name)
             if fam is None:
-                fam = Metric(metric.name, metric.documentation, metric.type, metric.unit)
-                self._families[metric.name] = fam
-            fam.samples.extend(metric.samples)
+                self._families[metric.name] = _copy(metric, list(metric.samples))
+            else:
+                fam.samples.extend(metric.samples)
 
     def __iter__(self) -> Iterator[Metric]:
         """Families with at least one sample: an empty family is only noise in the output."""

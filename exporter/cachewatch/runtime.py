@@ -1,9 +1,10 @@
 """What lives as long as the app: the health store and the worker pools, closed on shutdown.
 
-Collectors block on sockets, so reads and whole scrapes run in worker threads, never on the event
-loop. The pools are separate on purpose: a scrape waits on collector workers, which wait on read
-workers, never on their own pool, so they cannot deadlock one another; and ``/probe`` traffic has
-pools of its own, so a flood of probes to hung addresses never queues ``/metrics`` behind it.
+Collectors that block on sockets (``TargetCollector``) read in worker threads, never on the event
+loop; collectors on asyncio (``AsyncTargetCollector``, such as Redis) need no thread at all. The
+pools are separate on purpose: a collector worker waits on read workers, never on its own pool,
+so they cannot deadlock one another; and ``/probe`` traffic has a pool of its own, so a flood of
+probes to hung addresses never queues ``/metrics`` behind it. Threads start only when needed.
 """
 
 from __future__ import annotations
@@ -25,12 +26,8 @@ class Runtime:
                                               thread_name_prefix="cachewatch-probe-read")
         self.collects = ThreadPoolExecutor(max_workers=16,
                                            thread_name_prefix="cachewatch-collect")
-        self.scrapes = ThreadPoolExecutor(max_workers=8, thread_name_prefix="cachewatch-scrape")
-        self.probe_scrapes = ThreadPoolExecutor(max_workers=16,
-                                                thread_name_prefix="cachewatch-probe")
 
     def close(self) -> None:
         """Stop every pool; reads still hanging are left to their own socket timeouts."""
-        for pool in (self.scrapes, self.probe_scrapes, self.collects, self.reads,
-                     self.probe_reads):
+        for pool in (self.collects, self.reads, self.probe_reads):
             pool.shutdown(wait=False, cancel_futures=True)

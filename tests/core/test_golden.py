@@ -15,7 +15,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from cachewatch.sources.redis.targets import ClientCache
+from cachewatch.sources.redis.client import ClientCache
 
 from support import FIXTURES, ROOT, Exporter
 from support import settings as exporter_settings
@@ -29,20 +29,11 @@ VOLATILE = re.compile(
     r"|cachewatch_app_cache_last_push_timestamp_seconds)\{[^}]*\}) .*$")
 
 
-class CapturedInfo:
-    """A Redis client whose pipeline answers the INFO sections captured from a real 7.0
-    redis-server (tests/fixtures/redis): the golden file is about our output, not Redis'."""
-
-    def pipeline(self, transaction: bool = False) -> CapturedInfo:
-        self._sections: list[str] = []
-        return self
-
-    def execute_command(self, *args: str) -> None:
-        self._sections.append(args[1])
-
-    def execute(self) -> list[bytes]:
-        return [(FIXTURES / "redis" / f"info-{section}.txt").read_bytes()
-                for section in self._sections]
+async def _captured_info(self: ClientCache, target: object, *commands: tuple[str, str]
+                         ) -> list[bytes]:
+    """The INFO sections captured from a real 7.0 redis-server (tests/fixtures/redis): the
+    golden file is about our output, not Redis'."""
+    return [(FIXTURES / "redis" / f"info-{section}.txt").read_bytes() for _, section in commands]
 
 
 def _only(*enabled: str, **overrides: object):
@@ -117,7 +108,7 @@ def _masked(text: str) -> str:
 @pytest.mark.parametrize("source", list(FEEDS))
 def test_whole_exposition_of_each_source_matches_its_golden_file(source, exporter_factory,
                                                                  monkeypatch):
-    monkeypatch.setattr(ClientCache, "get", lambda self, target: CapturedInfo())
+    monkeypatch.setattr(ClientCache, "call", _captured_info)
     sections, feed = FEEDS[source]
     exporter = exporter_factory(_only(*sections))
     feed(exporter)

@@ -1,7 +1,7 @@
 """Redis collector: ``INFO`` and ``INFO latencystats`` of each target, as contract families.
 
-One pipelined round trip per target per scrape. ``INFO`` does not touch the keyspace, so
-reading it never moves the hit/miss counters it reports.
+One pipelined round trip per target per scrape, on the event loop (``client``). ``INFO`` does not
+touch the keyspace, so reading it never moves the hit/miss counters it reports.
 """
 
 from __future__ import annotations
@@ -17,19 +17,12 @@ from ... import contract
 from ...contract import Families, Layer
 from ...runtime import Runtime
 from ...source import ProbeTargetError
-from ...target_collector import TargetCollector
+from ...target_collector import AsyncTargetCollector
+from .client import REASONS, ClientCache, classify
 from .info import parse_info, parse_nested
 from .probe import LatencyProbe
 from .settings import RedisSettings, RedisTarget, TargetAddressError
-from .targets import (
-    REASONS,
-    ClientCache,
-    UnknownTarget,
-    classify,
-    load_secrets,
-    resolve_probe_target,
-    with_secrets,
-)
+from .targets import UnknownTarget, load_secrets, resolve_probe_target, with_secrets
 
 log = logging.getLogger("cachewatch.redis")
 
@@ -37,9 +30,11 @@ _DB = re.compile(r"^db(\d+)$")
 _LATENCY = re.compile(r"^latency_percentiles_usec_(.+)$")
 # INFO latencystats keys -> the quantile label Prometheus users expect.
 _QUANTILES = {"p50": "0.5", "p99": "0.99", "p99.9": "0.999"}
+# Three INFO calls, not one with three sections: Redis < 7 takes one section per call.
+_INFO = (("INFO", "default"), ("INFO", "latencystats"), ("INFO", "commandstats"))
 
 
-class RedisCollector(TargetCollector):
+class RedisCollector(AsyncTargetCollector):
     """Reads a fixed list of Redis targets on every scrape."""
 
     name = "redis"
@@ -66,7 +61,7 @@ class RedisCollector(TargetCollector):
         # A /probe collector borrows the main collector's clients and probe; only the main one
         # (the one built with settings) owns and closes them.
         self._owner = clients is None
-        self._clients = clients or ClientCache(timeout, size=len(self._targets) + 1)
+        self._clients = clients or ClientCache(size=len(self._targets) + 1)
         self._probe_clients: ClientCache | None = None
         # One "logged once" memory for the main collector and every /probe collector it makes.
         self._warned: tuple[set[str], threading.Lock] = (
@@ -80,16 +75,18 @@ class RedisCollector(TargetCollector):
     def classify(self, exc: BaseException) -> tuple[str, str]:
         return classify(exc)
 
-    def read(self, target: str) -> Families:
-        client = self._clients.get(self._targets[target])
-        pipe = client.pipeline(transaction=False)
-        # Three INFO calls, not one with three sections: Redis < 7 takes one section per call.
-        for section in ("default", "latencystats", "commandstats"):
-            pipe.execute_command("INFO", section)
+    async def read_async(self, target: str) -> Families:
         info: dict[str, str] = {}
-        for reply in pipe.execute():
+        for reply in await self._clients.call(self._targets[target], *_INFO):
+            if not isinstance(reply, bytes):
+                raise ValueError(f"INFO answered {type(reply).__name__}, not text")
             info.update(parse_info(reply))
         return self._families(target, info)
+
+    def close_loop(self) -> None:
+        self._clients.close_loop()
+        if self._probe_clients is not None:
+            self._probe_clients.close_loop()
 
     def _families(self, cache: str, info: dict[str, str]) -> Families:
         out = Families()
@@ -105,6 +102,8 @@ class RedisCollector(TargetCollector):
         total_keys = 0.0
         latency_found = False
         for key, value in info.items():
+            if key[:1] not in ("d", "l"):  # neither db<N> nor latency_percentiles_usec_<command>
+                continue
             if (db := _DB.match(key)) is not None:
                 counts = parse_nested(value)
                 labels = {"cache": cache, "db": db.group(1)}
@@ -156,6 +155,7 @@ class RedisCollector(TargetCollector):
         return self._probe.families(self._targets)
 
     def start(self) -> None:
+        super().start()
         if not self._owner:
             return
         log.info("reading redis targets", extra={
@@ -187,7 +187,7 @@ class RedisCollector(TargetCollector):
         if target.url.startswith("unix://"):
             raise ProbeTargetError("unix:// sockets can be probed only as configured targets")
         if self._probe_clients is None:
-            self._probe_clients = ClientCache(self.timeout)
+            self._probe_clients = ClientCache()
         return RedisCollector([target], self.timeout, self.runtime, clients=self._probe_clients,
                               remember=False)
 

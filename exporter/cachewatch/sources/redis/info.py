@@ -11,13 +11,8 @@ from __future__ import annotations
 def parse_info(raw: bytes | str) -> dict[str, str]:
     """``key -> value`` for every ``key:value`` line; headers and blank lines are skipped."""
     text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
-    fields: dict[str, str] = {}
-    for line in text.splitlines():
-        if line and line[0] != "#":
-            key, sep, value = line.partition(":")
-            if sep:
-                fields[key] = value
-    return fields
+    return dict(line.split(":", 1) for line in text.splitlines()  # type: ignore[misc]
+                if ":" in line and line[0] != "#")
 
 
 def parse_nested(value: str) -> dict[str, str]:

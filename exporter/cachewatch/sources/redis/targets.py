@@ -1,4 +1,4 @@
-"""Redis targets: credentials from the secrets file, client construction, failure reasons.
+"""Redis targets: credentials from the secrets file, ``/probe`` targets.
 
 Credentials are looked up by target name or address and handed to the client; they never go
 into a URL that is logged, a label, or an error message.
@@ -6,23 +6,10 @@ into a URL that is logged, a label, or an error message.
 
 from __future__ import annotations
 
-import ssl
-import threading
-from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
-import redis
-import yaml
 from pydantic import SecretStr
-from redis.backoff import NoBackoff
-from redis.credentials import CredentialProvider
-from redis.exceptions import (
-    AuthenticationWrongNumberOfArgsError,
-    BusyLoadingError,
-    NoPermissionError,
-)
-from redis.retry import Retry
 
 from ...config import ConfigError
 from .settings import (
@@ -33,8 +20,6 @@ from .settings import (
     split_redis_address,
 )
 
-REASONS = ("timeout", "connection", "auth", "permission", "tls", "loading", "protocol", "other")
-
 
 class UnknownTarget(LookupError):
     """``/probe`` named something that is neither a configured target nor an allowed address."""
@@ -44,6 +29,8 @@ def load_secrets(path: Path | None) -> dict[str, dict[str, str]]:
     """Read ``{target: password | {username, password}}``; keys are names or addresses."""
     if path is None:
         return {}
+    import yaml  # only with a secrets file
+
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except (OSError, yaml.YAMLError, UnicodeDecodeError) as exc:
@@ -113,118 +100,3 @@ def resolve_probe_target(
         raise UnknownTarget(f"unknown target {address_label(url)!r}: only configured targets "
                             "may be probed (redis.allow_unlisted_probe_targets is false)")
     return with_secrets(RedisTarget(url=url), secrets), False
-
-
-class CredentialsFileError(Exception):
-    """The password file could not be read when a connection needed it."""
-
-
-class PasswordFile(CredentialProvider):
-    """Reads ``password_file`` at each new connection, so a rotated password needs no restart."""
-
-    def __init__(self, username: str | None, path: Path) -> None:
-        self.username = username
-        self.path = path
-
-    def get_credentials(self) -> tuple[str] | tuple[str, str]:
-        try:
-            password = self.path.read_text().rstrip("\r\n")
-        except OSError as exc:
-            raise CredentialsFileError(f"cannot read password_file {str(self.path)!r}: "
-                                       f"{exc.strerror}") from None
-        return (self.username, password) if self.username else (password,)
-
-
-def make_client(target: RedisTarget, timeout: float) -> redis.Redis:
-    """A client that fails fast: no retries, connect and read bounded by ``timeout``."""
-    kwargs: dict[str, Any] = {
-        "socket_timeout": timeout,
-        "socket_connect_timeout": timeout,
-        "retry": Retry(NoBackoff(), 0),
-        "retry_on_timeout": False,
-        "health_check_interval": 0,
-        # No client_name: CLIENT SETNAME would need one more ACL permission than +info +ping.
-        "protocol": 2,
-        # Reads of one target are coalesced; a few connections cover scrapes and /probe.
-        "max_connections": 8,
-    }
-    if target.password_file is not None:
-        kwargs["credential_provider"] = PasswordFile(target.username, target.password_file)
-    else:
-        kwargs["username"] = target.username
-        kwargs["password"] = target.password.get_secret_value() if target.password else None
-    if target.tls:
-        kwargs.update(
-            ssl_ca_certs=str(target.tls_ca_file) if target.tls_ca_file else None,
-            ssl_certfile=str(target.tls_cert_file) if target.tls_cert_file else None,
-            ssl_keyfile=str(target.tls_key_file) if target.tls_key_file else None,
-            ssl_cert_reqs="none" if target.tls_insecure_skip_verify else "required",
-            ssl_check_hostname=not target.tls_insecure_skip_verify,
-        )
-    client = redis.Redis.from_url(target.url, **kwargs)
-    # Raw INFO bytes: the collector parses only what it exports (see redis_info).
-    client.set_response_callback("INFO", lambda response, **_: response)
-    return client
-
-
-def classify(exc: BaseException) -> tuple[str, str]:
-    """``(reason, message)`` for a failed Redis call; redis-py's messages hold no password."""
-    message = f"{type(exc).__name__}: {exc}"
-    text = str(exc)
-    if isinstance(exc, CredentialsFileError):
-        return "auth", message
-    if isinstance(exc, redis.AuthenticationError | AuthenticationWrongNumberOfArgsError):
-        return "auth", message
-    if isinstance(exc, NoPermissionError):  # an ACL user without +info or +ping
-        return "permission", message
-    if isinstance(exc, BusyLoadingError):  # restarting and still loading its dataset
-        return "loading", message
-    if isinstance(exc, redis.ResponseError):
-        if text.startswith(("NOAUTH", "WRONGPASS", "invalid password")):
-            return "auth", message
-        return "protocol", message
-    if isinstance(exc, redis.TimeoutError | TimeoutError):
-        return "timeout", message
-    if isinstance(exc, ssl.SSLError) or isinstance(exc.__cause__ or exc.__context__, ssl.SSLError) \
-            or "SSL" in text:
-        return "tls", message
-    if isinstance(exc, redis.ConnectionError | OSError):
-        return "connection", message
-    if isinstance(exc, ValueError | KeyError):  # an answer that is not what INFO should be
-        return "protocol", message
-    return "other", message
-
-
-class ClientCache:
-    """Reuses clients (and their connections) across ``/probe`` requests, bounded LRU."""
-
-    def __init__(self, timeout: float, size: int = 128) -> None:
-        self._timeout = timeout
-        self._size = size
-        self._clients: OrderedDict[tuple[Any, ...], redis.Redis] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, target: RedisTarget) -> redis.Redis:
-        """The cached client for exactly these connection settings, or a new one."""
-        key = (
-            target.url, target.username,
-            target.password.get_secret_value() if target.password else None,
-            target.password_file, target.tls_ca_file, target.tls_cert_file, target.tls_key_file,
-            target.tls_insecure_skip_verify,
-        )
-        with self._lock:
-            client = self._clients.pop(key, None)
-            if client is None:
-                client = make_client(target, self._timeout)
-            self._clients[key] = client
-            while len(self._clients) > self._size:
-                # Not closed: a read may still be using it; its idle sockets go with it.
-                self._clients.popitem(last=False)
-            return client
-
-    def close(self) -> None:
-        """Close every cached client."""
-        with self._lock:
-            for client in self._clients.values():
-                client.close()
-            self._clients.clear()
