@@ -24,9 +24,12 @@ from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
+from prometheus_client.metrics_core import Metric
+from prometheus_client.samples import Sample
+
 from ... import contract
 from ...cardinality import LabelCap
-from ...contract import Families, Layer
+from ...contract import Layer
 from .buildlog import normalise_instruction
 
 SOURCE = "engine"
@@ -117,6 +120,9 @@ class BuildHistory:
         self._steps: dict[tuple[str, str], int] = defaultdict(int)
         self._busters: dict[tuple[str, str], int] = defaultdict(int)
         self._primed = False
+        # Builds are rare and scrapes frequent: the families are rebuilt only after a build.
+        self._version = 0
+        self._rendered: tuple[int, list[Metric]] = (-1, [])
 
     def prime(self) -> None:
         """Read the histories of the images already here: they are the baseline, not builds."""
@@ -141,7 +147,7 @@ class BuildHistory:
             steps = history[self._base_length(history, name, image_id):]
             build = self._judge(name, steps)
             self._remember(image_id, name, history)
-        self._count(build)
+        self.count(build)
         return build
 
     def _judge(self, name: str, steps: Sequence[LayerStep]) -> EngineBuild:
@@ -178,7 +184,9 @@ class BuildHistory:
                     if self._known[step.key] <= 0:
                         del self._known[step.key]
 
-    def _count(self, build: EngineBuild) -> None:
+    def count(self, build: EngineBuild) -> None:
+        """Count one build: the seam where another reader of build records (BuildKit's build
+        history API on Docker 25+) would hand its builds in."""
         image = build.image if self._images(build.image) != "other" else "other"
         with self._lock:
             self._builds[image] += 1
@@ -186,24 +194,34 @@ class BuildHistory:
             self._steps[(image, "miss")] += build.misses
             if build.cache_buster:
                 self._busters[(image, normalise_instruction(build.cache_buster))] += 1
+            self._version += 1
 
-    def families(self) -> Families:
-        """The same build families as ingested logs, with ``source="engine"``."""
-        out = Families()
+    def families(self) -> list[Metric]:
+        """The same build families as ingested logs, with ``source="engine"``; callers merge
+        them into their own (``Families.extend`` copies), so the cached list is never changed."""
         with self._lock:
+            version, rendered = self._rendered
+            if version == self._version:
+                return rendered
             per_image: dict[tuple[str, str], int] = defaultdict(int)
+            steps, lookups = contract.family(contract.DOCKER_BUILD_STEPS), \
+                contract.family(contract.CACHE_LOOKUPS)
+            builds, busters = contract.family(contract.DOCKER_BUILDS), \
+                contract.family(contract.DOCKER_BUILD_CACHE_BUSTERS)
+            # Samples built directly: a few per image, re-rendered after every build.
             for (image, result), count in self._steps.items():
-                out.add(contract.DOCKER_BUILD_STEPS,
-                        {"image": image, "target": "", "result": result, "source": SOURCE},
-                        count)
+                steps.samples.append(Sample(contract.DOCKER_BUILD_STEPS.name, {
+                    "image": image, "target": "", "result": result, "source": SOURCE}, count))
                 per_image[(image, result)] += count
             for (image, result), count in per_image.items():
-                out.add(contract.CACHE_LOOKUPS, {"layer": Layer.DOCKER_BUILD.value,
-                                                 "cache": image, "result": result}, count)
+                lookups.samples.append(Sample(contract.CACHE_LOOKUPS.name, {
+                    "layer": Layer.DOCKER_BUILD.value, "cache": image, "result": result}, count))
             for image, count in self._builds.items():
-                out.add(contract.DOCKER_BUILDS, {"image": image, "target": "",
-                                                 "status": "success", "source": SOURCE}, count)
+                builds.samples.append(Sample(contract.DOCKER_BUILDS.name, {
+                    "image": image, "target": "", "status": "success", "source": SOURCE}, count))
             for (image, instruction_), count in self._busters.items():
-                out.add(contract.DOCKER_BUILD_CACHE_BUSTERS,
-                        {"image": image, "instruction": instruction_, "source": SOURCE}, count)
-        return out
+                busters.samples.append(Sample(contract.DOCKER_BUILD_CACHE_BUSTERS.name, {
+                    "image": image, "instruction": instruction_, "source": SOURCE}, count))
+            rendered = [f for f in (steps, lookups, builds, busters) if f.samples]
+            self._rendered = (self._version, rendered)
+        return rendered
