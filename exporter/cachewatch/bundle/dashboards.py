@@ -148,7 +148,7 @@ def _modernise(panel: dict[str, Any]) -> None:
             "calculate": False, "cellGap": 1, "color": {"mode": "scheme", "scheme": "Oranges"},
             "yAxis": {"axisPlacement": "left", "unit": unit},
             "cellValues": {"unit": "none"}, "rowsFrame": {"layout": "auto"},
-            "tooltip": {"mode": "single", "yHistogram": False}, "legend": {"show": True}}
+            "tooltip": {"show": True, "yHistogram": False}, "legend": {"show": True}}
         for legacy in ("cards", "color", "dataFormat", "heatmap", "hideZeroBuckets",
                        "highlightCards", "legend", "reverseYBuckets", "tooltip", "xAxis",
                        "xBucketNumber", "xBucketSize", "yAxis", "yBucketBound",

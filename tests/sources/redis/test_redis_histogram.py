@@ -69,7 +69,8 @@ def test_redis_bucket_keys_map_to_their_power_of_two():
     written = [1, 2, 4, 8, 16, 33, 66, 132, 264, 528, 1056, 2113, 4227, 8454, 16908, 33816,
                67633, 135266, 270532, 541065, 1082130]
     assert [edge_index(usec) for usec in written] == list(range(21))
-    assert len(EDGES) == 21 and EDGES[-1] > 1.0  # Redis clamps latencies at 1 s
+    assert len(EDGES) == 21
+    assert EDGES[-1] > 1.0
     assert contract.REDIS_COMMAND_LATENCY.labels == ("cache", "command")
 
 
