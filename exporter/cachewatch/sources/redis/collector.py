@@ -62,7 +62,7 @@ class RedisCollector(TargetCollector):
         clients: ClientCache | None = None,
         remember: bool = True,
         probe_of: RedisCollector | None = None,
-        histogram_commands: int = 20,
+        histogram_commands: int = 10,
     ) -> None:
         super().__init__(runtime, timeout, remember=remember, probe_of=probe_of)
         self._targets = {t.name or "": t for t in targets}

@@ -140,7 +140,7 @@ class RedisSettings(BaseModel):
                                help="Time between latency probes (PING) per target; 0 turns"
                                " them off"))
     latency_histogram_commands: int = Field(
-        default=20, ge=0, le=200,
+        default=10, ge=0, le=200,
         description="commands per target exported in `cachewatch_redis_command_latency_seconds`"
         " (Redis 7 `LATENCY HISTOGRAM`), the busiest first; later ones are folded into"
         " `command=\"other\"`; `0` does not ask for the histogram",
