@@ -138,13 +138,16 @@ def test_bad_fleet_settings_are_refused_with_the_reason(tmp_path, flags, message
 def test_every_alert_is_unit_tested_annotated_and_has_a_runbook():
     thresholds = Thresholds()
     tests = yaml.safe_load(files(thresholds)["alerts/cachewatch-rules.test.yml"])
-    tested = {case["alertname"] for test in tests["tests"]
-              for case in test.get("alert_rule_test", [])}
+    cases = [case for test in tests["tests"] for case in test.get("alert_rule_test", [])]
+    tested = {case["alertname"] for case in cases if case["exp_alerts"]}
+    quiet = {case["alertname"] for case in cases if not case["exp_alerts"]}
     readme = (ROOT / "README.md").read_text()
     anchors = {re.sub(r"[^a-z0-9]+", "", line.lstrip("#").strip().lower())
                for line in readme.splitlines() if line.startswith("### ")}
     for rule in alert_rules(thresholds):
-        assert rule["alert"] in tested, f"{rule['alert']} has no promtool test"
+        assert rule["alert"] in tested, f"{rule['alert']} has no promtool test where it fires"
+        assert rule["alert"] in quiet, f"{rule['alert']} has no promtool test where it must not"
+        assert rule["for"] != "0m", rule["alert"]
         assert rule["labels"]["severity"] in ("warning", "critical")
         assert set(rule["annotations"]) == {"summary", "description", "runbook_url",
                                             "dashboard_url"}

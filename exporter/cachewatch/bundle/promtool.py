@@ -13,6 +13,7 @@ from typing import Any
 from prometheus_client.utils import floatToGoString
 
 from .. import contract
+from .thresholds import seconds
 
 LOOKUPS = contract.CACHE_LOOKUPS.name
 
@@ -92,3 +93,10 @@ def interpolated_p99(edges: Sequence[float], all_in: float) -> float:
     at ``all_in``: it interpolates linearly inside the bucket."""
     lower = max((e for e in edges if e < all_in), default=0.0)
     return lower + (all_in - lower) * 0.99
+
+
+def before_for(duration: str, alertname: str) -> dict[str, Any]:
+    """An ``alert_rule_test`` expecting no alert a minute before ``for`` has passed, though the
+    condition holds from the start: the alert waits its ``for``."""
+    return {"eval_time": f"{max(0, seconds(duration) // 60 - 1)}m", "alertname": alertname,
+            "exp_alerts": []}

@@ -13,6 +13,7 @@ from typing import Any
 from .. import contract
 from .part import BundlePart
 from .promtool import (
+    before_for,
     counter,
     duration,
     expected,
@@ -56,6 +57,7 @@ def _hit_rate_case(t: Thresholds) -> dict[str, Any]:
         "interval": "1m",
         "input_series": series,
         "alert_rule_test": [
+            before_for(t.hit_rate_for, "CacheHitRateLow"),
             {"eval_time": firing_at, "alertname": "CacheHitRateLow", "exp_alerts": [
                 expected(rule, {"layer": "app", "cache": "recovering"}, value),
                 expected(rule, {"layer": "redis", "cache": "bad"}, value)]},
@@ -130,6 +132,7 @@ def _latency_case(t: Thresholds) -> dict[str, Any]:
         "interval": "1m",
         "input_series": series,
         "alert_rule_test": [
+            before_for(t.p99_for, "CacheLatencyP99High"),
             {"eval_time": f"{minutes - 2}m", "alertname": "CacheLatencyP99High",
              "exp_alerts": [expected(rule, {"layer": "redis", "cache": "slow"},
                                      duration(interpolated_p99(edges, slow_le)))]},
@@ -182,6 +185,7 @@ def _health_case(t: Thresholds, parts: Sequence[BundlePart]) -> dict[str, Any]:
             *_refusal_series(parts),
         ],
         "alert_rule_test": [
+            before_for(t.down_for, "CachewatchTargetDown"),
             {"eval_time": f"{down + 2}m", "alertname": "CachewatchTargetDown", "exp_alerts": [
                 expected(down_rule, {"collector": "redis", "target": "back", "cache": "back"},
                          "0"),

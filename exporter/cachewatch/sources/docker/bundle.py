@@ -9,7 +9,7 @@ from ... import contract
 from ...bundle.alerting import alert
 from ...bundle.panels import NEUTRAL, DashboardSpec, Panel, fleet, hit_steps, legend
 from ...bundle.part import BundlePart, Rejections
-from ...bundle.promtool import counter, expected, two_phase
+from ...bundle.promtool import before_for, counter, expected, two_phase
 from ...bundle.thresholds import Thresholds, seconds
 
 L = contract
@@ -135,6 +135,7 @@ def _hit_rate_case(t: Thresholds) -> dict[str, Any]:
             *image("fixed", bad, t.min_builds * 4, until=window, then=0.95),
         ],
         "alert_rule_test": [
+            before_for(t.build_for, "DockerBuildCacheHitRateLow"),
             {"eval_time": f"{window - 2}m", "alertname": "DockerBuildCacheHitRateLow",
              "exp_alerts": [expected(rule, {"image": "busted"}, value),
                             expected(rule, {"image": "fixed"}, value)]},

@@ -19,7 +19,7 @@ from ...bundle.panels import (
     legend,
 )
 from ...bundle.part import BundlePart
-from ...bundle.promtool import duration, expected, histogram, interpolated_p99
+from ...bundle.promtool import before_for, duration, expected, histogram, interpolated_p99
 from ...bundle.thresholds import Thresholds
 
 L = contract
@@ -137,6 +137,7 @@ def _server_latency_case(t: Thresholds) -> dict[str, Any]:
             *command("lrange", slow, busy, switch=20, then_in=None),
         ],
         "alert_rule_test": [
+            before_for(t.p99_for, "RedisServerLatencyP99High"),
             {"eval_time": "15m", "alertname": "RedisServerLatencyP99High", "exp_alerts": [
                 expected(rule, {"cache": "main", "command": "get"}, p99),
                 expected(rule, {"cache": "main", "command": "lrange"}, p99)]},
