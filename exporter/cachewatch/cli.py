@@ -173,6 +173,11 @@ def bundle(
         help="Labels (key=value, comma-separated) on the PrometheusRule and PodMonitor that "
         "the Prometheus Operator selects them by; kube-prometheus-stack wants "
         "release=<its release name>; empty for none.")] = "release=kube-prometheus-stack",
+    build_cache_budget: Annotated[str, typer.Option(
+        help="Alert when a host's build cache stays above this size (what `docker builder "
+        "prune --keep-storage` would keep), like 20GiB.")] = "20GiB",
+    build_cache_for: Annotated[str, typer.Option(
+        help="...for this long.")] = "1h",
     check: Annotated[bool, typer.Option(
         help="Write nothing; exit 1 if the files under --out differ from a fresh generation.")]
     = False,
@@ -180,7 +185,7 @@ def bundle(
     """Generate the Prometheus rules (with their promtool tests), Alertmanager example, Grafana
     dashboards and Prometheus Operator resources."""
     from . import bundle as generator
-    from .bundle.thresholds import Thresholds
+    from .bundle.thresholds import Thresholds, size_bytes
     from .config import parse_duration
 
     try:
@@ -191,7 +196,9 @@ def bundle(
             grafana_url=grafana_url.rstrip("/"),
             identity_labels=tuple(_items(identity_labels)),
             cachewatch_selector=cachewatch_selector,
-            operator_selector=tuple(_pair(item) for item in _items(operator_selector)))
+            operator_selector=tuple(_pair(item) for item in _items(operator_selector)),
+            build_cache_budget_bytes=size_bytes(build_cache_budget),
+            build_cache_for=build_cache_for)
     except ValueError as exc:
         fail(str(exc))
     if not thresholds.p99_is_bucket_edge:

@@ -20,6 +20,25 @@ _RESERVED = frozenset({"layer", "cache", "result", "le", "command", "image", "re
                        "endpoint", "collector", "target", "severity", "alertname", "quantile"})
 
 
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
+_POWERS = {"": 0, "K": 1, "M": 2, "G": 3, "T": 4}
+
+
+def size_bytes(text: str) -> int:
+    """``20GiB`` / ``20GB`` / ``20G`` -> bytes, 1024-based as Docker's ``--keep-storage`` reads
+    them; a plain number is bytes."""
+    match = _SIZE.match(text)
+    if not match:
+        raise ValueError(f"{text!r} is not a size; write it like 20GiB, 512MiB or 1073741824")
+    unit = (match.group(2) or "").upper().rstrip("B").rstrip("I")
+    return int(float(match.group(1)) * 1024 ** _POWERS[unit])
+
+
+def gib(size: int) -> str:
+    """``21474836480`` -> ``20GiB``: how a budget reads in alerts and docs."""
+    return f"{size / 2**30:g}GiB"
+
+
 def seconds(duration: str) -> int:
     """``10m`` -> 600: Prometheus durations, the units the rules use."""
     match = _DURATION.match(duration)
@@ -66,6 +85,10 @@ class Thresholds:
     errors_for: str = "15m"
     rejected_window: str = "5m"
     rejected_for: str = "10m"
+    # The build cache size a host should stay under (what `docker builder prune --keep-storage`
+    # would keep), and how long it may stay above before the alert fires.
+    build_cache_budget_bytes: int = 20 * 2**30
+    build_cache_for: str = "1h"
 
     def __post_init__(self) -> None:
         for name in ("hit_rate", "build_hit_rate", "registry_hit_rate"):
@@ -74,9 +97,11 @@ class Thresholds:
                                  f"{getattr(self, name)}")
         if self.p99_seconds <= 0:
             raise ValueError("p99 must be positive")
+        if self.build_cache_budget_bytes <= 0:
+            raise ValueError("the build cache budget must be positive")
         for name in ("hit_rate_for", "p99_for", "build_window", "registry_for", "down_for",
                      "errors_window", "build_for", "absent_for", "errors_for", "rejected_window",
-                     "rejected_for"):
+                     "rejected_for", "build_cache_for"):
             seconds(getattr(self, name))
         labels = [*self.identity_labels, *(key for key, _ in self.operator_selector)]
         for label in labels:

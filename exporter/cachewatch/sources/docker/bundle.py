@@ -10,7 +10,7 @@ from ...bundle.alerting import alert
 from ...bundle.panels import NEUTRAL, DashboardSpec, Panel, fleet, hit_steps, legend
 from ...bundle.part import BundlePart, Rejections
 from ...bundle.promtool import before_for, counter, expected, two_phase
-from ...bundle.thresholds import Thresholds, seconds
+from ...bundle.thresholds import Thresholds, gib, seconds
 
 L = contract
 STEPS, BUILDS = L.DOCKER_BUILD_STEPS.name, L.DOCKER_BUILDS.name
@@ -67,8 +67,17 @@ def panels(t: Thresholds) -> list[Panel]:
                 legend(t, "{{host}} size")),
                (f"{L.DOCKER_BUILD_CACHE_RECLAIMABLE.name}{fleet(t)}",
                 legend(t, "{{host}} reclaimable"))),
+              "bytes", (("green", None), ("red", float(t.build_cache_budget_bytes))), 12,
+              "The Docker engine's build cache (/system/df) and what a prune would free; the "
+              f"line is the {gib(t.build_cache_budget_bytes)} budget of "
+              "DockerBuildCacheOverBudget."),
+        Panel("bargauge", "Build cache by last use",
+              ((f"sum by ({t.by('le')}) "
+                f"({L.DOCKER_BUILD_CACHE_IDLE_BYTES.name}{fleet(t)})", legend(t, "≤ {{le}} s")),),
               "bytes", NEUTRAL, 12,
-              "The Docker engine's build cache (/system/df) and what a prune would free."),
+              "Bytes of build cache last used within each age (cumulative): most bytes only in "
+              "the oldest bars is a bloated cache; nothing older than an hour is a thrashing "
+              "one, pruned before it is reused."),
         Panel("timeseries", "Image events (per hour)",
               ((f"sum by ({t.by('action')}) " + per_hour(L.DOCKER_EVENTS.name, fleet(t)),
                 legend(t, "{{action}}")),), "none", NEUTRAL, 12,
@@ -100,9 +109,24 @@ def _hit_rate_alert(t: Thresholds) -> dict[str, Any]:
         DASHBOARD.uid, t, layer="docker_build")
 
 
+def _budget_alert(t: Thresholds) -> dict[str, Any]:
+    by = t.by("host")
+    budget = gib(t.build_cache_budget_bytes)
+    return alert(
+        "DockerBuildCacheOverBudget",
+        f"sum by ({by}) ({L.DOCKER_BUILD_CACHE_BYTES.name}) > {t.build_cache_budget_bytes}",
+        t.build_cache_for, "warning",
+        f"Build cache on {{{{ $labels.host }}}} above its {budget} budget",
+        f"The build cache on {{{{ $labels.host }}}} holds {{{{ $value | humanize1024 }}}}B, "
+        f"over the {budget} budget for {t.build_cache_for}: prune it to the budget with "
+        f"`docker builder prune --keep-storage {budget}`, or raise the budget.",
+        DASHBOARD.uid, t, layer="docker_build")
+
+
 def alerts(t: Thresholds) -> list[dict[str, Any]]:
-    """Images whose builds keep missing the layer cache, once there are enough builds to say."""
-    return [_hit_rate_alert(t)]
+    """Images whose builds keep missing the layer cache, once there are enough builds to say;
+    hosts whose build cache stays over its size budget."""
+    return [_hit_rate_alert(t), _budget_alert(t)]
 
 
 def _hit_rate_case(t: Thresholds) -> dict[str, Any]:
@@ -145,9 +169,46 @@ def _hit_rate_case(t: Thresholds) -> dict[str, Any]:
     }
 
 
+def _budget_case(t: Thresholds) -> dict[str, Any]:
+    rule = _budget_alert(t)
+    hold = seconds(t.build_cache_for) // 60
+    budget = t.build_cache_budget_bytes
+    big = budget + budget // 2
+    name = L.DOCKER_BUILD_CACHE_BYTES.name
+
+    def host(host_name: str, values: str) -> dict[str, str]:
+        return {"series": f'{name}{{host="{host_name}",type="regular",in_use="false",'
+                          f'shared="false"}}', "values": values}
+
+    return {
+        "interval": "1m",
+        "input_series": [
+            host("big", f"{big}x{hold * 2}"),
+            host("small", f"{budget // 4}x{hold * 2}"),
+            # above the budget for half the hold, then pruned: never fires
+            host("pruned", f"{big}x{hold // 2} {budget // 4}x{hold + hold // 2}"),
+        ],
+        "alert_rule_test": [
+            before_for(t.build_cache_for, "DockerBuildCacheOverBudget"),
+            {"eval_time": f"{hold + 5}m", "alertname": "DockerBuildCacheOverBudget",
+             "exp_alerts": [expected(rule, {"host": "big"}, _humanize1024(big))]},
+        ],
+    }
+
+
+def _humanize1024(value: float) -> str:
+    """Prometheus' ``humanize1024`` (``%.4g`` with Ki/Mi/Gi/... prefixes)."""
+    for prefix in ("", "Ki", "Mi", "Gi", "Ti", "Pi"):
+        if abs(value) < 1024 or prefix == "Pi":
+            return f"{value:.4g}{prefix}"
+        value /= 1024
+    return f"{value:.4g}"
+
+
 def tests(t: Thresholds) -> list[dict[str, Any]]:
-    """Busted, healthy, rarely built and fixed images: only the busted ones alert."""
-    return [_hit_rate_case(t)]
+    """Busted, healthy, rarely built and fixed images: only the busted ones alert; only the
+    host over its budget for the whole hold alerts."""
+    return [_hit_rate_case(t), _budget_case(t)]
 
 
 PART = BundlePart(
