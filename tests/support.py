@@ -280,7 +280,8 @@ class Prometheus:
     """A real Prometheus scraping the given targets every second, for PromQL checks."""
 
     def __init__(self, workdir: Path, targets: list[str], rule_files: list[Path] = (),
-                 alertmanager: str | None = None) -> None:
+                 alertmanager: str | None = None,
+                 labels: list[dict[str, str]] | None = None) -> None:
         self.binary = require("prometheus", "prometheus")
         self.workdir = workdir
         self.port = free_port()
@@ -289,8 +290,10 @@ class Prometheus:
         config: dict = {
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
             "rule_files": [str(p) for p in rule_files],
-            "scrape_configs": [{"job_name": "cachewatch",
-                                "static_configs": [{"targets": targets}]}],
+            # one target group per label set: the same targets as several members of a fleet
+            "scrape_configs": [{"job_name": "cachewatch", "static_configs": [
+                {"targets": targets, **({"labels": group} if group else {})}
+                for group in (labels or [{}])]}],
         }
         if alertmanager:
             config["alerting"] = {"alertmanagers": [{"static_configs": [

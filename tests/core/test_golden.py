@@ -8,6 +8,7 @@ masked. Regenerate after an intended change with ``make golden``
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Callable
@@ -29,11 +30,23 @@ VOLATILE = re.compile(
     r"|cachewatch_app_cache_last_push_timestamp_seconds)\{[^}]*\}) .*$")
 
 
-async def _captured_info(self: ClientCache, target: object, *commands: tuple[str, str]
-                         ) -> list[bytes]:
-    """The INFO sections captured from a real 7.0 redis-server (tests/fixtures/redis): the
-    golden file is about our output, not Redis'."""
-    return [(FIXTURES / "redis" / f"info-{section}.txt").read_bytes() for _, section in commands]
+async def _captured_replies(self: ClientCache, target: object, *commands: tuple[str, ...],
+                            raise_errors: bool = True) -> list[object]:
+    """The INFO sections and the LATENCY HISTOGRAM captured together from a real 7.0
+    redis-server (tests/fixtures/redis): the golden file is about our output, not Redis'."""
+    return [_captured(command) for command in commands]
+
+
+def _captured(command: tuple[str, ...]) -> object:
+    """The captured reply: INFO text as bytes, the histogram as RESP2 lists of bytes and ints."""
+    if command == ("LATENCY", "HISTOGRAM"):
+        def resp2(value: object) -> object:
+            if isinstance(value, list):
+                return [resp2(item) for item in value]
+            return value.encode() if isinstance(value, str) else value
+
+        return resp2(json.loads((FIXTURES / "redis" / "latency-histogram.json").read_text()))
+    return (FIXTURES / "redis" / f"info-{command[1]}.txt").read_bytes()
 
 
 def _only(*enabled: str, **overrides: object):
@@ -108,7 +121,7 @@ def _masked(text: str) -> str:
 @pytest.mark.parametrize("source", list(FEEDS))
 def test_whole_exposition_of_each_source_matches_its_golden_file(source, exporter_factory,
                                                                  monkeypatch):
-    monkeypatch.setattr(ClientCache, "call", _captured_info)
+    monkeypatch.setattr(ClientCache, "call", _captured_replies)
     sections, feed = FEEDS[source]
     exporter = exporter_factory(_only(*sections))
     feed(exporter)

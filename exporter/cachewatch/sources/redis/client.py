@@ -23,7 +23,7 @@ from .settings import RedisTarget
 REASONS = ("timeout", "connection", "auth", "permission", "tls", "loading", "protocol", "other")
 # A reply larger than this is not an INFO answer; refuse it instead of buffering it.
 MAX_BULK = 16 * 2**20
-MAX_ARRAY = 1024
+MAX_ARRAY = 2**16
 _AUTH_ERRORS = ("NOAUTH", "WRONGPASS", "ERR invalid password", "ERR invalid username",
                 "ERR Client sent AUTH", "ERR AUTH", "ERR wrong number of arguments for 'auth'")
 
@@ -36,6 +36,10 @@ class RedisError(Exception):
 
 class ReplyError(RedisError):
     """The server answered with an error reply (``-ERR ...``, ``-NOPERM ...``)."""
+
+
+# What ``call(..., raise_errors=False)`` answers: an error reply stays in its place.
+Answer = Reply | ReplyError
 
 
 class ProtocolError(RedisError):
@@ -98,9 +102,11 @@ class Connection:
         self._retired = False
         self.broken = False
 
-    async def call(self, *commands: tuple[str | bytes, ...]) -> list[Reply]:
+    async def call(self, *commands: tuple[str | bytes, ...], raise_errors: bool = True
+                   ) -> list[Answer]:
         """Send ``commands`` in one write; their replies in order. The first error reply is
-        raised once every reply has been read, so the connection stays usable."""
+        raised once every reply has been read, so the connection stays usable; with
+        ``raise_errors=False`` error replies are returned in their place instead."""
         async with self._lock:
             try:
                 self._writer.write(b"".join(_encode(c) for c in commands))
@@ -112,9 +118,9 @@ class Connection:
                 if self._retired:
                     self.close()
         for reply in replies:
-            if isinstance(reply, ReplyError):
+            if raise_errors and isinstance(reply, ReplyError):
                 raise reply
-        return replies  # type: ignore[return-value]
+        return replies
 
     @property
     def usable(self) -> bool:
@@ -234,16 +240,17 @@ class ClientCache:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._others: dict[asyncio.AbstractEventLoop, list[Connection]] = {}
 
-    async def call(self, target: RedisTarget, *commands: tuple[str | bytes, ...]) -> list[Reply]:
+    async def call(self, target: RedisTarget, *commands: tuple[str | bytes, ...],
+                   raise_errors: bool = True) -> list[Answer]:
         """``commands`` on a connection to ``target``. A reused connection that turns out to be
         closed (the server dropped it between scrapes) is replaced once; a new one is not."""
         connection, fresh = await self._get(target)
         try:
-            return await connection.call(*commands)
+            return await connection.call(*commands, raise_errors=raise_errors)
         except (ConnectionError, asyncio.IncompleteReadError):
             if fresh:
                 raise
-        return await (await self.connection(target)).call(*commands)
+        return await (await self.connection(target)).call(*commands, raise_errors=raise_errors)
 
     async def connection(self, target: RedisTarget) -> Connection:
         """An open connection to ``target``, reused while it works."""
