@@ -5,6 +5,8 @@ A lookup tries L1; on an L1 miss it tries Redis; on a Redis miss it "loads from 
 hits, pushes everything to a cachewatch exporter, and prints what it counted, so you can check
 that the exporter's effective hit rate is the same number:
 
+    pip install '.[examples]'          # cachewatch, cachetools and redis-py
+    cachewatch serve &                 # or make run
     python examples/two_level_app.py --redis redis://127.0.0.1:6379 \\
         --exporter http://127.0.0.1:10150 --requests 20000
 
@@ -20,8 +22,12 @@ import json
 import random
 import time
 
-import cachetools
-import redis
+try:
+    import cachetools
+    import redis
+except ImportError as missing:  # the first thing a newcomer would otherwise see is a traceback
+    raise SystemExit(f"{missing.name} is not installed: pip install 'cachewatch[examples]' "
+                     "(or pip install '.[examples]' in a checkout)") from None
 
 from cachewatch.instrument import Caches, CacheStats, instrument_cachetools
 

@@ -14,6 +14,9 @@ declare -A NEEDED=(
   [debootstrap]=debootstrap
   [docker-compose]=docker-compose
   [kubectl]=kubernetes-client  # `kubectl kustomize` renders deploy/kubernetes/
+  [chromium]=chromium  # the status page and /docs in a real browser (Playwright drives it)
+  [wrk]=wrk  # make bench: the load generator of benchmarks/scrape_redis.py
+  [prometheus-redis-exporter]=prometheus-redis-exporter  # make bench: the peer it compares with
 )
 
 missing=()

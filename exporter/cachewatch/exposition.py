@@ -38,8 +38,11 @@ class BuildInfo(Collector):
 class Exposition:
     """A registry-like object (``collect()``) that prometheus_client's encoders accept."""
 
-    def __init__(self, collectors: Sequence[Collector]) -> None:
+    def __init__(self, collectors: Sequence[Collector],
+                 observe: Callable[[list[Metric]], None] | None = None) -> None:
+        """``observe`` sees every collected exposition (the status page's history)."""
         self.collectors = list(collectors)
+        self.observe = observe
         self._pulling = [c for c in self.collectors if isinstance(c, BaseTargetCollector)]
 
     def collect(self) -> Iterator[Metric]:
@@ -62,7 +65,10 @@ class Exposition:
         merged = Families()
         for collector in self.collectors:
             merged.extend(local.get(id(collector)) or pulled.get(id(collector)) or ())
-        return list(merged)
+        metrics = list(merged)
+        if self.observe is not None:
+            self.observe(metrics)
+        return metrics
 
     async def render_async(self, accept: str | None) -> tuple[bytes, str]:
         """Collect and encode on the event loop. Collectors that block read on worker threads

@@ -11,16 +11,20 @@ import asyncio
 import gc
 import gzip
 import logging
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from fastapi_offline import FastAPIOffline
 from prometheus_client import ProcessCollector
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from . import __version__, status_page
 from .exposition import BuildInfo, Exposition
+from .history import History, Snapshot
 from .runtime import Runtime
 from .source import ProbeTargetError, Source
 
@@ -50,7 +54,10 @@ def create_app(collectors: Sequence[Source], runtime: Runtime) -> FastPaths:
     The app owns ``runtime``: its pools close when the app shuts down.
     """
     health = runtime.health
-    exposition = Exposition([*collectors, BuildInfo(), ProcessCollector(registry=None)])
+    # The status page's last hour, sampled from scrapes (or on its own when nobody scrapes).
+    history = History()
+    exposition = Exposition([*collectors, BuildInfo(), ProcessCollector(registry=None)],
+                            observe=history.observe)
     by_name = {c.name: c for c in collectors}
     # Probes beyond this many at once are refused (503) rather than queued without bound.
     probes = asyncio.Semaphore(MAX_CONCURRENT_PROBES)
@@ -65,30 +72,45 @@ def create_app(collectors: Sequence[Source], runtime: Runtime) -> FastPaths:
         gc.freeze()
         # One round right away, so /readyz turns ready without waiting for Prometheus.
         warmup = asyncio.ensure_future(exposition.collect_async())
+        sampler = asyncio.ensure_future(history.run(exposition.collect_async))
         yield
         warmup.cancel()
+        sampler.cancel()
         for collector in collectors:
             collector.close()
         runtime.close()
 
-    app = FastAPI(title="cachewatch", version=__version__, lifespan=lifespan,
-                  redirect_slashes=False)
+    # /docs and /redoc with their assets from an installed package: no CDN, works offline.
+    app = FastAPIOffline(title="cachewatch", version=__version__, lifespan=lifespan,
+                         redirect_slashes=False, description=_DESCRIPTION,
+                         favicon_url="data:,", openapi_tags=_TAGS)
+    _document(app, collectors)
     app.state.exposition = exposition
     for collector in collectors:
         if (router := collector.router()) is not None:
             app.include_router(router)
 
-    @app.get("/metrics", include_in_schema=False)
+    @app.get("/metrics", tags=["scrape"], summary="Every enabled collector, for Prometheus",
+             response_class=Response, responses=_EXPOSITION)
     async def metrics(request: Request) -> Response:
+        """Prometheus text format, or OpenMetrics when the `Accept` header asks for it; gzip
+        when `Accept-Encoding` asks and the body is over 4 KiB. Targets are read now, side by
+        side, each under `redis.timeout` (a slow one reports `up 0`)."""
         body, content_type = await exposition.render_async(request.headers.get("accept"))
         return _maybe_gzip(request, body, content_type)
 
-    @app.get("/probe", include_in_schema=False)
+    @app.get("/probe", tags=["scrape"], summary="One target, read now (multi-target pattern)",
+             response_class=Response,
+             responses={**_EXPOSITION, 400: {"description": "Unknown target or module, or a "
+                                             "malformed address; the text says which"},
+                        503: {"description": "Too many probes at once; retry"}})
     async def probe(
         request: Request,
         target: str = Query(..., description="A configured target name or redis://host:port"),
         module: str = Query("redis", description="Which collector reads the target."),
     ) -> Response:
+        """What `/metrics` says about one target, like blackbox_exporter's `/probe`: a
+        configured target's name or an address. Credentials are never taken from the query."""
         collector = by_name.get(module)
         if collector is None:
             known = ", ".join(by_name) or "none enabled"
@@ -107,11 +129,14 @@ def create_app(collectors: Sequence[Source], runtime: Runtime) -> FastPaths:
                 request.headers.get("accept"))
         return _maybe_gzip(request, body, content_type)
 
-    @app.get("/healthz", include_in_schema=False)
+    @app.get("/healthz", tags=["health"], summary="Liveness: 200 while the process serves",
+             response_class=PlainTextResponse)
     async def healthz() -> PlainTextResponse:
         return PlainTextResponse("ok\n")
 
-    @app.get("/readyz", include_in_schema=False)
+    @app.get("/readyz", tags=["health"], summary="Readiness: 200 once every collector that "
+             "reads targets has completed a round", responses={503: {"description": "Not yet; "
+                                                                   "the body says which"}})
     async def readyz() -> JSONResponse:
         ready = health.readiness()
         return JSONResponse({"ready": all(ready.values()), "collectors": ready},
@@ -119,12 +144,44 @@ def create_app(collectors: Sequence[Source], runtime: Runtime) -> FastPaths:
 
     @app.get("/", include_in_schema=False)
     async def index() -> HTMLResponse:
-        return HTMLResponse(status_page.render(health.states(), health.readiness()))
+        now_metrics = await exposition.collect_async()
+        return HTMLResponse(status_page.render(
+            history.view(), history.fold(Snapshot.of(now_metrics)), time.time(),
+            health.states(), health.readiness()))
 
     fast: dict[str, ASGIApp] = {}
     for collector in collectors:
         fast.update(collector.fast_routes())
     return FastPaths(app, fast)
+
+
+_DESCRIPTION = ("Cache hit rate and latency for Prometheus: Redis, Docker builds, registries "
+                "and application caches under one metric contract. The status page is at `/`.")
+_TAGS = [{"name": "scrape", "description": "What Prometheus reads"},
+         {"name": "health", "description": "For orchestrators' probes"}]
+_EXPOSITION: dict[int | str, dict[str, Any]] = {200: {
+    "description": "The exposition",
+    "content": {"text/plain; version=0.0.4": {"schema": {"type": "string"}},
+                "application/openmetrics-text; version=1.0.0": {"schema": {"type": "string"}}}}}
+
+
+def _document(app: FastAPI, collectors: Sequence[Source]) -> None:
+    """The OpenAPI document also lists the raw endpoints served ahead of the framework (the
+    registry webhooks), and the bearer token the receivers take."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = generate()
+            for collector in collectors:
+                schema["paths"].update(collector.openapi_paths())
+            schema.setdefault("components", {}).setdefault("securitySchemes", {})["bearer"] = {
+                "type": "http", "scheme": "bearer",
+                "description": "The receiver's token (`registry.token`, `builds.token`, "
+                "`app.token`), when one is set"}
+        return app.openapi_schema  # type: ignore[return-value]
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _maybe_gzip(request: Request, body: bytes, content_type: str) -> Response:

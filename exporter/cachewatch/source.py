@@ -54,6 +54,11 @@ class Source(Collector):
         """High-volume endpoints (path -> raw ASGI app), served ahead of the framework."""
         return {}
 
+    def openapi_paths(self) -> dict[str, Any]:
+        """OpenAPI path items for ``fast_routes`` (the framework cannot see them), so ``/docs``
+        lists every endpoint. None by default."""
+        return {}
+
 
 Factory = Callable[[Any, "Runtime"], Source]
 

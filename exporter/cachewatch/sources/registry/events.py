@@ -223,6 +223,11 @@ class RegistryEventCollector(Source):
         return {"/webhooks/registry": _Webhook(self, "distribution"),
                 "/webhooks/harbor": _Webhook(self, "harbor")}
 
+    def openapi_paths(self) -> dict[str, Any]:
+        from .openapi import paths
+
+        return paths()
+
     def authorised(self, source: str, authorization: bytes) -> bool:
         """Checked before the body is read: an unknown client gets nothing buffered."""
         if not bearer_ok(self.settings.token, authorization):

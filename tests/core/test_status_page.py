@@ -1,0 +1,302 @@
+"""The status page (``/``) and its in-memory history, and ``/docs`` without a network.
+
+The history is fed exact counters at exact times, so every window, reset and cap has one right
+answer; the page is read from a running exporter that was pushed to; the e2e tests open both
+pages in a real browser (Debian's chromium driven by Playwright) and fail on any console error.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from html.parser import HTMLParser
+
+import httpx
+import pytest
+
+from cachewatch import contract
+from cachewatch.contract import Families
+from cachewatch.history import History, Snapshot, quantile
+from cachewatch.status_page import rows, sparkline
+
+from support import FIXTURES, IN_CI, require, settings, wait_until
+
+T0 = 1_800_000_000.0
+
+
+def lookups(*caches: tuple[str, str, float, float]) -> list:
+    """Families with ``cachewatch_cache_lookups_total`` for (layer, cache, hits, misses)."""
+    out = Families()
+    for layer, cache, hits, misses in caches:
+        out.add(contract.CACHE_LOOKUPS, {"layer": layer, "cache": cache, "result": "hit"}, hits)
+        out.add(contract.CACHE_LOOKUPS, {"layer": layer, "cache": cache, "result": "miss"},
+                misses)
+    return list(out)
+
+
+def feed(history: History, seconds: float, step: float, hits_per_step: float,
+         misses_per_step: float, start: float = T0) -> tuple[float, float, float]:
+    """Samples every ``step`` seconds for ``seconds``; returns (now, hits, misses)."""
+    hits = misses = 0.0
+    now = start
+    while now <= start + seconds:
+        history.observe(lookups(("redis", "main", hits, misses)), now)
+        hits += hits_per_step
+        misses += misses_per_step
+        now += step
+    return now - step, hits - hits_per_step, misses - misses_per_step
+
+
+def snapshot(history: History, *caches: tuple[str, str, float, float]) -> Snapshot:
+    return history.fold(Snapshot.of(lookups(*caches)))
+
+
+def test_hit_rate_over_five_minutes_and_the_hour_from_exact_counters():
+    history = History(interval=10)
+    # 50 minutes at 50 % hits, then 10 minutes at 90 %
+    now, hits, misses = feed(history, 3000, 10, 5, 5)
+    for _ in range(60):
+        now += 10
+        hits += 9
+        misses += 1
+        history.observe(lookups(("redis", "main", hits, misses)), now)
+    row, = rows(history.view(), snapshot(history, ("redis", "main", hits, misses)), now, [])
+    assert row.rates[0] == pytest.approx(0.9)  # the last 5 minutes: all at 90 %
+    # the last hour: 10 min at 90 % (600 lookups) and 50 min at 50 % (3000 lookups)
+    assert row.rates[1] == pytest.approx((540 + 1500) / 3600)
+    assert row.per_second == pytest.approx(1.0)  # 10 lookups per 10 s
+    assert len(row.minutes) == 60
+    assert row.minutes[-1] == pytest.approx(0.9)
+    assert row.minutes[0] == pytest.approx(0.5)
+
+
+def test_until_a_window_has_filled_the_rate_is_the_counters_seen_so_far():
+    history = History(interval=10)
+    # a cache pushed a second ago: one sample, and already a rate
+    history.observe(lookups(("app", "users", 90, 10)), T0)
+    view = history.view()
+    row, = rows(view, snapshot(history, ("app", "users", 90, 10)), T0 + 1, [])
+    assert row.rates == [pytest.approx(0.9), pytest.approx(0.9)]
+    assert row.per_second is None  # a rate per second needs a full window
+    # two minutes later: the hour is still the counters so far, 5 minutes too
+    history.observe(lookups(("app", "users", 100, 100)), T0 + 120)
+    row, = rows(history.view(), snapshot(history, ("app", "users", 100, 100)), T0 + 120, [])
+    assert row.rates == [pytest.approx(0.5), pytest.approx(0.5)]
+
+
+def test_a_counter_reset_counts_from_zero_like_prometheus_increase():
+    history = History(interval=10)
+    history.observe(lookups(("redis", "main", 1000, 1000)), T0)
+    history.observe(lookups(("redis", "main", 1100, 1100)), T0 + 400)
+    # Redis restarted: its counters start again from zero
+    row, = rows(history.view(), snapshot(history, ("redis", "main", 30, 10)), T0 + 410, [])
+    assert row.rates[0] == pytest.approx(0.75)
+
+
+def test_caches_beyond_the_cap_fold_into_other():
+    history = History(interval=10, max_caches=2)
+    metrics = lookups(("app", "a", 1, 1), ("app", "b", 2, 2), ("app", "c", 3, 1),
+                      ("app", "d", 5, 1))
+    history.observe(metrics, T0)
+    caches = {row.cache: row for row in
+              rows(history.view(), history.fold(Snapshot.of(metrics)), T0, [])}
+    assert set(caches) == {"a", "b", "other"}
+    assert caches["other"].rates[0] == pytest.approx(8 / 10)
+
+
+def test_p99_from_the_latency_buckets_of_the_window():
+    history = History(interval=10)
+    out = Families()
+    buckets = [(edge, 0.0) for edge in ("0.001", "0.0025", "0.005")]
+    out.add_histogram(contract.CACHE_LATENCY, {"layer": "redis", "cache": "main", "op": "ping"},
+                      [*buckets, ("+Inf", 0.0)], 0.0)
+    history.observe([*lookups(("redis", "main", 0, 0)), *out], T0)
+    later = Families()
+    # 100 observations: 90 under 1 ms, 10 between 2.5 and 5 ms
+    later.add_histogram(contract.CACHE_LATENCY, {"layer": "redis", "cache": "main", "op": "ping"},
+                        [("0.001", 90.0), ("0.0025", 90.0), ("0.005", 100.0), ("+Inf", 100.0)],
+                        0.2)
+    now = Snapshot.of([*lookups(("redis", "main", 5, 5)), *later])
+    row, = rows(history.view(), history.fold(now), T0 + 310, [])
+    assert row.p99 == pytest.approx(0.0025 + 0.0025 * 9 / 10)
+    assert quantile(0.5, {"0.001": 90.0, "+Inf": 100.0}) == pytest.approx(0.001 * 50 / 90)
+    assert quantile(0.99, {"+Inf": 0.0}) is None
+
+
+def test_sparkline_is_inline_svg_broken_where_data_is_missing():
+    svg = sparkline([0.5, None, 0.9, 1.0], target=0.85, label="hit rate")
+    assert svg.startswith("<svg")
+    assert "<polyline" in svg
+    assert "<circle" in svg
+    assert 'class="target"' in svg
+    assert "http" not in svg.replace('xmlns="http', "")
+
+
+class _Links(HTMLParser):
+    """Every URL a page loads or links to."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.urls: list[str] = []
+        self.scripts = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.scripts += tag == "script"
+        self.urls += [value for name, value in attrs if name in ("href", "src") and value]
+
+
+def test_page_shows_every_source_a_second_after_it_was_pushed(exporter_factory):
+    exporter = exporter_factory(settings([], **{"redis.enabled": False}))
+    _push_every_source(exporter.url)
+    page = httpx.get(exporter.url + "/").text
+    assert _cells(page, "app", "users")[:2] == ["75.0%", "75.0%"]
+    assert _cells(page, "docker_build", "app")[:2] == ["50.0%", "50.0%"]
+    pulls = re.search(r'data-registry="compose" data-repository="team/app">(.*?)</tr>', page)
+    assert pulls
+    assert re.findall(r'class="num">([^<]*)<', pulls.group(1)) == ["2", "2"]
+    assert "pushed" in page
+    links = _Links()
+    links.feed(page)
+    assert links.scripts == 0  # no JavaScript at all
+    assert not [u for u in links.urls if u.startswith(("http:", "https:", "//"))]
+    assert '<meta http-equiv="refresh"' in page
+
+
+def test_names_from_outside_are_escaped(exporter_factory):
+    exporter = exporter_factory(settings([], **{"redis.enabled": False}))
+    evil = '<img src=x onerror="alert(1)">'
+    response = httpx.post(exporter.url + "/api/v1/caches", json={
+        "instance": "w", "caches": [{"name": evil, "stats": {"hitCount": 1, "missCount": 1}}]})
+    assert response.status_code == 202
+    page = httpx.get(exporter.url + "/").text
+    assert evil not in page
+    assert "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in page
+
+
+def test_a_down_target_is_listed_with_its_error(exporter_factory):
+    from support import free_port
+
+    exporter = exporter_factory(settings([f"gone=redis://127.0.0.1:{free_port()}"]))
+    wait_until(lambda: httpx.get(exporter.url + "/readyz").status_code == 200)
+    page = httpx.get(exporter.url + "/").text
+    row = re.search(r'data-layer="redis" data-cache="gone">(.*?)</tr>', page)
+    assert row
+    assert "down (connection)" in row.group(1)
+    assert "ConnectionRefusedError" in row.group(1)
+
+
+def test_docs_load_their_assets_from_the_exporter_and_list_every_endpoint(exporter_factory):
+    exporter = exporter_factory(settings([], **{"redis.enabled": False}))
+    for page in ("/docs", "/redoc"):
+        links = _Links()
+        text = httpx.get(exporter.url + page).text
+        links.feed(text)
+        assert links.urls, page
+        assert not re.search(r"https?://", text), f"{page} names an external host"
+        for url in links.urls:
+            if not url.startswith("data:"):
+                asset = httpx.get(exporter.url + url)
+                assert asset.status_code == 200, url
+                assert len(asset.content) > 1000, url
+    document = httpx.get(exporter.url + "/openapi.json").json()
+    assert {"/metrics", "/probe", "/healthz", "/readyz", "/api/v1/caches", "/api/v1/builds",
+            "/webhooks/registry", "/webhooks/harbor"} <= set(document["paths"])
+    harbor = document["paths"]["/webhooks/harbor"]["post"]
+    assert {"200", "400", "401", "413"} <= set(harbor["responses"])
+    assert document["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+
+
+def _push_every_source(url: str) -> None:
+    """An app cache (75 % hits), a build of image app (2 of 4 steps cached, from a real BuildKit
+    log), two pulls of team/app in a registry, each sent once."""
+    assert httpx.post(url + "/api/v1/caches", json={"instance": "w1", "caches": [
+        {"name": "users", "stats": {"hitCount": 75, "missCount": 25}}]}).status_code == 202
+    log = (FIXTURES / "buildlogs" / "buildkit-busted.log").read_bytes()
+    built = httpx.post(url + "/api/v1/builds", content=log, params={"image": "app", "id": "b1"},
+                       headers={"Content-Type": "text/plain"})
+    assert built.status_code == 202, built.text
+    events = [{"id": f"e{i}", "action": "pull", "target": {
+        "mediaType": "application/vnd.docker.distribution.manifest.v2+json", "size": 528,
+        "digest": "sha256:" + "a" * 64, "repository": "team/app", "tag": "v1"},
+        "request": {"method": "GET", "host": "registry:5000"}} for i in range(2)]
+    assert httpx.post(url + "/webhooks/registry", params={"registry": "compose"},
+                      json={"events": events}).status_code == 200
+
+
+def _cells(page: str, layer: str, cache: str) -> list[str]:
+    row = re.search(rf'data-layer="{layer}" data-cache="{re.escape(cache)}">(.*?)</tr>', page)
+    assert row, f"no row for {layer}/{cache}"
+    return re.findall(r'class="num rate">([^<]*)<', row.group(1))
+
+
+# --- in a real browser ------------------------------------------------------------------------
+BROWSER_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--no-first-run", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    """Debian's chromium, driven by Playwright's Python package (no browser download)."""
+    executable = require("chromium", "chromium")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:  # a test dependency (pyproject's test extra)
+        (pytest.fail if IN_CI else pytest.skip)("playwright is not installed: pip install "
+                                                "'.[test]' (no browser download needed)")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=executable, args=BROWSER_ARGS)
+        yield launched
+        launched.close()
+
+
+def _open(browser: object, url: str, ready: str) -> tuple[object, list[str]]:
+    """The page loaded (until ``ready`` is visible), and every console error and failed load."""
+    page = browser.new_page()  # type: ignore[attr-defined]
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(m.text) if m.type in ("error", "warning")
+            else None)
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    page.on("requestfailed", lambda request: problems.append(f"failed: {request.url}"))
+    page.goto(url, wait_until="load")
+    page.wait_for_selector(ready, timeout=15_000)
+    return page, problems
+
+
+@pytest.mark.e2e
+def test_status_page_in_a_browser_shows_each_source_with_no_console_errors(
+        browser, redis_plain, exporter_factory):
+    client = redis_plain.client()
+    client.set("k", 1)
+    for _ in range(9):
+        client.get("k")
+    client.get("absent")  # Redis: 9 hits, 1 miss
+    exporter = exporter_factory(settings([f"main={redis_plain.url}"],
+                                         **{"redis.probe_interval": 0.05}))
+    _push_every_source(exporter.url)
+    wait_until(lambda: "op=\"ping\"" in httpx.get(exporter.url + "/metrics").text)
+    page, problems = _open(browser, exporter.url + "/", "tr[data-cache=main]")
+    cells = {(row.get_attribute("data-layer"), row.get_attribute("data-cache")):
+             [cell.inner_text() for cell in row.query_selector_all("td")]
+             for row in page.query_selector_all("tr[data-layer]")}
+    assert cells[("redis", "main")][1:3] == ["90.0%", "90.0%"]
+    assert cells[("redis", "main")][5].endswith("ms")  # P99 of the probe's PINGs
+    assert cells[("redis", "main")][6].startswith("up")
+    assert cells[("app", "users")][1:3] == ["75.0%", "75.0%"]
+    assert cells[("docker_build", "app")][1:3] == ["50.0%", "50.0%"]
+    pulls = page.query_selector("tr[data-repository='team/app']").inner_text()
+    assert pulls.split("\t")[:4] == ["compose", "team/app", "2", "2"]
+    assert page.query_selector_all("svg.spark")  # sparklines drawn inline
+    assert page.query_selector("a[href=metrics]")
+    assert page.query_selector("a[href=docs]")
+    assert problems == []
+
+
+@pytest.mark.e2e
+def test_docs_render_offline_in_a_browser(browser, exporter_factory):
+    exporter = exporter_factory(settings([], **{"redis.enabled": False}))
+    page, problems = _open(browser, exporter.url + "/docs", ".opblock-summary-path")
+    paths = {element.inner_text().replace("\u200b", "")
+             for element in page.query_selector_all(".opblock-summary-path")}
+    assert {"/metrics", "/probe", "/webhooks/registry", "/webhooks/harbor",
+            "/api/v1/caches"} <= paths
+    assert problems == []
