@@ -31,8 +31,24 @@ cli = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 log = logging.getLogger("cachewatch")
+
+
+def _print_version(given: bool) -> None:
+    if given:
+        typer.echo(f"cachewatch {__version__}")
+        raise typer.Exit()
+
+
+@cli.callback()
+def _root(
+    version: Annotated[bool, typer.Option(
+        "--version", "-V", is_eager=True, callback=_print_version,
+        help="Print the version and exit.")] = False,
+) -> None:
+    """Options that come before a command (``cachewatch --version``)."""
 
 
 def _env(name: str) -> str:
@@ -149,15 +165,21 @@ def bundle(
     out: Annotated[Path, typer.Option(help="Folder to write alerts/ (and dashboards/) into.")]
     = Path("."),
     hit_rate: Annotated[float, typer.Option(help="Alert below this hit ratio.")] = 0.85,
-    hit_rate_for: Annotated[str, typer.Option(help="...for this long.")] = "10m",
+    hit_rate_for: Annotated[str, typer.Option(
+        help="How long the hit ratio must stay below --hit-rate before CacheHitRateLow "
+        "fires.")] = "10m",
     p99: Annotated[str, typer.Option(help="Alert when P99 latency is above this.")] = "50ms",
-    p99_for: Annotated[str, typer.Option(help="...for this long.")] = "5m",
+    p99_for: Annotated[str, typer.Option(
+        help="How long P99 must stay above --p99 before the latency alerts fire.")] = "5m",
     build_hit_rate: Annotated[float, typer.Option(
         help="Alert when builds take fewer of their steps from cache.")] = 0.5,
-    build_window: Annotated[str, typer.Option(help="Over this window of builds.")] = "1h",
+    build_window: Annotated[str, typer.Option(
+        help="The window of builds --build-hit-rate is measured over.")] = "1h",
     registry_hit_rate: Annotated[float, typer.Option(
         help="Alert below this pull-through cache hit ratio.")] = 0.85,
-    runbook_url: Annotated[str, typer.Option(help="Where the runbooks (README) live.")]
+    runbook_url: Annotated[str, typer.Option(
+        show_default=False, help="Where the runbooks (README) live; alerts link to it "
+        "[default: https://github.com/cachewatch/cachewatch/blob/main/README.md]")]
     = "https://github.com/cachewatch/cachewatch/blob/main/README.md",
     grafana_url: Annotated[str, typer.Option(help="Grafana, for alerts' dashboard links.")]
     = "http://localhost:3000",
@@ -177,13 +199,19 @@ def bundle(
         help="Alert when a host's build cache stays above this size (what `docker builder "
         "prune --keep-storage` would keep), like 20GiB.")] = "20GiB",
     build_cache_for: Annotated[str, typer.Option(
-        help="...for this long.")] = "1h",
+        help="How long the build cache must stay above --build-cache-budget before "
+        "DockerBuildCacheOverBudget fires.")] = "1h",
     check: Annotated[bool, typer.Option(
         help="Write nothing; exit 1 if the files under --out differ from a fresh generation.")]
     = False,
 ) -> None:
-    """Generate the Prometheus rules (with their promtool tests), Alertmanager example, Grafana
-    dashboards and Prometheus Operator resources."""
+    """Generate the alerting and dashboard bundle from the metric contract.
+
+    Under --out: alerts/ (Prometheus rules, their promtool tests, an Alertmanager example,
+    Grafana-managed alerts), dashboards/ (Grafana dashboards and provisioning) and
+    deploy/kubernetes/ (PrometheusRule, PodMonitor). Durations are like 30s, 10m or 1h; ratios
+    are fractions (0.85 = 85 %). Example: cachewatch bundle --out . --hit-rate 0.9 --p99 25ms
+    """
     from . import bundle as generator
     from .bundle.thresholds import Thresholds, size_bytes
     from .config import parse_duration
