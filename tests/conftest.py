@@ -116,9 +116,9 @@ def prometheus_factory(tmp_path: Path) -> Iterator[Callable[..., Prometheus]]:
     started: list[Prometheus] = []
 
     def start(targets: list[str], rule_files: list[Path] = (),
-              alertmanager: str | None = None) -> Prometheus:
+              alertmanager: str | None = None, scrape: dict | None = None) -> Prometheus:
         server = Prometheus(tmp_path / f"prometheus{len(started)}", targets, rule_files,
-                            alertmanager).start()
+                            alertmanager, scrape).start()
         started.append(server)
         return server
 

@@ -285,7 +285,9 @@ class Prometheus:
     """A real Prometheus scraping the given targets every second, for PromQL checks."""
 
     def __init__(self, workdir: Path, targets: list[str], rule_files: list[Path] = (),
-                 alertmanager: str | None = None) -> None:
+                 alertmanager: str | None = None, scrape: dict | None = None) -> None:
+        """``scrape``: more keys for the scrape config (``scheme``, ``basic_auth``,
+        ``tls_config``, ...)."""
         self.binary = require("prometheus", "prometheus")
         self.workdir = workdir
         self.port = free_port()
@@ -295,7 +297,7 @@ class Prometheus:
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
             "rule_files": [str(p) for p in rule_files],
             "scrape_configs": [{"job_name": "cachewatch",
-                                "static_configs": [{"targets": targets}]}],
+                                "static_configs": [{"targets": targets}], **(scrape or {})}],
         }
         if alertmanager:
             config["alerting"] = {"alertmanagers": [{"static_configs": [
@@ -329,6 +331,11 @@ class Prometheus:
     def scalar(self, promql: str) -> float | None:
         result = self.query(promql)
         return float(result[0]["value"][1]) if result else None
+
+    def target_error(self) -> str:
+        """The last scrape error of the first active target ("" when it scraped fine)."""
+        body = httpx.get(self.url + "/api/v1/targets", timeout=10).json()
+        return body["data"]["activeTargets"][0]["lastError"]
 
 
 class RegistryServer:
