@@ -58,13 +58,16 @@ class WebSettings(BaseModel):
     header_timeout: Seconds = Field(
         default=10.0, gt=0, le=600,
         description="a request line and headers must arrive within this long of the connection "
-        "(or of the request's first byte); slower clients are disconnected")
+        "(or of the request's first byte); slower clients are disconnected",
+        json_schema_extra=flag(default="10s"))
     body_timeout: Seconds = Field(
         default=60.0, gt=0, le=3600,
-        description="a request body must arrive within this long of its headers")
+        description="a request body must arrive within this long of its headers",
+        json_schema_extra=flag(default="60s"))
     keepalive_timeout: Seconds = Field(
         default=5.0, gt=0, le=600,
-        description="an idle keep-alive connection is closed after this long")
+        description="an idle keep-alive connection is closed after this long",
+        json_schema_extra=flag(default="5s"))
     max_connections: int = Field(
         default=1024, ge=16, le=1_000_000,
         description="open connections at most; at the cap the connection that has waited "
@@ -87,7 +90,7 @@ class ProbeSettings(BaseModel):
         "(`*.cache.internal`) and networks (`10.0.0.0/8`); `*` allows any host; empty: "
         "configured targets only",
         json_schema_extra=flag("--probe-allow", default="[] (configured targets only)",
-                               metavar="PATTERN|CIDR",
+                               metavar="HOST_OR_CIDR",
                                help="Host pattern or network /probe may read besides "
                                "configured targets"))
 

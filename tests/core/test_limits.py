@@ -162,18 +162,21 @@ def test_keep_alive_connections_are_reused_then_closed_when_idle(exporter_factor
         assert time.monotonic() - started < 2
 
 
-@pytest.mark.parametrize("scheme", ["Bearer", "bearer", "BEARER", "bEaReR"])
-@pytest.mark.parametrize("path", ["/api/v1/builds", "/webhooks/registry"])
-def test_the_bearer_scheme_is_case_insensitive(exporter_factory, scheme, path):
+def test_the_bearer_scheme_is_case_insensitive(exporter_factory):
+    """RFC 7235: the scheme is case-insensitive; the token is not."""
     exporter = exporter_factory(settings([], **{"builds.token": "tok-1",
                                                 "registry.token": "tok-1"}))
-    good = httpx.post(exporter.url + path, json={"events": []},
-                      headers={"Authorization": f"{scheme} tok-1"})
-    assert good.status_code != 401
-    for wrong in (f"{scheme} tok-2", "tok-1", "Basic tok-1", f"{scheme}tok-1", ""):
-        response = httpx.post(exporter.url + path, json={"events": []},
-                              headers={"Authorization": wrong})
-        assert response.status_code == 401, wrong
+    with httpx.Client(base_url=exporter.url) as http:
+        for path in ("/api/v1/builds", "/webhooks/registry"):  # the framework and the raw path
+            for scheme in ("Bearer", "bearer", "BEARER", "bEaReR"):
+                good = http.post(path, json={"events": []},
+                                 headers={"Authorization": f"{scheme} tok-1"})
+                assert good.status_code != 401, (path, scheme)
+            for wrong in ("Bearer tok-2", "Bearer TOK-1", "tok-1", "Basic tok-1", "Bearertok-1",
+                          ""):
+                response = http.post(path, json={"events": []},
+                                     headers={"Authorization": wrong})
+                assert response.status_code == 401, (path, wrong)
 
 
 def test_refused_receiver_requests_are_logged_once_per_cause(exporter_factory, caplog):
@@ -181,11 +184,12 @@ def test_refused_receiver_requests_are_logged_once_per_cause(exporter_factory, c
     exporter = exporter_factory(settings([], **{"app.token": "tok-1",
                                                 "app.max_body_bytes": 1024}))
     before = len(_server_side_lines(caplog))
-    for _ in range(30):
-        assert httpx.post(exporter.url + "/api/v1/caches", json={},
-                          headers={"Authorization": "Bearer nope"}).status_code == 401
-        assert httpx.post(exporter.url + "/api/v1/caches", content=b"x" * 2048,
-                          headers={"Authorization": "Bearer tok-1"}).status_code == 413
+    with httpx.Client(base_url=exporter.url) as http:
+        for _ in range(30):
+            assert http.post("/api/v1/caches", json={},
+                             headers={"Authorization": "Bearer nope"}).status_code == 401
+            assert http.post("/api/v1/caches", content=b"x" * 2048,
+                             headers={"Authorization": "Bearer tok-1"}).status_code == 413
     added = [r for r in _server_side_lines(caplog)[before:] if r.name == "cachewatch.refused"]
     assert sorted(r.cause for r in added) == ["app:auth", "app:too_large"]
     metrics = exporter.scrape()

@@ -297,3 +297,59 @@ def test_real_prometheus_scrapes_over_tls_with_basic_auth(exporter_factory, prom
     wait_until(lambda: good.scalar("cachewatch_build_info") == 1, timeout=30)
     wait_until(lambda: bad.scalar('up{job="cachewatch"}') == 0, timeout=30)
     assert "401" in bad.target_error()
+
+
+@pytest.mark.e2e
+def test_cachewatch_serve_takes_the_web_config_flag(pki, tmp_path):
+    """The real command with --web.config.file: HTTPS, basic auth, /healthz left open for
+    probes; a broken file stops start-up with exit code 2 and no secret in the message."""
+    import os
+    import subprocess
+    import sys
+
+    from support import free_port
+
+    path = write_web_config(tmp_path, {
+        "tls_server_config": {"cert_file": str(pki["cert"]), "key_file": str(pki["key"])},
+        "basic_auth_users": {"alice": HASH}, "auth_excluded_paths": ["/healthz"]})
+    port = free_port()
+    command = [sys.executable, "-m", "cachewatch", "serve", "--listen-address", "127.0.0.1",
+               "--port", str(port), "--disable-collector", "redis"]
+    log = (tmp_path / "serve.log").open("w")
+    proc = subprocess.Popen([*command, "--web.config.file", str(path)], stdout=log,
+                            stderr=subprocess.STDOUT, env=os.environ.copy())
+    try:
+        url = f"https://127.0.0.1:{port}"
+        verify = client(pki)
+        wait_until(lambda: httpx.get(url + "/healthz", verify=verify).status_code == 200,
+                   timeout=20)
+        assert httpx.get(url + "/metrics", verify=verify).status_code == 401
+        assert httpx.get(url + "/metrics", verify=verify,
+                         auth=("alice", PASSWORD)).status_code == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+    assert f"listen=https://127.0.0.1:{port}" in (tmp_path / "serve.log").read_text()
+    path.write_text(yaml.safe_dump({"basic_auth_users": {"alice": "hunter2-Plain"}}))
+    failed = subprocess.run([*command, "--web.config.file", str(path)], capture_output=True,
+                            text=True, timeout=30)
+    assert failed.returncode == 2
+    assert "the password of user 'alice' is not a bcrypt hash" in failed.stderr
+    assert "hunter2-Plain" not in failed.stderr + failed.stdout
+
+
+def test_the_readme_web_config_example_loads(tmp_path, pki):
+    """The Security section's file, with certificates of our own under its names."""
+    from support import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    start = readme.index("# web-config.yml\n")
+    example = readme[start:readme.index("```", start)]
+    for ours, theirs in (("cert", "server.crt"), ("key", "server.key"),
+                         ("ca", "scrapers-ca.crt")):
+        (tmp_path / theirs).write_bytes(pki[ours].read_bytes())
+    config = load(write_web_config(tmp_path, yaml.safe_load(example)))
+    assert config.tls is not None
+    assert config.tls.client_allowed_sans == ["prometheus.monitoring.svc"]
+    assert bcrypt.checkpw(b"change-me", config.users["prometheus"])
+    assert config.excluded_paths == {"/healthz"}

@@ -156,14 +156,14 @@ def test_a_trickling_server_is_cut_off_at_the_deadline_not_per_byte(exporter_fac
     hostile = HostileRedis(trickle)
     try:
         exporter = exporter_factory(settings([], **{"probe.allow": ["127.0.0.1"],
-                                                    "redis.timeout": 0.5}))
+                                                    "redis.timeout": 0.3}))
         metrics = exporter.scrape(f"/probe?target={hostile.address}")
         assert metrics.value(ERRORS, collector="redis", target=hostile.address,
                              reason="timeout") == 1
         # the worker gave up after about the timeout, not after 4096 x 50 ms
-        time.sleep(1.0)
-        sent = hostile.sent
         time.sleep(0.5)
+        sent = hostile.sent
+        time.sleep(0.3)
         assert hostile.sent - sent <= 2, "the client kept reading after its deadline"
     finally:
         hostile.stop()
@@ -172,20 +172,16 @@ def test_a_trickling_server_is_cut_off_at_the_deadline_not_per_byte(exporter_fac
 SECRET = "hunter2-Secret"
 
 
-@pytest.mark.parametrize("target", [
-    f"redis://user:{SECRET}@127.0.0.1:6379",
-    f"redis://:{SECRET}@127.0.0.1:6379",
-    f"user:{SECRET}@127.0.0.1:notaport",
-    f"redis://user:{SECRET}@127.0.0.1:99999999",
-    f"rediss://u:{SECRET}@host/abc",
-    f"user:{SECRET}@nohostport",
-])
-def test_probe_answers_and_logs_hold_no_credential(exporter_factory, caplog, target):
+def test_probe_answers_and_logs_hold_no_credential(exporter_factory, caplog):
     caplog.set_level(logging.DEBUG)
     exporter = exporter_factory(settings([], **{"probe.allow": ["*"]}))
-    response = exporter.get("/probe", params={"target": target})
-    assert response.status_code == 400
-    assert SECRET not in response.text
+    for target in (f"redis://user:{SECRET}@127.0.0.1:6379", f"redis://:{SECRET}@127.0.0.1:6379",
+                   f"user:{SECRET}@127.0.0.1:notaport",
+                   f"redis://user:{SECRET}@127.0.0.1:99999999",
+                   f"rediss://u:{SECRET}@host/abc", f"user:{SECRET}@nohostport"):
+        response = exporter.get("/probe", params={"target": target})
+        assert response.status_code == 400, target
+        assert SECRET not in response.text, target
     server_side = [r.getMessage() + str(vars(r)) for r in caplog.records
                    if r.name.startswith(("cachewatch", "uvicorn"))]
     assert server_side
