@@ -189,8 +189,8 @@ BUILD_DURATION_BUCKETS: tuple[float, ...] = (
     1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0)
 DOCKER_BUILDS = _spec(
     "docker_builds_total", Kind.COUNTER,
-    "Builds ingested, by outcome (success, failed, cancelled).",
-    ("image", "target", "status"), DOCKER_BUILD)
+    "Builds by outcome (success, failed, cancelled); source: log (ingested) or engine (history).",
+    ("image", "target", "status", "source"), DOCKER_BUILD)
 DOCKER_BUILD_DURATION = _spec(
     "docker_build_duration_seconds", Kind.HISTOGRAM,
     "Wall-clock duration of ingested builds.",
@@ -198,7 +198,7 @@ DOCKER_BUILD_DURATION = _spec(
 DOCKER_BUILD_STEPS = _spec(
     "docker_build_steps_total", Kind.COUNTER,
     "Cacheable build steps by result: hit (CACHED) or miss (executed); per image and target.",
-    ("image", "target", "result"), DOCKER_BUILD)
+    ("image", "target", "result", "source"), DOCKER_BUILD)
 DOCKER_BUILD_STEP_SECONDS = _spec(
     "docker_build_step_seconds_total", Kind.COUNTER,
     "Seconds spent in cacheable steps, executed versus served from cache.",
@@ -210,7 +210,7 @@ DOCKER_BUILD_REBUILD_SECONDS = _spec(
 DOCKER_BUILD_CACHE_BUSTERS = _spec(
     "docker_build_cache_busters_total", Kind.COUNTER,
     "Builds whose first cache miss (after a hit) was this instruction, normalised.",
-    ("image", "instruction"), DOCKER_BUILD)
+    ("image", "instruction", "source"), DOCKER_BUILD)
 BUILD_INGEST_REJECTED = _spec(
     "build_ingest_rejected_total", Kind.COUNTER,
     "Build submissions refused, by reason (auth, too_large, malformed, duplicate).",
@@ -231,9 +231,23 @@ DOCKER_BUILD_CACHE_RECLAIMABLE = _spec(
     "Build cache bytes a prune could free, as `docker system df` counts them.",
     ("host",), DOCKER_ENGINE)
 DOCKER_BUILD_CACHE_USAGE = _spec(
-    "docker_build_cache_usage_count", Kind.GAUGE,
+    "docker_build_cache_uses", Kind.GAUGE,
     "Sum of build cache records' usage counts: how often cached results were reused.",
     ("host",), DOCKER_ENGINE)
+# Cumulative over `le`, like histogram buckets, but a snapshot: how much of the cache was used
+# recently. A cache whose bytes all sit in the oldest buckets is bloated; one with nothing older
+# than an hour is thrashing (pruned or evicted before it is reused).
+BUILD_CACHE_AGE_BUCKETS: tuple[float, ...] = (
+    3600.0, 6 * 3600.0, 86400.0, 3 * 86400.0, 7 * 86400.0, 14 * 86400.0, 30 * 86400.0,
+    90 * 86400.0)
+DOCKER_BUILD_CACHE_IDLE_BYTES = _spec(
+    "docker_build_cache_used_within_bytes", Kind.GAUGE,
+    "Build cache bytes last used at most `le` seconds ago (cumulative; le=+Inf is all of it).",
+    ("host", "le"), DOCKER_ENGINE)
+DOCKER_BUILD_CACHE_IDLE_RECORDS = _spec(
+    "docker_build_cache_used_within_records", Kind.GAUGE,
+    "Build cache records last used at most `le` seconds ago (cumulative; le=+Inf is all).",
+    ("host", "le"), DOCKER_ENGINE)
 DOCKER_IMAGES = _spec(
     "docker_images", Kind.GAUGE,
     "Images on the engine; dangling ones have no tag.",

@@ -195,6 +195,14 @@ def test_engine_collector_matches_docker_system_df(docker_engine, exporter_facto
     reclaimable = metrics.value("cachewatch_docker_build_cache_reclaimable_bytes", host="local")
     assert reclaimable == pytest.approx(_human_bytes(rows["Build Cache"]["Reclaimable"]),
                                         rel=0.005)
+    # every record was used moments ago: all of the cache is in the smallest age bucket
+    everything = sum(metrics.find("cachewatch_docker_build_cache_bytes", host="local"))
+    assert everything > 0
+    for le in ("3600.0", "+Inf"):
+        assert metrics.value("cachewatch_docker_build_cache_used_within_bytes", host="local",
+                             le=le) == everything
+    assert metrics.value("cachewatch_docker_build_cache_used_within_records", host="local",
+                         le="+Inf") == records
     images = sum(metrics.find("cachewatch_docker_images", host="local"))
     assert images == int(rows["Images"]["TotalCount"])
     layers = metrics.value("cachewatch_docker_layers_bytes", host="local")
@@ -263,7 +271,7 @@ def test_system_df_after_api_1_52_is_read_too():
     assert samples[(cache, (("host", "h"), ("in_use", "true"), ("shared", "false"),
                             ("type", "regular")))] == 100
     assert samples[("cachewatch_docker_build_cache_reclaimable_bytes", (("host", "h"),))] == 600
-    assert samples[("cachewatch_docker_build_cache_usage_count", (("host", "h"),))] == 8
+    assert samples[("cachewatch_docker_build_cache_uses", (("host", "h"),))] == 8
     assert samples[("cachewatch_docker_images", (("dangling", "true"), ("host", "h")))] == 1
     assert samples[("cachewatch_docker_images_shared_bytes", (("host", "h"),))] == 1000
     assert samples[("cachewatch_docker_layers_bytes", (("host", "h"),))] == 5000

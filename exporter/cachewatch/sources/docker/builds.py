@@ -31,6 +31,7 @@ from .settings import BuildSettings
 log = logging.getLogger("cachewatch.builds")
 
 REJECT_REASONS = ("auth", "too_large", "malformed", "duplicate")
+SOURCE = "log"  # the `source` label: these builds come from ingested logs
 _SEEN_IDS = 10_000  # build ids remembered to drop re-sent submissions
 
 
@@ -142,14 +143,15 @@ class BuildCollector(Source):
             per_image: dict[tuple[str, str], int] = defaultdict(int)
             for (image, target, result), count in self._steps.items():
                 out.add(contract.DOCKER_BUILD_STEPS,
-                        {"image": image, "target": target, "result": result}, count)
+                        {"image": image, "target": target, "result": result, "source": SOURCE},
+                        count)
                 per_image[(image, result)] += count
             for (image, result), count in per_image.items():
                 out.add(contract.CACHE_LOOKUPS, {"layer": Layer.DOCKER_BUILD.value,
                                                  "cache": image, "result": result}, count)
             for (image, target, status), count in self._builds.items():
-                out.add(contract.DOCKER_BUILDS,
-                        {"image": image, "target": target, "status": status}, count)
+                out.add(contract.DOCKER_BUILDS, {"image": image, "target": target,
+                                                 "status": status, "source": SOURCE}, count)
             for (image, target, result), seconds in self._seconds.items():
                 out.add(contract.DOCKER_BUILD_STEP_SECONDS,
                         {"image": image, "target": target, "result": result}, seconds)
@@ -158,7 +160,7 @@ class BuildCollector(Source):
                         {"image": image, "target": target}, seconds)
             for (image, instruction), count in self._busters.items():
                 out.add(contract.DOCKER_BUILD_CACHE_BUSTERS,
-                        {"image": image, "instruction": instruction}, count)
+                        {"image": image, "instruction": instruction, "source": SOURCE}, count)
             for reason, count in self._rejected.items():
                 out.add(contract.BUILD_INGEST_REJECTED, {"reason": reason}, count)
             durations = list(self._duration.collect())

@@ -9,18 +9,24 @@ An events watcher (its own thread, reconnecting with back-off) counts image and 
 from __future__ import annotations
 
 import logging
+import re
 import threading
+import time
+from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client.metrics_core import Metric
+from prometheus_client.utils import floatToGoString
 
 from ... import contract
 from ...contract import Families
 from ...health import Health
 from ...runtime import Runtime
 from ...target_collector import TargetCollector
+from .history import BuildHistory
 from .settings import DockerSettings
 
 if TYPE_CHECKING:
@@ -41,8 +47,9 @@ IMAGE_ACTIONS = ("pull", "push", "delete", "import", "load", "save", "tag", "unt
 BUILDER_ACTIONS = ("prune",)
 
 
-def disk_usage(df: dict[str, Any], host: str) -> Families:
+def disk_usage(df: dict[str, Any], host: str, now: float | None = None) -> Families:
     """Families from a ``/system/df`` answer of either shape."""
+    now = time.time() if now is None else now
     out = Families()
     cache = df.get("BuildCache")
     images = df.get("Images")
@@ -80,6 +87,7 @@ def disk_usage(df: dict[str, Any], host: str) -> Families:
         reclaimable = float(cache_usage["Reclaimable"])
     out.add(contract.DOCKER_BUILD_CACHE_RECLAIMABLE, {"host": host}, reclaimable)
     out.add(contract.DOCKER_BUILD_CACHE_USAGE, {"host": host}, usage)
+    _cache_ages(out, cache or [], host, now)
 
     if not images and "TotalCount" in image_usage:  # 1.52+ without Items: totals only
         out.add(contract.DOCKER_IMAGES, {"host": host, "dangling": "unknown"},
@@ -98,6 +106,37 @@ def disk_usage(df: dict[str, Any], host: str) -> Families:
     return out
 
 
+def _cache_ages(out: Families, records: list[dict[str, Any]], host: str, now: float) -> None:
+    """Bytes and records by how recently each cache record was last used (cumulative)."""
+    sizes = [0.0] * (len(contract.BUILD_CACHE_AGE_BUCKETS) + 1)
+    counts = [0] * len(sizes)
+    for record in records:
+        used = _timestamp(record.get("LastUsedAt") or record.get("CreatedAt"))
+        age = max(0.0, now - used) if used is not None else float("inf")
+        index = bisect_left(contract.BUILD_CACHE_AGE_BUCKETS, age)
+        sizes[index] += float(record.get("Size") or 0)
+        counts[index] += 1
+    total_size, total_count = 0.0, 0
+    edges = [*(floatToGoString(b) for b in contract.BUILD_CACHE_AGE_BUCKETS), "+Inf"]
+    for edge, size, count in zip(edges, sizes, counts, strict=True):
+        total_size += size
+        total_count += count
+        out.add(contract.DOCKER_BUILD_CACHE_IDLE_BYTES, {"host": host, "le": edge}, total_size)
+        out.add(contract.DOCKER_BUILD_CACHE_IDLE_RECORDS, {"host": host, "le": edge},
+                total_count)
+
+
+def _timestamp(value: Any) -> float | None:
+    """The engine's RFC 3339 times (nanosecond fractions, ``Z``) as Unix seconds."""
+    if not value or not isinstance(value, str) or value.startswith("0001-"):
+        return None
+    text = re.sub(r"(\.\d{6})\d+", r"\1", value.replace("Z", "+00:00"))
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        return None
+
+
 def _flag(value: Any) -> str:
     return "true" if value else "false"
 
@@ -108,7 +147,11 @@ def _is_dangling(image: dict[str, Any]) -> bool:
 
 
 class EventCounter:
-    """Counts engine events in a thread of its own; reconnects with back-off when cut off."""
+    """Counts engine events in a thread of its own; reconnects with back-off when cut off.
+
+    ``image tag`` events also feed the build history (``history.BuildHistory``) when it is on:
+    every ``docker build -t`` emits one, fully cached builds included.
+    """
 
     def __init__(self, settings: DockerSettings, health: Health, collector: str) -> None:
         self._settings = settings
@@ -124,6 +167,7 @@ class EventCounter:
         self._client: docker.DockerClient | None = None
         self._stream: Any = None
         self.connected = threading.Event()
+        self.history: BuildHistory | None = None
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="cachewatch-docker-events",
@@ -145,11 +189,17 @@ class EventCounter:
                 self._client = _sdk().DockerClient(base_url=self._settings.host, timeout=None)
                 stream = self._stream = self._client.events(
                     decode=True, filters={"type": ["image", "builder"]})
+                if self._settings.history and self.history is None:
+                    api = self._client.api
+                    self.history = BuildHistory(api.history, api.images,
+                                                self._settings.history_max_images)
+                    self.history.prime()
                 self.connected.set()
                 log.info("watching docker events", extra={"host": self._settings.name})
                 backoff = 0.5
                 for event in stream:
                     self._count(event)
+                    self._build(event)
                     if self._stop.is_set():
                         return
             except Exception as exc:
@@ -174,8 +224,28 @@ class EventCounter:
         with self._lock:
             self._counts[key] = self._counts.get(key, 0) + 1
 
+    def _build(self, event: dict[str, Any]) -> None:
+        """A ``tag`` event is a build (or a re-tag): read the history it points at."""
+        if self.history is None or event.get("Type") != "image" or event.get("Action") != "tag":
+            return
+        tag = str((event.get("Actor") or {}).get("Attributes", {}).get("name") or "")
+        image_id = str(event.get("id") or (event.get("Actor") or {}).get("ID") or "")
+        if not tag or not image_id:
+            return
+        try:
+            build = self.history.on_tag(image_id, tag)
+        except Exception as exc:  # the image may be gone already; one build lost, not the watch
+            self._health.count_error(self._collector, self._settings.name, "history")
+            log.debug("image history unreadable", extra={"image": tag, "error": str(exc)})
+            return
+        log.info("build seen in the engine's history", extra={
+            "image": build.image, "hits": build.hits, "lookups": build.lookups,
+            "cache_buster": build.cache_buster or "-"})
+
     def families(self) -> Families:
         out = Families()
+        if self.history is not None:
+            out.extend(self.history.families())
         with self._lock:
             for (type_, action), count in sorted(self._counts.items()):
                 out.add(contract.DOCKER_EVENTS,
@@ -187,7 +257,7 @@ class DockerEngineCollector(TargetCollector):
     """One engine (``docker.host``), read with ``GET /system/df`` on each scrape."""
 
     name = "docker"
-    reasons = (*REASONS, "events")
+    reasons = (*REASONS, "events", "history")
 
     def __init__(self, settings: DockerSettings, runtime: Runtime) -> None:
         super().__init__(runtime, settings.timeout)

@@ -54,3 +54,11 @@ class DockerSettings(BaseModel):
                              description="deadline for `GET /system/df`",
                              json_schema_extra=flag(default="5s"))
     events: bool = Field(default=True, description="count image and builder events")
+    history: bool = Field(
+        default=True,
+        description="count builds from `image tag` events and image history: steps reused or"
+        " rebuilt and the cache buster per image, with no log piping (needs `events`)")
+    history_max_images: int = Field(
+        default=200, ge=1,
+        description="distinct `image` label values from the engine's history; more fold into"
+        " `other`")
