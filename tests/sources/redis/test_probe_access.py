@@ -224,10 +224,16 @@ def test_a_bad_token_value_is_not_repeated_in_the_error():
     assert SECRET not in str(caught.value)
 
 
-def test_probe_of_a_configured_target_with_password_shows_no_password(exporter_factory):
+def test_a_configured_target_with_a_password_shows_it_nowhere(exporter_factory, caplog):
+    caplog.set_level(logging.DEBUG)
     port = free_port()
     exporter = exporter_factory(settings([f"main=redis://:{SECRET}@127.0.0.1:{port}"]))
     metrics = Metrics(exporter.get("/probe", params={"target": "main"}).text)
-    assert metrics.value(UP, collector="redis", target="main") == 0
-    for path in ("/metrics", "/", "/probe?target=main"):
+    assert metrics.value(UP, collector="redis", target="main") == 0  # connection refused
+    for path in ("/metrics", "/", "/probe?target=main", "/readyz"):
         assert SECRET not in exporter.get(path).text
+    logged = [r.getMessage() + str(vars(r)) for r in caplog.records
+              if r.name.startswith("cachewatch")]
+    assert any("reading redis targets" in line for line in logged)
+    assert any("target is down" in line for line in logged)
+    assert not [line for line in logged if SECRET in line]
