@@ -27,6 +27,7 @@ from .guard import Guard, LiveWebConfig
 from .refusals import RefusalCollector
 from .runtime import Runtime
 from .source import ProbeTargetError, Source
+from .target_collector import TargetCollector
 from .webconfig import WebConfig
 
 log = logging.getLogger("cachewatch.app")
@@ -102,19 +103,9 @@ def create_app(collectors: Sequence[Source], runtime: Runtime, *,
                                    " that probe.allow lists, like redis://host:port"),
         module: str = Query("redis", description="Which collector reads the target."),
     ) -> Response:
-        if target is None:
-            return PlainTextResponse(
-                "missing target: /probe?target=<a configured target name, or an address "
-                "probe.allow lists, like redis://host:6379>\n", status_code=400)
-        collector = by_name.get(module)
-        if collector is None:
-            known = ", ".join(by_name) or "none enabled"
-            return PlainTextResponse(f"unknown module {module!r}; enabled collectors: {known}\n",
-                                     status_code=400)
-        try:
-            one = collector.for_probe(target, allow)
-        except ProbeTargetError as exc:
-            return PlainTextResponse(f"{exc}\n", status_code=400)
+        one = _probe_collector(by_name, target, module, allow)
+        if isinstance(one, Response):
+            return one
         if probes.locked():
             return PlainTextResponse(
                 f"more than {MAX_CONCURRENT_PROBES} probes at once; retry, or lower the scrape "
@@ -144,6 +135,24 @@ def create_app(collectors: Sequence[Source], runtime: Runtime, *,
     guarded = Guard(FastPaths(app, fast), web, runtime.refusals,
                     bearer_paths=[p for c in collectors for p in c.bearer_paths()])
     return guarded
+
+
+def _probe_collector(by_name: dict[str, Source], target: str | None, module: str,
+                     allow: AllowList) -> TargetCollector | Response:
+    """The one-target collector ``/probe`` reads, or the 400 that says why there is none."""
+    if target is None:
+        return PlainTextResponse(
+            "missing target: /probe?target=<a configured target name, or an address "
+            "probe.allow lists, like redis://host:6379>\n", status_code=400)
+    collector = by_name.get(module)
+    if collector is None:
+        known = ", ".join(by_name) or "none enabled"
+        return PlainTextResponse(f"unknown module {module!r}; enabled collectors: {known}\n",
+                                 status_code=400)
+    try:
+        return collector.for_probe(target, allow)
+    except ProbeTargetError as exc:
+        return PlainTextResponse(f"{exc}\n", status_code=400)
 
 
 def _maybe_gzip(request: Request, body: bytes, content_type: str) -> Response:

@@ -13,6 +13,7 @@ import time
 import httpx
 import pytest
 
+from cachewatch import receiving
 from cachewatch.refusals import RefusalLog
 from cachewatch.serving import FD_RESERVE, connection_cap, raise_open_file_limit
 
@@ -179,8 +180,11 @@ def test_the_bearer_scheme_is_case_insensitive(exporter_factory):
                 assert response.status_code == 401, (path, wrong)
 
 
-def test_refused_receiver_requests_are_logged_once_per_cause(exporter_factory, caplog):
+def test_refused_receiver_requests_are_logged_once_per_cause(exporter_factory, caplog,
+                                                            monkeypatch):
     caplog.set_level(logging.DEBUG)
+    # The receivers' log memory is process-wide: start from none, whatever ran before.
+    monkeypatch.setattr(receiving, "RECEIVER_REFUSALS", RefusalLog())
     exporter = exporter_factory(settings([], **{"app.token": "tok-1",
                                                 "app.max_body_bytes": 1024}))
     before = len(_server_side_lines(caplog))
