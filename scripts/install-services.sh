@@ -13,6 +13,7 @@ declare -A NEEDED=(
   [amtool]=prometheus-alertmanager
   [debootstrap]=debootstrap
   [docker-compose]=docker-compose
+  [kubectl]=kubernetes-client  # `kubectl kustomize` renders deploy/kubernetes/
 )
 
 missing=()

@@ -115,10 +115,11 @@ def prometheus_factory(tmp_path: Path) -> Iterator[Callable[..., Prometheus]]:
     """Real Prometheus servers scraping what a test names; stopped at the end."""
     started: list[Prometheus] = []
 
-    def start(targets: list[str], rule_files: list[Path] = (),
-              alertmanager: str | None = None, scrape: dict | None = None) -> Prometheus:
+    def start(targets: list[str], rule_files: list[Path] = (), alertmanager: str | None = None,
+              labels: list[dict[str, str]] | None = None,
+              scrape: dict | None = None) -> Prometheus:
         server = Prometheus(tmp_path / f"prometheus{len(started)}", targets, rule_files,
-                            alertmanager, scrape).start()
+                            alertmanager, labels, scrape).start()
         started.append(server)
         return server
 

@@ -285,7 +285,8 @@ class Prometheus:
     """A real Prometheus scraping the given targets every second, for PromQL checks."""
 
     def __init__(self, workdir: Path, targets: list[str], rule_files: list[Path] = (),
-                 alertmanager: str | None = None, scrape: dict | None = None) -> None:
+                 alertmanager: str | None = None,
+                 labels: list[dict[str, str]] | None = None, scrape: dict | None = None) -> None:
         """``scrape``: more keys for the scrape config (``scheme``, ``basic_auth``,
         ``tls_config``, ...)."""
         self.binary = require("prometheus", "prometheus")
@@ -296,8 +297,10 @@ class Prometheus:
         config: dict = {
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
             "rule_files": [str(p) for p in rule_files],
-            "scrape_configs": [{"job_name": "cachewatch",
-                                "static_configs": [{"targets": targets}], **(scrape or {})}],
+            # one target group per label set: the same targets as several members of a fleet
+            "scrape_configs": [{"job_name": "cachewatch", "static_configs": [
+                {"targets": targets, **({"labels": group} if group else {})}
+                for group in (labels or [{}])], **(scrape or {})}],
         }
         if alertmanager:
             config["alerting"] = {"alertmanagers": [{"static_configs": [

@@ -168,13 +168,31 @@ def bundle(
     = "https://github.com/cachewatch/cachewatch/blob/main/README.md",
     grafana_url: Annotated[str, typer.Option(help="Grafana, for alerts' dashboard links.")]
     = "http://localhost:3000",
+    identity_labels: Annotated[str, typer.Option(
+        help="Labels that tell the fleet's caches apart (comma-separated): every rule keeps "
+        "them, alerts carry them, inhibitions match on them, dashboards get a variable for "
+        "each; empty for one Prometheus with one cachewatch.")] = "cluster,namespace,job",
+    cachewatch_selector: Annotated[str, typer.Option(
+        help='Matchers of cachewatch\'s own scrape targets in `up` (label="value", '
+        "comma-separated), for CachewatchDown and CachewatchAbsent; the PodMonitor sets "
+        "them.")] = 'job="cachewatch"',
+    operator_selector: Annotated[str, typer.Option(
+        help="Labels (key=value, comma-separated) on the PrometheusRule and PodMonitor that "
+        "the Prometheus Operator selects them by; kube-prometheus-stack wants "
+        "release=<its release name>; empty for none.")] = "release=kube-prometheus-stack",
+    build_cache_budget: Annotated[str, typer.Option(
+        help="Alert when a host's build cache stays above this size (what `docker builder "
+        "prune --keep-storage` would keep), like 20GiB.")] = "20GiB",
+    build_cache_for: Annotated[str, typer.Option(
+        help="...for this long.")] = "1h",
     check: Annotated[bool, typer.Option(
         help="Write nothing; exit 1 if the files under --out differ from a fresh generation.")]
     = False,
 ) -> None:
-    """Generate the Prometheus rules (with their promtool tests) and Alertmanager example."""
+    """Generate the Prometheus rules (with their promtool tests), Alertmanager example, Grafana
+    dashboards and Prometheus Operator resources."""
     from . import bundle as generator
-    from .bundle.thresholds import Thresholds
+    from .bundle.thresholds import Thresholds, size_bytes
     from .config import parse_duration
 
     try:
@@ -182,7 +200,12 @@ def bundle(
             hit_rate=hit_rate, hit_rate_for=hit_rate_for, p99_seconds=parse_duration(p99),
             p99_for=p99_for, build_hit_rate=build_hit_rate, build_window=build_window,
             registry_hit_rate=registry_hit_rate, runbook_url=runbook_url,
-            grafana_url=grafana_url.rstrip("/"))
+            grafana_url=grafana_url.rstrip("/"),
+            identity_labels=tuple(_items(identity_labels)),
+            cachewatch_selector=cachewatch_selector,
+            operator_selector=tuple(_pair(item) for item in _items(operator_selector)),
+            build_cache_budget_bytes=size_bytes(build_cache_budget),
+            build_cache_for=build_cache_for)
     except ValueError as exc:
         fail(str(exc))
     if not thresholds.p99_is_bucket_edge:
@@ -197,6 +220,18 @@ def bundle(
         return
     for path in generator.write(out, thresholds):
         typer.echo(f"wrote {path}")
+
+
+def _items(text: str) -> list[str]:
+    """``"a, b,"`` -> ``["a", "b"]``: a comma-separated flag value."""
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def _pair(item: str) -> tuple[str, str]:
+    key, sep, value = item.partition("=")
+    if not sep or not key.strip():
+        raise ValueError(f"{item!r} is not key=value")
+    return key.strip(), value.strip()
 
 
 @cli.command("metrics")

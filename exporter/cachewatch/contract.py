@@ -397,6 +397,20 @@ HTTP_REFUSED = _spec(
     ("reason",), SELF)
 
 
+# --- Redis command latency histogram (LATENCY HISTOGRAM) -----------------------------------------
+# Redis 7 keeps a latency histogram per command (hdr_histogram, iterated in powers of two from
+# 1024 ns), so its buckets end at 2^k * 1.024 microseconds. The family exports that fixed ladder,
+# up to the one covering Redis' 1 s ceiling, for every command: the same `le` set on every scrape,
+# as rate() and histogram_quantile() need.
+REDIS_COMMAND_LATENCY_BUCKETS: tuple[float, ...] = tuple(2 ** (k + 10) / 1e9 for k in range(21))
+REDIS_COMMAND_LATENCY = _spec(
+    "redis_command_latency_seconds", Kind.HISTOGRAM,
+    "Server-side latency per command from Redis 7 LATENCY HISTOGRAM (cumulative, power-of-two"
+    " buckets, since the last stats reset: take rate() for a window); sum from INFO"
+    " commandstats; the busiest commands by name, the rest folded into command=\"other\".",
+    ("cache", "command"), REDIS)
+
+
 def family(spec: MetricSpec) -> Metric:
     """An empty prometheus_client family for ``spec``, labels declared, ready for samples."""
     if spec.kind is Kind.COUNTER:

@@ -1,8 +1,10 @@
 """The bundle on real components: Prometheus (with the generated rules) scraping a real exporter
 that reads a real Redis, a real Docker engine and a real pull-through registry, and real
-Alertmanager notifying a receiver here. Every dashboard query and recording rule must parse and
-return data; a Redis hit rate driven below the target must raise CacheHitRateLow, and
-restoring it must resolve the alert."""
+Alertmanager notifying a receiver here. The exporter is scraped as two members of a fleet (one
+cluster, namespaces team-a and team-b), so every dashboard query, with its variables set for
+that fleet, must parse and return data, and return each namespace apart; a Redis hit rate driven
+below the target must raise CacheHitRateLow in both namespaces, each alert carrying its own, and
+restoring it must resolve them."""
 
 from __future__ import annotations
 
@@ -33,12 +35,15 @@ pytestmark = pytest.mark.e2e  # every test here drives real services
 
 LOGS = FIXTURES / "buildlogs"
 SHORT = Thresholds(hit_rate_for="5s", p99_for="5s", registry_for="5s", down_for="5s")
-VARIABLES = {"$__range": "1h", "$__rate_interval": "1m", "$layer": ".*", "$cache": ".*",
+FLEET = [{"cluster": "e2e", "namespace": "team-a"}, {"cluster": "e2e", "namespace": "team-b"}]
+VARIABLES = {"$__range": "1h", "$__rate_interval": "1m", "$cluster": "e2e",
+             "$namespace": "team-a|team-b", "$job": "cachewatch", "$layer": ".*", "$cache": ".*",
              "$image": ".*", "$repository": ".*"}
 
 
-def _query(expr: str) -> str:
-    for name, value in VARIABLES.items():
+def _query(expr: str, **chosen: str) -> str:
+    """``expr`` as Grafana sends it with the fleet's variables (``chosen`` overrides some)."""
+    for name, value in {**VARIABLES, **{f"${k}": v for k, v in chosen.items()}}.items():
         expr = expr.replace(name, value)
     return expr
 
@@ -68,10 +73,10 @@ def stack(tmp_path, redis_main, docker_engine, exporter_factory, registry_factor
             "registry_proxy.timeout": "500ms"}), port=port)
     prometheus = prometheus_factory([exporter.url.removeprefix("http://")],
                                     [tmp_path / "alerts" / "cachewatch-rules.yml"],
-                                    alertmanager.address)
+                                    alertmanager.address, labels=FLEET)
     # Prometheus applies new targets after a few seconds: wait for its first scrape, or the
     # first round of activity lands before any sample and no rate can see it.
-    wait_until(lambda: prometheus.scalar('up{job="cachewatch"}') == 1, timeout=30)
+    wait_until(lambda: prometheus.scalar('count(up{job="cachewatch"} == 1)') == 2, timeout=30)
     yield exporter, prometheus, receiver, upstream, mirror
     alertmanager.stop()
     receiver.stop()
@@ -153,25 +158,48 @@ def test_every_query_returns_data_and_the_hit_rate_alert_fires_and_resolves(
             wait_until(all_have_data, timeout=60, interval=1)
         except AssertionError:
             pytest.fail("no data for:\n" + "\n".join(missing))
-        firing = wait_until(lambda: [a for a in receiver.alerts("CacheHitRateLow", "firing")
-                                     if a["labels"]["cache"] == "main"], timeout=90)
+        _each_namespace_apart(prometheus)
+        firing = wait_until(lambda: _namespaces(receiver.alerts("CacheHitRateLow", "firing"))
+                            == {"team-a", "team-b"}, timeout=90)
     finally:
         stop.set()
         thread.join()
-    alert = firing[0]
-    assert alert["labels"]["layer"] == "redis"
-    assert alert["labels"]["severity"] == "warning"
-    assert alert["annotations"]["summary"] == "Cache main hit rate below 85%"
-    assert alert["annotations"]["runbook_url"].endswith("#cachehitratelow")
+    assert firing
+    for alert in receiver.alerts("CacheHitRateLow", "firing"):
+        if alert["labels"]["cache"] != "main":
+            continue
+        assert alert["labels"]["layer"] == "redis"
+        assert alert["labels"]["severity"] == "warning"
+        assert alert["labels"]["cluster"] == "e2e"
+        assert alert["labels"]["job"] == "cachewatch"
+        assert alert["annotations"]["summary"] == "Cache main hit rate below 85%"
+        assert alert["annotations"]["runbook_url"].endswith("#cachehitratelow")
 
     client = redis_main.client()  # restore: a flood of hits lifts the 5-minute ratio
     pipe = client.pipeline(transaction=False)
     for _ in range(40_000):
         pipe.get("hot")
     pipe.execute()
-    resolved = wait_until(lambda: [a for a in receiver.alerts("CacheHitRateLow", "resolved")
-                                   if a["labels"]["cache"] == "main"], timeout=90)
-    assert resolved[0]["labels"]["layer"] == "redis"
+    resolved = wait_until(lambda: _namespaces(receiver.alerts("CacheHitRateLow", "resolved"))
+                          == {"team-a", "team-b"}, timeout=90)
+    assert resolved
+
+
+def _namespaces(alerts: list[dict]) -> set[str]:
+    """The namespaces of the alerts about Redis ``main``."""
+    return {a["labels"].get("namespace", "") for a in alerts if a["labels"]["cache"] == "main"}
+
+
+def _each_namespace_apart(prometheus) -> None:
+    """With one namespace chosen, a panel shows that namespace only; with both, the same cache
+    is two series (per-namespace panels and rules never merge them)."""
+    for board, title, expr in dashboards.all_exprs(SHORT):
+        for result in _safe_query(prometheus, _query(expr, namespace="team-b")):
+            assert result["metric"].get("namespace", "team-b") == "team-b", (board, title)
+    both = _safe_query(prometheus, _query(
+        'layer_cache:cachewatch_cache_hit_ratio:rate5m{cluster=~"$cluster", '
+        'namespace=~"$namespace", job=~"$job", layer="redis", cache="main"}'))
+    assert sorted(r["metric"]["namespace"] for r in both) == ["team-a", "team-b"]
 
 
 def _without_data(prometheus) -> list[str]:

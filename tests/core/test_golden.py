@@ -8,6 +8,7 @@ masked. Regenerate after an intended change with ``make golden``
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Callable
@@ -30,19 +31,31 @@ VOLATILE = re.compile(
 
 
 class CapturedInfo:
-    """A Redis client whose pipeline answers the INFO sections captured from a real 7.0
-    redis-server (tests/fixtures/redis): the golden file is about our output, not Redis'."""
+    """A Redis client whose pipeline answers the INFO sections and the LATENCY HISTOGRAM
+    captured together from a real 7.0 redis-server (tests/fixtures/redis): the golden file is
+    about our output, not Redis'."""
 
     def pipeline(self, transaction: bool = False) -> CapturedInfo:
-        self._sections: list[str] = []
+        self._commands: list[tuple[str, ...]] = []
         return self
 
     def execute_command(self, *args: str) -> None:
-        self._sections.append(args[1])
+        self._commands.append(args)
 
-    def execute(self) -> list[bytes]:
-        return [(FIXTURES / "redis" / f"info-{section}.txt").read_bytes()
-                for section in self._sections]
+    def execute(self, raise_on_error: bool = True) -> list[object]:
+        return [_captured(command) for command in self._commands]
+
+
+def _captured(command: tuple[str, ...]) -> object:
+    """The captured reply: INFO text as bytes, the histogram as RESP2 lists of bytes and ints."""
+    if command == ("LATENCY", "HISTOGRAM"):
+        def resp2(value: object) -> object:
+            if isinstance(value, list):
+                return [resp2(item) for item in value]
+            return value.encode() if isinstance(value, str) else value
+
+        return resp2(json.loads((FIXTURES / "redis" / "latency-histogram.json").read_text()))
+    return (FIXTURES / "redis" / f"info-{command[1]}.txt").read_bytes()
 
 
 def _only(*enabled: str, **overrides: object):

@@ -26,3 +26,4 @@ def alert(name: str, expr: str, duration: str, severity: str, summary: str, desc
             "dashboard_url": f"{t.grafana_url}/d/{dashboard_uid}",
         },
     }
+

@@ -1,9 +1,13 @@
 """Grafana dashboards rendered with grafanalib: the overview plus one per source part.
 
 Every panel reads through the ``datasource`` template variable (provisioned dashboards cannot
-resolve ``__inputs``), has a unit and thresholds, and draws the alert thresholds as lines, so a
-dashboard and its alerts always agree. Metric and recording-rule names come from ``contract``
-and ``series``: a rename changes the panels with them.
+resolve ``__inputs``), is filtered by the fleet's identity variables (cluster, namespace, job by
+default) and its own (layer, cache, ...), has a unit, thresholds and a description, and draws
+the alert thresholds as lines, so a dashboard and its alerts always agree. Metric and
+recording-rule names come from ``contract`` and ``series``: a rename changes the panels with
+them. grafanalib's JSON is then written in today's shape: no nulls, none of its pre-Grafana-7
+fields, and targets as Grafana's query editor saves them (tests check the result against
+Grafana's dashboard models).
 """
 
 from __future__ import annotations
@@ -21,12 +25,12 @@ from grafanalib.core import (
     Heatmap,
     Stat,
     Table,
-    Target,
     Template,
     Templating,
     TimeSeries,
 )
 
+from .. import contract
 from . import overview
 from .panels import DashboardSpec, Panel
 from .part import BundlePart
@@ -43,19 +47,14 @@ def specs(parts: Sequence[BundlePart] = PARTS) -> list[DashboardSpec]:
     return [overview.dashboard(parts), *(part.dashboard for part in parts)]
 
 
-def _target(expr: str, legend: str, ref: str) -> Target:
-    return Target(expr=expr, legendFormat=legend, refId=ref, datasource=DS)
-
-
 def _grafanalib_panel(panel: Panel, pid: int, grid: GridPos) -> Any:
-    targets = [_target(e, legend, chr(ord("A") + i)) for i, (e, legend) in
-               enumerate(panel.exprs)]
     field = {"fieldConfig": {"defaults": {
         "unit": panel.unit,
         "thresholds": {"mode": "absolute", "steps": [{"color": c, "value": v}
                                                      for c, v in panel.steps]},
     }}}
-    common = {"title": panel.title, "dataSource": DS, "targets": targets, "gridPos": grid,
+    # Targets are written by ``_targets``; grafanalib's would carry legacy fields.
+    common = {"title": panel.title, "dataSource": DS, "targets": [], "gridPos": grid,
               "id": pid, "description": panel.description, "extraJson": field}
     if panel.kind == "timeseries":
         line = len(panel.steps) > 1
@@ -66,10 +65,17 @@ def _grafanalib_panel(panel: Panel, pid: int, grid: GridPos) -> Any:
     if panel.kind == "bargauge":
         return BarGauge(format=panel.unit, orientation="horizontal", **common)
     if panel.kind == "table":
-        for target in targets:
-            target.instant, target.format = True, "table"
         return Table(unit=panel.unit, **common)
     return Heatmap(dataFormat="tsbuckets", **common)
+
+
+def _targets(panel: Panel) -> list[dict[str, Any]]:
+    """The panel's queries, as Grafana's Prometheus query editor saves them."""
+    fmt = {"table": "table", "heatmap": "heatmap"}.get(panel.kind, "time_series")
+    return [{"datasource": DS, "editorMode": "code", "expr": expr, "legendFormat": legend,
+             "refId": chr(ord("A") + i), "instant": panel.instant, "range": not panel.instant,
+             "format": fmt}
+            for i, (expr, legend) in enumerate(panel.exprs)]
 
 
 def _layout(panels: list[Panel]) -> Iterator[GridPos]:
@@ -81,18 +87,33 @@ def _layout(panels: list[Panel]) -> Iterator[GridPos]:
         x += panel.width
 
 
+def identity_variables(t: Thresholds) -> list[tuple[str, str]]:
+    """One variable per identity label, each among the values the ones before it allow
+    (cluster, then namespace in those clusters, then job): read from ``cachewatch_build_info``,
+    which every cachewatch exports."""
+    found = []
+    for i, label in enumerate(t.identity_labels):
+        before = ", ".join(f'{prior}=~"${prior}"' for prior in t.identity_labels[:i])
+        found.append((label, f"label_values({contract.BUILD_INFO.name}{{{before}}}, {label})"))
+    return found
+
+
 def dashboard(spec: DashboardSpec, t: Thresholds) -> Dashboard:
-    """The grafanalib dashboard: data source and ``spec``'s variables, links, laid-out panels."""
+    """The grafanalib dashboard: data source, the fleet's identity variables and ``spec``'s,
+    links, laid-out panels."""
     panels = spec.panels(t)
     variables = [Template(name="datasource", label="Data source", query="prometheus",
                           type="datasource")]
-    for name, query in spec.variables:
+    for name, query in [*identity_variables(t), *spec.variables(t)]:
+        # Multi-select with All; All is `.*`, which also matches a series without the label
+        # (a Prometheus with no `cluster` label still shows everything).
         variables.append(Template(name=name, label=name.title(), query=query, dataSource=DS,
                                   includeAll=True, multi=True, allValue=".*", refresh=2,
                                   default="$__all"))
     return Dashboard(
         title=spec.title,
         uid=spec.uid,
+        description=spec.title,
         tags=["cachewatch"],
         timezone="browser",
         schemaVersion=SCHEMA_VERSION,
@@ -127,22 +148,52 @@ def _modernise(panel: dict[str, Any]) -> None:
             "calculate": False, "cellGap": 1, "color": {"mode": "scheme", "scheme": "Oranges"},
             "yAxis": {"axisPlacement": "left", "unit": unit},
             "cellValues": {"unit": "none"}, "rowsFrame": {"layout": "auto"},
-            "tooltip": {"mode": "single", "yHistogram": False}, "legend": {"show": True}}
+            "tooltip": {"show": True, "yHistogram": False}, "legend": {"show": True}}
         for legacy in ("cards", "color", "dataFormat", "heatmap", "hideZeroBuckets",
                        "highlightCards", "legend", "reverseYBuckets", "tooltip", "xAxis",
                        "xBucketNumber", "xBucketSize", "yAxis", "yBucketBound",
                        "yBucketNumber", "yBucketSize"):
             panel.pop(legacy, None)
-        for target in panel["targets"]:
-            target["format"] = "heatmap"
+
+
+# What grafanalib writes that today's dashboard model does not have (pre-Grafana-7 fields).
+_LEGACY_DASHBOARD = ("__inputs", "rows", "sharedCrosshair", "hideControls", "gnetId")
+_LEGACY_PANEL = ("cacheTimeout", "editable", "error", "height", "hideTimeOverride", "span",
+                 "minSpan", "columns", "fontSize", "mappings", "color", "maxDataPoints",
+                 "interval", "timeFrom", "timeShift")
+_LEGACY_VARIABLE = ("auto", "auto_count", "auto_min", "tagValuesQuery", "tagsQuery", "useTags")
+
+
+def _without_nulls(value: Any) -> Any:
+    """grafanalib writes every unset option as null, which Grafana's model does not allow
+    (except a threshold's base step, whose value is null by definition)."""
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items()
+                if v is not None or (k == "value" and "color" in value)}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value]
+    return value
+
+
+def _today(data: dict[str, Any], panels: list[Panel]) -> dict[str, Any]:
+    for key in _LEGACY_DASHBOARD:
+        data.pop(key, None)
+    for variable in data["templating"]["list"]:
+        for key in _LEGACY_VARIABLE:
+            variable.pop(key, None)
+        variable.get("current", {}).pop("tags", None)
+    for panel, spec in zip(data["panels"], panels, strict=True):
+        for key in _LEGACY_PANEL:
+            panel.pop(key, None)
+        panel["targets"] = _targets(spec)
+        _modernise(panel)
+    return _without_nulls(data)
 
 
 def render(spec: DashboardSpec, t: Thresholds) -> str:
     """The dashboard's JSON, stable across runs (sorted keys)."""
     data = json.loads(json.dumps(dashboard(spec, t).to_json_data(), cls=DashboardEncoder))
-    for panel in data["panels"]:
-        _modernise(panel)
-    return json.dumps(data, sort_keys=True, indent=2) + "\n"
+    return json.dumps(_today(data, spec.panels(t)), sort_keys=True, indent=2) + "\n"
 
 
 def all_exprs(t: Thresholds, parts: Sequence[BundlePart] = PARTS) -> list[tuple[str, str, str]]:

@@ -3,52 +3,66 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import partial
 
 from .. import contract
 from . import series
-from .panels import NEUTRAL, DashboardSpec, Panel, hit_steps, latency_steps
+from .panels import NEUTRAL, DashboardSpec, Panel, fleet, hit_steps, latency_steps, legend
 from .part import BundlePart
 from .thresholds import Thresholds
 
 UID = "cachewatch-overview"  # the core alerts link here
-CORE_ALERT_PREFIXES = ("Cache", "Cachewatch")
-VARIABLES = (
-    ("layer", f"label_values({contract.CACHE_LOOKUPS.name}, layer)"),
-    ("cache", f'label_values({contract.CACHE_LOOKUPS.name}{{layer=~"$layer"}}, cache)'),
-)
 
 
-def panels(t: Thresholds, alert_prefixes: Sequence[str]) -> list[Panel]:
-    """The overview's panels; ``alert_prefixes`` are what the alerts-firing count matches."""
-    sel = '{layer=~"$layer", cache=~"$cache"}'
-    alert_names = "|".join(f"{prefix}.*" for prefix in alert_prefixes)
+def variables(t: Thresholds) -> tuple[tuple[str, str], ...]:
+    """Layer and cache, among the caches of the selected clusters, namespaces and jobs."""
+    in_layer = fleet(t, 'layer=~"$layer"')
+    return (
+        ("layer", f"label_values({series.TOTAL}{fleet(t)}, layer)"),
+        ("cache", f"label_values({series.TOTAL}{in_layer}, cache)"),
+    )
+
+
+def panels(t: Thresholds, parts: Sequence[BundlePart]) -> list[Panel]:
+    """The overview's panels; the alerts-firing count names exactly the bundle's alerts."""
+    from .rules import alert_rules  # the rules link to this dashboard's UID
+
+    sel = fleet(t, 'layer=~"$layer"', 'cache=~"$cache"')
+    names = "|".join(rule["alert"] for rule in alert_rules(t, parts))
+    firing = fleet(t, 'alertstate="firing"', f'alertname=~"{names}"')
+    who = legend(t, "{{layer}} {{cache}}")
     return [
         Panel("timeseries", "Hit rate by layer and cache",
-              ((f"{series.HIT_RATIO}{sel}", "{{layer}} {{cache}}"),), "percentunit",
-              hit_steps(t.hit_rate), 24,
-              f"Share of lookups served from cache; the line is the {t.hit_rate:.0%} target."),
+              ((f"{series.HIT_RATIO}{sel}", who),), "percentunit", hit_steps(t.hit_rate), 24,
+              f"Share of lookups served from cache over 5 minutes, per cache; the line is the "
+              f"{t.hit_rate:.0%} target CacheHitRateLow alerts below."),
         Panel("timeseries", "P99 latency (client-observed)",
-              ((f"{series.P99}{sel}", "{{layer}} {{cache}}"),), "s",
-              latency_steps(t.p99_seconds), 12,
-              f"The line is the {t.p99_seconds * 1000:g} ms target."),
+              ((f"{series.P99}{sel}", who),), "s", latency_steps(t.p99_seconds), 12,
+              f"99th percentile of lookup latency as clients see it (network included), over "
+              f"5 minutes; the line is the {t.p99_seconds * 1000:g} ms target."),
         Panel("bargauge", "Worst hit rates now",
-              ((f"bottomk(10, {series.HIT_RATIO}{sel})", "{{layer}} {{cache}}"),),
-              "percentunit", hit_steps(t.hit_rate), 12),
+              ((f"bottomk(10, {series.HIT_RATIO}{sel})", who),), "percentunit",
+              hit_steps(t.hit_rate), 12,
+              "The ten caches with the lowest hit rate at the end of the time range."),
         Panel("stat", "cachewatch alerts firing",
-              ((f'count(ALERTS{{alertstate="firing", alertname=~"{alert_names}"}}) '
-                "or vector(0)", "firing"),), "none",
-              (("green", None), ("red", 1)), 8),
+              ((f"count(ALERTS{firing}) or vector(0)", "firing"),), "none",
+              (("green", None), ("red", 1)), 6,
+              "How many of the bundle's alerts fire now, for the selected fleet."),
+        Panel("stat", "Exporters down",
+              ((f"count(up{fleet(t, t.cachewatch_selector)} == 0) or vector(0)", "down"),),
+              "none", (("green", None), ("red", 1)), 6,
+              "cachewatch scrape targets Prometheus cannot scrape (CachewatchDown)."),
         Panel("stat", "Targets down",
-              ((f"count({contract.COLLECTOR_UP.name} == 0) or vector(0)", "down"),), "none",
-              (("green", None), ("red", 1)), 8),
+              ((f"count({contract.COLLECTOR_UP.name}{fleet(t)} == 0) or vector(0)", "down"),),
+              "none", (("green", None), ("red", 1)), 6,
+              "Caches cachewatch cannot read (CachewatchTargetDown): Redis servers, Docker "
+              "engines, registries."),
         Panel("stat", "Lookups per second",
-              ((f"sum({series.TOTAL}{sel})", "lookups/s"),), "reqps", NEUTRAL, 8),
+              ((f"sum({series.TOTAL}{sel})", "lookups/s"),), "reqps", NEUTRAL, 6,
+              "Lookups per second over the selected caches, every layer."),
     ]
 
 
 def dashboard(parts: Sequence[BundlePart]) -> DashboardSpec:
     """The overview, counting the alerts of the core and of every part among alerts firing."""
-    prefixes = (*CORE_ALERT_PREFIXES, *(p.alert_prefix for p in parts if p.alert_prefix))
     return DashboardSpec("overview", UID, "cachewatch: cache efficiency overview",
-                         partial(panels, alert_prefixes=prefixes), VARIABLES)
+                         lambda t: panels(t, parts), variables)

@@ -17,27 +17,60 @@ Steps = tuple[tuple[str, float | None], ...]  # threshold steps: (color, from va
 
 @dataclass(frozen=True)
 class Panel:
-    """What a panel shows: enough to build it and to test every query against Prometheus."""
+    """What a panel shows: enough to build it and to test every query against Prometheus.
+
+    Queries select through ``fleet()`` (every series filtered by the identity variables) and
+    take rates over ``$__rate_interval``; bar gauges and tables are instant queries. The
+    description is what a reader sees on hovering the title: every panel has one.
+    """
 
     kind: str  # timeseries, stat, bargauge, table, heatmap
     title: str
     exprs: tuple[tuple[str, str], ...]  # (expr, legend)
     unit: str
     steps: Steps
-    width: int = 12
-    description: str = ""
+    width: int
+    description: str
+
+    def __post_init__(self) -> None:
+        if not self.description.strip():
+            raise ValueError(f"panel {self.title!r} needs a description")
+
+    @property
+    def instant(self) -> bool:
+        """Bar gauges and tables show one value per series now: an instant query (a range
+        query would rank every step on its own and return more series than asked for)."""
+        return self.kind in ("bargauge", "table")
+
+
+Variables = Callable[[Thresholds], tuple[tuple[str, str], ...]]
 
 
 @dataclass(frozen=True)
 class DashboardSpec:
     """One dashboard: ``key`` names its file (``dashboards/<key>.json``), ``uid`` is what alerts
-    link to, ``variables`` are (name, ``label_values`` query) template variables."""
+    link to, ``variables`` are its own (name, ``label_values`` query) template variables, after
+    the data source and the fleet's identity variables every dashboard has."""
 
     key: str
     uid: str
     title: str
     panels: Callable[[Thresholds], list[Panel]]
-    variables: tuple[tuple[str, str], ...]
+    variables: Variables
+
+
+def fleet(t: Thresholds, *matchers: str) -> str:
+    """A label selector filtered by every identity variable, then ``matchers``:
+    ``{cluster=~"$cluster", namespace=~"$namespace", job=~"$job", layer="redis"}``."""
+    return "{" + ", ".join((*(f'{label}=~"${label}"' for label in t.identity_labels),
+                            *matchers)) + "}"
+
+
+def legend(t: Thresholds, text: str) -> str:
+    """``text`` after the identity labels that tell two series apart (``job`` is the same
+    everywhere by default, so it is left out): ``{{cluster}} {{namespace}} {{cache}}``."""
+    return " ".join((*("{{" + label + "}}" for label in t.identity_labels if label != "job"),
+                     text))
 
 
 def hit_steps(target: float) -> Steps:

@@ -30,7 +30,8 @@ class Rejections:
 
     ``test_series`` are (labels, promtool values) of ``metric`` in the health test case, whose
     refusals start at minute 6; ``test_firing`` are the (reason, value) alerts expected at
-    minute 8 (none by minute 29, once the 10 minute window has passed).
+    minute 20 (none at minute 12, before ``for`` has passed, and none at minute 38, once
+    refusals that stopped at minute 25 have left the window).
     """
 
     metric: str
@@ -56,8 +57,6 @@ class BundlePart:
     """
 
     dashboard: DashboardSpec
-    # Every alert of this part starts with it; the overview counts them among alerts firing.
-    alert_prefix: str = ""
     lookup_feeds: Generated = nothing  # more inputs to ``series.BY_RESULT``
     recording_rules: Generated = nothing
     alert_rules: Generated = nothing

@@ -7,9 +7,13 @@ the user's thresholds; expected annotations are the rendered text, so a broken t
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 
+from prometheus_client.utils import floatToGoString
+
 from .. import contract
+from .thresholds import seconds
 
 LOOKUPS = contract.CACHE_LOOKUPS.name
 
@@ -53,8 +57,46 @@ def number(value: float) -> str:
     return f"{value:.4g}"
 
 
-def lookups(layer: str, cache: str, hits: str, misses: str) -> list[dict[str, str]]:
-    """Hit and miss counters of one cache, the input of the hit-ratio recording rules."""
-    base = f'{LOOKUPS}{{layer="{layer}",cache="{cache}",result='
+def lookups(layer: str, cache: str, hits: str, misses: str,
+            labels: dict[str, str] | None = None) -> list[dict[str, str]]:
+    """Hit and miss counters of one cache (with more ``labels``: a namespace, a pod), the
+    input of the hit-ratio recording rules."""
+    more = "".join(f'{key}="{value}",' for key, value in (labels or {}).items())
+    base = f'{LOOKUPS}{{{more}layer="{layer}",cache="{cache}",result='
     return [{"series": base + '"hit"}', "values": hits},
             {"series": base + '"miss"}', "values": misses}]
+
+
+def histogram(metric: str, labels: str, edges: Sequence[float], all_in: float | None,
+              per_second: float, minutes: int, *, switch: int | None = None,
+              then_in: float | None = None) -> list[dict[str, str]]:
+    """Buckets and count of a histogram observed ``per_second`` for ``minutes``, every
+    observation in the bucket ending at ``all_in`` (the first bucket when ``None``); from minute
+    ``switch`` on, if given, every observation in the bucket ending at ``then_in`` instead."""
+    def rate(edge: float | str, bucket: float | None) -> float:
+        counted = edge == "+Inf" or bucket is None or float(edge) >= bucket
+        return per_second if counted else 0.0
+
+    rows = []
+    for edge in [*edges, "+Inf"]:
+        le = edge if isinstance(edge, str) else floatToGoString(edge)
+        values = (counter(rate(edge, all_in), minutes) if switch is None else
+                  two_phase(rate(edge, all_in), rate(edge, then_in), switch, minutes))
+        rows.append({"series": f'{metric}_bucket{{{labels},le="{le}"}}', "values": values})
+    rows.append({"series": f"{metric}_count{{{labels}}}",
+                 "values": counter(per_second, minutes)})
+    return rows
+
+
+def interpolated_p99(edges: Sequence[float], all_in: float) -> float:
+    """What histogram_quantile(0.99, ...) gives when every observation is in the bucket ending
+    at ``all_in``: it interpolates linearly inside the bucket."""
+    lower = max((e for e in edges if e < all_in), default=0.0)
+    return lower + (all_in - lower) * 0.99
+
+
+def before_for(duration: str, alertname: str) -> dict[str, Any]:
+    """An ``alert_rule_test`` expecting no alert a minute before ``for`` has passed, though the
+    condition holds from the start: the alert waits its ``for``."""
+    return {"eval_time": f"{max(0, seconds(duration) // 60 - 1)}m", "alertname": alertname,
+            "exp_alerts": []}

@@ -12,9 +12,19 @@ from typing import Any
 
 from .. import contract
 from .part import BundlePart
-from .promtool import counter, duration, expected, lookups, number, two_phase
-from .rules import cache_alerts, health_alerts, rejections
-from .series import HIT_RATIO
+from .promtool import (
+    before_for,
+    counter,
+    duration,
+    expected,
+    histogram,
+    interpolated_p99,
+    lookups,
+    number,
+    two_phase,
+)
+from .rules import cache_alerts, exporter_alerts, health_alerts, rejections
+from .series import HIT_RATIO, TOTAL
 from .thresholds import Thresholds, seconds
 
 
@@ -47,6 +57,7 @@ def _hit_rate_case(t: Thresholds) -> dict[str, Any]:
         "interval": "1m",
         "input_series": series,
         "alert_rule_test": [
+            before_for(t.hit_rate_for, "CacheHitRateLow"),
             {"eval_time": firing_at, "alertname": "CacheHitRateLow", "exp_alerts": [
                 expected(rule, {"layer": "app", "cache": "recovering"}, value),
                 expected(rule, {"layer": "redis", "cache": "bad"}, value)]},
@@ -60,43 +71,71 @@ def _hit_rate_case(t: Thresholds) -> dict[str, Any]:
     }
 
 
+def _fleet_case(t: Thresholds) -> dict[str, Any]:
+    """The same cache name in two namespaces (or whichever identity label tells them apart), at
+    97 % and 50 % hits: two series, one alert, for the 50 % one, carrying its identity; the
+    97 % one is read by two pods of its job, whose lookups are summed."""
+    rule = _by_name(cache_alerts(t))["CacheHitRateLow"]
+    apart = "namespace" if "namespace" in t.identity_labels else t.identity_labels[0]
+    fixed = {"cluster": "prod", "job": "cachewatch"}
+
+    def identity(team: str) -> dict[str, str]:
+        return {label: team if label == apart else fixed.get(label, "fleet")
+                for label in t.identity_labels}
+
+    busy = t.min_lookups_per_second * 4  # lookups/s per namespace
+    minutes = 30 + seconds(t.hit_rate_for) // 60
+    series = []
+    # 31/32 (97 %): rates exact in binary, so the summed rate compares exactly
+    for team, pods, ratio in (("team-a", ("a-1", "a-2"), 31 / 32), ("team-b", ("b-1",), 0.5)):
+        for pod in pods:
+            labels = {**identity(team), "pod": pod}
+            per_pod = busy / len(pods)
+            series += lookups("redis", "sessions", counter(per_pod * ratio, minutes),
+                              counter(per_pod * (1 - ratio), minutes), labels)
+    at = f"{minutes - 2}m"
+    sample = "{" + ",".join(f'{k}="{v}"' for k, v in sorted(identity("team-a").items()))
+    return {
+        "interval": "1m",
+        "input_series": series,
+        "alert_rule_test": [
+            {"eval_time": at, "alertname": "CacheHitRateLow", "exp_alerts": [
+                expected(rule, {**identity("team-b"), "layer": "redis", "cache": "sessions"},
+                         "50%")]},
+        ],
+        "promql_expr_test": [
+            # the two pods of team-a's job are one cache: their lookups add up
+            {"expr": f'{TOTAL}{{cache="sessions",{apart}="team-a"}}', "eval_time": at,
+             "exp_samples": [{"labels": f'{TOTAL}{sample},cache="sessions",layer="redis"}}',
+                              "value": busy}]},
+        ],
+    }
+
+
 def _latency_case(t: Thresholds) -> dict[str, Any]:
     rule = _by_name(cache_alerts(t))["CacheLatencyP99High"]
-    edges = [*contract.LATENCY_BUCKETS, "+Inf"]
-    slow_le = next(e for e in contract.LATENCY_BUCKETS if e > t.p99_seconds * 1.5)
+    edges = contract.LATENCY_BUCKETS
+    slow_le = next(e for e in edges if e > t.p99_seconds * 1.5)
     rate = max(1.0, t.min_latency_observations_per_second * 10)
     minutes = 30 + seconds(t.p99_for) // 60
 
-    def histogram(cache: str, all_under: float | None, per_second: float) -> list[dict]:
-        rows = []
-        for edge in edges:
-            inside = all_under is None or (edge != "+Inf" and edge < all_under)
-            counts = "0x60" if (inside and all_under is not None) else counter(per_second,
-                                                                              minutes)
-            le = edge if edge == "+Inf" else repr(float(edge))
-            rows.append({"series": f'{contract.CACHE_LATENCY.name}_bucket{{layer="redis",'
-                                   f'cache="{cache}",op="ping",le="{le}"}}', "values": counts})
-        rows.append({"series": f'{contract.CACHE_LATENCY.name}_count{{layer="redis",'
-                               f'cache="{cache}",op="ping"}}',
-                     "values": counter(per_second, minutes)})
-        return rows
+    def cache(name: str, all_in: float | None, per_second: float) -> list[dict[str, str]]:
+        return histogram(contract.CACHE_LATENCY.name, f'layer="redis",cache="{name}",op="ping"',
+                         edges, all_in, per_second, minutes)
 
-    lower = max(e for e in contract.LATENCY_BUCKETS if e < slow_le)
-    p99 = lower + (slow_le - lower) * 0.99  # histogram_quantile interpolates in the bucket
     series = [
-        *histogram("slow", slow_le, rate),  # every observation in (lower, slow_le]
-        *histogram("fast", None, rate),  # all in the first bucket
-        *histogram("sparse", slow_le, t.min_latency_observations_per_second / 4),
+        *cache("slow", slow_le, rate),  # every observation in (lower, slow_le]
+        *cache("fast", None, rate),  # all in the first bucket
+        *cache("sparse", slow_le, t.min_latency_observations_per_second / 4),
     ]
     return {
         "interval": "1m",
         "input_series": series,
         "alert_rule_test": [
+            before_for(t.p99_for, "CacheLatencyP99High"),
             {"eval_time": f"{minutes - 2}m", "alertname": "CacheLatencyP99High",
-             "exp_alerts": [{
-                 "exp_labels": {"layer": "redis", "cache": "slow", "severity": "warning"},
-                 "exp_annotations": expected(rule, {"layer": "redis", "cache": "slow"},
-                                             duration(p99))["exp_annotations"]}]},
+             "exp_alerts": [expected(rule, {"layer": "redis", "cache": "slow"},
+                                     duration(interpolated_p99(edges, slow_le)))]},
         ],
     }
 
@@ -108,14 +147,16 @@ def _refusal_series(parts: Sequence[BundlePart]) -> list[dict[str, str]]:
 
 def _refusal_tests(rules: dict[str, dict[str, Any]],
                    parts: Sequence[BundlePart]) -> list[dict[str, Any]]:
-    """Refusals alert at minute 8 and are forgotten by minute 29 (if any part receives data)."""
+    """Refusals that go on alert once ``for`` has passed (minute 20), not before (minute 12),
+    and are forgotten once they stop (minute 38); one burst never alerts."""
     rule = rules.get("CachewatchWebhooksRejected")
     if rule is None:
         return []
     firing = [expected(rule, {"endpoint": r.endpoint, "reason": reason}, value)
               for r in rejections(parts) for reason, value in r.test_firing]
-    return [{"eval_time": "8m", "alertname": rule["alert"], "exp_alerts": firing},
-            {"eval_time": "29m", "alertname": rule["alert"], "exp_alerts": []}]
+    return [{"eval_time": "12m", "alertname": rule["alert"], "exp_alerts": []},
+            {"eval_time": "20m", "alertname": rule["alert"], "exp_alerts": firing},
+            {"eval_time": "38m", "alertname": rule["alert"], "exp_alerts": []}]
 
 
 def _health_case(t: Thresholds, parts: Sequence[BundlePart]) -> dict[str, Any]:
@@ -123,22 +164,28 @@ def _health_case(t: Thresholds, parts: Sequence[BundlePart]) -> dict[str, Any]:
     down_rule, failing_rule = rules["CachewatchTargetDown"], rules["CachewatchCollectorFailing"]
     up, errors = contract.COLLECTOR_UP.name, contract.COLLECTOR_ERRORS.name
     down = seconds(t.down_for) // 60
-    burst = t.max_errors + 2
+    window = seconds(t.errors_window) // 60
+    failing_at = 5 + seconds(t.errors_for) // 60 + 10
     return {
         "interval": "1m",
         "input_series": [
-            {"series": f'{up}{{collector="redis",target="gone"}}', "values": "0x30"},
-            {"series": f'{up}{{collector="redis",target="ok"}}', "values": "1x30"},
-            {"series": f'{up}{{collector="redis",target="blip"}}', "values": "1x5 0x2 1x22"},
+            {"series": f'{up}{{collector="redis",target="gone"}}', "values": "0x40"},
+            {"series": f'{up}{{collector="redis",target="ok"}}', "values": "1x40"},
+            {"series": f'{up}{{collector="redis",target="blip"}}', "values": "1x5 0x2 1x32"},
             {"series": f'{up}{{collector="redis",target="back"}}',
-             "values": f"0x{down + 3} 1x{30 - down - 4}"},
+             "values": f"0x{down + 3} 1x{40 - down - 4}"},
+            # an error every minute: more than max_errors in every window, for good
             {"series": f'{errors}{{collector="redis_probe",target="flaky",reason="timeout"}}',
-             "values": f"0x5 {burst}x25"},
+             "values": f"0x5 1+1x{failing_at + 5}"},
+            # one burst of errors: over max_errors for one window only, never for `for`
+            {"series": f'{errors}{{collector="redis",target="burst",reason="timeout"}}',
+             "values": f"0x5 {t.max_errors * 3}x{failing_at + 5}"},
             {"series": f'{errors}{{collector="redis",target="ok",reason="timeout"}}',
-             "values": "0x10 1x20"},
+             "values": "0x10 1x30"},
             *_refusal_series(parts),
         ],
         "alert_rule_test": [
+            before_for(t.down_for, "CachewatchTargetDown"),
             {"eval_time": f"{down + 2}m", "alertname": "CachewatchTargetDown", "exp_alerts": [
                 expected(down_rule, {"collector": "redis", "target": "back", "cache": "back"},
                          "0"),
@@ -147,13 +194,54 @@ def _health_case(t: Thresholds, parts: Sequence[BundlePart]) -> dict[str, Any]:
             {"eval_time": "29m", "alertname": "CachewatchTargetDown", "exp_alerts": [
                 expected(down_rule, {"collector": "redis", "target": "gone", "cache": "gone"},
                          "0")]},
-            {"eval_time": "8m", "alertname": "CachewatchCollectorFailing", "exp_alerts": [
-                expected(failing_rule,
-                         {"collector": "redis_probe", "target": "flaky", "reason": "timeout"},
-                         number(burst))]},
+            {"eval_time": f"{failing_at - 10}m", "alertname": "CachewatchCollectorFailing",
+             "exp_alerts": []},  # failing, but not for `for` yet
+            {"eval_time": f"{failing_at}m", "alertname": "CachewatchCollectorFailing",
+             "exp_alerts": [
+                 expected(failing_rule,
+                          {"collector": "redis_probe", "target": "flaky", "reason": "timeout"},
+                          number(window))]},
             *_refusal_tests(rules, parts),
         ],
     }
+
+
+def _exporter_cases(t: Thresholds) -> list[dict[str, Any]]:
+    """CachewatchDown for a target down for ``down_for`` (not for one that is up, nor for
+    another job's), and CachewatchAbsent only when no cachewatch target is left at all."""
+    rules = _by_name(exporter_alerts(t))
+    own = t.cachewatch_labels
+    other = {key: f"{value}-other" for key, value in own.items()}
+
+    def up(labels: dict[str, str], instance: str) -> str:
+        return "up{" + ",".join(f'{k}="{v}"' for k, v in {**labels,
+                                                          "instance": instance}.items()) + "}"
+
+    down = seconds(t.down_for) // 60
+    gone = seconds(t.absent_for) // 60
+    return [{
+        "interval": "1m",
+        "input_series": [
+            {"series": up(own, "a:10150"), "values": "1x40"},
+            {"series": up(own, "b:10150"), "values": "1x5 0x35"},  # down from minute 6
+            {"series": up(other, "c:9100"), "values": "0x40"},  # not cachewatch
+        ],
+        "alert_rule_test": [
+            {"eval_time": f"{6 + down - 2}m", "alertname": "CachewatchDown", "exp_alerts": []},
+            {"eval_time": f"{6 + down + 2}m", "alertname": "CachewatchDown", "exp_alerts": [
+                expected(rules["CachewatchDown"], {**own, "instance": "b:10150"}, "0")]},
+            {"eval_time": "39m", "alertname": "CachewatchAbsent", "exp_alerts": []},
+        ],
+    }, {
+        "interval": "1m",
+        "input_series": [{"series": up(other, "c:9100"), "values": f"1x{gone + 10}"}],
+        "alert_rule_test": [
+            {"eval_time": f"{gone - 2}m", "alertname": "CachewatchAbsent", "exp_alerts": []},
+            {"eval_time": f"{gone + 2}m", "alertname": "CachewatchAbsent", "exp_alerts": [
+                expected(rules["CachewatchAbsent"], own, "1")]},
+            {"eval_time": f"{gone + 2}m", "alertname": "CachewatchDown", "exp_alerts": []},
+        ],
+    }]
 
 
 def document(t: Thresholds, parts: Sequence[BundlePart]) -> dict[str, Any]:
@@ -162,8 +250,9 @@ def document(t: Thresholds, parts: Sequence[BundlePart]) -> dict[str, Any]:
     return {
         "rule_files": ["cachewatch-rules.yml"],
         "evaluation_interval": "1m",
-        "tests": [_hit_rate_case(t), _latency_case(t),
+        "tests": [_hit_rate_case(t), *([_fleet_case(t)] if t.identity_labels else []),
+                  _latency_case(t),
                   *(case for part in parts for case in part.alert_tests(t)),
-                  _health_case(t, parts),
+                  _health_case(t, parts), *_exporter_cases(t),
                   *(case for part in parts for case in part.recording_tests(t))],
     }

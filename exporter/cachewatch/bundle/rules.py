@@ -25,20 +25,24 @@ LATENCY = contract.CACHE_LATENCY.name
 
 def recording_rules(t: Thresholds, parts: Sequence[BundlePart] = PARTS) -> list[dict[str, Any]]:
     """The series dashboards and alerts read; parts feed the lookups (Micrometer's
-    cache_gets_total maps in there) before the ratios are taken, then add their own."""
+    cache_gets_total maps in there) before the ratios are taken, then add their own. Every
+    aggregation keeps the identity labels: a cache is (cluster, namespace, job, layer, cache),
+    and the pods of one job that report it are summed."""
     return [
         {"record": BY_RESULT,
-         "expr": f"sum by (layer, cache, result) (rate({LOOKUPS}[5m]))",
+         "expr": f"sum by ({t.by('layer', 'cache', 'result')}) (rate({LOOKUPS}[5m]))",
          "labels": {"source": "cachewatch"}},
         *(rule for part in parts for rule in part.lookup_feeds(t)),
-        {"record": TOTAL, "expr": f"sum by (layer, cache) ({BY_RESULT})"},
+        {"record": TOTAL, "expr": f"sum by ({t.by('layer', 'cache')}) ({BY_RESULT})"},
         {"record": HIT_RATIO,
-         "expr": f'sum by (layer, cache) ({BY_RESULT}{{result="hit"}}) / ({TOTAL} > 0)'},
+         "expr": f'sum by ({t.by("layer", "cache")}) ({BY_RESULT}{{result="hit"}}) '
+                 f"/ ({TOTAL} > 0)"},
         {"record": OBSERVATIONS,
-         "expr": f"sum by (layer, cache) (rate({LATENCY}_count[5m]))"},
+         "expr": f"sum by ({t.by('layer', 'cache')}) (rate({LATENCY}_count[5m]))"},
         {"record": P99,
-         "expr": f"histogram_quantile(0.99, sum by (layer, cache, le) "
-                 f"(rate({LATENCY}_bucket[5m]))) and on (layer, cache) ({OBSERVATIONS} > 0)"},
+         "expr": f"histogram_quantile(0.99, sum by ({t.by('layer', 'cache', 'le')}) "
+                 f"(rate({LATENCY}_bucket[5m])))\n"
+                 f"and on ({t.by('layer', 'cache')}) ({OBSERVATIONS} > 0)"},
         *(rule for part in parts for rule in part.recording_rules(t)),
     ]
 
@@ -51,7 +55,7 @@ def cache_alerts(t: Thresholds) -> list[dict[str, Any]]:
         alert(
             "CacheHitRateLow",
             f'{HIT_RATIO}{{layer=~"redis|app"}} < {t.hit_rate}\n'
-            f"and on (layer, cache) {TOTAL} > {t.min_lookups_per_second}",
+            f"and on ({t.by('layer', 'cache')}) {TOTAL} > {t.min_lookups_per_second}",
             t.hit_rate_for, "warning",
             f"Cache {{{{ $labels.cache }}}} hit rate below {pct}",
             f"The {{{{ $labels.layer }}}} cache {{{{ $labels.cache }}}} served "
@@ -60,11 +64,13 @@ def cache_alerts(t: Thresholds) -> list[dict[str, Any]]:
         alert(
             "CacheLatencyP99High",
             f"{P99} > {t.p99_seconds}\n"
-            f"and on (layer, cache) {OBSERVATIONS} > {t.min_latency_observations_per_second}",
+            f"and on ({t.by('layer', 'cache')}) {OBSERVATIONS} > "
+            f"{t.min_latency_observations_per_second}",
             t.p99_for, "warning",
             f"Cache {{{{ $labels.cache }}}} P99 latency above {ms}",
-            f"P99 of {{{{ $labels.layer }}}} cache {{{{ $labels.cache }}}} as its clients see it"
-            f" is {{{{ $value | humanizeDuration }}}} (target {ms}).", overview.UID, t),
+            f"P99 of {{{{ $labels.layer }}}} cache {{{{ $labels.cache }}}} as its "
+            f"clients see it is {{{{ $value | humanizeDuration }}}} (target {ms}).",
+            overview.UID, t),
     ]
 
 
@@ -73,39 +79,67 @@ def rejections(parts: Sequence[BundlePart]) -> list[Rejections]:
     return sorted((p.rejections for p in parts if p.rejections), key=lambda r: r.position)
 
 
-def _refused(r: Rejections) -> str:
+def _refused(r: Rejections, t: Thresholds) -> str:
     benign = f', reason!="{r.benign_reason}"' if r.benign_reason else ""
-    return (f'label_replace(sum by (reason) (increase({r.metric}{{reason!=""{benign}}}[10m])) '
-            f'> 0, "endpoint", "{r.endpoint}", "", "")')
+    return (f"label_replace(sum by ({t.by('reason')}) (increase({r.metric}{{reason!=\"\""
+            f"{benign}}}[{t.rejected_window}])) > 0, "
+            f'"endpoint", "{r.endpoint}", "", "")')
+
+
+def exporter_alerts(t: Thresholds) -> list[dict[str, Any]]:
+    """cachewatch itself: scraped but down, or gone from service discovery altogether."""
+    up = f"up{{{t.cachewatch_selector}}}"
+    return [
+        alert(
+            "CachewatchDown",
+            f"{up} == 0",
+            t.down_for, "warning",
+            "cachewatch {{ $labels.instance }} is down",
+            f"Prometheus could not scrape cachewatch at {{{{ $labels.instance }}}} "
+            f"for {t.down_for}: the caches it reads are not measured, and their alerts cannot "
+            "fire.", overview.UID, t),
+        alert(
+            "CachewatchAbsent",
+            f"absent({up})",
+            t.absent_for, "warning",
+            "No cachewatch target is scraped",
+            f"Prometheus has had no target matching {t.cachewatch_selector} for {t.absent_for}"
+            ": cachewatch was removed or its service discovery (PodMonitor, scrape config) "
+            "no longer finds it. No cache alert can fire.", overview.UID, t),
+    ]
 
 
 def health_alerts(t: Thresholds, parts: Sequence[BundlePart]) -> list[dict[str, Any]]:
-    """cachewatch's own health: targets it cannot read, collectors failing and, if any part
-    receives data, data refused."""
+    """cachewatch's own health: the exporter itself, targets it cannot read, collectors failing
+    and, if any part receives data, data refused."""
     refused = rejections(parts)
     return [
+        *exporter_alerts(t),
         alert(
             "CachewatchTargetDown",
             # `cache` = the target's name, so Alertmanager can inhibit that cache's alerts
             f'label_replace({contract.COLLECTOR_UP.name} == 0, "cache", "$1", "target", "(.+)")',
-            t.down_for, "critical",
+            t.down_for, "warning",
             "cachewatch cannot read {{ $labels.target }} ({{ $labels.collector }})",
-            "The {{ $labels.collector }} collector has not read {{ $labels.target }} for "
-            f"{t.down_for}; {contract.COLLECTOR_ERRORS.name} says why.", overview.UID, t),
+            f"The {{{{ $labels.collector }}}} collector has not read "
+            f"{{{{ $labels.target }}}} for {t.down_for}; {contract.COLLECTOR_ERRORS.name} says "
+            "why.", overview.UID, t),
         alert(
             "CachewatchCollectorFailing",
-            f"sum by (collector, target, reason) (increase({contract.COLLECTOR_ERRORS.name}"
-            f"[{t.errors_window}])) > {t.max_errors}",
-            "0m", "warning",
+            f"sum by ({t.by('collector', 'target', 'reason')}) "
+            f"(increase({contract.COLLECTOR_ERRORS.name}[{t.errors_window}])) > {t.max_errors}",
+            t.errors_for, "warning",
             "cachewatch {{ $labels.collector }} keeps failing on {{ $labels.target }}",
             f"{{{{ $value | humanize }}}} {{{{ $labels.reason }}}} errors reading "
-            f"{{{{ $labels.target }}}} in {t.errors_window}.", overview.UID, t),
+            f"{{{{ $labels.target }}}} in {t.errors_window}, every {t.errors_window} "
+            f"for {t.errors_for}.", overview.UID, t),
         *([alert(
             "CachewatchWebhooksRejected",
-            "\nor\n".join(_refused(r) for r in refused), "0m", "warning",
+            "\nor\n".join(_refused(r, t) for r in refused), t.rejected_for, "warning",
             "cachewatch refuses {{ $labels.endpoint }} requests ({{ $labels.reason }})",
-            "{{ $value | humanize }} requests to the {{ $labels.endpoint }} endpoint were "
-            "refused in 10 minutes for {{ $labels.reason }}: their data is not counted.",
+            f"{{{{ $value | humanize }}}} requests to the {{{{ $labels.endpoint }}}} endpoint"
+            f" were refused in {t.rejected_window} for {{{{ $labels.reason }}}}, "
+            f"and refusals have gone on for {t.rejected_for}: their data is not counted.",
             overview.UID, t)] if refused else []),
     ]
 

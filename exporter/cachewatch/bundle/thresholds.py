@@ -12,6 +12,31 @@ from dataclasses import dataclass
 from .. import contract
 
 _DURATION = re.compile(r"^(\d+)(s|m|h)$")
+_LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+_EQUALS = re.compile(r'^\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"([^"\\]*)"\s*$')
+# Labels the rules set or aggregate themselves: an identity label by one of these names would
+# collide with them.
+_RESERVED = frozenset({"layer", "cache", "result", "le", "command", "image", "reason",
+                       "endpoint", "collector", "target", "severity", "alertname", "quantile"})
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
+_POWERS = {"": 0, "K": 1, "M": 2, "G": 3, "T": 4}
+
+
+def size_bytes(text: str) -> int:
+    """``20GiB`` / ``20GB`` / ``20G`` -> bytes, 1024-based as Docker's ``--keep-storage`` reads
+    them; a plain number is bytes."""
+    match = _SIZE.match(text)
+    if not match:
+        raise ValueError(f"{text!r} is not a size; write it like 20GiB, 512MiB or 1073741824")
+    unit = (match.group(2) or "").upper().rstrip("B").rstrip("I")
+    return int(float(match.group(1)) * 1024 ** _POWERS[unit])
+
+
+def gib(size: int) -> str:
+    """``21474836480`` -> ``20GiB``: how a budget reads in alerts and docs."""
+    return f"{size / 2**30:g}GiB"
 
 
 def seconds(duration: str) -> int:
@@ -39,10 +64,31 @@ class Thresholds:
     registry_hit_rate: float = contract.HIT_RATE_TARGET
     registry_for: str = "15m"
     down_for: str = "5m"
-    errors_window: str = "15m"
+    errors_window: str = "10m"
     max_errors: int = 3
     runbook_url: str = "https://github.com/cachewatch/cachewatch/blob/main/README.md"
     grafana_url: str = "http://localhost:3000"
+    # Which cache a series is in a fleet: every aggregation keeps these labels, alerts carry
+    # them and inhibitions match on them (the mixins' clusterLabel, generalised). Labels a
+    # Prometheus does not have (no `cluster` in a single cluster) simply stay empty.
+    identity_labels: tuple[str, ...] = ("cluster", "namespace", "job")
+    # The label matchers that select cachewatch's own scrape targets in `up`: equality matchers
+    # only, the labels absent() can give its alert.
+    cachewatch_selector: str = 'job="cachewatch"'
+    # Labels on the PrometheusRule and PodMonitor that the Prometheus Operator selects them by
+    # (kube-prometheus-stack: `release: <its release name>`).
+    operator_selector: tuple[tuple[str, str], ...] = (("release", "kube-prometheus-stack"),)
+    # `for` of the alerts on windows: held longer than the window, so that one burst (which
+    # stays in a window for exactly its length) never fires, and a lasting fault does.
+    build_for: str = "15m"
+    absent_for: str = "15m"
+    errors_for: str = "15m"
+    rejected_window: str = "5m"
+    rejected_for: str = "10m"
+    # The build cache size a host should stay under (what `docker builder prune --keep-storage`
+    # would keep), and how long it may stay above before the alert fires.
+    build_cache_budget_bytes: int = 20 * 2**30
+    build_cache_for: str = "1h"
 
     def __post_init__(self) -> None:
         for name in ("hit_rate", "build_hit_rate", "registry_hit_rate"):
@@ -51,9 +97,41 @@ class Thresholds:
                                  f"{getattr(self, name)}")
         if self.p99_seconds <= 0:
             raise ValueError("p99 must be positive")
+        if self.build_cache_budget_bytes <= 0:
+            raise ValueError("the build cache budget must be positive")
         for name in ("hit_rate_for", "p99_for", "build_window", "registry_for", "down_for",
-                     "errors_window"):
+                     "errors_window", "build_for", "absent_for", "errors_for", "rejected_window",
+                     "rejected_for", "build_cache_for"):
             seconds(getattr(self, name))
+        labels = [*self.identity_labels, *(key for key, _ in self.operator_selector)]
+        for label in labels:
+            if not _LABEL.match(label):
+                raise ValueError(f"{label!r} is not a Prometheus label name")
+        clash = _RESERVED.intersection(self.identity_labels)
+        if clash:
+            raise ValueError(f"identity labels cannot be {', '.join(sorted(clash))}: the rules "
+                             "use those names themselves")
+        if len(set(self.identity_labels)) != len(self.identity_labels):
+            raise ValueError("identity labels must not repeat")
+        self.cachewatch_labels  # noqa: B018 - validates the selector
+
+    @property
+    def cachewatch_labels(self) -> dict[str, str]:
+        """``job="cachewatch"`` -> ``{"job": "cachewatch"}``: the labels of cachewatch's ``up``."""
+        found = {}
+        for matcher in self.cachewatch_selector.split(","):
+            match = _EQUALS.match(matcher)
+            if not match:
+                raise ValueError(f"the cachewatch selector takes label=\"value\" matchers "
+                                 f"separated by commas (absent() needs them), not "
+                                 f"{self.cachewatch_selector!r}")
+            found[match.group(1)] = match.group(2)
+        return found
+
+    def by(self, *labels: str) -> str:
+        """``cluster, namespace, job, <labels>``: the grouping of every aggregation and vector
+        match, so two namespaces' caches of the same name stay two series."""
+        return ", ".join((*self.identity_labels, *labels))
 
     @property
     def p99_is_bucket_edge(self) -> bool:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 
 import pytest
+from prometheus_client.utils import floatToGoString
 
 from support import settings, wait_until
 
@@ -164,3 +166,69 @@ def test_several_targets_each_labelled_by_name(redis_factory, exporter_factory):
     assert metrics.label_values("cachewatch_collector_up", "target") == {"sessions", "pages"}
     # one family block per metric even with two targets (promtool rejects repeats)
     assert metrics.text.count("# TYPE cachewatch_cache_lookups_total counter") == 1
+
+
+HISTOGRAM = "cachewatch_redis_command_latency_seconds"
+
+
+def test_command_latency_histogram_is_the_servers_latency_histogram(redis_plain,
+                                                                    exporter_factory):
+    client = redis_plain.client()
+    client.rpush("big", *range(20_000))
+    for _ in range(3):
+        client.lrange("big", 0, -1)  # milliseconds each: buckets far above GET's
+    for i in range(300):
+        client.get(f"k{i}")
+    exporter = exporter_factory(settings([f"main={redis_plain.url}"]))
+    metrics = exporter.scrape()
+    reply = client.execute_command("LATENCY", "HISTOGRAM", "get", "lrange")  # RESP3: maps
+    raw = {name.decode(): fields[b"histogram_usec"] for name, fields in reply.items()}
+    assert metrics.families[HISTOGRAM].type == "histogram"
+    for command, calls in (("get", 300), ("lrange", 3)):
+        labels = {"cache": "main", "command": command}
+        assert metrics.value(HISTOGRAM + "_count", **labels) == calls
+        assert metrics.value(HISTOGRAM + "_bucket", le="+Inf", **labels) == calls
+        for usec, cumulative in raw[command].items():  # every bucket the server reports
+            edge = 2 ** (round(math.log2(usec / 1.024)) + 10) / 1e9
+            assert metrics.value(HISTOGRAM + "_bucket", le=floatToGoString(edge),
+                                 **labels) == cumulative, (command, usec)
+    # the sum is INFO commandstats' usec: GETs take microseconds, LRANGE of 20k items far more
+    get_sum = metrics.value(HISTOGRAM + "_sum", cache="main", command="get")
+    lrange_sum = metrics.value(HISTOGRAM + "_sum", cache="main", command="lrange")
+    assert 0 < get_sum / 300 < 0.0005 < lrange_sum / 3
+    assert metrics.value(HISTOGRAM + "_bucket", cache="main", command="lrange",
+                         le="1.024e-06") == 0
+
+
+def test_command_histogram_keeps_the_busiest_commands_and_folds_the_rest(redis_factory,
+                                                                         exporter_factory):
+    server = redis_factory()
+    client = server.client()
+    for _ in range(50):
+        client.get("a")
+    for _ in range(20):
+        client.set("a", 1)
+    client.incr("n")
+    client.hset("h", "f", 1)
+    exporter = exporter_factory(settings([f"main={server.url}"],
+                                         **{"redis.latency_histogram_commands": 2}))
+    metrics = exporter.scrape()
+    assert metrics.label_values(HISTOGRAM + "_count", "command") == {"get", "set", "other"}
+    stats = client.info("commandstats")
+    folded = sum(v["calls"] for k, v in stats.items() if k.removeprefix("cmdstat_")
+                 not in ("get", "set"))
+    # everything else the server ran (incr, hset, INFO, ...) in one series; the exporter's own
+    # INFO and LATENCY HISTOGRAM calls of this scrape are counted after the histogram was read
+    assert folded - 4 <= metrics.value(HISTOGRAM + "_count", cache="main", command="other") \
+        <= folded
+    later = exporter.scrape()  # the admitted commands stay the same scrape after scrape
+    assert later.label_values(HISTOGRAM + "_count", "command") == {"get", "set", "other"}
+
+
+def test_no_command_histogram_when_turned_off(redis_plain, exporter_factory):
+    redis_plain.client().get("a")
+    exporter = exporter_factory(settings([redis_plain.url],
+                                         **{"redis.latency_histogram_commands": 0}))
+    metrics = exporter.scrape()
+    assert not metrics.find(HISTOGRAM + "_count")
+    assert metrics.find("cachewatch_redis_server_latency_seconds_count", command="get") == [1]

@@ -7,10 +7,18 @@ from __future__ import annotations
 from typing import Any
 
 from ... import contract
-from ...bundle.panels import NEUTRAL, DashboardSpec, Panel, hit_steps, latency_steps
+from ...bundle.panels import (
+    NEUTRAL,
+    DashboardSpec,
+    Panel,
+    fleet,
+    hit_steps,
+    latency_steps,
+    legend,
+)
 from ...bundle.part import BundlePart, Rejections
 from ...bundle.promtool import counter
-from ...bundle.series import BY_RESULT, HIT_RATIO
+from ...bundle.series import BY_RESULT, HIT_RATIO, TOTAL
 from ...bundle.thresholds import Thresholds
 
 L = contract
@@ -21,42 +29,55 @@ def micrometer_lookups(t: Thresholds) -> list[dict[str, Any]]:
     so their caches get the same hit rate, dashboards and alerts as pushed ones."""
     return [
         {"record": BY_RESULT,
-         "expr": 'label_replace(sum by (cache, result) (rate(cache_gets_total{result=~"hit|miss"}'
-                 '[5m])), "layer", "app", "", "")',
+         "expr": f"label_replace(sum by ({t.by('cache', 'result')}) "
+                 f'(rate(cache_gets_total{{result=~"hit|miss"}}[5m])), "layer", "app", "", "")',
          "labels": {"source": "micrometer"}},
     ]
 
 
 def panels(t: Thresholds) -> list[Panel]:
     """Hit rates (one- and two-level), load time, evictions and the instances pushing."""
-    sel = '{layer="app", cache=~"$cache"}'
-    one = '{cache=~"$cache"}'
+    sel = fleet(t, 'layer="app"', 'cache=~"$cache"')
+    one = fleet(t, 'cache=~"$cache"')
+    by = t.by("cache")
+    rate = "[$__rate_interval]"
+    who = legend(t, "{{cache}}")
     return [
-        Panel("timeseries", "Hit rate per cache", ((f"{HIT_RATIO}{sel}", "{{cache}}"),),
-              "percentunit", hit_steps(t.hit_rate), 12),
+        Panel("timeseries", "Hit rate per cache", ((f"{HIT_RATIO}{sel}", who),),
+              "percentunit", hit_steps(t.hit_rate), 12,
+              "Share of lookups served from cache over 5 minutes (pushed caches and Spring "
+              "apps' Micrometer cache_gets alike); the line is the target."),
         Panel("timeseries", "Two-level effective hit rate",
-              ((f"sum by (cache) (rate({L.CACHE_EFFECTIVE_HITS.name}{sel}[5m])) / "
-                f"sum by (cache) (rate({L.CACHE_LOOKUPS.name}{sel}[5m]))", "{{cache}}"),),
+              ((f"sum by ({by}) (rate({L.CACHE_EFFECTIVE_HITS.name}{sel}{rate})) / "
+                f"sum by ({by}) (rate({L.CACHE_LOOKUPS.name}{sel}{rate}))", who),),
               "percentunit", hit_steps(t.hit_rate), 12,
               "(L1 hits + L2 hits on L1 misses) / L1 lookups: a ratio of rates."),
         Panel("timeseries", "Load time per load",
-              ((f"sum by (cache) (rate({L.APP_CACHE_LOAD_SECONDS.name}{one}[5m])) / "
-                f"sum by (cache) (rate({L.APP_CACHE_LOADS.name}{one}[5m]))", "{{cache}}"),),
-              "s", latency_steps(t.p99_seconds), 12),
+              ((f"sum by ({by}) (rate({L.APP_CACHE_LOAD_SECONDS.name}{one}{rate})) / "
+                f"sum by ({by}) (rate({L.APP_CACHE_LOADS.name}{one}{rate}))", who),),
+              "s", latency_steps(t.p99_seconds), 12,
+              "Average time to load a missing value (what a miss costs the application)."),
         Panel("timeseries", "Evictions",
-              ((f"sum by (cache) (rate({L.CACHE_EVICTIONS.name}{sel}[5m]))", "{{cache}}"),),
-              "ops", NEUTRAL, 12),
+              ((f"sum by ({by}) (rate({L.CACHE_EVICTIONS.name}{sel}{rate}))", who),),
+              "ops", NEUTRAL, 12, "Entries evicted per second to make room."),
         Panel("timeseries", "Instances reporting",
-              ((f"{L.APP_CACHE_INSTANCES.name}{one}", "{{cache}}"),), "none", NEUTRAL, 12),
+              ((f"{L.APP_CACHE_INSTANCES.name}{one}", who),), "none", NEUTRAL, 12,
+              "Application instances whose pushes cachewatch holds for each cache."),
         Panel("table", "Seconds since each instance pushed",
               ((f"time() - {L.APP_CACHE_LAST_PUSH.name}{one}", ""),), "s",
-              (("green", None), ("orange", 60)), 12),
+              (("green", None), ("orange", 60)), 12,
+              "Per instance: how long ago it last pushed; one that stopped pushing is stale."),
     ]
 
 
-DASHBOARD = DashboardSpec(
-    "app", "cachewatch-app-caches", "cachewatch: application caches", panels,
-    (("cache", f'label_values({L.CACHE_LOOKUPS.name}{{layer="app"}}, cache)'),))
+def variables(t: Thresholds) -> tuple[tuple[str, str], ...]:
+    """The application caches of the selected fleet."""
+    app = fleet(t, 'layer="app"')
+    return (("cache", f"label_values({TOTAL}{app}, cache)"),)
+
+
+DASHBOARD = DashboardSpec("app", "cachewatch-app-caches", "cachewatch: application caches",
+                          panels, variables)
 
 
 def micrometer_tests(t: Thresholds) -> list[dict[str, Any]]:
@@ -81,4 +102,5 @@ def micrometer_tests(t: Thresholds) -> list[dict[str, Any]]:
 PART = BundlePart(
     dashboard=DASHBOARD, lookup_feeds=micrometer_lookups, recording_tests=micrometer_tests,
     rejections=Rejections(L.APP_PUSH_REJECTED.name, "caches", position=2,
-                          test_series=(('reason="auth"', "0x30"),)))
+                          # one burst of refusals, then none: no alert
+                          test_series=(('reason="auth"', "0x5 3x35"),)))

@@ -7,10 +7,10 @@ from typing import Any
 
 from ... import contract
 from ...bundle.alerting import alert
-from ...bundle.panels import NEUTRAL, DashboardSpec, Panel, hit_steps
+from ...bundle.panels import NEUTRAL, DashboardSpec, Panel, fleet, hit_steps, legend
 from ...bundle.part import BundlePart, Rejections
-from ...bundle.promtool import counter, expected, two_phase
-from ...bundle.thresholds import Thresholds, seconds
+from ...bundle.promtool import before_for, counter, expected, two_phase
+from ...bundle.thresholds import Thresholds, gib, seconds
 
 L = contract
 STEPS, BUILDS = L.DOCKER_BUILD_STEPS.name, L.DOCKER_BUILDS.name
@@ -20,56 +20,88 @@ BUILD_RATIO = "image:cachewatch_docker_build_hit_ratio:increase"
 
 def recording_rules(t: Thresholds) -> list[dict[str, Any]]:
     """Share of build steps taken from the layer cache per image, over the build window."""
+    by, w = t.by("image"), t.build_window
     return [
-        {"record": BUILD_RATIO + t.build_window,
-         "expr": f'sum by (image) (increase({STEPS}{{result="hit"}}[{t.build_window}])) / '
-                 f"(sum by (image) (increase({STEPS}[{t.build_window}])) > 0)"},
+        {"record": BUILD_RATIO + w,
+         "expr": f'sum by ({by}) (increase({STEPS}{{result="hit"}}[{w}])) / '
+                 f"(sum by ({by}) (increase({STEPS}[{w}])) > 0)"},
     ]
 
 
 def panels(t: Thresholds) -> list[Panel]:
     """Cache hit rate, time lost and the instructions busting the cache, per image."""
-    sel = '{image=~"$image"}'
+    sel = fleet(t, 'image=~"$image"')
+    rate = "[$__rate_interval]"
+
+    def per_hour(metric: str, selector: str = sel) -> str:
+        return f"(rate({metric}{selector}{rate})) * 3600"
+
     return [
         Panel("timeseries", f"Build cache hit rate ({t.build_window})",
-              ((f"{BUILD_RATIO}{t.build_window}{sel}", "{{image}}"),), "percentunit",
-              hit_steps(t.build_hit_rate), 24),
+              ((f"{BUILD_RATIO}{t.build_window}{sel}", legend(t, "{{image}}")),),
+              "percentunit", hit_steps(t.build_hit_rate), 24,
+              f"Share of build steps taken from the layer cache per image over "
+              f"{t.build_window}; the line is where DockerBuildCacheHitRateLow fires."),
         Panel("timeseries", "Time re-running steps (per hour)",
-              ((f"sum by (image) (increase({L.DOCKER_BUILD_REBUILD_SECONDS.name}{sel}[1h]))",
-                "{{image}}"),), "s", NEUTRAL, 12,
-              "Seconds spent executing steps in builds that had a usable cache."),
+              ((f"sum by ({t.by('image')}) "
+                + per_hour(L.DOCKER_BUILD_REBUILD_SECONDS.name), legend(t, "{{image}}")),),
+              "s", NEUTRAL, 12,
+              "Seconds spent executing steps in builds that had a usable cache, at the "
+              "current rate, per hour."),
         Panel("table", "Top cache busters",
-              ((f"topk(10, sum by (image, instruction) "
+              ((f"topk(10, sum by ({t.by('image', 'instruction')}) "
                 f"(increase({L.DOCKER_BUILD_CACHE_BUSTERS.name}{sel}[$__range])))", ""),),
-              "none", NEUTRAL, 12, "The instruction that first missed, per build."),
+              "none", NEUTRAL, 12,
+              "The instruction that first missed the cache, counted per build over the time "
+              "range: the one to move down in the Dockerfile."),
         Panel("timeseries", "Builds by outcome (per hour)",
-              ((f"sum by (status) (increase({BUILDS}{sel}[1h]))", "{{status}}"),),
-              "none", NEUTRAL, 12),
+              ((f"sum by ({t.by('status')}) " + per_hour(BUILDS),
+                legend(t, "{{status}}")),), "none", NEUTRAL, 12,
+              "Builds finished per hour at the current rate, by outcome."),
         Panel("heatmap", "Build duration",
-              ((f"sum by (le) (increase({L.DOCKER_BUILD_DURATION.name}_bucket{sel}"
-                "[$__rate_interval]))", "{{le}}"),), "s", NEUTRAL, 12),
+              ((f"sum by (le) (increase({L.DOCKER_BUILD_DURATION.name}_bucket{sel}{rate}))",
+                "{{le}}"),), "s", NEUTRAL, 12,
+              "How long builds take: each column is the builds of one interval by duration."),
         Panel("timeseries", "Build cache size and reclaimable",
-              ((f"sum by (host) ({L.DOCKER_BUILD_CACHE_BYTES.name})", "{{host}} size"),
-               (f"{L.DOCKER_BUILD_CACHE_RECLAIMABLE.name}", "{{host}} reclaimable")),
-              "bytes", NEUTRAL, 12),
+              ((f"sum by ({t.by('host')}) ({L.DOCKER_BUILD_CACHE_BYTES.name}{fleet(t)})",
+                legend(t, "{{host}} size")),
+               (f"{L.DOCKER_BUILD_CACHE_RECLAIMABLE.name}{fleet(t)}",
+                legend(t, "{{host}} reclaimable"))),
+              "bytes", (("green", None), ("red", float(t.build_cache_budget_bytes))), 12,
+              "The Docker engine's build cache (/system/df) and what a prune would free; the "
+              f"line is the {gib(t.build_cache_budget_bytes)} budget of "
+              "DockerBuildCacheOverBudget."),
+        Panel("bargauge", "Build cache by last use",
+              ((f"sum by ({t.by('le')}) "
+                f"({L.DOCKER_BUILD_CACHE_IDLE_BYTES.name}{fleet(t)})", legend(t, "≤ {{le}} s")),),
+              "bytes", NEUTRAL, 12,
+              "Bytes of build cache last used within each age (cumulative): most bytes only in "
+              "the oldest bars is a bloated cache; nothing older than an hour is a thrashing "
+              "one, pruned before it is reused."),
         Panel("timeseries", "Image events (per hour)",
-              ((f"sum by (action) (increase({L.DOCKER_EVENTS.name}[1h]))", "{{action}}"),),
-              "none", NEUTRAL, 12),
+              ((f"sum by ({t.by('action')}) " + per_hour(L.DOCKER_EVENTS.name, fleet(t)),
+                legend(t, "{{action}}")),), "none", NEUTRAL, 12,
+              "Image tag, pull, push and delete events from the engine, per hour."),
     ]
 
 
-DASHBOARD = DashboardSpec(
-    "builds", "cachewatch-docker-builds", "cachewatch: Docker builds", panels,
-    (("image", f"label_values({STEPS}, image)"),))
+def variables(t: Thresholds) -> tuple[tuple[str, str], ...]:
+    """The images built in the selected fleet."""
+    return (("image", f"label_values({STEPS}{fleet(t)}, image)"),)
+
+
+DASHBOARD = DashboardSpec("builds", "cachewatch-docker-builds", "cachewatch: Docker builds",
+                          panels, variables)
 
 
 def _hit_rate_alert(t: Thresholds) -> dict[str, Any]:
+    by = t.by("image")
     return alert(
         "DockerBuildCacheHitRateLow",
         f"{BUILD_RATIO}{t.build_window} < {t.build_hit_rate}\n"
-        f"and on (image) sum by (image) (increase({BUILDS}"
+        f"and on ({by}) sum by ({by}) (increase({BUILDS}"
         f"[{t.build_window}])) >= {t.min_builds}",
-        "0m", "warning",
+        t.build_for, "warning",
         f"Builds of {{{{ $labels.image }}}} reuse under {t.build_hit_rate:.0%} of layers",
         f"Over {t.build_window}, builds of {{{{ $labels.image }}}} took "
         f"{{{{ $value | humanizePercentage }}}} of their steps from the layer cache; the "
@@ -77,9 +109,24 @@ def _hit_rate_alert(t: Thresholds) -> dict[str, Any]:
         DASHBOARD.uid, t, layer="docker_build")
 
 
+def _budget_alert(t: Thresholds) -> dict[str, Any]:
+    by = t.by("host")
+    budget = gib(t.build_cache_budget_bytes)
+    return alert(
+        "DockerBuildCacheOverBudget",
+        f"sum by ({by}) ({L.DOCKER_BUILD_CACHE_BYTES.name}) > {t.build_cache_budget_bytes}",
+        t.build_cache_for, "warning",
+        f"Build cache on {{{{ $labels.host }}}} above its {budget} budget",
+        f"The build cache on {{{{ $labels.host }}}} holds {{{{ $value | humanize1024 }}}}B, "
+        f"over the {budget} budget for {t.build_cache_for}: prune it to the budget with "
+        f"`docker builder prune --keep-storage {budget}`, or raise the budget.",
+        DASHBOARD.uid, t, layer="docker_build")
+
+
 def alerts(t: Thresholds) -> list[dict[str, Any]]:
-    """Images whose builds keep missing the layer cache, once there are enough builds to say."""
-    return [_hit_rate_alert(t)]
+    """Images whose builds keep missing the layer cache, once there are enough builds to say;
+    hosts whose build cache stays over its size budget."""
+    return [_hit_rate_alert(t), _budget_alert(t)]
 
 
 def _hit_rate_case(t: Thresholds) -> dict[str, Any]:
@@ -112,6 +159,7 @@ def _hit_rate_case(t: Thresholds) -> dict[str, Any]:
             *image("fixed", bad, t.min_builds * 4, until=window, then=0.95),
         ],
         "alert_rule_test": [
+            before_for(t.build_for, "DockerBuildCacheHitRateLow"),
             {"eval_time": f"{window - 2}m", "alertname": "DockerBuildCacheHitRateLow",
              "exp_alerts": [expected(rule, {"image": "busted"}, value),
                             expected(rule, {"image": "fixed"}, value)]},
@@ -121,14 +169,51 @@ def _hit_rate_case(t: Thresholds) -> dict[str, Any]:
     }
 
 
+def _budget_case(t: Thresholds) -> dict[str, Any]:
+    rule = _budget_alert(t)
+    hold = seconds(t.build_cache_for) // 60
+    budget = t.build_cache_budget_bytes
+    big = budget + budget // 2
+    name = L.DOCKER_BUILD_CACHE_BYTES.name
+
+    def host(host_name: str, values: str) -> dict[str, str]:
+        return {"series": f'{name}{{host="{host_name}",type="regular",in_use="false",'
+                          f'shared="false"}}', "values": values}
+
+    return {
+        "interval": "1m",
+        "input_series": [
+            host("big", f"{big}x{hold * 2}"),
+            host("small", f"{budget // 4}x{hold * 2}"),
+            # above the budget for half the hold, then pruned: never fires
+            host("pruned", f"{big}x{hold // 2} {budget // 4}x{hold + hold // 2}"),
+        ],
+        "alert_rule_test": [
+            before_for(t.build_cache_for, "DockerBuildCacheOverBudget"),
+            {"eval_time": f"{hold + 5}m", "alertname": "DockerBuildCacheOverBudget",
+             "exp_alerts": [expected(rule, {"host": "big"}, _humanize1024(big))]},
+        ],
+    }
+
+
+def _humanize1024(value: float) -> str:
+    """Prometheus' ``humanize1024`` (``%.4g`` with Ki/Mi/Gi/... prefixes)."""
+    for prefix in ("", "Ki", "Mi", "Gi", "Ti", "Pi"):
+        if abs(value) < 1024 or prefix == "Pi":
+            return f"{value:.4g}{prefix}"
+        value /= 1024
+    return f"{value:.4g}"
+
+
 def tests(t: Thresholds) -> list[dict[str, Any]]:
-    """Busted, healthy, rarely built and fixed images: only the busted ones alert."""
-    return [_hit_rate_case(t)]
+    """Busted, healthy, rarely built and fixed images: only the busted ones alert; only the
+    host over its budget for the whole hold alerts."""
+    return [_hit_rate_case(t), _budget_case(t)]
 
 
 PART = BundlePart(
-    dashboard=DASHBOARD, alert_prefix="Docker", recording_rules=recording_rules,
+    dashboard=DASHBOARD, recording_rules=recording_rules,
     alert_rules=alerts, alert_tests=tests,
     rejections=Rejections(
         L.BUILD_INGEST_REJECTED.name, "builds", position=1, benign_reason="duplicate",
-        test_series=(('reason="duplicate"', "0x5 9x25"),)))
+        test_series=(('reason="duplicate"', "0x5 1+1x35"),)))  # duplicates go on: no alert

@@ -1,7 +1,9 @@
-"""Redis: ``INFO`` and ``INFO latencystats`` of each target, an active latency probe, ``/probe``.
+"""Redis: ``INFO``, ``INFO latencystats`` and ``LATENCY HISTOGRAM`` of each target, an active
+latency probe, ``/probe``.
 
 Everything about how Redis is measured lives in this package: its settings, target handling
-(credentials, TLS, secrets file), the INFO parser, the collector, the probe and its bundle part.
+(credentials, TLS, secrets file), the INFO and histogram parsers, the collector, the probe and
+its bundle part.
 """
 
 from ...source import Section, SourcePackage

@@ -1,7 +1,10 @@
-"""Redis collector: ``INFO`` and ``INFO latencystats`` of each target, as contract families.
+"""Redis collector: ``INFO``, ``INFO latencystats`` and ``LATENCY HISTOGRAM`` of each target,
+as contract families.
 
 One pipelined round trip per target per scrape. ``INFO`` does not touch the keyspace, so
-reading it never moves the hit/miss counters it reports.
+reading it never moves the hit/miss counters it reports. ``LATENCY HISTOGRAM`` needs Redis 7
+(and the permission to run it): where the server refuses it, that family is left out for the
+target and the rest of the read stands.
 """
 
 from __future__ import annotations
@@ -15,10 +18,12 @@ from prometheus_client.metrics_core import Metric
 
 from ... import contract
 from ...allowlist import AllowList
+from ...cardinality import OTHER, LabelCap
 from ...contract import Families, Layer
 from ...runtime import Runtime
 from ...source import ProbeTargetError
 from ...target_collector import TargetCollector
+from .histogram import CommandLatency, parse_latency_histogram
 from .info import parse_info, parse_nested
 from .probe import LatencyProbe
 from .settings import RedisSettings, RedisTarget, TargetAddressError
@@ -59,6 +64,7 @@ class RedisCollector(TargetCollector):
         clients: ClientCache | None = None,
         remember: bool = True,
         probe_of: RedisCollector | None = None,
+        histogram_commands: int = 10,
     ) -> None:
         super().__init__(runtime, timeout, remember=remember, probe_of=probe_of)
         self._targets = {t.name or "": t for t in targets}
@@ -75,6 +81,11 @@ class RedisCollector(TargetCollector):
         # One "logged once" memory for the main collector and every /probe collector it makes.
         self._warned: tuple[set[str], threading.Lock] = (
             probe_of._warned if probe_of is not None else (set(), threading.Lock()))
+        self._histogram_commands = histogram_commands
+        # Commands admitted to the latency histogram, per target: shared with /probe of
+        # configured targets, so a scrape through either keeps the same series.
+        self._command_caps: dict[str, LabelCap] = (
+            probe_of._command_caps if probe_of is not None and remember else {})
         if remember:
             self.health.expect(self.name, self._targets, self.reasons)
 
@@ -90,10 +101,47 @@ class RedisCollector(TargetCollector):
         # Three INFO calls, not one with three sections: Redis < 7 takes one section per call.
         for section in ("default", "latencystats", "commandstats"):
             pipe.execute_command("INFO", section)
+        if self._histogram_commands:
+            pipe.execute_command("LATENCY", "HISTOGRAM")
+        # Errors come back as values: a refused LATENCY HISTOGRAM must not fail the read.
+        replies = pipe.execute(raise_on_error=False)
         info: dict[str, str] = {}
-        for reply in pipe.execute():
+        for reply in replies[:3]:
+            if isinstance(reply, Exception):
+                raise reply
             info.update(parse_info(reply))
-        return self._families(target, info)
+        out = self._families(target, info)
+        if self._histogram_commands:
+            self._add_histograms(out, target, replies[3], info)
+        return out
+
+    def _add_histograms(self, out: Families, cache: str, reply: object,
+                        info: dict[str, str]) -> None:
+        """The per-command histogram, the busiest commands by name and the rest as ``other``;
+        nothing for a server that refused the command (older than 7.0, or no permission)."""
+        if not isinstance(reply, list | dict):  # an error reply, returned as a value
+            if self._first_warning(f"histogram:{cache}"):
+                log.info("LATENCY HISTOGRAM refused (Redis older than 7.0 or no permission):"
+                         " the command latency histogram is not exported for this target",
+                         extra={"target": cache, "error": str(reply)})
+            return
+        cap = self._command_caps.setdefault(cache, LabelCap(self._histogram_commands))
+        kept: dict[str, tuple[CommandLatency, float]] = {}
+        commands = parse_latency_histogram(reply)
+        for command, latency in sorted(commands.items(), key=lambda c: -c[1].calls):
+            stats = parse_nested(info.get(f"cmdstat_{command}", ""))
+            usec = float(stats.get("usec", 0))
+            label = cap(command)
+            if label in kept:
+                folded, total = kept[label]
+                folded.add(latency)
+                kept[label] = (folded, total + usec)
+            else:
+                kept[label] = (latency, usec)
+        for command in sorted(kept, key=lambda c: (c == OTHER, c)):
+            latency, usec = kept[command]
+            out.add_histogram(contract.REDIS_COMMAND_LATENCY, {"cache": cache, "command": command},
+                              latency.buckets(), usec / 1e6)
 
     def _families(self, cache: str, info: dict[str, str]) -> Families:
         out = Families()
@@ -189,11 +237,12 @@ class RedisCollector(TargetCollector):
             raise ProbeTargetError(str(exc)) from None
         if configured:
             return RedisCollector([target], self.timeout, self.runtime, clients=self._clients,
-                                  probe=self._probe, probe_of=self)
+                                  probe=self._probe, probe_of=self,
+                                  histogram_commands=self._histogram_commands)
         if self._probe_clients is None:
             self._probe_clients = ClientCache(self.timeout, self._settings.max_reply_bytes)
         return RedisCollector([target], self.timeout, self.runtime, clients=self._probe_clients,
-                              remember=False)
+                              remember=False, histogram_commands=self._histogram_commands)
 
 
 def build(section: RedisSettings, runtime: Runtime) -> RedisCollector:
@@ -205,4 +254,4 @@ def build(section: RedisSettings, runtime: Runtime) -> RedisCollector:
         probe = LatencyProbe(targets, section.probe_interval, section.timeout, runtime.health,
                              section.max_reply_bytes)
     return RedisCollector(targets, section.timeout, runtime, settings=section, secrets=secrets,
-                          probe=probe)
+                          probe=probe, histogram_commands=section.latency_histogram_commands)

@@ -142,6 +142,14 @@ class RedisSettings(BaseModel):
         json_schema_extra=flag("--redis-probe-interval", default="1s",
                                help="Time between latency probes (PING) per target; 0 turns"
                                " them off"))
+    latency_histogram_commands: int = Field(
+        default=10, ge=0, le=200,
+        description="commands per target exported in `cachewatch_redis_command_latency_seconds`"
+        " (Redis 7 `LATENCY HISTOGRAM`), the busiest first; later ones are folded into"
+        " `command=\"other\"`; `0` does not ask for the histogram",
+        json_schema_extra=flag("--redis-latency-histogram-commands", metavar="N",
+                               help="Commands per target in the server-side latency histogram"
+                               " (the rest as other); 0 turns it off"))
     secrets_file: Path | None = Field(
         default=None,
         description="credentials keyed by target name or address",

@@ -7,7 +7,7 @@ from typing import Any
 
 from ... import contract
 from ...bundle.alerting import alert
-from ...bundle.panels import NEUTRAL, DashboardSpec, Panel, hit_steps
+from ...bundle.panels import NEUTRAL, DashboardSpec, Panel, fleet, hit_steps, legend
 from ...bundle.part import BundlePart, Rejections
 from ...bundle.promtool import counter, expected, lookups
 from ...bundle.series import HIT_RATIO, TOTAL
@@ -16,46 +16,75 @@ from ...bundle.thresholds import Thresholds, seconds
 L = contract
 
 
+def _top(t: Thresholds, metric: str, sel: str) -> str:
+    """Per-repository rate of the ten repositories with the most over the whole time range:
+    ranked once at its end (``@ end()``), so the panel shows ten lines, not ten per step."""
+    by = t.by("repository")
+    return (f"sum by ({by}) (rate({metric}{sel}[$__rate_interval]))\n"
+            f"and on ({by}) topk(10, sum by ({by}) (increase({metric}{sel}[$__range] @ end())))")
+
+
 def panels(t: Thresholds) -> list[Panel]:
     """What is pulled, how much the pull-through cache serves, and the webhooks' health."""
-    sel = '{repository=~"$repository"}'
+    sel = fleet(t, 'repository=~"$repository"')
+    one = fleet(t)
+    registry = fleet(t, 'layer="registry"')
+    rate = "[$__rate_interval]"
     return [
         Panel("timeseries", "Image pulls by repository",
-              ((f"topk(10, sum by (repository) (rate({L.REGISTRY_IMAGE_PULLS.name}{sel}[5m])))",
-                "{{repository}}"),), "reqps", NEUTRAL, 12),
+              ((_top(t, L.REGISTRY_IMAGE_PULLS.name, sel), legend(t, "{{repository}}")),),
+              "reqps", NEUTRAL, 12,
+              "Manifest GETs per second (image pulls), the ten most pulled repositories."),
         Panel("timeseries", "Bytes pulled by repository",
-              ((f"topk(10, sum by (repository) (rate({L.REGISTRY_PULLED_BYTES.name}{sel}[5m])))",
-                "{{repository}}"),), "Bps", NEUTRAL, 12),
+              ((_top(t, L.REGISTRY_PULLED_BYTES.name, sel), legend(t, "{{repository}}")),),
+              "Bps", NEUTRAL, 12, "Bytes served per second, the ten heaviest repositories."),
         Panel("timeseries", "Pull-through cache hit rate",
-              ((f'{HIT_RATIO}{{layer="registry"}}', "{{cache}}"),), "percentunit",
-              hit_steps(t.registry_hit_rate), 12),
+              ((f"{HIT_RATIO}{registry}", legend(t, "{{cache}}")),),
+              "percentunit", hit_steps(t.registry_hit_rate), 12,
+              "Share of the pull-through cache's requests served from its own storage; the "
+              "line is where RegistryPullThroughHitRateLow fires."),
         Panel("timeseries", "Layer reuse: mounts and HEAD checks",
-              ((f"sum(rate({L.REGISTRY_BLOB_MOUNTS.name}[5m]))", "mounts"),
-               (f"sum(rate({L.REGISTRY_HEAD_CHECKS.name}[5m]))", "HEAD checks")),
-              "reqps", NEUTRAL, 12),
+              ((f"sum by ({t.by()}) (rate({L.REGISTRY_BLOB_MOUNTS.name}{one}{rate}))",
+                legend(t, "mounts")),
+               (f"sum by ({t.by()}) (rate({L.REGISTRY_HEAD_CHECKS.name}{one}{rate}))",
+                legend(t, "HEAD checks"))),
+              "reqps", NEUTRAL, 12,
+              "Cross-repository blob mounts and manifest HEAD checks: layers and images "
+              "clients already had, not transferred again."),
         Panel("timeseries", "Webhook health",
-              ((f"sum by (source, reason) (rate({L.REGISTRY_REJECTED.name}[5m]))",
-                "rejected {{source}} {{reason}}"),
-               (f"sum by (source) (rate({L.REGISTRY_DUPLICATES.name}[5m]))",
-                "duplicates {{source}}"),
-               (f"sum by (source) (rate({L.REGISTRY_EVENTS.name}[5m]))", "events {{source}}")),
-              "reqps", NEUTRAL, 12),
+              ((f"sum by ({t.by('source', 'reason')}) "
+                f"(rate({L.REGISTRY_REJECTED.name}{one}{rate}))",
+                legend(t, "rejected {{source}} {{reason}}")),
+               (f"sum by ({t.by('source')}) (rate({L.REGISTRY_DUPLICATES.name}{one}{rate}))",
+                legend(t, "duplicates {{source}}")),
+               (f"sum by ({t.by('source')}) (rate({L.REGISTRY_EVENTS.name}{one}{rate}))",
+                legend(t, "events {{source}}"))),
+              "reqps", NEUTRAL, 12,
+              "Notification events accepted, redelivered (de-duplicated) and refused."),
         Panel("timeseries", "Registry notification queue",
-              ((f"{L.REGISTRY_NOTIFICATIONS_PENDING.name}", "{{registry}} {{endpoint}}"),),
-              "none", (("green", None), ("orange", 100)), 12),
+              ((f"{L.REGISTRY_NOTIFICATIONS_PENDING.name}{one}",
+                legend(t, "{{registry}} {{endpoint}}")),),
+              "none", (("green", None), ("orange", 100)), 12,
+              "Events the registry has queued for an endpoint and not delivered yet: a growing "
+              "queue means cachewatch is not receiving them."),
     ]
 
 
-DASHBOARD = DashboardSpec(
-    "registry", "cachewatch-registry", "cachewatch: registry", panels,
-    (("repository", f"label_values({L.REGISTRY_IMAGE_PULLS.name}, repository)"),))
+def variables(t: Thresholds) -> tuple[tuple[str, str], ...]:
+    """The repositories pulled in the selected fleet."""
+    return (("repository",
+             f"label_values({L.REGISTRY_IMAGE_PULLS.name}{fleet(t)}, repository)"),)
+
+
+DASHBOARD = DashboardSpec("registry", "cachewatch-registry", "cachewatch: registry", panels,
+                          variables)
 
 
 def _pull_through_alert(t: Thresholds) -> dict[str, Any]:
     return alert(
         "RegistryPullThroughHitRateLow",
         f'{HIT_RATIO}{{layer="registry"}} < {t.registry_hit_rate}\n'
-        f"and on (layer, cache) {TOTAL} > {t.min_lookups_per_second / 10}",
+        f"and on ({t.by('layer', 'cache')}) {TOTAL} > {t.min_lookups_per_second / 10}",
         t.registry_for, "warning",
         f"Pull-through cache {{{{ $labels.cache }}}} hit rate below "
         f"{t.registry_hit_rate:.0%}",
@@ -102,8 +131,9 @@ def tests(t: Thresholds) -> list[dict[str, Any]]:
 
 
 PART = BundlePart(
-    dashboard=DASHBOARD, alert_prefix="Registry", alert_rules=alerts, alert_tests=tests,
+    dashboard=DASHBOARD, alert_rules=alerts, alert_tests=tests,
     rejections=Rejections(
         L.REGISTRY_REJECTED.name, "registry", position=0,
-        test_series=(('source="distribution",reason="malformed_json"', "0x5 4x25"),),
-        test_firing=(("malformed_json", "4"),)))
+        # a refusal every minute from minute 6 to 25: 5 in the last 5 minutes at minute 20
+        test_series=(('source="distribution",reason="malformed_json"', "0x5 1+1x19 20x15"),),
+        test_firing=(("malformed_json", "5"),)))

@@ -1,0 +1,77 @@
+"""Redis 7 ``LATENCY HISTOGRAM``: per-command latency as cumulative Prometheus buckets.
+
+The reply (RESP2, as the collector's clients speak it) is a flat list
+``[command, [b"calls", n, b"histogram_usec", [usec, cumulative, usec, cumulative, ...]], ...]``;
+a RESP3 client gets the same as maps. Redis iterates its hdr_histogram in powers of two from
+1024 ns and writes each bucket's highest value in whole microseconds (1, 2, 4, 8, 16, 33, 66,
+132, 264, ...), leaving out buckets where the count did not grow. Each key is mapped back to its
+power of two and the counts are spread over the fixed ladder of ``contract``'s edges, so every
+scrape has the same ``le`` set and a bucket left out carries the count below it.
+
+Counts are since the server started (or ``CONFIG RESETSTAT``): a window is rate() in PromQL.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from prometheus_client.utils import floatToGoString
+
+from ... import contract
+
+EDGES = contract.REDIS_COMMAND_LATENCY_BUCKETS
+LE = tuple(floatToGoString(edge) for edge in EDGES)  # how client libraries write `le`
+
+
+@dataclass
+class CommandLatency:
+    """One command's histogram on the contract's ladder: cumulative counts per edge."""
+
+    calls: float
+    cumulative: list[float]  # one per edge of ``EDGES``; +Inf is ``calls``
+
+    def add(self, other: CommandLatency) -> None:
+        """Fold ``other`` in (cumulative buckets on the same edges add up)."""
+        self.calls += other.calls
+        self.cumulative = [a + b for a, b in zip(self.cumulative, other.cumulative, strict=True)]
+
+    def buckets(self) -> list[tuple[str, float]]:
+        """``(le, cumulative)`` pairs, ``+Inf`` last, as ``Families.add_histogram`` takes them."""
+        return [*((LE[i], count) for i, count in enumerate(self.cumulative)),
+                ("+Inf", self.calls)]
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def _pairs(value: Mapping | list) -> Iterable[tuple]:
+    """A RESP3 map or a RESP2 flat ``[key, value, key, value, ...]`` list, as pairs."""
+    if isinstance(value, Mapping):
+        return value.items()
+    return zip(value[::2], value[1::2], strict=True)
+
+
+def edge_index(usec: int) -> int:
+    """The ladder index of a reply key: Redis writes bucket k's end, about 1.024 * 2^k
+    microseconds (a little more, truncated to whole microseconds)."""
+    return max(0, round(math.log2(max(usec, 1) / 1.024)))
+
+
+def _command(fields: Mapping | list) -> CommandLatency:
+    info = {_text(key): value for key, value in _pairs(fields)}
+    calls = float(info.get("calls", 0))
+    cumulative = [0.0] * len(EDGES)
+    for usec, count in sorted((int(k), float(v)) for k, v in _pairs(info.get("histogram_usec",
+                                                                              []))):
+        index = edge_index(usec)
+        for i in range(index, len(EDGES)):  # cumulative: this count holds up to the next key
+            cumulative[i] = count
+    return CommandLatency(calls, cumulative)
+
+
+def parse_latency_histogram(reply: Mapping | list) -> dict[str, CommandLatency]:
+    """Command name (``get``, ``config|get``) -> its histogram on the contract's ladder."""
+    return {_text(name): _command(fields) for name, fields in _pairs(reply)}

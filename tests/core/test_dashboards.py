@@ -1,0 +1,244 @@
+"""The generated dashboards: Grafana's dashboard model accepts them, and every panel of every
+dashboard holds the fleet rules (identity variables on every selector, rates over
+``$__rate_interval``, instant bar gauges and tables, no coarsening, a description). Each rule is
+checked on every panel: there is no list of exceptions."""
+
+from __future__ import annotations
+
+import enum
+import json
+import re
+import types
+import typing
+from typing import Any
+
+import pytest
+from grafana_foundation_sdk.cog import plugins
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models.dashboard import Dashboard
+
+from cachewatch.bundle import dashboards
+from cachewatch.bundle.thresholds import Thresholds
+
+from support import ROOT
+
+DASHBOARD_FILES = sorted((ROOT / "dashboards").glob("*.json"))
+IDENTITY = Thresholds().identity_labels
+plugins.register_default_plugins()  # panel options and Prometheus queries get their models
+
+# --- Grafana's dashboard model (grafana-foundation-sdk, generated from Grafana's schema) -------
+
+
+def _lost(given: Any, read_back: Any, path: str) -> list[str]:
+    """What did not survive reading into the model and writing it out again: a field the model
+    does not have, or a value it holds differently."""
+    if isinstance(given, dict) and isinstance(read_back, dict):
+        return [problem for key, value in given.items() for problem in (
+            [f"{path}.{key}: not in Grafana's model"] if key not in read_back else
+            _lost(value, read_back[key], f"{path}.{key}"))]
+    if isinstance(given, list) and isinstance(read_back, list) and len(given) == len(read_back):
+        return [p for i, (a, b) in enumerate(zip(given, read_back, strict=True))
+                for p in _lost(a, b, f"{path}[{i}]")]
+    return [] if given == read_back else [f"{path}: {given!r} read back as {read_back!r}"]
+
+
+def _fits(value: Any, hint: Any) -> bool:
+    """Does ``value`` have the type the model declares (primitives, literals, enums, lists)?"""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any or isinstance(hint, typing.TypeVar):
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, arg) for arg in args)
+    if origin is typing.Literal:
+        return value in args
+    if origin is list:
+        return isinstance(value, list) and all(_fits(v, args[0]) for v in value) if args else \
+            isinstance(value, list)
+    if origin is dict:
+        return isinstance(value, dict)
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        return value in {member.value for member in hint} or isinstance(value, hint)
+    if hint in (str, bool):
+        return isinstance(value, hint)
+    return True  # a model class: checked when the walk reaches it
+
+
+def _mistyped(model: Any, path: str = "") -> list[str]:
+    """Fields of the decoded model whose value is not of the declared type."""
+    if isinstance(model, list):
+        return [p for i, item in enumerate(model) for p in _mistyped(item, f"{path}[{i}]")]
+    if not hasattr(model, "__dict__") or not type(model).__module__.startswith(
+            "grafana_foundation_sdk"):
+        return []
+    hints = typing.get_type_hints(type(model))
+    problems = []
+    for name, value in vars(model).items():
+        if name in hints and value is not None and not _fits(value, hints[name]):
+            problems.append(f"{path}.{name}: {value!r} is not {hints[name]}")
+        problems += _mistyped(value, f"{path}.{name}")
+    return problems
+
+
+def schema_problems(board: dict[str, Any]) -> list[str]:
+    """Everything in ``board`` that Grafana's dashboard model does not allow."""
+    model = Dashboard.from_json(board)
+    read_back = json.loads(json.dumps(model, cls=JSONEncoder))
+    return _lost(board, read_back, "") + _mistyped(model)
+
+
+def test_the_schema_check_finds_what_grafana_would_not_read():
+    board = json.loads(DASHBOARD_FILES[0].read_text())
+    board["panels"][0]["intervalFactr"] = 2  # an unknown field
+    board["panels"][1]["gridPos"]["w"] = "wide"  # a string where Grafana wants a number
+    problems = schema_problems(board)
+    assert ".panels[0].intervalFactr: not in Grafana's model" in problems
+    assert any(p.startswith(".panels[1].grid_pos.w: 'wide'") for p in problems), problems
+
+
+@pytest.mark.parametrize("path", DASHBOARD_FILES, ids=lambda p: p.stem)
+def test_dashboards_match_grafanas_dashboard_model(path):
+    assert schema_problems(json.loads(path.read_text())) == []
+
+
+# --- PromQL: every vector selector and every range of every panel query -----------------------
+
+_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|\[[^\]]*\]|[a-zA-Z_:][a-zA-Z0-9_:]*|=~|!~|!=|==|\{|\S')
+_AGGREGATIONS = {"sum", "min", "max", "avg", "count", "topk", "bottomk", "quantile", "stddev",
+                 "stdvar", "count_values", "group"}
+_KEYWORDS = _AGGREGATIONS | {"and", "or", "unless", "bool", "offset", "inf", "nan"}
+_LABEL_LISTS = {"by", "without", "on", "ignoring", "group_left", "group_right"}
+
+
+def selectors(expr: str) -> list[tuple[str, str]]:
+    """(metric name, matchers) of every vector selector in ``expr``."""
+    tokens = _TOKEN.findall(expr)
+    found, i = [], 0
+    while i < len(tokens):
+        token = tokens[i]
+        after = tokens[i + 1] if i + 1 < len(tokens) else ""
+        if token in _LABEL_LISTS:  # by (a, b): label names, not selectors
+            i += 2
+            while i < len(tokens) and tokens[i] != ")":
+                i += 1
+        elif token == "{" or (re.match(r"[a-zA-Z_:]", token) and token not in _KEYWORDS
+                              and after != "("):
+            name = "" if token == "{" else token
+            start = i + (1 if token == "{" else 2 if after == "{" else 0)
+            if token == "{" or after == "{":
+                end = start
+                while tokens[end] != "}":
+                    end += 1
+                found.append((name, " ".join(tokens[start:end])))
+                i = end
+            else:
+                found.append((name, ""))
+        i += 1
+    return found
+
+
+def test_the_selector_finder_sees_every_selector():
+    expr = ('sum by (cluster, le) (rate(a_bucket{x="1", y=~"}"}[$__rate_interval])) '
+            'and on (cache) topk(3, b @ end()) or vector(0) / time()')
+    assert selectors(expr) == [("a_bucket", 'x = "1" , y =~ "}"'), ("b", "")]
+
+
+def _panels() -> list[tuple[str, dict[str, Any]]]:
+    return [(path.stem, panel) for path in DASHBOARD_FILES
+            for panel in json.loads(path.read_text())["panels"]]
+
+
+PANELS = _panels()
+
+
+def _id(item: tuple[str, dict[str, Any]]) -> str:
+    return f"{item[0]}/{item[1]['title']}"
+
+
+@pytest.mark.parametrize("item", PANELS, ids=[_id(p) for p in PANELS])
+def test_every_panel_keeps_to_the_fleet_rules(item):
+    _, panel = item
+    assert panel.get("description", "").strip(), "no description"
+    assert panel["fieldConfig"]["defaults"].get("unit"), "no unit"
+    assert panel["fieldConfig"]["defaults"]["thresholds"]["steps"], "no thresholds"
+    assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
+    assert "maxDataPoints" not in panel
+    assert "interval" not in panel
+    for target in panel["targets"]:
+        assert target["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
+        assert "intervalFactor" not in target
+        assert "step" not in target
+        expr = target["expr"]
+        found = selectors(expr)
+        assert found, expr
+        for name, matchers in found:
+            for label in IDENTITY:  # every series filtered by the fleet's variables
+                assert f'{label} =~ "${label}"' in matchers, (name, label, expr)
+        for window in re.findall(r"\[([^\]]*)\]", re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)):
+            assert window in ("$__rate_interval", "$__range"), (window, expr)
+        ranks = re.search(r"\b(topk|bottomk)\(", expr)
+        if panel["type"] in ("bargauge", "table"):
+            assert target["instant"] is True, expr
+            assert target["range"] is False, expr
+        elif ranks:  # a ranking in a range query is pinned to one instant
+            assert "@ end()" in expr, expr
+        if panel["type"] == "heatmap":
+            assert target["format"] == "heatmap"
+            assert panel["options"]["yAxis"]["unit"] == panel["fieldConfig"]["defaults"]["unit"]
+        if panel["type"] == "bargauge":
+            assert panel["options"]["reduceOptions"]["calcs"] == ["lastNotNull"]
+
+
+def _overlaps(a: dict, b: dict) -> bool:
+    return not (a["x"] + a["w"] <= b["x"] or b["x"] + b["w"] <= a["x"]
+                or a["y"] + a["h"] <= b["y"] or b["y"] + b["h"] <= a["y"])
+
+
+@pytest.mark.parametrize("path", DASHBOARD_FILES, ids=lambda p: p.stem)
+def test_every_dashboard_has_the_fleet_variables_and_a_clean_layout(path):
+    board = json.loads(path.read_text())
+    assert board["uid"].startswith("cachewatch-")
+    assert board["schemaVersion"] >= 36
+    variables = board["templating"]["list"]
+    assert variables[0]["name"] == "datasource"
+    assert variables[0]["type"] == "datasource"
+    names = [v["name"] for v in variables[1:]]
+    assert names[:len(IDENTITY)] == list(IDENTITY)  # cluster, namespace, job, then its own
+    assert len(names) > len(IDENTITY)
+    for variable in variables[1:]:
+        assert variable["type"] == "query"
+        assert variable["multi"] is True
+        assert variable["includeAll"] is True
+        assert variable["allValue"] == ".*"  # All also matches series without the label
+        assert variable["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
+        for label in names[:names.index(variable["name"])]:  # narrowed by those before it
+            if label in IDENTITY:
+                assert f'{label}=~"${label}"' in variable["query"], variable
+    assert any(link["type"] == "dashboards" and link["tags"] == ["cachewatch"]
+               for link in board["links"])
+    panels = board["panels"]
+    assert len({p["id"] for p in panels}) == len(panels)
+    for i, first in enumerate(panels):
+        for second in panels[i + 1:]:
+            assert not _overlaps(first["gridPos"], second["gridPos"]), (first["title"],
+                                                                        second["title"])
+
+
+def test_identity_labels_are_a_setting_of_the_dashboards_too():
+    own = Thresholds(identity_labels=("region", "tenant"))
+    board = json.loads(next(dashboards.render(spec, own) for spec in dashboards.specs()
+                            if spec.key == "redis"))
+    assert [v["name"] for v in board["templating"]["list"]][1:3] == ["region", "tenant"]
+    for panel in board["panels"]:
+        for target in panel["targets"]:
+            for _, matchers in selectors(target["expr"]):
+                assert 'tenant =~ "$tenant"' in matchers
+                assert "namespace" not in matchers
+
+
+def test_every_query_of_the_specs_is_in_the_files():
+    rendered = {t["expr"] for _, p in PANELS for t in p["targets"]}
+    assert {expr for _, _, expr in dashboards.all_exprs(Thresholds())} == rendered
