@@ -353,3 +353,23 @@ def test_the_readme_web_config_example_loads(tmp_path, pki):
     assert config.tls.client_allowed_sans == ["prometheus.monitoring.svc"]
     assert bcrypt.checkpw(b"change-me", config.users["prometheus"])
     assert config.excluded_paths == {"/healthz"}
+
+
+def test_a_silent_client_on_the_tls_port_is_dropped_at_the_header_timeout(exporter_factory,
+                                                                          pki, tmp_path):
+    """A TCP connection that never starts its TLS handshake holds nothing for long."""
+    import socket
+    import time
+
+    path = write_web_config(tmp_path, {"tls_server_config": {
+        "cert_file": str(pki["cert"]), "key_file": str(pki["key"])}})
+    exporter = exporter_factory(settings([], **{"web.config_file": str(path),
+                                                "web.header_timeout": 0.5}))
+    with socket.create_connection(("127.0.0.1", exporter.port), timeout=5) as sock:
+        started = time.monotonic()
+        sock.settimeout(5)
+        try:
+            assert sock.recv(100) == b""
+        except ConnectionResetError:
+            pass
+        assert time.monotonic() - started < 2.5  # asyncio's own default would be 60 s
