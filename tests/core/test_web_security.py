@@ -358,6 +358,7 @@ def test_the_readme_web_config_example_loads(tmp_path, pki):
 def test_a_silent_client_on_the_tls_port_is_dropped_at_the_header_timeout(exporter_factory,
                                                                           pki, tmp_path):
     """A TCP connection that never starts its TLS handshake holds nothing for long."""
+    import contextlib
     import socket
     import time
 
@@ -368,8 +369,6 @@ def test_a_silent_client_on_the_tls_port_is_dropped_at_the_header_timeout(export
     with socket.create_connection(("127.0.0.1", exporter.port), timeout=5) as sock:
         started = time.monotonic()
         sock.settimeout(5)
-        try:
+        with contextlib.suppress(ConnectionResetError):  # a reset is a close too
             assert sock.recv(100) == b""
-        except ConnectionResetError:
-            pass
         assert time.monotonic() - started < 2.5  # asyncio's own default would be 60 s
