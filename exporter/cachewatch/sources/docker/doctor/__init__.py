@@ -1,0 +1,28 @@
+"""``cachewatch doctor``: find Dockerfile patterns that throw away build-cache hits.
+
+A pure-Python, standard-library-only analysis: :func:`analyze` parses a Dockerfile (BuildKit
+syntax: heredocs, ``--mount``, ``# escape=``, multi-stage), runs the rules in ``rules.py`` and
+returns findings whose ``fix`` is a unified diff of the real file. ``report`` renders them as
+``PATH:LINE: rule: message`` lines or JSON. The CLI wiring lives elsewhere.
+"""
+
+from __future__ import annotations
+
+from .dockerfile import Dockerfile, Instruction, Stage, parse
+from .report import analyze, apply_fix, dockerignore_for, exit_code, to_json, to_text
+from .rules import RULES, Finding
+
+__all__ = [
+    "RULES",
+    "Dockerfile",
+    "Finding",
+    "Instruction",
+    "Stage",
+    "analyze",
+    "apply_fix",
+    "dockerignore_for",
+    "exit_code",
+    "parse",
+    "to_json",
+    "to_text",
+]
