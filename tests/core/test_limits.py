@@ -82,6 +82,7 @@ def test_1100_idle_connections_leave_metrics_answering_and_the_log_quiet(exporte
     assert len(added) <= 3, [r.getMessage() for r in added]  # one line per cause, not per socket
 
 
+@pytest.mark.e2e  # waits on real timeouts: in `make test`, out of the fast loop
 def test_a_connection_that_sends_nothing_is_closed_quietly(exporter_factory, caplog):
     caplog.set_level(logging.DEBUG)
     exporter = exporter_factory(settings([], **{"web.header_timeout": 0.3}))
@@ -91,6 +92,7 @@ def test_a_connection_that_sends_nothing_is_closed_quietly(exporter_factory, cap
     assert _server_side_lines(caplog)[before:] == []
 
 
+@pytest.mark.e2e  # waits on real timeouts: in `make test`, out of the fast loop
 def test_slow_headers_are_cut_off(exporter_factory):
     """Slowloris: a byte of the head every 100 ms keeps no connection past the timeout."""
     exporter = exporter_factory(settings([], **{"web.header_timeout": 0.5}))
@@ -106,6 +108,7 @@ def test_slow_headers_are_cut_off(exporter_factory):
     assert metrics.value(REFUSED, reason="header_timeout") == 1
 
 
+@pytest.mark.e2e  # waits on real timeouts: in `make test`, out of the fast loop
 def test_a_slow_body_is_cut_off(exporter_factory):
     exporter = exporter_factory(settings([], **{"web.body_timeout": 0.5}))
     with _connect(exporter.port) as sock:
@@ -148,6 +151,7 @@ def test_garbage_requests_are_answered_400_and_logged_once(exporter_factory, cap
     assert exporter.scrape().value(REFUSED, reason="bad_request") == 50
 
 
+@pytest.mark.e2e  # waits on real timeouts: in `make test`, out of the fast loop
 def test_keep_alive_connections_are_reused_then_closed_when_idle(exporter_factory):
     exporter = exporter_factory(settings([], **{"web.keepalive_timeout": 0.3}))
     with _connect(exporter.port) as sock:

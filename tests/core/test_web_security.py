@@ -235,6 +235,7 @@ def test_bcrypt_runs_once_per_credentials_and_bad_guesses_cannot_evict_good_ones
     assert len(calls) == 11
 
 
+@pytest.mark.e2e  # waits on the reload interval: in `make test`, out of the fast loop
 def test_the_web_config_is_reloaded_when_it_changes(exporter_factory, pki, tmp_path,
                                                     monkeypatch):
     monkeypatch.setattr(serving, "RELOAD_INTERVAL", 0.1)
@@ -355,6 +356,7 @@ def test_the_readme_web_config_example_loads(tmp_path, pki):
     assert config.excluded_paths == {"/healthz"}
 
 
+@pytest.mark.e2e  # waits on a real timeout: in `make test`, out of the fast loop
 def test_a_silent_client_on_the_tls_port_is_dropped_at_the_header_timeout(exporter_factory,
                                                                           pki, tmp_path):
     """A TCP connection that never starts its TLS handshake holds nothing for long."""
