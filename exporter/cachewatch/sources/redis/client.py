@@ -18,12 +18,11 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
-from .settings import RedisTarget
+from .settings import DEFAULT_MAX_REPLY_BYTES, RedisTarget
 
 REASONS = ("timeout", "connection", "auth", "permission", "tls", "loading", "protocol", "other")
-# A reply larger than this is not an INFO answer; refuse it instead of buffering it.
-MAX_BULK = 16 * 2**20
-MAX_ARRAY = 2**16
+# A reply line (a simple string, an error) longer than this is not what Redis sends.
+MAX_LINE = 64 << 10
 _AUTH_ERRORS = ("NOAUTH", "WRONGPASS", "ERR invalid password", "ERR invalid username",
                 "ERR Client sent AUTH", "ERR AUTH", "ERR wrong number of arguments for 'auth'")
 
@@ -46,6 +45,10 @@ class ProtocolError(RedisError):
     """What came back is not RESP2, or is too large to be an answer to our commands."""
 
 
+class ReplyTooLarge(ProtocolError):
+    """A reply over ``redis.max_reply_bytes``: not what a Redis server sends to INFO or PING."""
+
+
 class CredentialsFileError(RedisError):
     """The password file could not be read when a connection needed it."""
 
@@ -58,34 +61,48 @@ def _encode(command: tuple[str | bytes, ...]) -> bytes:
     return b"".join(parts)
 
 
-async def _read_reply(reader: asyncio.StreamReader) -> Reply | ReplyError:
-    line = await reader.readuntil(b"\r\n")
-    kind, rest = line[:1], line[1:-2]
-    if kind == b"$":
-        size = int(rest)
-        if size < 0:
-            return None
-        if size > MAX_BULK:
-            raise ProtocolError(f"a {size}-byte reply is larger than any answer expected")
-        return (await reader.readexactly(size + 2))[:-2]
-    if kind == b"+":
-        return rest
-    if kind == b"-":
-        return ReplyError(rest.decode("utf-8", "replace"))
-    if kind == b":":
-        return int(rest)
-    if kind == b"*":
-        count = int(rest)
-        if count > MAX_ARRAY:
-            raise ProtocolError(f"a {count}-element reply is larger than any answer expected")
-        items: list[Reply] = []
-        for _ in range(max(count, 0)):
-            item = await _read_reply(reader)
-            if isinstance(item, ReplyError):
-                raise item
-            items.append(item)
-        return items if count >= 0 else None
-    raise ProtocolError(f"not a Redis reply (starts with {line[:16]!r})")
+class _Reply:
+    """Reads one reply of at most ``budget`` bytes (declared or received): whatever answers at
+    an address, a bulk of 500 MB, a line that never ends or an endless array cannot grow the
+    exporter's memory past it. Time is the caller's deadline."""
+
+    def __init__(self, reader: asyncio.StreamReader, budget: int) -> None:
+        self._reader = reader
+        self._budget = budget
+        self._left = budget
+
+    def _spend(self, size: int) -> None:
+        self._left -= size
+        if self._left < 0:
+            raise ReplyTooLarge(f"reply over {self._budget} bytes (redis.max_reply_bytes)")
+
+    async def read(self) -> Reply | ReplyError:
+        line = await self._reader.readuntil(b"\r\n")
+        self._spend(len(line))
+        kind, rest = line[:1], line[1:-2]
+        if kind == b"$":
+            size = int(rest)
+            if size < 0:
+                return None
+            self._spend(size + 2)  # refused before a byte of it is read
+            return (await self._reader.readexactly(size + 2))[:-2]
+        if kind == b"+":
+            return rest
+        if kind == b"-":
+            return ReplyError(rest.decode("utf-8", "replace"))
+        if kind == b":":
+            return int(rest)
+        if kind == b"*":
+            count = int(rest)
+            self._spend(4 * max(count, 0))  # every element takes at least 4 bytes
+            items: list[Reply] = []
+            for _ in range(max(count, 0)):
+                item = await self.read()
+                if isinstance(item, ReplyError):
+                    raise item
+                items.append(item)
+            return items if count >= 0 else None
+        raise ProtocolError(f"not a Redis reply (starts with {line[:16]!r})")
 
 
 class Connection:
@@ -95,9 +112,11 @@ class Connection:
     connection is then closed and marked ``broken``; the cache opens a fresh one next time.
     """
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES) -> None:
         self._reader = reader
         self._writer = writer
+        self._max_reply_bytes = max_reply_bytes
         self._lock = asyncio.Lock()
         self._retired = False
         self.broken = False
@@ -110,7 +129,8 @@ class Connection:
         async with self._lock:
             try:
                 self._writer.write(b"".join(_encode(c) for c in commands))
-                replies = [await _read_reply(self._reader) for _ in commands]
+                replies = [await _Reply(self._reader, self._max_reply_bytes).read()
+                           for _ in commands]
             except BaseException:
                 self.close()
                 raise
@@ -174,15 +194,17 @@ def _host_port(url: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-async def connect(target: RedisTarget, context: ssl.SSLContext | None) -> Connection:
+async def connect(target: RedisTarget, context: ssl.SSLContext | None,
+                  max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES) -> Connection:
     """Open and authenticate a connection; the caller bounds it with its deadline."""
     if target.url.startswith("unix://"):
-        reader, writer = await asyncio.open_unix_connection(target.url[len("unix://"):])
+        reader, writer = await asyncio.open_unix_connection(target.url[len("unix://"):],
+                                                            limit=MAX_LINE)
     else:
         host, port = _host_port(target.url)
         reader, writer = await asyncio.open_connection(
-            host, port, ssl=context, server_hostname=host if context else None)
-    connection = Connection(reader, writer)
+            host, port, ssl=context, server_hostname=host if context else None, limit=MAX_LINE)
+    connection = Connection(reader, writer, max_reply_bytes)
     try:
         credentials = _credentials(target)
         if credentials:
@@ -233,7 +255,8 @@ class ClientCache:
     collecting synchronously) gets its own, closed with ``close_loop``.
     """
 
-    def __init__(self, size: int = 128) -> None:
+    def __init__(self, max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES, size: int = 128) -> None:
+        self._max_reply_bytes = max_reply_bytes
         self._size = size
         self._connections: OrderedDict[tuple[Any, ...], Connection] = OrderedDict()
         self._contexts: dict[tuple[Any, ...], ssl.SSLContext] = {}
@@ -262,7 +285,7 @@ class ClientCache:
             self._loop = loop
         key = _key(target)
         if loop is not self._loop:
-            connection = await connect(target, self._context(key, target))
+            connection = await connect(target, self._context(key, target), self._max_reply_bytes)
             self._others.setdefault(loop, []).append(connection)
             return connection, True
         connection = self._connections.pop(key, None)
@@ -270,7 +293,7 @@ class ClientCache:
         if fresh:
             if connection is not None:
                 connection.close()
-            connection = await connect(target, self._context(key, target))
+            connection = await connect(target, self._context(key, target), self._max_reply_bytes)
         self._connections[key] = connection
         while len(self._connections) > self._size:
             self._connections.popitem(last=False)[1].retire()

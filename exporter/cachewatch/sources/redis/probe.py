@@ -24,7 +24,7 @@ from ... import contract
 from ...contract import Layer
 from ...health import Health
 from .client import REASONS, ClientCache, classify
-from .settings import RedisTarget
+from .settings import DEFAULT_MAX_REPLY_BYTES, RedisTarget
 
 log = logging.getLogger("cachewatch.redis.probe")
 
@@ -62,13 +62,14 @@ class LatencyProbe:
         interval: float,
         timeout: float,
         health: Health,
+        max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES,
     ) -> None:
         self._targets = targets
         self._interval = interval
         self._timeout = timeout
         self._health = health
         # Own connections: a PING must not queue behind a scrape's INFO on a shared socket.
-        self._clients = ClientCache(size=len(targets) + 1)
+        self._clients = ClientCache(max_reply_bytes, size=len(targets) + 1)
         self._tasks: list[asyncio.Task[None]] = []
         # Series exist (at zero) before the first probe lands.
         self._buckets = {target.name or "": _Buckets() for target in targets}

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 
+from ...allowlist import AllowList
 from ...config import ConfigError
+from ...fields import redact, yaml_error
 from .settings import (
     RedisSettings,
     RedisTarget,
@@ -34,7 +37,9 @@ def load_secrets(path: Path | None) -> dict[str, dict[str, str]]:
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except (OSError, yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"redis.secrets_file {str(path)!r} cannot be read: {exc}") from None
+        # yaml_error: the parser's own text quotes the line, and this file holds passwords.
+        why = exc.strerror if isinstance(exc, OSError) else yaml_error(exc)
+        raise ConfigError(f"redis.secrets_file {str(path)!r} cannot be read: {why}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"redis.secrets_file {str(path)!r}: expected a mapping of target -> "
                           "password or {username, password}")
@@ -69,12 +74,12 @@ def with_secrets(target: RedisTarget, secrets: dict[str, dict[str, str]]) -> Red
 
 
 def resolve_probe_target(
-    query: str, settings: RedisSettings, secrets: dict[str, dict[str, str]]
+    query: str, settings: RedisSettings, secrets: dict[str, dict[str, str]], allow: AllowList
 ) -> tuple[RedisTarget, bool]:
     """Map ``/probe?target=`` to a target; return it and whether it is a configured one.
 
     Raises ``TargetAddressError`` for a malformed address (or one carrying credentials) and
-    ``UnknownTarget`` for a name that is not configured.
+    ``UnknownTarget`` for a name that is not configured or an address ``allow`` does not list.
     """
     by_name = {t.name: t for t in settings.targets}
     if not query.strip():
@@ -84,8 +89,8 @@ def resolve_probe_target(
     if "://" not in query and ":" not in query:
         known = ", ".join(sorted(n for n in by_name if n)) or "none"
         raise UnknownTarget(
-            f"unknown target {query!r}: not a configured target name (configured: {known}); "
-            "pass a configured name or an address like redis://host:6379"
+            f"unknown target {redact(query)!r}: not a configured target name (configured: "
+            f"{known}); pass a configured name or an address like redis://host:6379"
         )
     url, username, password = split_redis_address(query)
     if username or password:
@@ -96,7 +101,12 @@ def resolve_probe_target(
     for target in settings.targets:
         if target.url == url:
             return with_secrets(target, secrets), True
-    if not settings.allow_unlisted_probe_targets:
-        raise UnknownTarget(f"unknown target {address_label(url)!r}: only configured targets "
-                            "may be probed (redis.allow_unlisted_probe_targets is false)")
+    if url.startswith("unix://"):
+        raise UnknownTarget("unix:// sockets can be probed only as configured targets")
+    host = urlsplit(url).hostname or ""
+    if not allow.permits(host):
+        raise UnknownTarget(
+            f"{address_label(url)!r} is not a configured target and probe.allow does not list "
+            f"its host (probe.allow: {allow.describe()}); configure it as a target, or add the "
+            "host or its network to probe.allow")
     return with_secrets(RedisTarget(url=url), secrets), False
