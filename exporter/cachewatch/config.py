@@ -237,9 +237,7 @@ def load_settings(config_file: Path | None = None, **flags: Any) -> CoreSettings
     except ValidationError as exc:
         raise ConfigError(_explain(exc, config_file)) from None
     except SettingsError as exc:  # an env var that should hold JSON does not
-        raise ConfigError(
-            f"invalid configuration: {redact(str(exc))}; variables holding lists or mappings"
-            f' take JSON, like {ENV_PREFIX}REDIS__TARGETS=\'["redis://host:6379"]\'') from None
+        raise ConfigError(_explain_env(str(exc))) from None
     finally:
         CoreSettings._yaml_file = None
 
@@ -270,23 +268,86 @@ def _nest(flat: dict[str, Any]) -> dict[str, Any]:
 
 
 def _explain(exc: ValidationError, config_file: Path | None) -> str:
+    """One line per wrong value: the setting, what is wrong in plain words, what was given
+    (unless it may be a secret), and every place it can be set."""
     lines = ["invalid configuration:"]
+    yaml_where = f"or {config_file}" if config_file else "or the YAML file (--config)"
     for error in exc.errors(include_url=False):
         loc = [str(part) for part in error["loc"]]
         dotted = ".".join(loc) or "(top level)"
         settable = [p for p in loc if not p.isdigit()]
-        env = ENV_PREFIX + "__".join(settable[:2]).upper()
-        flag_name = flag_of(".".join(settable)) if settable else None
-        where = (f"flag {flag_name}, " if flag_name else "") + f"env {env}"
-        where += f", or {config_file}" if config_file else ", or the YAML file (--config)"
-        message = error["msg"].removeprefix("Value error, ")
-        if error["type"] == "extra_forbidden":
-            message = "unknown setting (a typo?); see `cachewatch serve --help` or the README"
-        elif "input" in error and error["type"] not in ("missing",) \
-                and not any(word in dotted for word in _SECRET_WORDS):
-            message += f" (got {_short(error['input'])})"
+        message = _plain(error)
+        if len(settable) == 1 and settable[0] in sections():  # a check over the whole section
+            section = settable[0]
+            where = (f"flags --{section.replace('_', '-')}-*, env "
+                     f"{ENV_PREFIX}{section.upper()}__*, {yaml_where}")
+        else:
+            env = ENV_PREFIX + "__".join(settable[:2]).upper()
+            flag_name = flag_of(".".join(settable)) if settable else None
+            where = (f"flag {flag_name}, " if flag_name else "") + f"env {env}, {yaml_where}"
+            if error["type"] not in ("missing", "extra_forbidden") and "input" in error \
+                    and not any(word in dotted for word in _SECRET_WORDS):
+                message += f" (got {_short(error['input'])})"
         lines.append(f"  {dotted}: {message}  [set by {where}]")
     return "\n".join(lines)
+
+
+# pydantic's wording ("Input should be a valid integer, unable to parse string as an integer")
+# in the words of a configuration error.
+_PLAIN = {
+    "int_parsing": "must be a whole number", "int_type": "must be a whole number",
+    "int_from_float": "must be a whole number", "float_parsing": "must be a number",
+    "float_type": "must be a number", "bool_parsing": "must be true or false",
+    "bool_type": "must be true or false", "string_type": "must be text",
+    "list_type": "must be a list", "dict_type": "must be a mapping of settings",
+    "model_type": "must be a mapping of settings", "missing": "is required",
+    "extra_forbidden": "unknown setting (a typo?); see `cachewatch serve --help` or the README",
+}
+_BOUNDS = {"greater_than_equal": ("ge", "at least"), "greater_than": ("gt", "more than"),
+           "less_than_equal": ("le", "at most"), "less_than": ("lt", "less than"),
+           "too_long": ("max_length", "at most {} items long"),
+           "too_short": ("min_length", "at least {} items long"),
+           "string_too_long": ("max_length", "at most {} characters long"),
+           "string_too_short": ("min_length", "at least {} characters long")}
+
+
+def _plain(error: Any) -> str:
+    kind, context = error["type"], error.get("ctx") or {}
+    if kind in _PLAIN:
+        return _PLAIN[kind]
+    if kind in _BOUNDS and _BOUNDS[kind][0] in context:
+        key, words = _BOUNDS[kind]
+        bound = context[key]
+        return "must be " + (words.format(bound) if "{}" in words else f"{words} {bound}")
+    if kind == "literal_error" and "expected" in context:
+        return f"must be {context['expected']}"
+    return str(error["msg"]).removeprefix("Value error, ")
+
+
+def _explain_env(text: str) -> str:
+    """An env var holding a list or a mapping that is not JSON: name it (pydantic-settings
+    names only the section) and show what to write."""
+    import json
+    import os
+
+    section = text.split('field "', 1)[-1].split('"', 1)[0].upper()
+    lists = {row.env for row in setting_rows() if row.repeatable}
+    broken = []
+    for name, value in sorted(os.environ.items()):
+        if name == ENV_PREFIX + section or (name in lists and name.startswith(
+                f"{ENV_PREFIX}{section}__")):
+            try:
+                json.loads(value)
+            except ValueError:
+                broken.append(name)
+    if not broken:
+        return (f"invalid configuration: a {ENV_PREFIX}{section}__* variable is not valid JSON; "
+                "variables holding lists or mappings take JSON")
+    name = broken[0]
+    example = "'{\"timeout\": \"2s\"}'" if name == ENV_PREFIX + section else \
+        "'[\"first\", \"second\"]'"
+    return (f"invalid configuration: {name} is not valid JSON; variables holding lists or "
+            f"mappings take JSON, like {name}={example}")
 
 
 # Settings whose values are never repeated in an error message.

@@ -1,6 +1,10 @@
 """Logging set-up: logfmt for people and grep, JSON for log pipelines.
 
-Messages carry their context as ``extra={...}`` fields so both formats show the same facts.
+Messages carry their context as ``extra={...}`` fields so both formats show the same facts; a
+field whose value is ``None`` is left out (``cache_buster=None`` says nothing a missing field
+does not). At ``info`` the log says what changed, never what merely happened: start-up, targets
+going down and coming back, refusals; a scrape logs nothing (libraries that log every request,
+like httpx and uvicorn's own start-up chatter, are held to warnings unless ``debug``).
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ def _fields(record: logging.LogRecord) -> dict[str, object]:
         "logger": record.name,
         "msg": record.getMessage(),
     }
-    fields.update({k: v for k, v in vars(record).items() if k not in _STANDARD})
+    fields.update({k: v for k, v in vars(record).items()
+                   if k not in _STANDARD and v is not None})
     if record.exc_info:
         fields["error"] = logging.Formatter().formatException(record.exc_info)
     return fields
@@ -62,3 +67,8 @@ def setup(level: str = "info", fmt: str = "logfmt") -> None:
         logging.getLogger(name).propagate = True
     # Access logs would echo /probe query strings; cachewatch logs what matters itself.
     logging.getLogger("uvicorn.access").disabled = True
+    # httpx logs every request at info (the registry proxy collector makes one per scrape);
+    # uvicorn announces each start-up step. cachewatch says once that it listens and stops.
+    quiet = logging.DEBUG if level.lower() == "debug" else logging.WARNING
+    for name in ("httpx", "httpcore", "uvicorn.error", "docker", "urllib3"):
+        logging.getLogger(name).setLevel(quiet)

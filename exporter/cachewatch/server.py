@@ -90,6 +90,7 @@ def create_app(collectors: Sequence[Source], runtime: Runtime, *,
             collector.close()
         runtime.close()
         guarded.auth.close()
+        log.info("cachewatch stopped")
 
     # /docs and /redoc with their assets from an installed package: no CDN, works offline.
     app = FastAPIOffline(title="cachewatch", version=__version__, lifespan=lifespan,

@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -200,6 +199,8 @@ def load(path: Path | None) -> WebConfig:
     if path is None:
         return WebConfig()
     where = f"web.config_file {str(path)!r}"
+    import yaml  # only with a web config file: most exporters never load PyYAML
+
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except OSError as exc:

@@ -58,7 +58,7 @@ def serve(tmp_path):
         proc.terminate()
         # uvicorn shuts down gracefully, then re-raises SIGTERM so the exit status says why
         assert proc.wait(timeout=15) in (0, -15)
-        assert "Application shutdown complete" in (tmp_path / f"serve{index}.log").read_text()
+        assert "cachewatch stopped" in (tmp_path / f"serve{index}.log").read_text()
 
 
 def test_promtool_accepts_the_real_exposition(redis_plain, serve, tmp_path):
@@ -195,3 +195,29 @@ def test_serve_with_1100_idle_connections_keeps_answering_and_logging_nothing(se
     assert httpx.get(url + "/healthz", timeout=3).status_code == 200
     grown = log.read_text()[size:]
     assert len(grown.splitlines()) <= 2, grown  # the cap, logged once; nothing per socket
+
+
+@pytest.mark.parametrize(("args", "env", "names"), [
+    (["--port", "abc"], {}, ["port: must be a whole number", "--port", "CACHEWATCH_PORT"]),
+    (["--log-format", "xml"], {}, ["log_format: must be 'logfmt' or 'json'", "--log-format"]),
+    (["--redis-target", "redis://h:1", "--redis-target", "redis://h:1"], {},
+     ["two targets are named 'h:1'", "--redis-*", "CACHEWATCH_REDIS__*"]),
+    ([], {"CACHEWATCH_REDIS__TARGETS": "redis://h:1"},
+     ["CACHEWATCH_REDIS__TARGETS is not valid JSON"]),
+    ([], {"CACHEWATCH_REDIS__ENABLED": "maybe"},
+     ["redis.enabled: must be true or false", "--enable-collector redis"]),
+    (["--redis-timeout", "soon", "--port", "0"], {},
+     ["redis.timeout: 'soon' is not a duration", "port: must be at least 1"]),
+])
+def test_start_up_errors_are_one_plain_line_each(args, env, names, tmp_path):
+    """No traceback and none of pydantic's own wording; each error on one line with its fix."""
+    result = run("serve", *args, env=env)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert lines[0].startswith("cachewatch: ")
+    problems = lines[1:] or lines
+    assert all("[set by " in line or "take JSON" in line for line in problems), lines
+    for text in ("Traceback", "Input should", "pydantic", "EnvSettingsSource", "validation"):
+        assert text not in result.stderr
+    for name in names:
+        assert name in result.stderr

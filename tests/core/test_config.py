@@ -68,14 +68,15 @@ def test_credentials_in_a_configured_url_move_out_of_url_and_name():
 
 
 @pytest.mark.parametrize(("flags", "env", "expected"), [
-    ({"port": 70000}, {}, ["port: Input should be less than or equal to 65535",
+    ({"port": 70000}, {}, ["port: must be at most 65535",
                            "flag --port", "env CACHEWATCH_PORT"]),
     ({}, {"CACHEWATCH_REDIS__TIMEOUT": "soon"}, [
         "redis.timeout: 'soon' is not a duration; write it like 2s, 500ms or 1.5",
         "flag --redis-timeout", "env CACHEWATCH_REDIS__TIMEOUT"]),
     ({"redis.targets": ["http://h:1"]}, {}, [
         "redis.targets.0", "use redis://, rediss:// (TLS) or unix://", "flag --redis-target"]),
-    ({"log_level": "loud"}, {}, ["log_level: Input should be 'debug', 'info', 'warning' or"]),
+    ({"log_level": "loud"}, {}, ["log_level: must be 'debug', 'info', 'warning' or 'error'"]),
+    ({"port": "abc"}, {}, ["port: must be a whole number (got 'abc')"]),
     ({"redis.targets": ["a=redis://h:1", "a=redis://h:2"]}, {}, [
         "two targets are named 'a'; give each a unique name"]),
     ({"redis.targets": [{"url": "redis://h:1", "password": "x", "password_file": "/etc/hostname"}]},
