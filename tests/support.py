@@ -523,3 +523,12 @@ def rss_bytes() -> int:
     """This process's resident memory now (Linux)."""
     with open("/proc/self/statm") as statm:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def promtool_clean(exposition: str) -> None:
+    """``promtool check metrics`` accepts the text with no lint warning at all."""
+    promtool = require("promtool", "prometheus")
+    checked = subprocess.run([promtool, "check", "metrics"], input=exposition,
+                             capture_output=True, text=True, timeout=30, check=False)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert checked.stdout + checked.stderr == "", checked.stdout + checked.stderr

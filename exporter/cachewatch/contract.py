@@ -242,12 +242,14 @@ BUILD_CACHE_AGE_BUCKETS: tuple[float, ...] = (
     90 * 86400.0)
 DOCKER_BUILD_CACHE_IDLE_BYTES = _spec(
     "docker_build_cache_used_within_bytes", Kind.GAUGE,
-    "Build cache bytes last used at most `le` seconds ago (cumulative; le=+Inf is all of it).",
-    ("host", "le"), DOCKER_ENGINE)
+    "Build cache bytes last used at most `within` seconds ago (cumulative; within=+Inf is all "
+    "of it). Not `le`: promtool keeps that label for histograms.",
+    ("host", "within"), DOCKER_ENGINE)
 DOCKER_BUILD_CACHE_IDLE_RECORDS = _spec(
     "docker_build_cache_used_within_records", Kind.GAUGE,
-    "Build cache records last used at most `le` seconds ago (cumulative; le=+Inf is all).",
-    ("host", "le"), DOCKER_ENGINE)
+    "Build cache records last used at most `within` seconds ago (cumulative; within=+Inf is "
+    "all).",
+    ("host", "within"), DOCKER_ENGINE)
 DOCKER_IMAGES = _spec(
     "docker_images", Kind.GAUGE,
     "Images on the engine; dangling ones have no tag.",

@@ -12,7 +12,7 @@ import pytest
 
 from cachewatch.sources.docker.engine import disk_usage
 
-from support import DOCKER_CLI, BuildContext, free_port, settings, wait_until
+from support import DOCKER_CLI, BuildContext, free_port, promtool_clean, settings, wait_until
 
 pytestmark = pytest.mark.e2e  # every test here drives real services
 
@@ -182,6 +182,7 @@ def test_engine_collector_matches_docker_system_df(docker_engine, exporter_facto
     docker_engine.cli("build", "--network=host", "-t", "cw-df", str(ctx.path))
     metrics = exporter.scrape()
     assert metrics.value("cachewatch_collector_up", collector="docker", target="local") == 1
+    promtool_clean(metrics.text)  # the engine's families pass promtool like every source's
     rows = {}
     for line in docker_engine.cli("system", "df", "--format", "{{json .}}").stdout.splitlines():
         row = json.loads(line)
@@ -198,11 +199,11 @@ def test_engine_collector_matches_docker_system_df(docker_engine, exporter_facto
     # every record was used moments ago: all of the cache is in the smallest age bucket
     everything = sum(metrics.find("cachewatch_docker_build_cache_bytes", host="local"))
     assert everything > 0
-    for le in ("3600.0", "+Inf"):
+    for within in ("3600.0", "+Inf"):
         assert metrics.value("cachewatch_docker_build_cache_used_within_bytes", host="local",
-                             le=le) == everything
+                             within=within) == everything
     assert metrics.value("cachewatch_docker_build_cache_used_within_records", host="local",
-                         le="+Inf") == records
+                         within="+Inf") == records
     images = sum(metrics.find("cachewatch_docker_images", host="local"))
     assert images == int(rows["Images"]["TotalCount"])
     layers = metrics.value("cachewatch_docker_layers_bytes", host="local")

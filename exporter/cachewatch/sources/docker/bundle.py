@@ -72,8 +72,9 @@ def panels(t: Thresholds) -> list[Panel]:
               f"line is the {gib(t.build_cache_budget_bytes)} budget of "
               "DockerBuildCacheOverBudget."),
         Panel("bargauge", "Build cache by last use",
-              ((f"sum by ({t.by('le')}) "
-                f"({L.DOCKER_BUILD_CACHE_IDLE_BYTES.name}{fleet(t)})", legend(t, "≤ {{le}} s")),),
+              ((f"sum by ({t.by('within')}) "
+                f"({L.DOCKER_BUILD_CACHE_IDLE_BYTES.name}{fleet(t)})",
+                legend(t, "≤ {{within}} s")),),
               "bytes", NEUTRAL, 12,
               "Bytes of build cache last used within each age (cumulative): most bytes only in "
               "the oldest bars is a bloated cache; nothing older than an hour is a thrashing "

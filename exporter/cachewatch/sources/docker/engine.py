@@ -121,8 +121,9 @@ def _cache_ages(out: Families, records: list[dict[str, Any]], host: str, now: fl
     for edge, size, count in zip(edges, sizes, counts, strict=True):
         total_size += size
         total_count += count
-        out.add(contract.DOCKER_BUILD_CACHE_IDLE_BYTES, {"host": host, "le": edge}, total_size)
-        out.add(contract.DOCKER_BUILD_CACHE_IDLE_RECORDS, {"host": host, "le": edge},
+        out.add(contract.DOCKER_BUILD_CACHE_IDLE_BYTES, {"host": host, "within": edge},
+                total_size)
+        out.add(contract.DOCKER_BUILD_CACHE_IDLE_RECORDS, {"host": host, "within": edge},
                 total_count)
 
 
