@@ -1,5 +1,5 @@
 # The two commands of the quickstart are `make run` and `make test`; the rest are helpers.
-.PHONY: run test lint docs golden bench clean
+.PHONY: run test lint docs golden bench stack clean
 
 run:  ## run the exporter with working defaults (ARGS="--redis-target redis://host:6379")
 	scripts/run.sh $(ARGS)
@@ -15,6 +15,9 @@ docs:  ## regenerate the README configuration table and metric reference
 
 golden:  ## regenerate tests/golden/<source>.prom (the whole /metrics per source); review the diff
 	scripts/venv.sh test && CACHEWATCH_UPDATE_GOLDEN=1 .venv/bin/python -m pytest -q tests/core/test_golden.py
+
+stack:  ## cachewatch + Redis + registry + Prometheus + Alertmanager + Grafana (Compose v2 or v1)
+	scripts/compose.sh up --build
 
 bench:  ## run the benchmarks (needs prometheus-redis-exporter for the side-by-side)
 	scripts/venv.sh test && .venv/bin/python benchmarks/scrape_redis.py \

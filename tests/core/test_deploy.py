@@ -5,6 +5,8 @@ against the app and the bundle."""
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 import subprocess
 import sys
@@ -125,11 +127,9 @@ def test_image_builds_runs_as_non_root_and_a_code_change_reuses_the_dependencies
 
 
 def test_compose_file_and_every_config_it_mounts_are_valid(tmp_path):
-    compose = require("docker-compose", "docker-compose")
-    checked = subprocess.run([compose, "-f", str(DEPLOY / "compose.yaml"), "config"],
-                             capture_output=True, text=True, check=False)
-    assert checked.returncode == 0, checked.stderr
-    stack = yaml.safe_load(checked.stdout)
+    """`config` on a fresh clone (no .env, no CACHEWATCH_TOKEN): the placeholder token."""
+    stack = _compose_config({})
+    assert stack["services"]["cachewatch"]["image"] == "cachewatch:0.1.0"  # what k8s runs
 
     def mounts(service: dict) -> list[tuple[str, str]]:
         """(source, target) of each volume, in either spelling compose prints."""
@@ -163,13 +163,84 @@ def test_compose_file_and_every_config_it_mounts_are_valid(tmp_path):
     provider = yaml.safe_load((ROOT / "dashboards/provisioning/dashboards.yml").read_text())
     grafana_mounts = [target for _, target in mounts(services["grafana"])]
     assert provider["providers"][0]["options"]["path"] in grafana_mounts
-    registry = yaml.safe_load((DEPLOY / "registry" / "config.yml").read_text())
-    endpoint = registry["notifications"]["endpoints"][0]
-    assert endpoint["url"].startswith("http://cachewatch:10150/webhooks/registry")
-    assert endpoint["headers"]["Authorization"] == [
-        f"Bearer {services['cachewatch']['environment']['CACHEWATCH_REGISTRY__TOKEN']}"]
+    assert services["cachewatch"]["environment"]["CACHEWATCH_REGISTRY__TOKEN"] == "change-me"
     redis = json.loads(services["cachewatch"]["environment"]["CACHEWATCH_REDIS__TARGETS"])
     assert redis == ["main=redis://redis:6379"]
+
+
+def _compose_config(env: dict[str, str]) -> dict:
+    """`docker-compose config` (Compose v1, as Debian ships it; v2 reads the same file)."""
+    compose = require("docker-compose", "docker-compose")
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("CACHEWATCH_")}
+    checked = subprocess.run([compose, "-f", str(DEPLOY / "compose.yaml"), "config"],
+                             capture_output=True, text=True, check=False, env={**clean, **env})
+    assert checked.returncode == 0, checked.stderr
+    return yaml.safe_load(checked.stdout)
+
+
+def test_the_compose_token_comes_from_the_environment_and_the_registry_sends_it(tmp_path):
+    """The real registry reads the endpoint compose gives it, with the token from the
+    environment (both sides of the stack get the same one)."""
+    stack = _compose_config({"CACHEWATCH_TOKEN": "from-the-env-Tok3n"})
+    assert stack["services"]["cachewatch"]["environment"]["CACHEWATCH_REGISTRY__TOKEN"] == \
+        "from-the-env-Tok3n"
+    registry = require("docker-registry", "docker-registry")
+    config = yaml.safe_load((DEPLOY / "registry" / "config.yml").read_text())
+    config["storage"]["filesystem"]["rootdirectory"] = str(tmp_path / "data")
+    config["http"] = {"addr": f"127.0.0.1:{free_port()}"}
+    (tmp_path / "config.yml").write_text(yaml.safe_dump(config))
+    env = {**os.environ, **stack["services"]["registry"]["environment"]}
+    log = tmp_path / "registry.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen([registry, "serve", str(tmp_path / "config.yml")], env=env,
+                                stdout=out, stderr=subprocess.STDOUT)
+    try:
+        line = wait_until(lambda: next((x for x in log.read_text().splitlines()
+                                        if "configuring endpoint" in x), None), timeout=15)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert "endpoint cachewatch (http://cachewatch:10150/webhooks/registry?registry=compose)" \
+        in line
+    assert "headers=map[Authorization:[Bearer from-the-env-Tok3n]]" in line
+
+
+def test_make_stack_runs_compose_v2_or_v1(tmp_path):
+    """scripts/compose.sh picks `docker compose` (v2) when the CLI has it, else docker-compose
+    (v1): both are tried here with stand-ins on PATH that record how they were called."""
+    bin_v2, bin_v1 = tmp_path / "v2", tmp_path / "v1"
+    for folder, name, body in (
+            (bin_v2, "docker", 'if [ "$1" = compose ]; then echo "v2 $*" > "$OUT"; fi'),
+            (bin_v1, "docker", "exit 1"), (bin_v1, "docker-compose", 'echo "v1 $*" > "$OUT"')):
+        folder.mkdir(exist_ok=True)
+        (folder / name).write_text(f"#!/bin/sh\n{body}\n")
+        (folder / name).chmod(0o755)
+    for folder, expected in ((bin_v2, "v2 compose -f"), (bin_v1, "v1 -f")):
+        out = tmp_path / f"{folder.name}.out"
+        subprocess.run([str(ROOT / "scripts" / "compose.sh"), "config"], check=True,
+                       env={"PATH": f"{folder}:/usr/bin:/bin", "OUT": str(out)})
+        called = out.read_text()
+        assert called.startswith(expected), called
+        assert called.rstrip().endswith("deploy/compose.yaml config")
+
+
+def test_image_healthcheck_follows_the_port_the_exporter_is_given(exporter_factory):
+    """The Dockerfile's HEALTHCHECK command, run as Docker would, with CACHEWATCH_PORT set to
+    where an exporter listens (and to where nothing does)."""
+    from support import settings
+
+    text = (DEPLOY / "Dockerfile").read_text().replace("\\\n", " ")
+    command = json.loads(re.search(r"HEALTHCHECK [^\[]*CMD (\[.*\])", text).group(1))
+    assert command[:2] == ["/opt/venv/bin/python", "-c"]
+    exporter = exporter_factory(settings([], **{"redis.enabled": False}))
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("CACHEWATCH_")}
+    for env, healthy in (({"CACHEWATCH_PORT": str(exporter.port)}, True),
+                         ({"CACHEWATCH_PORT": str(exporter.port),
+                           "CACHEWATCH_LISTEN_ADDRESS": "0.0.0.0"}, True),
+                         ({"CACHEWATCH_PORT": str(free_port())}, False)):
+        run = subprocess.run([sys.executable, "-c", command[2]], env={**clean, **env},
+                             capture_output=True, text=True, timeout=30, check=False)
+        assert (run.returncode == 0) is healthy, (env, run.stderr[-300:])
 
 
 def _documents() -> list[dict]:

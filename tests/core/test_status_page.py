@@ -7,7 +7,9 @@ pages in a real browser (Debian's chromium driven by Playwright) and fail on any
 
 from __future__ import annotations
 
+import json
 import re
+import time
 from collections.abc import Iterator
 from html.parser import HTMLParser
 
@@ -300,3 +302,29 @@ def test_docs_render_offline_in_a_browser(browser, exporter_factory):
     assert {"/metrics", "/probe", "/webhooks/registry", "/webhooks/harbor",
             "/api/v1/caches"} <= paths
     assert problems == []
+
+
+@pytest.mark.e2e  # runs the README's shell block (bash, curl)
+def test_the_readme_push_example_pasted_as_is_shows_on_the_page(exporter_factory):
+    """The Push API example, copied from the README into a shell: counted, at the rates the
+    README says (a `started_at` older than the exporter used to make it count nothing)."""
+    import subprocess
+
+    from support import ROOT
+
+    require("curl", "curl")
+    readme = (ROOT / "README.md").read_text()
+    block = next(b for b in re.findall(r"```sh\n(.*?)```", readme, re.S)
+                 if "/api/v1/caches" in b and "started_at" in b)
+    exporter = exporter_factory(settings([], **{"redis.enabled": False}))
+    # `date +%s` is whole seconds: an exporter started in this same second would see the
+    # instance as older than itself (its counts already exported by a previous run)
+    time.sleep(1.1)
+    script = block.replace("http://127.0.0.1:10150", exporter.url)
+    run = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=30,
+                         check=True)
+    assert json.loads(run.stdout) == {"accepted": 2, "instance": "checkout-7d9f:1"}
+    page = httpx.get(exporter.url + "/").text
+    assert _cells(page, "app", "products") == ["91.2%", "91.2%"]
+    assert _cells(page, "app", "products-redis") == ["69.3%", "69.3%"]
+    assert re.search(r"`products` at 91\.2 % and `products-redis` at 69\.3 %", readme)

@@ -1,0 +1,51 @@
+"""Every example runs after the install its README line asks for: what it imports comes with
+cachewatch or with the ``examples`` extra, never only with the test extra."""
+
+from __future__ import annotations
+
+import ast
+import re
+import sys
+import tomllib
+from importlib.metadata import packages_distributions
+
+import pytest
+
+from support import ROOT
+
+EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
+
+
+def _name(requirement: str) -> str:
+    return re.split(r"[<>=!~\[; ]", requirement, maxsplit=1)[0].lower().replace("_", "-")
+
+
+def _declared() -> set[str]:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    return {_name(r) for r in [*project["dependencies"],
+                               *project["optional-dependencies"]["examples"]]}
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
+def test_what_an_example_imports_is_installed_by_the_examples_extra(example):
+    tree = ast.parse(example.read_text())
+    imported = {alias.name.split(".")[0] for node in ast.walk(tree)
+                if isinstance(node, ast.Import) for alias in node.names}
+    imported |= {node.module.split(".")[0] for node in ast.walk(tree)
+                 if isinstance(node, ast.ImportFrom) and node.module and node.level == 0}
+    third_party = imported - set(sys.stdlib_module_names) - {"cachewatch"}
+    providers = packages_distributions()
+    declared = _declared()
+    for module in sorted(third_party):
+        distributions = {_name(d) for d in providers.get(module, [module])}
+        assert distributions & declared, (
+            f"{example.name} imports {module}, which neither cachewatch's dependencies nor the "
+            "examples extra install")
+
+
+def test_the_readme_says_how_to_install_and_run_each_example():
+    readme = (ROOT / "README.md").read_text()
+    assert "pip install '.[examples]'" in readme
+    for example in EXAMPLES:
+        assert f"python examples/{example.name}" in readme, example.name
+        assert "pip install '.[examples]'" in example.read_text(), example.name
