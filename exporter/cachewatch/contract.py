@@ -413,6 +413,21 @@ REDIS_COMMAND_LATENCY = _spec(
     ("cache", "command"), REDIS)
 
 
+# --- the process (the standard process_* names every exporter has) ----------------------------
+# Outside the cachewatch_ prefix on purpose: dashboards and alerts for any exporter read these.
+# Names, types and help texts are those of prometheus_client's ProcessCollector, in its order.
+PROCESS_FAMILIES: tuple[tuple[str, Kind, str], ...] = (
+    ("process_virtual_memory_bytes", Kind.GAUGE, "Virtual memory size in bytes."),
+    ("process_resident_memory_bytes", Kind.GAUGE, "Resident memory size in bytes."),
+    ("process_start_time_seconds", Kind.GAUGE,
+     "Start time of the process since unix epoch in seconds."),
+    ("process_cpu_seconds_total", Kind.COUNTER,
+     "Total user and system CPU time spent in seconds."),
+    ("process_open_fds", Kind.GAUGE, "Number of open file descriptors."),
+    ("process_max_fds", Kind.GAUGE, "Maximum number of open file descriptors."),
+)
+
+
 def family(spec: MetricSpec) -> Metric:
     """An empty prometheus_client family for ``spec``, labels declared, ready for samples.
 
@@ -495,9 +510,22 @@ class Families:
         buckets: Iterable[tuple[str, float]],
         sum_value: float,
     ) -> None:
-        """Add one histogram child from cumulative ``(le, count)`` pairs, ``+Inf`` last."""
+        """Add one histogram child from cumulative ``(le, count)`` pairs, ``+Inf`` last.
+
+        The samples ``HistogramMetricFamily.add_metric`` would make (buckets, then ``_count``
+        and ``_sum`` unless an edge is negative), made here: a Redis target's command histogram
+        is hundreds of them on every scrape.
+        """
         fam, values = self._get(spec, labels)
-        fam.add_metric(values, list(buckets), sum_value)
+        base = dict(zip(spec.labels, values, strict=True))
+        pairs = list(buckets)
+        new = tuple.__new__
+        bucket = spec.name + "_bucket"
+        fam.samples.extend([new(Sample, (bucket, {**base, "le": le}, count, *_UNSET))
+                            for le, count in pairs])
+        if float(pairs[0][0]) >= 0:
+            fam.samples.append(new(Sample, (spec.name + "_count", base, pairs[-1][1], *_UNSET)))
+            fam.samples.append(new(Sample, (spec.name + "_sum", dict(base), sum_value, *_UNSET)))
 
     def add_summary(
         self,

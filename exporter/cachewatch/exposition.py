@@ -8,18 +8,21 @@ families are merged here before encoding.
 from __future__ import annotations
 
 import asyncio
+import os
 import platform
+import resource
 from collections.abc import Callable, Iterator, Sequence
-from functools import partial
+from functools import lru_cache, partial
 
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics import exposition as openmetrics
 from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
 
 from . import __version__, contract
-from .contract import Families
+from .contract import Families, Kind
 from .target_collector import BaseTargetCollector
 
 
@@ -33,6 +36,49 @@ class BuildInfo(Collector):
         out = Families()
         out.add(contract.BUILD_INFO, self._labels, 1)
         yield from out
+
+
+class ProcessMetrics(Collector):
+    """The standard ``process_*`` families, as prometheus_client's ``ProcessCollector`` writes
+    them, for less: the start time once, CPU from ``times()``, the open-file limit from
+    ``getrlimit()``; per scrape one read of ``/proc/self/statm`` and a listing of the process'
+    descriptors (three files and a listing before). Nothing on systems without ``/proc``."""
+
+    def __init__(self) -> None:
+        self._page = resource.getpagesize()
+        self._families = [
+            (name, Metric(name.removesuffix("_total") if kind is Kind.COUNTER else name,
+                          documentation, kind.value))
+            for name, kind, documentation in contract.PROCESS_FAMILIES]
+        self._start: float | None = None
+        try:
+            with open("/proc/self/stat", "rb") as stat:
+                started_ticks = float(stat.read().rsplit(b")", 1)[1].split()[19])
+            with open("/proc/stat", "rb") as system:
+                boot = next(float(line.split()[1]) for line in system
+                            if line.startswith(b"btime "))
+            self._start = boot + started_ticks / os.sysconf("SC_CLK_TCK")
+        except (OSError, StopIteration, ValueError, IndexError):
+            pass  # no /proc: the collector yields nothing
+
+    def collect(self) -> Iterator[Metric]:
+        if self._start is None:
+            return
+        try:
+            with open("/proc/self/statm", "rb") as statm:
+                size, resident = statm.read().split()[:2]
+            open_fds = len(os.listdir("/proc/self/fd"))
+        except OSError:
+            return
+        times = os.times()
+        values = (float(size) * self._page, float(resident) * self._page, self._start,
+                  times.user + times.system, float(open_fds),
+                  float(resource.getrlimit(resource.RLIMIT_NOFILE)[0]))
+        for (name, template), value in zip(self._families, values, strict=True):
+            family = object.__new__(Metric)  # a copy of the template: no name checks again
+            family.__dict__.update(template.__dict__)
+            family.samples = [Sample(name, {}, value)]
+            yield family
 
 
 class Exposition:
@@ -75,13 +121,21 @@ class Exposition:
         (``TargetCollector``); everything else is in memory, and the encoding of an exposition
         takes well under a millisecond, less than handing it to a thread and back."""
         metrics = await self.collect_async()
-        encoder, content_type = choose_encoder(accept or "")
-        return _fast(encoder)(_Fixed(metrics)), content_type  # type: ignore[arg-type]
+        encoder, content_type = _encoder(accept or "")
+        return encoder(_Fixed(metrics)), content_type
 
     def render(self, accept: str | None) -> tuple[bytes, str]:
         """Encode for the client's ``Accept`` header (OpenMetrics when asked, else text 0.0.4)."""
-        encoder, content_type = choose_encoder(accept or "")
-        return _fast(encoder)(self), content_type  # type: ignore[arg-type]
+        encoder, content_type = _encoder(accept or "")
+        return encoder(self), content_type  # type: ignore[arg-type]
+
+
+@lru_cache(maxsize=64)
+def _encoder(accept: str) -> tuple[Callable[[Collector], bytes], str]:
+    """The encoder for an ``Accept`` header: a scraper sends the same one every time, and
+    parsing it is a good part of a small scrape's cost."""
+    encoder, content_type = choose_encoder(accept)
+    return _fast(encoder), content_type
 
 
 def _fast(encoder: Callable[[Collector], bytes]) -> Callable[[Collector], bytes]:
@@ -106,13 +160,6 @@ def _escape(text: str) -> str:
     return text
 
 
-def _number(value: float) -> str:
-    """``floatToGoString`` with a fast path: between -1e6 and 1e6 Go and Python agree."""
-    if value.__class__ is float and -1e6 < value < 1e6:
-        return repr(value)
-    return floatToGoString(value)
-
-
 # "# HELP/# TYPE" lines by family: the same few dozen strings on every scrape.
 _HEADERS: dict[tuple[str, str, str, str], str] = {}
 
@@ -130,21 +177,42 @@ def _header(metric: Metric) -> str:
     return header
 
 
+# A sample's name and labels as the exposition writes them, by (name, labels): the same few
+# hundred strings on every scrape, so formatting them (sorting, escaping, joining) is done once.
+_SERIES: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}
+_SERIES_LIMIT = 50_000  # bounded: labels come from outside; past this, start again
+
+
+def _series(name: str, labels: dict[str, str]) -> str:
+    key = (name, tuple(labels.items()))
+    text = _SERIES.get(key)
+    if text is None:
+        pairs = ",".join([k + '="' + _escape(v) + '"' for k, v in sorted(labels.items())])
+        text = f"{name}{{{pairs}}} "
+        if len(_SERIES) >= _SERIES_LIMIT:
+            _SERIES.clear()
+        _SERIES[key] = text
+    return text
+
+
 def _openmetrics(registry: Collector, fallback: Callable[[Collector], bytes]) -> bytes:
     metrics = list(registry.collect())
+    if len(Sample._fields) != 6:  # a prometheus_client whose samples this loop does not know
+        return fallback(_Fixed(metrics))
     out: list[str] = []
     append = out.append
     for metric in metrics:
         append(_header(metric))
-        for sample in metric.samples:
-            name, labels, value, timestamp = sample[:4]
-            if timestamp is not None or any(sample[4:]):  # an exemplar, a native histogram
+        for name, labels, value, timestamp, exemplar, native_histogram in metric.samples:
+            if timestamp is not None or exemplar or native_histogram:
                 return fallback(_Fixed(metrics))
+            # floatToGoString, inlined: between -1e6 and 1e6 Go and Python write floats alike
+            number = repr(value) if value.__class__ is float and -1e6 < value < 1e6 \
+                else floatToGoString(value)
             if labels:
-                pairs = ",".join([k + '="' + _escape(v) + '"' for k, v in sorted(labels.items())])
-                append(f"{name}{{{pairs}}} {_number(value)}\n")
+                append(_series(name, labels) + number + "\n")
             else:
-                append(f"{name} {_number(value)}\n")
+                append(f"{name} {number}\n")
     append("# EOF\n")
     return "".join(out).encode("utf-8")
 

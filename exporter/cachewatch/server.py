@@ -19,12 +19,11 @@ from typing import Any
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from fastapi_offline import FastAPIOffline
-from prometheus_client import ProcessCollector
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from . import __version__, status_page
 from .allowlist import AllowList
-from .exposition import BuildInfo, Exposition
+from .exposition import BuildInfo, Exposition, ProcessMetrics
 from .guard import Guard, LiveWebConfig
 from .history import History, Snapshot
 from .refusals import RefusalCollector
@@ -67,7 +66,7 @@ def create_app(collectors: Sequence[Source], runtime: Runtime, *,
     # The status page's last hour, sampled from scrapes (or on its own when nobody scrapes).
     history = History()
     exposition = Exposition([*collectors, BuildInfo(), RefusalCollector(runtime.refusals),
-                             ProcessCollector(registry=None)], observe=history.observe)
+                             ProcessMetrics()], observe=history.observe)
     by_name = {c.name: c for c in collectors}
     # Probes beyond this many at once are refused (503) rather than queued without bound.
     probes = asyncio.Semaphore(MAX_CONCURRENT_PROBES)

@@ -113,8 +113,34 @@ def test_fast_openmetrics_encoding_writes_the_same_bytes():
     assert encoder.keywords["escaping"] == openmetrics.UNDERSCORES
     assert _fast(encoder) is not encoder
     assert _fast(encoder)(Frozen()) == encoder(Frozen())
+    assert _fast(encoder)(Frozen()) == encoder(Frozen())  # again, from the cached label strings
     text, _ = choose_encoder("text/plain;version=0.0.4")
     assert _fast(text) is text  # the text format goes to the library unchanged
+
+
+def test_process_metrics_are_prometheus_clients_for_less():
+    """Same families, types, help texts and order as ProcessCollector; the same values (the
+    memory ones move between two reads, so within a few pages)."""
+    import os
+
+    from prometheus_client import ProcessCollector
+
+    from cachewatch.exposition import ProcessMetrics
+
+    theirs = list(ProcessCollector(registry=None).collect())
+    ours = list(ProcessMetrics().collect())
+    assert [(m.name, m.type, m.documentation, [s.name for s in m.samples]) for m in ours] == \
+        [(m.name, m.type, m.documentation, [s.name for s in m.samples]) for m in theirs]
+    values = {m.name: m.samples[0].value for m in ours}
+    expected = {m.name: m.samples[0].value for m in theirs}
+    assert values["process_start_time_seconds"] == pytest.approx(
+        expected["process_start_time_seconds"], abs=0.02)
+    assert values["process_max_fds"] == expected["process_max_fds"]
+    assert abs(values["process_open_fds"] - expected["process_open_fds"]) <= 1
+    assert values["process_resident_memory_bytes"] == pytest.approx(
+        expected["process_resident_memory_bytes"], rel=0.05)
+    assert values["process_cpu_seconds"] >= expected["process_cpu_seconds"]
+    assert values["process_cpu_seconds"] == pytest.approx(sum(os.times()[:2]), abs=0.05)
 
 
 def test_fast_openmetrics_matches_the_library_on_a_real_exposition(redis_plain,

@@ -61,48 +61,50 @@ def _encode(command: tuple[str | bytes, ...]) -> bytes:
     return b"".join(parts)
 
 
-class _Reply:
-    """Reads one reply of at most ``budget`` bytes (declared or received): whatever answers at
-    an address, a bulk of 500 MB, a line that never ends or an endless array cannot grow the
-    exporter's memory past it. Time is the caller's deadline."""
+class _Incomplete(Exception):
+    """The buffer ends inside a reply: read more and parse again."""
 
-    def __init__(self, reader: asyncio.StreamReader, budget: int) -> None:
-        self._reader = reader
-        self._budget = budget
-        self._left = budget
 
-    def _spend(self, size: int) -> None:
-        self._left -= size
-        if self._left < 0:
-            raise ReplyTooLarge(f"reply over {self._budget} bytes (redis.max_reply_bytes)")
-
-    async def read(self) -> Reply | ReplyError:
-        line = await self._reader.readuntil(b"\r\n")
-        self._spend(len(line))
-        kind, rest = line[:1], line[1:-2]
-        if kind == b"$":
-            size = int(rest)
-            if size < 0:
-                return None
-            self._spend(size + 2)  # refused before a byte of it is read
-            return (await self._reader.readexactly(size + 2))[:-2]
-        if kind == b"+":
-            return rest
-        if kind == b"-":
-            return ReplyError(rest.decode("utf-8", "replace"))
-        if kind == b":":
-            return int(rest)
-        if kind == b"*":
-            count = int(rest)
-            self._spend(4 * max(count, 0))  # every element takes at least 4 bytes
-            items: list[Reply] = []
-            for _ in range(max(count, 0)):
-                item = await self.read()
-                if isinstance(item, ReplyError):
-                    raise item
-                items.append(item)
-            return items if count >= 0 else None
-        raise ProtocolError(f"not a Redis reply (starts with {line[:16]!r})")
+def _parse(data: bytes, pos: int, budget: int) -> tuple[Answer, int]:
+    """One reply starting at ``pos``: ``(value, end)``. Parsed from bytes already read, not
+    awaited element by element: a LATENCY HISTOGRAM reply has hundreds of elements."""
+    end = data.find(b"\r\n", pos)
+    if end < 0:
+        if len(data) - pos > MAX_LINE:
+            raise ProtocolError(f"a reply line over {MAX_LINE} bytes")
+        raise _Incomplete
+    kind, rest = data[pos], data[pos + 1:end]
+    if kind == 36:  # $ bulk string
+        size = int(rest)
+        if size < 0:
+            return None, end + 2
+        if size > budget:  # refused before a byte of it is read
+            raise ReplyTooLarge(f"reply declares {size} bytes, over {budget} "
+                                "(redis.max_reply_bytes)")
+        stop = end + 2 + size
+        if len(data) < stop + 2:
+            raise _Incomplete
+        return data[end + 2:stop], stop + 2
+    if kind == 43:  # + simple string
+        return rest, end + 2
+    if kind == 45:  # - error
+        return ReplyError(rest.decode("utf-8", "replace")), end + 2
+    if kind == 58:  # : integer
+        return int(rest), end + 2
+    if kind == 42:  # * array
+        count = int(rest)
+        if count * 4 > budget:  # every element takes at least 4 bytes
+            raise ReplyTooLarge(f"reply declares {count} elements, over {budget} bytes "
+                                "(redis.max_reply_bytes)")
+        items: list[Reply] = []
+        cursor = end + 2
+        for _ in range(max(count, 0)):
+            item, cursor = _parse(data, cursor, budget)
+            if isinstance(item, ReplyError):
+                raise item
+            items.append(item)
+        return (items if count >= 0 else None), cursor
+    raise ProtocolError(f"not a Redis reply (starts with {data[pos:pos + 16]!r})")
 
 
 class Connection:
@@ -117,6 +119,7 @@ class Connection:
         self._reader = reader
         self._writer = writer
         self._max_reply_bytes = max_reply_bytes
+        self._buffer = b""  # received, not parsed yet
         self._lock = asyncio.Lock()
         self._retired = False
         self.broken = False
@@ -129,8 +132,7 @@ class Connection:
         async with self._lock:
             try:
                 self._writer.write(b"".join(_encode(c) for c in commands))
-                replies = [await _Reply(self._reader, self._max_reply_bytes).read()
-                           for _ in commands]
+                replies = [await self._reply() for _ in commands]
             except BaseException:
                 self.close()
                 raise
@@ -142,10 +144,32 @@ class Connection:
                 raise reply
         return replies
 
+    async def _reply(self) -> Answer:
+        """The next reply, of at most ``max_reply_bytes`` (declared or received): whatever
+        answers at an address, a bulk of 500 MB, a line that never ends or an endless array,
+        cannot grow the exporter's memory past it. Time is the caller's deadline."""
+        while True:
+            try:
+                value, end = _parse(self._buffer, 0, self._max_reply_bytes)
+            except _Incomplete:
+                if len(self._buffer) > self._max_reply_bytes:
+                    raise ReplyTooLarge(f"reply over {self._max_reply_bytes} bytes "
+                                        "(redis.max_reply_bytes)") from None
+                data = await self._reader.read(1 << 16)
+                if not data:
+                    raise asyncio.IncompleteReadError(self._buffer, None) from None
+                self._buffer += data
+                continue
+            if end > self._max_reply_bytes:
+                raise ReplyTooLarge(f"reply over {self._max_reply_bytes} bytes "
+                                    "(redis.max_reply_bytes)")
+            self._buffer = self._buffer[end:]
+            return value
+
     @property
     def usable(self) -> bool:
         """Neither failed nor closed by the server (an idle ``timeout``, ``CLIENT KILL``)."""
-        return not self.broken and not self._reader.at_eof()
+        return not self.broken and not self._reader.at_eof() and not self._buffer
 
     def close(self) -> None:
         """Close the socket (without waiting for the peer)."""
