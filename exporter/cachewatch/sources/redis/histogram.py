@@ -63,12 +63,16 @@ def edge_index(usec: int) -> int:
 def _command(fields: Mapping | list) -> CommandLatency:
     info = {_text(key): value for key, value in _pairs(fields)}
     calls = float(info.get("calls", 0))
-    cumulative = [0.0] * len(EDGES)
-    for usec, count in sorted((int(k), float(v)) for k, v in _pairs(info.get("histogram_usec",
-                                                                              []))):
-        index = edge_index(usec)
-        for i in range(index, len(EDGES)):  # cumulative: this count holds up to the next key
-            cumulative[i] = count
+    points = sorted((int(k), float(v)) for k, v in _pairs(info.get("histogram_usec", [])))
+    # One pass over the ladder: each edge carries the count of the last key at or below it
+    # (cumulative: a key's count holds up to the next key).
+    cumulative: list[float] = []
+    taken, count = 0, 0.0
+    for index in range(len(EDGES)):
+        while taken < len(points) and edge_index(points[taken][0]) <= index:
+            count = points[taken][1]
+            taken += 1
+        cumulative.append(count)
     return CommandLatency(calls, cumulative)
 
 
