@@ -298,7 +298,9 @@ def main() -> None:
         endpoints = {**{(name, "/metrics"): (ports[name], pids[name]) for name in ports},
                      (DEFAULT, "/healthz"): (ports[DEFAULT], pids[DEFAULT])}
         results = {key: Series() for key in endpoints}
+        round_trips: list[float] = []
         for _ in range(args.rounds):  # interleaved: every endpoint sees the same noise
+            round_trips += info_round_trips(redis_port, 200)
             for key, (port, pid) in endpoints.items():
                 before = cpu_seconds(pid)
                 if args.client == "wrk":
@@ -314,7 +316,41 @@ def main() -> None:
         rss_end = {name: rss_mb(pid) for name, pid in pids.items()}
         floor, packages, reported_floor = floor_mb(workdir)
 
-    report(args, results, lines, rss200, rss_end, floor, packages, reported_floor)
+    report(args, results, lines, rss200, rss_end, floor, packages, reported_floor,
+           statistics.median(round_trips) * 1000)
+
+
+def info_round_trips(port: int, count: int) -> list[float]:
+    """The floor under a Redis scrape: the INFO sections cachewatch asks for, pipelined on a
+    raw socket, timed from the first byte out to the last byte in."""
+    request = b"".join(b"*2\r\n$4\r\nINFO\r\n$%d\r\n%s\r\n" % (len(s), s)
+                       for s in (b"default", b"latencystats", b"commandstats"))
+    timings = []
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for _ in range(count):
+            started = time.perf_counter()
+            sock.sendall(request)
+            data, replies = b"", 0
+            while replies < 3:
+                data += sock.recv(1 << 16)
+                replies = _complete_bulks(data)
+            timings.append(time.perf_counter() - started)
+    return timings
+
+
+def _complete_bulks(data: bytes) -> int:
+    """How many whole bulk replies ``data`` holds."""
+    count, pos = 0, 0
+    while pos < len(data):
+        end = data.find(b"\r\n", pos)
+        if end < 0 or data[pos:pos + 1] != b"$":
+            break
+        stop = end + 2 + int(data[pos + 1:end]) + 2
+        if stop > len(data):
+            break
+        count, pos = count + 1, stop
+    return count
 
 
 def compile_cachewatch() -> None:
@@ -336,7 +372,8 @@ def gzip_text(body: bytes) -> str:
 
 def report(args: argparse.Namespace, results: dict[tuple[str, str], Series],
            lines: dict[str, int], rss200: dict[str, float], rss_end: dict[str, float],
-           floor: float, packages: list[str], reported_floor: float) -> None:
+           floor: float, packages: list[str], reported_floor: float,
+           round_trip_ms: float) -> None:
     model = next((line.split(":", 1)[1].strip() for line in
                   Path("/proc/cpuinfo").read_text().splitlines()
                   if line.startswith("model name")), platform.machine())
@@ -364,6 +401,8 @@ def report(args: argparse.Namespace, results: dict[tuple[str, str], Series],
               f"{ours.median('cpu') / peer.median('cpu'):.2f}x, RSS "
               f"{rss200[name] / rss200[PEER]:.2f}x; /metrics p50 / cachewatch's /healthz p50: "
               f"{ours.median('p50') / health.median('p50'):.1f}x")
+    print(f"the floor under a Redis scrape: INFO x3 pipelined on a raw socket, p50 "
+          f"{round_trip_ms:.3f} ms")
     print(f"RSS floor (a bare Python importing the modules of {', '.join(packages)} that a "
           f"serving cachewatch imports): {floor:.1f} MB; cachewatch after 200 scrapes: "
           f"{rss200[DEFAULT]:.1f} MB (+{rss200[DEFAULT] - floor:.1f} MB of its own)")
