@@ -403,6 +403,19 @@ REDIS_COMMAND_LATENCY = _spec(
     ("cache", "command"), REDIS)
 
 
+# --- Dockerfile doctor: what busts the cache, what it costs, what the Dockerfiles show ----------
+DOCKER_BUILD_CACHE_BUSTER_SECONDS = _spec(
+    "docker_build_cache_buster_seconds_total", Kind.COUNTER,
+    "Seconds re-running steps in builds whose first cache miss was this instruction: the build"
+    " time lost after it (ingested logs only; the engine's history has no step times).",
+    ("image", "instruction", "source"), DOCKER_BUILD)
+DOCKERFILE_FINDINGS = _spec(
+    "dockerfile_findings", Kind.GAUGE,
+    "Findings of `cachewatch doctor` per rule in the image's Dockerfile (builds.dockerfiles);"
+    " 0 for a rule with none.",
+    ("image", "rule"), DOCKER_BUILD)
+
+
 def family(spec: MetricSpec) -> Metric:
     """An empty prometheus_client family for ``spec``, labels declared, ready for samples."""
     if spec.kind is Kind.COUNTER:
@@ -495,3 +508,4 @@ def markdown_table(specs: Iterable[MetricSpec] | None = None) -> str:
         labels = ", ".join(f"`{label}`" for label in spec.labels)
         rows.append(f"| `{spec.name}` | {spec.kind.value} | {labels} | {spec.help} |")
     return "\n".join(rows) + "\n"
+

@@ -26,6 +26,7 @@ from ...receiving import guarded_body
 from ...runtime import Runtime
 from ...source import Source
 from .buildlog import BuildSummary, normalise_instruction, parse_bytes
+from .findings import DockerfileFindings
 from .settings import BuildSettings
 
 log = logging.getLogger("cachewatch.builds")
@@ -97,6 +98,8 @@ class BuildCollector(Source):
         self._seconds: dict[tuple[str, str, str], float] = defaultdict(float)
         self._rebuild: dict[tuple[str, str], float] = defaultdict(float)
         self._busters: dict[tuple[str, str], int] = defaultdict(int)
+        self._buster_seconds: dict[tuple[str, str], float] = defaultdict(float)
+        self._dockerfiles = DockerfileFindings(settings.dockerfiles)
         self._rejected = dict.fromkeys(REJECT_REASONS, 0)
         self._seen: OrderedDict[str, None] = OrderedDict()
         spec = contract.DOCKER_BUILD_DURATION
@@ -127,6 +130,7 @@ class BuildCollector(Source):
                 pair = self._buster_labels(f"{image}\0{instruction}")
                 key = (image, instruction) if pair != "other" else ("other", "other")
                 self._busters[key] += 1
+                self._buster_seconds[key] += summary.rebuild_seconds
             self._duration.labels(image, target).observe(summary.duration_seconds)
         log.info("build ingested", extra={
             "image": image, "target": target, "status": summary.status, "hits": summary.hits,
@@ -161,9 +165,13 @@ class BuildCollector(Source):
             for (image, instruction), count in self._busters.items():
                 out.add(contract.DOCKER_BUILD_CACHE_BUSTERS,
                         {"image": image, "instruction": instruction, "source": SOURCE}, count)
+            for (image, instruction), seconds in self._buster_seconds.items():
+                out.add(contract.DOCKER_BUILD_CACHE_BUSTER_SECONDS,
+                        {"image": image, "instruction": instruction, "source": SOURCE}, seconds)
             for reason, count in self._rejected.items():
                 out.add(contract.BUILD_INGEST_REJECTED, {"reason": reason}, count)
             durations = list(self._duration.collect())
+        self._dockerfiles.add_to(out)
         for metric in durations:
             metric.samples = [s for s in metric.samples if not s.name.endswith("_created")]
         out.extend(durations)
