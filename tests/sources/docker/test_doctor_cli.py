@@ -208,6 +208,12 @@ def test_each_finding_is_charged_to_the_step_that_misses():
     assert first.start_line == 3  # a moved base image busts the first step
     copy_first = "FROM node:latest\nCOPY . .\nRUN npm ci\n"
     assert triggers(parse(copy_first), _finding(copy_first, "latest-tag")) == []
+    apt = "FROM debian:12\nRUN apt-get update\nRUN echo hi\nRUN apt-get install -y gcc\n"
+    assert [i.start_line for i in triggers(parse(apt), _finding(apt, "apt-update-separate"))] \
+        == [2, 4]  # the install is what misses when its package list changes
+    history = History("app", 9, (Buster("RUN apt-get install -y gcc", 2, 95.0),), "in the last 7d")
+    cost = cost_of(parse(apt), _finding(apt, "apt-update-separate"), history)
+    assert (cost.trigger_line, cost.busts, cost.seconds) == (4, 2, 95.0)
 
 
 def test_variables_are_matched_as_buildkit_prints_them():

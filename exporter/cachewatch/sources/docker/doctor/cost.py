@@ -11,6 +11,8 @@ are not always its own line:
 * ``latest-tag`` is reported on ``FROM``, which is no cache lookup: a moved base image shows
   up as a bust of the stage's first step (unless that step copies the context, whose busts
   are mostly source changes: then its cost is unknown);
+* ``apt-update-separate`` is reported on the update, but what misses is the install below it
+  (a changed package list), which then runs against the stale cached index;
 * ``volatile-arg-early`` is reported on the ``ARG``: a changed value misses at the first RUN.
 
 Metrics carry an instruction's text, not its line, so lines are matched by text. Both sides are
@@ -30,7 +32,7 @@ from dataclasses import dataclass
 
 from ..buildlog import normalise_instruction
 from .dockerfile import Dockerfile, Instruction, expand
-from .rules import Finding, _broad_copy, _stage_state
+from .rules import Finding, _apt_steps, _broad_copy, _stage_state, run_info
 
 __all__ = ["Buster", "Cost", "History", "cost_of", "describe", "duration", "matches",
            "rank", "triggers"]
@@ -161,6 +163,10 @@ def triggers(df: Dockerfile, finding: Finding) -> list[Instruction]:
         first = [i for i in stage.instructions if i.keyword in (*_STEPS, "WORKDIR")][:1]
         # A copy from the context busts on source changes too: nothing tells them apart.
         return [] if not first or first[0].keyword in ("COPY", "ADD") else first
+    if finding.rule == "apt-update-separate":  # the install is what misses, on a stale index
+        installs = [i for i in stage.instructions if i.start_line > ins.start_line
+                    and i.keyword == "RUN" and "os-install" in _apt_steps(run_info(i))]
+        return [ins, *installs[:1]]
     if finding.rule == "volatile-arg-early":
         return [i for i in stage.instructions
                 if i.start_line > ins.start_line and i.keyword == "RUN"][:1]
@@ -185,11 +191,17 @@ def cost_of(df: Dockerfile, finding: Finding, history: History) -> Cost | None:
     found = triggers(df, finding)
     if not found:
         return None
-    keys = [_key(text) for ins in found for text in _texts(df, ins)]
-    matched = [b for b in history.busters
-               if any(_same(_key(b.instruction, label=True), key) for key in keys)]
+    matched: list[Buster] = []
+    shown = found[0]
+    for ins in found:
+        keys = [_key(text) for text in _texts(df, ins)]
+        mine = [b for b in history.busters if b not in matched
+                and any(_same(_key(b.instruction, label=True), key) for key in keys)]
+        if mine and not matched:
+            shown = ins  # the sentence names the step that did bust
+        matched += mine
     seconds = sum(b.seconds or 0.0 for b in matched) if history.timed else None
-    return Cost(found[0].display(), found[0].start_line, round(sum(b.busts for b in matched)),
+    return Cost(shown.display(), shown.start_line, round(sum(b.busts for b in matched)),
                 seconds, tuple(b.instruction for b in matched))
 
 
