@@ -193,7 +193,7 @@ def test_the_fix_makes_the_dependency_install_come_from_the_cache(name, builder,
 def test_doctor_ranks_a_real_dockerfile_by_the_real_builds_an_exporter_counted(
         docker_engine, toolbox, exporter_factory, tmp_path):
     """Three builds of the mistake, each after a source change, ingested by a real exporter:
-    doctor --url puts the source copy's two busts and the install time on the finding."""
+    doctor --url puts the source copy's busts and the install time on the finding."""
     name = "BlackIQ__amirhossein.info__Dockerfile"
     context = _context(name, tmp_path / "ctx")
     assert docker_engine.cli("tag", toolbox, "node:latest").returncode == 0
@@ -214,10 +214,15 @@ def test_doctor_ranks_a_real_dockerfile_by_the_real_builds_an_exporter_counted(
     first = lines[0]
     assert first.startswith(f"{context / 'Dockerfile'}:4: source-before-deps: "), lines
     cost = lines[1].strip()
-    seconds = exporter.scrape().value("cachewatch_docker_build_cache_buster_seconds_total",
-                                      image="blackiq", instruction="COPY . .", source="log")
-    assert seconds >= 2 * INSTALL_SECONDS
+    metrics = exporter.scrape()
+    labels = {"image": "blackiq", "instruction": "COPY . .", "source": "log"}
+    busts = int(metrics.value("cachewatch_docker_build_cache_busters_total", **labels))
+    seconds = metrics.value("cachewatch_docker_build_cache_buster_seconds_total", **labels)
+    # the first build is cold, unless an earlier test left the base's steps in the cache
+    assert busts in (2, 3)
+    assert seconds >= busts * INSTALL_SECONDS
     assert cost == (f"cost: moving the dependency install above `COPY . .` (line 3) would "
-                    f"have saved up to {duration(seconds)} over 2 builds since the exporter "
-                    "started counting (it busted the cache in 2 of the 3 builds of blackiq)")
+                    f"have saved up to {duration(seconds)} over {busts} builds since the "
+                    f"exporter started counting (it busted the cache in {busts} of the 3 builds "
+                    "of blackiq)")
     assert "ranked by what they cost in 3 builds of blackiq" in result.stderr
