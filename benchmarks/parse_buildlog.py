@@ -1,14 +1,17 @@
 """Build log parsing speed and memory, with `wc -l` on the same file as the floor to compare.
 
 Makes a large log from real captured build lines (tests/fixtures/buildlogs: BuildKit plain and
-legacy output of real builds), then times, on that same file, in the same run:
+legacy output of real builds; with --source real, the corpus of public CI logs in
+tests/fixtures/buildlogs/real, whose lines carry CI timestamps and tool prefixes), then times,
+on that same file, in the same run:
   * `wc -l`                                   the floor: reading and counting lines
   * `cachewatch ingest-build --url ''`        parse + pass the log through to stdout (/dev/null)
 and reports lines/s, MB/s and the peak RSS of the ingest process. With --docker-host it also
 times real `docker build --no-cache` runs piped through `cat` and through `ingest-build`, which
 is the overhead a user sees on a piped build.
 
-    python benchmarks/parse_buildlog.py [--size-mb 1024] [--docker-host unix:///path/docker.sock]
+    python benchmarks/parse_buildlog.py [--size-mb 1024] [--source fixtures|real]
+                                        [--docker-host unix:///path/docker.sock]
 """
 
 from __future__ import annotations
@@ -30,18 +33,20 @@ FIXTURES = ROOT / "tests" / "fixtures" / "buildlogs"
 CW = [sys.executable, "-m", "cachewatch"]
 
 
-def make_log(path: Path, size_mb: int) -> int:
+def make_log(path: Path, size_mb: int, source: str = "fixtures") -> int:
     """Real captured lines, vertex numbers shifted per copy, until the file is ``size_mb``."""
     # Step output dominates real large logs; buildkit-verbose.log is a real build whose RUN steps
     # print 2,000 lines, the others are real builds with short output.
-    block = [line for p in sorted(FIXTURES.glob("*.log")) for line in p.read_text().splitlines()]
+    logs = FIXTURES / "real" if source == "real" else FIXTURES
+    block = [line for p in sorted(logs.glob("*.log")) for line in p.read_text().splitlines()]
+    vertex = re.compile(r"^#(\d+)" if source == "fixtures" else r"#(\d+)(?= )")
     target = size_mb * 1024 * 1024
     written = copies = 0
     with path.open("w") as out:
         while written < target:
             shift = copies * 20
             chunk = "\n".join(
-                re.sub(r"^#(\d+)", lambda m, by=shift: f"#{int(m.group(1)) + by}", line)
+                vertex.sub(lambda m, by=shift: f"#{int(m.group(1)) + by}", line, count=1)
                 for line in block) + "\n"
             out.write(chunk)
             written += len(chunk)
@@ -99,13 +104,15 @@ def piped_builds(docker_host: str, runs: int) -> tuple[list[float], list[float]]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mb", type=int, default=256)
+    parser.add_argument("--source", choices=("fixtures", "real"), default="fixtures",
+                        help="lines of tests/fixtures/buildlogs, or of its real/ corpus")
     parser.add_argument("--docker-host", help="also measure piped real builds on this engine")
     parser.add_argument("--builds", type=int, default=5)
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(tmp) / "build.log"
-        size = make_log(log, args.size_mb)
+        size = make_log(log, args.size_mb, args.source)
         lines = int(subprocess.run(["wc", "-l", str(log)], capture_output=True, text=True,
                                    check=True).stdout.split()[0])
         wc_seconds, _ = timed(["wc", "-l"], log)
@@ -113,7 +120,7 @@ def main() -> None:
         ingest_seconds, _ = timed(ingest_argv, log)
         rss = rss_of(ingest_argv, log)
         mb = size / 1e6
-        print(f"log: {mb:.0f} MB, {lines:,} lines of real captured build output")
+        print(f"log: {mb:.0f} MB, {lines:,} lines of real captured build output ({args.source})")
         print(f"{'':<34}{'seconds':>9}{'lines/s':>14}{'MB/s':>9}")
         print(f"{'wc -l (floor)':<34}{wc_seconds:>9.2f}{lines / wc_seconds:>14,.0f}"
               f"{mb / wc_seconds:>9.1f}")

@@ -116,9 +116,10 @@ def prometheus_factory(tmp_path: Path) -> Iterator[Callable[..., Prometheus]]:
     started: list[Prometheus] = []
 
     def start(targets: list[str], rule_files: list[Path] = (), alertmanager: str | None = None,
-              labels: list[dict[str, str]] | None = None) -> Prometheus:
+              labels: list[dict[str, str]] | None = None,
+              scrape: dict | None = None) -> Prometheus:
         server = Prometheus(tmp_path / f"prometheus{len(started)}", targets, rule_files,
-                            alertmanager, labels).start()
+                            alertmanager, labels, scrape).start()
         started.append(server)
         return server
 

@@ -15,13 +15,15 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
-import uvicorn
 from prometheus_client.parser import text_string_to_metric_families
 
+from cachewatch import webconfig
 from cachewatch.config import CoreSettings as Settings
+from cachewatch.guard import LiveWebConfig
 from cachewatch.health import Health
 from cachewatch.runtime import Runtime
 from cachewatch.server import create_app
+from cachewatch.serving import make_server
 from cachewatch.sources import build
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -123,7 +125,8 @@ class RedisServer:
 
 
 class Exporter:
-    """The real app on a real uvicorn server, in a thread, on a free loopback port."""
+    """The real app on a real server (``serving``, as ``cachewatch serve`` runs it: web config,
+    limits, TLS), in a thread, on a free loopback port."""
 
     def __init__(self, settings: Settings, health: Health | None = None,
                  port: int | None = None) -> None:
@@ -131,12 +134,14 @@ class Exporter:
         self.runtime = Runtime(health)
         self.health = self.runtime.health
         self.collectors = build(settings, self.runtime)
-        self.app = create_app(self.collectors, self.runtime)
+        self.web = LiveWebConfig(webconfig.load(settings.web.config_file))
+        self.app = create_app(self.collectors, self.runtime,
+                              probe_allow=settings.probe.allow_list(), web=self.web)
         self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(uvicorn.Config(
-            self.app, host="127.0.0.1", port=self.port, log_config=None, access_log=False,
-            lifespan="on"))
+        scheme = "https" if self.web.current.tls else "http"
+        self.url = f"{scheme}://127.0.0.1:{self.port}"
+        self.server = make_server(self.app, "127.0.0.1", self.port, settings.web, self.web,
+                                  self.runtime.refusals)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def start(self) -> Exporter:
@@ -281,7 +286,9 @@ class Prometheus:
 
     def __init__(self, workdir: Path, targets: list[str], rule_files: list[Path] = (),
                  alertmanager: str | None = None,
-                 labels: list[dict[str, str]] | None = None) -> None:
+                 labels: list[dict[str, str]] | None = None, scrape: dict | None = None) -> None:
+        """``scrape``: more keys for the scrape config (``scheme``, ``basic_auth``,
+        ``tls_config``, ...)."""
         self.binary = require("prometheus", "prometheus")
         self.workdir = workdir
         self.port = free_port()
@@ -293,7 +300,7 @@ class Prometheus:
             # one target group per label set: the same targets as several members of a fleet
             "scrape_configs": [{"job_name": "cachewatch", "static_configs": [
                 {"targets": targets, **({"labels": group} if group else {})}
-                for group in (labels or [{}])]}],
+                for group in (labels or [{}])], **(scrape or {})}],
         }
         if alertmanager:
             config["alerting"] = {"alertmanagers": [{"static_configs": [
@@ -327,6 +334,11 @@ class Prometheus:
     def scalar(self, promql: str) -> float | None:
         result = self.query(promql)
         return float(result[0]["value"][1]) if result else None
+
+    def target_error(self) -> str:
+        """The last scrape error of the first active target ("" when it scraped fine)."""
+        body = httpx.get(self.url + "/api/v1/targets", timeout=10).json()
+        return body["data"]["activeTargets"][0]["lastError"]
 
 
 class RegistryServer:
@@ -452,3 +464,62 @@ class WebhookReceiver:
 
     def stop(self) -> None:
         self.server.shutdown()
+
+
+class HostileRedis:
+    """A TCP server on loopback that answers any command with ``reply()``'s chunks, sent lazily
+    as fast as the client reads (a huge INFO, a line without end, a trickle).
+
+    Bounded: it stops at ``max_bytes`` sent or ``max_seconds``, and counts what it sent, so a
+    test can tell how much a client read without the server ever holding it in memory.
+    """
+
+    def __init__(self, reply, max_bytes: int = 600 << 20, max_seconds: float = 20.0) -> None:
+        self.reply = reply
+        self.max_bytes = max_bytes
+        self.max_seconds = max_seconds
+        self.sent = 0
+        self.connections = 0
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.sock.settimeout(0.2)
+        self.address = f"127.0.0.1:{self.sock.getsockname()[1]}"
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            self.connections += 1
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def _answer(self, conn: socket.socket) -> None:
+        deadline = time.monotonic() + self.max_seconds
+        with conn:
+            conn.settimeout(2)
+            try:
+                conn.recv(65536)  # the command (or AUTH): whatever it is, the reply is hostile
+                for chunk in self.reply():
+                    if self._stop.is_set() or self.sent >= self.max_bytes \
+                            or time.monotonic() > deadline:
+                        return
+                    conn.sendall(chunk)
+                    self.sent += len(chunk)
+            except OSError:
+                return  # the client hung up: what a bounded reader does
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.sock.close()
+        self.thread.join(timeout=5)
+
+
+def rss_bytes() -> int:
+    """This process's resident memory now (Linux)."""
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")

@@ -105,29 +105,36 @@ def _param(name: str, kind: Any, option: Any) -> inspect.Parameter:
 
 
 def _run(settings: Settings) -> None:
-    import uvicorn
-
+    from . import webconfig
     from .config import ConfigError
+    from .guard import LiveWebConfig
     from .runtime import Runtime
     from .server import create_app
+    from .serving import make_server
     from .sources import build
 
     _check_port_free(settings.listen_address, settings.port)
+    try:
+        web = LiveWebConfig(webconfig.load(settings.web.config_file))
+    except webconfig.WebConfigError as exc:
+        fail(str(exc))
     runtime = Runtime()
     try:
         built = build(settings, runtime)
     except ConfigError as exc:
         fail(str(exc))
+    app = create_app(built, runtime, probe_allow=settings.probe.allow_list(), web=web)
+    server = make_server(app, settings.listen_address, settings.port, settings.web, web,
+                         runtime.refusals)
     log.info("cachewatch starting", extra={
         "version": __version__,
-        "listen": f"{settings.listen_address}:{settings.port}",
+        "listen": f"{'https' if web.current.tls else 'http'}://"
+                  f"{settings.listen_address}:{settings.port}",
+        "basic_auth_users": len(web.current.users),
+        "probe_allow": settings.probe.allow_list().describe(),
+        "max_connections": server.config.limits.max_connections,
         "collectors": ",".join(c.name for c in built) or "none",
     })
-    app = create_app(built, runtime)
-    server = uvicorn.Server(uvicorn.Config(
-        app, host=settings.listen_address, port=settings.port, log_config=None,
-        access_log=False, server_header=False, lifespan="on",
-    ))
     server.run()
 
 

@@ -14,7 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, Field, ValidationError, create_model
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    field_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -23,8 +30,9 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from .allowlist import AllowList
 from .defaults import DEFAULT_PORT, ENV_PREFIX
-from .fields import flag, parse_duration, redact
+from .fields import Seconds, flag, parse_duration, readable_file, redact, yaml_error
 from .sources import sections
 
 __all__ = ["DEFAULT_PORT", "ENV_PREFIX", "ConfigError", "Settings", "load_settings",
@@ -32,6 +40,69 @@ __all__ = ["DEFAULT_PORT", "ENV_PREFIX", "ConfigError", "Settings", "load_settin
 
 LogLevel = Literal["debug", "info", "warning", "error"]
 LogFormat = Literal["logfmt", "json"]
+
+
+class WebSettings(BaseModel):
+    """The exporter's own HTTP server: TLS and basic auth (a web config file) and its limits."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    config_file: Path | None = Field(
+        default=None,
+        description="web configuration file in the Prometheus exporter-toolkit format: TLS "
+        "(`tls_server_config`) and basic auth (`basic_auth_users`) for every endpoint; see "
+        "[Security](#security)",
+        json_schema_extra=flag("--web.config.file", metavar="FILE",
+                               help="TLS and basic auth, in the exporter-toolkit web config "
+                               "format (the file node_exporter takes)"))
+    header_timeout: Seconds = Field(
+        default=10.0, gt=0, le=600,
+        description="a request line and headers must arrive within this long of the connection "
+        "(or of the request's first byte); slower clients are disconnected",
+        json_schema_extra=flag(default="10s"))
+    body_timeout: Seconds = Field(
+        default=60.0, gt=0, le=3600,
+        description="a request body must arrive within this long of its headers",
+        json_schema_extra=flag(default="60s"))
+    keepalive_timeout: Seconds = Field(
+        default=5.0, gt=0, le=600,
+        description="an idle keep-alive connection is closed after this long",
+        json_schema_extra=flag(default="5s"))
+    max_connections: int = Field(
+        default=1024, ge=16, le=1_000_000,
+        description="open connections at most; at the cap the connection that has waited "
+        "longest without sending a request is closed first; lowered to fit the open-file limit")
+    max_header_bytes: int = Field(
+        default=65536, ge=4096, le=1 << 24,
+        description="a request line and headers larger than this get `431`")
+
+    _file_readable = field_validator("config_file")(readable_file)
+
+
+class ProbeSettings(BaseModel):
+    """Who ``/probe`` may read besides the configured targets."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    allow: list[str] = Field(
+        default_factory=list,
+        description="hosts `/probe` may read besides configured targets: host patterns "
+        "(`*.cache.internal`) and networks (`10.0.0.0/8`); `*` allows any host; empty: "
+        "configured targets only",
+        json_schema_extra=flag("--probe-allow", default="[] (configured targets only)",
+                               metavar="HOST_OR_CIDR",
+                               help="Host pattern or network /probe may read besides "
+                               "configured targets"))
+
+    @field_validator("allow")
+    @classmethod
+    def _valid_entries(cls, entries: list[str]) -> list[str]:
+        AllowList(entries)  # raises ValueError naming the bad entry
+        return entries
+
+    def allow_list(self) -> AllowList:
+        """The parsed list."""
+        return AllowList(self.allow)
 
 
 class CoreSettings(BaseSettings):
@@ -53,6 +124,8 @@ class CoreSettings(BaseSettings):
                                 json_schema_extra=flag("--log-level"))
     log_format: LogFormat = Field(default="logfmt", description="`logfmt` or `json` (stderr)",
                                   json_schema_extra=flag("--log-format"))
+    web: WebSettings = Field(default_factory=WebSettings)
+    probe: ProbeSettings = Field(default_factory=ProbeSettings)
 
     # Set by load_settings() for the duration of one construction; read by the YAML source.
     _yaml_file: ClassVar[Path | None] = None
@@ -105,7 +178,13 @@ class SettingRow:
 def setting_rows() -> Iterator[SettingRow]:
     """Every top-level and per-section setting, in the order they are documented."""
     for name, info in CoreSettings.model_fields.items():
-        yield _row(name, info, info.default)
+        nested = info.annotation
+        if isinstance(nested, type) and issubclass(nested, BaseModel):
+            defaults = nested()
+            for key, inner in nested.model_fields.items():
+                yield _row(f"{name}.{key}", inner, getattr(defaults, key))
+        else:
+            yield _row(name, info, info.default)
     for section_name, section in sections().items():
         defaults = section.settings()
         for name, info in section.settings.model_fields.items():
@@ -171,7 +250,9 @@ def _check_yaml(path: Path) -> None:
     try:
         data = yaml.safe_load(path.read_text())
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"config file {str(path)!r} is not valid YAML: {exc}") from None
+        # Only the position: the YAML error's own text quotes the line, which may hold a secret.
+        raise ConfigError(f"config file {str(path)!r} is not valid YAML: {yaml_error(exc)}"
+                          ) from None
     if data is not None and not isinstance(data, dict):
         raise ConfigError(f"config file {str(path)!r} must hold a mapping of settings at the top")
 
@@ -201,10 +282,15 @@ def _explain(exc: ValidationError, config_file: Path | None) -> str:
         message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":
             message = "unknown setting (a typo?); see `cachewatch serve --help` or the README"
-        elif "input" in error and error["type"] not in ("missing",) and "password" not in dotted:
+        elif "input" in error and error["type"] not in ("missing",) \
+                and not any(word in dotted for word in _SECRET_WORDS):
             message += f" (got {_short(error['input'])})"
         lines.append(f"  {dotted}: {message}  [set by {where}]")
     return "\n".join(lines)
+
+
+# Settings whose values are never repeated in an error message.
+_SECRET_WORDS = ("password", "token", "secret", "key")
 
 
 def _short(value: Any) -> str:

@@ -388,6 +388,14 @@ REGISTRY_NOTIFICATIONS = _spec(
     "Notification deliveries by the registry, by result (success, failure, error).",
     ("registry", "endpoint", "result"), REGISTRY)
 
+# --- the exporter's own HTTP server -----------------------------------------------------------
+HTTP_REFUSED = _spec(
+    "http_refused_total", Kind.COUNTER,
+    "Requests and connections the exporter's HTTP server refused, by reason (unauthorized,"
+    " rate_limited, auth_busy, connection_cap, header_timeout, body_timeout, header_too_large,"
+    " bad_request).",
+    ("reason",), SELF)
+
 
 # --- Redis command latency histogram (LATENCY HISTOGRAM) -----------------------------------------
 # Redis 7 keeps a latency histogram per command (hdr_histogram, iterated in powers of two from

@@ -61,10 +61,29 @@ def redact(raw: str) -> str:
     """The text with any URL credentials replaced, safe for error messages and logs.
 
     Everything between ``://`` and the last ``@`` goes: passwords may hold ``/``, ``:`` or ``@``.
+    Without a scheme, ``user:password@host`` loses everything before its last ``@`` too.
     """
     out = []
     for part in re.split(r"(\w+://)", raw):
         if "@" in part and out and out[-1].endswith("://"):
             part = "***@" + part[part.rfind("@") + 1:]
         out.append(part)
-    return "".join(out)
+    return re.sub(r"[^\s'\"]+", _schemeless, "".join(out))
+
+
+def _schemeless(match: re.Match[str]) -> str:
+    """``user:password@host`` (no scheme) -> ``***@host``; any other word unchanged."""
+    word = match.group(0)
+    userinfo, at, host = word.rpartition("@")
+    if not at or "://" in word or ":" not in userinfo:
+        return word
+    return "***@" + host
+
+
+def yaml_error(exc: Exception) -> str:
+    """A YAML error without the excerpt of the file that its own text quotes (which may hold a
+    password): what is wrong, and where."""
+    problem = getattr(exc, "problem", None) or type(exc).__name__
+    mark = getattr(exc, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{problem}{where}"

@@ -11,6 +11,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 from .health import Health
+from .refusals import HTTP_CAUSES, RefusalLog
 
 
 class Runtime:
@@ -18,6 +19,8 @@ class Runtime:
 
     def __init__(self, health: Health | None = None) -> None:
         self.health = health or Health()
+        # Requests and connections the HTTP layer refused (auth, limits): counted and logged.
+        self.refusals = RefusalLog(causes=HTTP_CAUSES)
         # A read that hangs past its deadline keeps its worker until its own socket timeout, so
         # the pool is sized for some of those. Threads start only when first needed.
         self.reads = ThreadPoolExecutor(max_workers=64, thread_name_prefix="cachewatch-read")

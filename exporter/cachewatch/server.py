@@ -21,9 +21,14 @@ from prometheus_client import ProcessCollector
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from . import __version__, status_page
+from .allowlist import AllowList
 from .exposition import BuildInfo, Exposition
+from .guard import Guard, LiveWebConfig
+from .refusals import RefusalCollector
 from .runtime import Runtime
 from .source import ProbeTargetError, Source
+from .target_collector import TargetCollector
+from .webconfig import WebConfig
 
 log = logging.getLogger("cachewatch.app")
 MAX_CONCURRENT_PROBES = 16
@@ -45,13 +50,19 @@ class FastPaths:
         await (endpoint or self.app)(scope, receive, send)
 
 
-def create_app(collectors: Sequence[Source], runtime: Runtime) -> FastPaths:
-    """Wire ``/metrics``, ``/probe``, ``/healthz``, ``/readyz`` and ``/`` to the collectors.
+def create_app(collectors: Sequence[Source], runtime: Runtime, *,
+               probe_allow: AllowList | None = None, web: LiveWebConfig | None = None) -> Guard:
+    """Wire ``/metrics``, ``/probe``, ``/healthz``, ``/readyz`` and ``/`` to the collectors,
+    behind the web config's basic auth, headers and rate limit (``guard``).
 
-    The app owns ``runtime``: its pools close when the app shuts down.
+    ``probe_allow`` (``probe.allow``): the hosts ``/probe`` may read besides configured
+    targets; none by default. The app owns ``runtime``: its pools close when the app shuts down.
     """
     health = runtime.health
-    exposition = Exposition([*collectors, BuildInfo(), ProcessCollector(registry=None)], runtime)
+    allow = probe_allow if probe_allow is not None else AllowList()
+    web = web if web is not None else LiveWebConfig(WebConfig())
+    exposition = Exposition([*collectors, BuildInfo(), RefusalCollector(runtime.refusals),
+                             ProcessCollector(registry=None)], runtime)
     by_name = {c.name: c for c in collectors}
     # Probes beyond this many at once are refused (503) rather than queued without bound.
     probes = asyncio.Semaphore(MAX_CONCURRENT_PROBES)
@@ -71,6 +82,7 @@ def create_app(collectors: Sequence[Source], runtime: Runtime) -> FastPaths:
         for collector in collectors:
             collector.close()
         runtime.close()
+        guarded.auth.close()
 
     app = FastAPI(title="cachewatch", version=__version__, lifespan=lifespan,
                   redirect_slashes=False)
@@ -87,18 +99,13 @@ def create_app(collectors: Sequence[Source], runtime: Runtime) -> FastPaths:
     @app.get("/probe", include_in_schema=False)
     async def probe(
         request: Request,
-        target: str = Query(..., description="A configured target name or redis://host:port"),
+        target: str | None = Query(None, description="A configured target name or an address"
+                                   " that probe.allow lists, like redis://host:port"),
         module: str = Query("redis", description="Which collector reads the target."),
     ) -> Response:
-        collector = by_name.get(module)
-        if collector is None:
-            known = ", ".join(by_name) or "none enabled"
-            return PlainTextResponse(f"unknown module {module!r}; enabled collectors: {known}\n",
-                                     status_code=400)
-        try:
-            one = collector.for_probe(target)
-        except ProbeTargetError as exc:
-            return PlainTextResponse(f"{exc}\n", status_code=400)
+        one = _probe_collector(by_name, target, module, allow)
+        if isinstance(one, Response):
+            return one
         if probes.locked():
             return PlainTextResponse(
                 f"more than {MAX_CONCURRENT_PROBES} probes at once; retry, or lower the scrape "
@@ -125,7 +132,27 @@ def create_app(collectors: Sequence[Source], runtime: Runtime) -> FastPaths:
     fast: dict[str, ASGIApp] = {}
     for collector in collectors:
         fast.update(collector.fast_routes())
-    return FastPaths(app, fast)
+    guarded = Guard(FastPaths(app, fast), web, runtime.refusals,
+                    bearer_paths=[p for c in collectors for p in c.bearer_paths()])
+    return guarded
+
+
+def _probe_collector(by_name: dict[str, Source], target: str | None, module: str,
+                     allow: AllowList) -> TargetCollector | Response:
+    """The one-target collector ``/probe`` reads, or the 400 that says why there is none."""
+    if target is None:
+        return PlainTextResponse(
+            "missing target: /probe?target=<a configured target name, or an address "
+            "probe.allow lists, like redis://host:6379>\n", status_code=400)
+    collector = by_name.get(module)
+    if collector is None:
+        known = ", ".join(by_name) or "none enabled"
+        return PlainTextResponse(f"unknown module {module!r}; enabled collectors: {known}\n",
+                                 status_code=400)
+    try:
+        return collector.for_probe(target, allow)
+    except ProbeTargetError as exc:
+        return PlainTextResponse(f"{exc}\n", status_code=400)
 
 
 def _maybe_gzip(request: Request, body: bytes, content_type: str) -> Response:

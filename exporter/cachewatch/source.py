@@ -17,11 +17,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     import typer
     from fastapi import APIRouter
     from pydantic import BaseModel
     from starlette.types import ASGIApp
 
+    from .allowlist import AllowList
     from .runtime import Runtime
     from .target_collector import TargetCollector
 
@@ -42,8 +45,12 @@ class Source(Collector):
     def close(self) -> None:
         """Stop background work and release connections. Nothing by default."""
 
-    def for_probe(self, query: str) -> TargetCollector:
-        """A fresh one-target collector for ``/probe?target=query`` (multi-target pattern)."""
+    def for_probe(self, query: str, allow: AllowList) -> TargetCollector:
+        """A fresh one-target collector for ``/probe?target=query`` (multi-target pattern).
+
+        Configured targets may always be probed; any other address only when ``allow`` (the
+        core ``probe.allow`` setting) lists its host.
+        """
         raise ProbeTargetError(f"the {self.name} collector does not support /probe")
 
     def router(self) -> APIRouter | None:
@@ -53,6 +60,14 @@ class Source(Collector):
     def fast_routes(self) -> dict[str, ASGIApp]:
         """High-volume endpoints (path -> raw ASGI app), served ahead of the framework."""
         return {}
+
+    def bearer_paths(self) -> Iterable[str]:
+        """Paths that check a bearer token of their own (a receiver with its token set).
+
+        A sender has one ``Authorization`` header: the web config's basic auth leaves these
+        paths to their token; every other path needs basic auth when it is configured.
+        """
+        return ()
 
 
 Factory = Callable[[Any, "Runtime"], Source]

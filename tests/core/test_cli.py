@@ -164,3 +164,34 @@ def test_readme_tables_are_generated_from_the_contract_and_the_settings():
         start = readme.index(f"<!-- {name}:start -->\n") + len(f"<!-- {name}:start -->\n")
         end = readme.index(f"<!-- {name}:end -->")
         assert readme[start:end] == table, "README is stale: run `make docs`"
+
+
+def test_serve_with_1100_idle_connections_keeps_answering_and_logging_nothing(serve):
+    """The real command, started with the common 1,024 open-file limit: it raises the limit,
+    sheds idle connections at web.max_connections, and its log does not grow per connection."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(1024, hard), hard))  # inherited by serve
+    try:
+        url, log = serve("--disable-collector", "redis")
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    port = int(url.rsplit(":", 1)[1])
+    httpx.get(url + "/metrics")
+    size = log.stat().st_size
+    idle = []
+    try:
+        for _ in range(1100):
+            idle.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+        response = httpx.get(url + "/metrics", timeout=3)
+        assert response.status_code == 200
+        shed = Metrics(response.text).value("cachewatch_http_refused_total",
+                                            reason="connection_cap")
+        assert shed >= 1100 + 1 - 1024
+    finally:
+        for sock in idle:
+            sock.close()
+    assert httpx.get(url + "/healthz", timeout=3).status_code == 200
+    grown = log.read_text()[size:]
+    assert len(grown.splitlines()) <= 2, grown  # the cap, logged once; nothing per socket

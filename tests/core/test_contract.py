@@ -129,7 +129,7 @@ def test_fast_openmetrics_matches_the_library_on_a_real_exposition(redis_plain,
                                               **{"redis.probe_interval": "50ms"}))
     redis_plain.client().set("k", "v")
     exporter.scrape()
-    families = list(exporter.app.app.state.exposition.collect())
+    families = list(exporter.app.app.app.state.exposition.collect())
 
     class Frozen:
         def collect(self):

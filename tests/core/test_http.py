@@ -55,8 +55,8 @@ def test_probe_reads_only_the_named_target(redis_factory, exporter_factory):
     assert by_address.label_values(UP, "target") == {"two"}
 
 
-def test_probe_of_an_unlisted_address_works_and_is_not_remembered(redis_plain, exporter_factory):
-    exporter = exporter_factory(settings([]))
+def test_probe_of_an_allowed_address_works_and_is_not_remembered(redis_plain, exporter_factory):
+    exporter = exporter_factory(settings([], **{"probe.allow": ["127.0.0.0/8"]}))
     metrics = exporter.scrape(f"/probe?target={redis_plain.address}")
     assert metrics.value(UP, collector="redis", target=redis_plain.address) == 1
     assert redis_plain.address not in exporter.get("/").text
@@ -92,21 +92,25 @@ def test_probe_refuses_credentials_in_the_query_and_logs_none(exporter_factory, 
 
 def test_probe_without_target_or_with_unknown_module(exporter_factory):
     exporter = exporter_factory(settings([]))
-    assert exporter.get("/probe").status_code == 422
+    missing = exporter.get("/probe")
+    assert missing.status_code == 400
+    assert "missing target: /probe?target=" in missing.text
     response = exporter.get("/probe", params={"target": "x:1", "module": "memcached"})
     assert response.status_code == 400
     assert "unknown module 'memcached'" in response.text
 
 
-def test_probe_only_configured_targets_when_unlisted_are_refused(redis_plain, exporter_factory):
-    exporter = exporter_factory(settings([], **{"redis.allow_unlisted_probe_targets": False}))
-    response = exporter.get("/probe", params={"target": redis_plain.url})
+def test_probe_reads_only_configured_targets_by_default(exporter_factory):
+    exporter = exporter_factory(settings([]))
+    response = exporter.get("/probe", params={"target": "redis://127.0.0.1:6379"})
     assert response.status_code == 400
-    assert "only configured targets" in response.text
+    assert "'127.0.0.1:6379' is not a configured target and probe.allow does not list its " \
+        "host (probe.allow: empty)" in response.text
 
 
 def test_probe_targets_are_capped_in_the_error_counters(exporter_factory):
-    exporter = exporter_factory(settings([]), health=Health(target_cap=5))
+    exporter = exporter_factory(settings([], **{"probe.allow": ["127.0.0.1"]}),
+                                health=Health(target_cap=5))
     dead = [f"127.0.0.1:{free_port()}" for _ in range(12)]
     for address in dead:
         exporter.get("/probe", params={"target": address})
@@ -153,7 +157,8 @@ def test_a_flood_of_probes_to_a_hung_address_does_not_slow_metrics(redis_plain,
     import threading
     import time
 
-    exporter = exporter_factory(settings([redis_plain.url], **{"redis.timeout": 1.0}))
+    exporter = exporter_factory(settings([redis_plain.url], **{"redis.timeout": 1.0,
+                                                               "probe.allow": ["127.0.0.1"]}))
     with socket.socket() as hung:  # accepts connections (backlog), never answers
         hung.bind(("127.0.0.1", 0))
         hung.listen(64)
@@ -177,7 +182,7 @@ def test_a_flood_of_probes_to_a_hung_address_does_not_slow_metrics(redis_plain,
 
 
 def test_probe_refuses_unlisted_unix_sockets(exporter_factory):
-    exporter = exporter_factory(settings([]))
+    exporter = exporter_factory(settings([], **{"probe.allow": ["*"]}))
     response = exporter.get("/probe", params={"target": "unix:///etc/passwd"})
     assert response.status_code == 400
     assert "only as configured targets" in response.text
@@ -186,7 +191,8 @@ def test_probe_refuses_unlisted_unix_sockets(exporter_factory):
 def test_probe_does_not_make_readyz_ready(redis_plain, exporter_factory):
     redis_plain.pause()  # the configured target hangs: the first round takes the full timeout
     try:
-        exporter = exporter_factory(settings([redis_plain.url], **{"redis.timeout": 2.0}))
+        exporter = exporter_factory(settings([redis_plain.url], **{
+            "redis.timeout": 2.0, "probe.allow": ["127.0.0.1"]}))
         assert exporter.get("/readyz").status_code == 503
         exporter.get("/probe", params={"target": "127.0.0.1:1"})
         assert exporter.get("/readyz").json() == {"ready": False,

@@ -346,6 +346,9 @@ class AppCacheCollector(Source):
         yield from out
 
     # --- HTTP ---------------------------------------------------------------------------------
+    def bearer_paths(self) -> tuple[str, ...]:
+        return ("/api/v1/caches",) if self.settings.token else ()
+
     def router(self) -> APIRouter:
         router = APIRouter(tags=["application caches"])
 

@@ -177,6 +177,9 @@ class BuildCollector(Source):
         out.extend(durations)
         yield from out
 
+    def bearer_paths(self) -> tuple[str, ...]:
+        return ("/api/v1/builds",) if self.settings.token else ()
+
     def router(self) -> APIRouter:
         router = APIRouter(tags=["builds"])
 

@@ -20,6 +20,17 @@ def from_stream(stream: IO[bytes], image: str, target: str, exit_code: int | Non
                 out: IO[bytes] | None = None) -> BuildSummary:
     """Parse a build log from ``stream`` while copying every byte to ``out`` (stdout).
 
+    The build's duration is the log's own (CI timestamps, rawjson times) when it has them:
+    a piped saved log streams in a blink. Otherwise it is the time the stream took.
+    """
+    parser, seconds, interrupted = _read(stream, out)
+    return parser.finish(image, target, 130 if interrupted else exit_code, duration=seconds)
+
+
+def _read(stream: IO[bytes], out: IO[bytes] | None = None
+          ) -> tuple[BuildLogParser, float, bool]:
+    """Feed the whole stream to a parser: (parser, wall-clock seconds, interrupted).
+
     If whoever reads our output goes away (``| head``), copying stops but reading goes on:
     the build is never left blocked on a full pipe, and the summary stays complete. Ctrl-C
     ends the reading and still gives the summary of what was seen.
@@ -38,40 +49,40 @@ def from_stream(stream: IO[bytes], image: str, target: str, exit_code: int | Non
             except BrokenPipeError:
                 copying = False
 
+    interrupted = False
     try:
         for line in stream_lines(stream, tee=tee):
             parser.feed(line)
     except KeyboardInterrupt:
-        exit_code = 130
-    return parser.finish(image, target, exit_code, duration=now() - started)
+        interrupted = True
+    return parser, now() - started, interrupted
 
 
 def run(command: list[str], image: str, target: str) -> tuple[BuildSummary, int]:
-    """Run ``command`` (stdout and stderr merged), stream and parse it; return its exit code."""
+    """Run ``command`` (stdout and stderr merged), stream and parse it; return its exit code.
+
+    The exit code outranks the log: a command that failed is a failed build, one that
+    succeeded is a successful build even if its log looks cut off.
+    """
     try:
         proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     except OSError as exc:
         print(f"cachewatch: cannot run {command[0]!r}: {exc}", file=sys.stderr)
         sys.exit(127)
     assert proc.stdout is not None
-    summary = from_stream(proc.stdout, image, target)
-    if summary.status == "cancelled":  # Ctrl-C reached us while streaming
+    parser, seconds, interrupted = _read(proc.stdout)
+    if interrupted:  # Ctrl-C reached us while streaming
         proc.send_signal(signal.SIGINT)
     try:
         code = proc.wait()
     except KeyboardInterrupt:
         proc.kill()
         code = proc.wait()
-    if summary.status == "cancelled" and code >= 0:
+    if interrupted and code >= 0:
         code = code or 130
     if code < 0:  # killed by a signal: report it the way a shell would
         code = 128 - code
-    # The exit code outranks the log: a command that failed is a failed build.
-    if code in (130, 143):
-        summary.status = "cancelled"
-    elif code != 0:
-        summary.status = "failed"
-    return summary, code
+    return parser.finish(image, target, code, duration=seconds), code
 
 
 def deliver(summary: BuildSummary, url: str, token: str | None, as_json: bool) -> None:
@@ -119,5 +130,7 @@ def human(summary: BuildSummary, sent: str) -> str:
         lines.append("  cold build: nothing was cached yet (or the first step missed)")
     if summary.error:
         lines.append(f"  error: {summary.error}")
+    if summary.truncated:
+        lines.append("  log cut off: the build's end is not in it; the counts are what it shows")
     lines.append(f"  {sent}")
     return "\n".join(lines)

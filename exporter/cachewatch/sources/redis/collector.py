@@ -17,6 +17,7 @@ from collections.abc import Iterable, Sequence
 from prometheus_client.metrics_core import Metric
 
 from ... import contract
+from ...allowlist import AllowList
 from ...cardinality import OTHER, LabelCap
 from ...contract import Families, Layer
 from ...runtime import Runtime
@@ -27,6 +28,7 @@ from .info import parse_info, parse_nested
 from .probe import LatencyProbe
 from .settings import RedisSettings, RedisTarget, TargetAddressError
 from .targets import (
+    DEFAULT_MAX_REPLY_BYTES,
     REASONS,
     ClientCache,
     UnknownTarget,
@@ -72,7 +74,9 @@ class RedisCollector(TargetCollector):
         # A /probe collector borrows the main collector's clients and probe; only the main one
         # (the one built with settings) owns and closes them.
         self._owner = clients is None
-        self._clients = clients or ClientCache(timeout, size=len(self._targets) + 1)
+        self._clients = clients or ClientCache(
+            timeout, settings.max_reply_bytes if settings else DEFAULT_MAX_REPLY_BYTES,
+            size=len(self._targets) + 1)
         self._probe_clients: ClientCache | None = None
         # One "logged once" memory for the main collector and every /probe collector it makes.
         self._warned: tuple[set[str], threading.Lock] = (
@@ -221,22 +225,22 @@ class RedisCollector(TargetCollector):
         if self._probe_clients is not None:
             self._probe_clients.close()
 
-    def for_probe(self, query: str) -> RedisCollector:
-        """A one-target collector for ``/probe?target=query``; unknown targets are not kept."""
+    def for_probe(self, query: str, allow: AllowList) -> RedisCollector:
+        """A one-target collector for ``/probe?target=query``: a configured target, or an
+        address whose host ``allow`` (``probe.allow``) lists; unlisted ones are not kept."""
         if self._settings is None:
             raise ProbeTargetError("this collector was not built from settings")
         try:
-            target, configured = resolve_probe_target(query, self._settings, self._secrets)
+            target, configured = resolve_probe_target(query, self._settings, self._secrets,
+                                                      allow)
         except (TargetAddressError, UnknownTarget) as exc:
             raise ProbeTargetError(str(exc)) from None
         if configured:
             return RedisCollector([target], self.timeout, self.runtime, clients=self._clients,
                                   probe=self._probe, probe_of=self,
                                   histogram_commands=self._histogram_commands)
-        if target.url.startswith("unix://"):
-            raise ProbeTargetError("unix:// sockets can be probed only as configured targets")
         if self._probe_clients is None:
-            self._probe_clients = ClientCache(self.timeout)
+            self._probe_clients = ClientCache(self.timeout, self._settings.max_reply_bytes)
         return RedisCollector([target], self.timeout, self.runtime, clients=self._probe_clients,
                               remember=False, histogram_commands=self._histogram_commands)
 
@@ -247,6 +251,7 @@ def build(section: RedisSettings, runtime: Runtime) -> RedisCollector:
     targets = [with_secrets(t, secrets) for t in section.targets]
     probe = None
     if section.probe_interval > 0 and targets:
-        probe = LatencyProbe(targets, section.probe_interval, section.timeout, runtime.health)
+        probe = LatencyProbe(targets, section.probe_interval, section.timeout, runtime.health,
+                             section.max_reply_bytes)
     return RedisCollector(targets, section.timeout, runtime, settings=section, secrets=secrets,
                           probe=probe, histogram_commands=section.latency_histogram_commands)

@@ -19,7 +19,7 @@ from ... import contract
 from ...contract import Layer
 from ...health import Health
 from .settings import RedisTarget
-from .targets import REASONS, ClientCache, classify
+from .targets import DEFAULT_MAX_REPLY_BYTES, REASONS, ClientCache, classify
 
 log = logging.getLogger("cachewatch.redis.probe")
 
@@ -36,12 +36,13 @@ class LatencyProbe:
         interval: float,
         timeout: float,
         health: Health,
+        max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES,
     ) -> None:
         self._targets = targets
         self._interval = interval
         self._health = health
         # Own connections: a PING must not queue behind a scrape's INFO on a shared socket.
-        self._clients = ClientCache(timeout, size=len(targets) + 1)
+        self._clients = ClientCache(timeout, max_reply_bytes, size=len(targets) + 1)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         spec = contract.CACHE_LATENCY

@@ -14,6 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 
 from ...fields import Seconds, flag, readable_file, redact
 
+# INFO (all sections cachewatch asks for) is a few kilobytes; this leaves a wide margin.
+DEFAULT_MAX_REPLY_BYTES = 1 << 20
+
 
 class TargetAddressError(ValueError):
     """A Redis target address that cannot be used; the message says why and what to write."""
@@ -154,12 +157,25 @@ class RedisSettings(BaseModel):
             "--redis-secrets-file", metavar="FILE",
             help="YAML/JSON map of target name or address to password or {username, password}"),
     )
-    allow_unlisted_probe_targets: bool = Field(
-        default=True,
-        description="let `/probe` read `redis://`/`rediss://` addresses that are not configured"
-        " targets (never `unix://`); set `false` where untrusted clients can reach the exporter")
+    max_reply_bytes: int = Field(
+        default=DEFAULT_MAX_REPLY_BYTES, ge=64 << 10, le=1 << 30,
+        description="a Redis reply larger than this ends the read (`reason=\"protocol\"`): "
+        "a server, or anything answering at a probed address, cannot make the exporter buffer "
+        "more; INFO is a few kilobytes")
 
     _secrets_readable = field_validator("secrets_file")(readable_file)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _removed(cls, data: Any) -> Any:
+        """Name the replacement of a removed setting instead of calling it a typo."""
+        if isinstance(data, dict) and "allow_unlisted_probe_targets" in data:
+            raise ValueError(
+                "redis.allow_unlisted_probe_targets was removed: /probe now reads only "
+                "configured targets unless probe.allow lists the hosts or networks it may read "
+                "(--probe-allow, CACHEWATCH_PROBE__ALLOW, like [\"10.0.0.0/8\"], or [\"*\"] for "
+                "any host); delete the old setting")
+        return data
 
     @model_validator(mode="after")
     def _unique_names(self) -> RedisSettings:

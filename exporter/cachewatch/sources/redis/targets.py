@@ -11,6 +11,7 @@ import threading
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import redis
 import yaml
@@ -24,8 +25,12 @@ from redis.exceptions import (
 )
 from redis.retry import Retry
 
+from ...allowlist import AllowList
 from ...config import ConfigError
+from ...fields import redact, yaml_error
+from .bounded import ReplyTooLarge, bounded_parser
 from .settings import (
+    DEFAULT_MAX_REPLY_BYTES,
     RedisSettings,
     RedisTarget,
     TargetAddressError,
@@ -47,7 +52,9 @@ def load_secrets(path: Path | None) -> dict[str, dict[str, str]]:
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except (OSError, yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"redis.secrets_file {str(path)!r} cannot be read: {exc}") from None
+        # yaml_error: the parser's own text quotes the line, and this file holds passwords.
+        why = exc.strerror if isinstance(exc, OSError) else yaml_error(exc)
+        raise ConfigError(f"redis.secrets_file {str(path)!r} cannot be read: {why}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"redis.secrets_file {str(path)!r}: expected a mapping of target -> "
                           "password or {username, password}")
@@ -82,12 +89,12 @@ def with_secrets(target: RedisTarget, secrets: dict[str, dict[str, str]]) -> Red
 
 
 def resolve_probe_target(
-    query: str, settings: RedisSettings, secrets: dict[str, dict[str, str]]
+    query: str, settings: RedisSettings, secrets: dict[str, dict[str, str]], allow: AllowList
 ) -> tuple[RedisTarget, bool]:
     """Map ``/probe?target=`` to a target; return it and whether it is a configured one.
 
     Raises ``TargetAddressError`` for a malformed address (or one carrying credentials) and
-    ``UnknownTarget`` for a name that is not configured.
+    ``UnknownTarget`` for a name that is not configured or an address ``allow`` does not list.
     """
     by_name = {t.name: t for t in settings.targets}
     if not query.strip():
@@ -97,8 +104,8 @@ def resolve_probe_target(
     if "://" not in query and ":" not in query:
         known = ", ".join(sorted(n for n in by_name if n)) or "none"
         raise UnknownTarget(
-            f"unknown target {query!r}: not a configured target name (configured: {known}); "
-            "pass a configured name or an address like redis://host:6379"
+            f"unknown target {redact(query)!r}: not a configured target name (configured: "
+            f"{known}); pass a configured name or an address like redis://host:6379"
         )
     url, username, password = split_redis_address(query)
     if username or password:
@@ -109,9 +116,14 @@ def resolve_probe_target(
     for target in settings.targets:
         if target.url == url:
             return with_secrets(target, secrets), True
-    if not settings.allow_unlisted_probe_targets:
-        raise UnknownTarget(f"unknown target {address_label(url)!r}: only configured targets "
-                            "may be probed (redis.allow_unlisted_probe_targets is false)")
+    if url.startswith("unix://"):
+        raise UnknownTarget("unix:// sockets can be probed only as configured targets")
+    host = urlsplit(url).hostname or ""
+    if not allow.permits(host):
+        raise UnknownTarget(
+            f"{address_label(url)!r} is not a configured target and probe.allow does not list "
+            f"its host (probe.allow: {allow.describe()}); configure it as a target, or add the "
+            "host or its network to probe.allow")
     return with_secrets(RedisTarget(url=url), secrets), False
 
 
@@ -135,9 +147,12 @@ class PasswordFile(CredentialProvider):
         return (self.username, password) if self.username else (password,)
 
 
-def make_client(target: RedisTarget, timeout: float) -> redis.Redis:
-    """A client that fails fast: no retries, connect and read bounded by ``timeout``."""
+def make_client(target: RedisTarget, timeout: float,
+                max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES) -> redis.Redis:
+    """A client that fails fast: no retries, connect and each reply bounded by ``timeout``,
+    and no reply over ``max_reply_bytes``."""
     kwargs: dict[str, Any] = {
+        "parser_class": bounded_parser(max_reply_bytes),
         "socket_timeout": timeout,
         "socket_connect_timeout": timeout,
         "retry": Retry(NoBackoff(), 0),
@@ -173,6 +188,8 @@ def classify(exc: BaseException) -> tuple[str, str]:
     text = str(exc)
     if isinstance(exc, CredentialsFileError):
         return "auth", message
+    if isinstance(exc, ReplyTooLarge):
+        return "protocol", message
     if isinstance(exc, redis.AuthenticationError | AuthenticationWrongNumberOfArgsError):
         return "auth", message
     if isinstance(exc, NoPermissionError):  # an ACL user without +info or +ping
@@ -198,8 +215,10 @@ def classify(exc: BaseException) -> tuple[str, str]:
 class ClientCache:
     """Reuses clients (and their connections) across ``/probe`` requests, bounded LRU."""
 
-    def __init__(self, timeout: float, size: int = 128) -> None:
+    def __init__(self, timeout: float, max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES,
+                 size: int = 128) -> None:
         self._timeout = timeout
+        self._max_reply_bytes = max_reply_bytes
         self._size = size
         self._clients: OrderedDict[tuple[Any, ...], redis.Redis] = OrderedDict()
         self._lock = threading.Lock()
@@ -215,7 +234,7 @@ class ClientCache:
         with self._lock:
             client = self._clients.pop(key, None)
             if client is None:
-                client = make_client(target, self._timeout)
+                client = make_client(target, self._timeout, self._max_reply_bytes)
             self._clients[key] = client
             while len(self._clients) > self._size:
                 # Not closed: a read may still be using it; its idle sockets go with it.

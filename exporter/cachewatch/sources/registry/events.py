@@ -23,7 +23,7 @@ from urllib.parse import parse_qs
 from ... import contract
 from ...cardinality import LabelCap
 from ...contract import Families, MetricSpec
-from ...receiving import bearer_ok
+from ...receiving import bearer_ok, refused
 from ...runtime import Runtime
 from ...source import Source
 from .settings import RegistrySettings
@@ -206,6 +206,7 @@ class RegistryEventCollector(Source):
     def reject(self, source: str, reason: str) -> None:
         with self._lock:
             self._inc(contract.REGISTRY_REJECTED, (source, reason))
+        refused(f"registry.{source}", reason)
 
     def collect(self) -> Any:
         out = Families()
@@ -222,6 +223,9 @@ class RegistryEventCollector(Source):
         counting (see benchmarks/webhook_throughput.py)."""
         return {"/webhooks/registry": _Webhook(self, "distribution"),
                 "/webhooks/harbor": _Webhook(self, "harbor")}
+
+    def bearer_paths(self) -> tuple[str, ...]:
+        return ("/webhooks/registry", "/webhooks/harbor") if self.settings.token else ()
 
     def authorised(self, source: str, authorization: bytes) -> bool:
         """Checked before the body is read: an unknown client gets nothing buffered."""

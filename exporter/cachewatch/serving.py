@@ -1,0 +1,275 @@
+"""The HTTP server: uvicorn with TLS from the web config and limits that hold under abuse.
+
+uvicorn alone keeps a connection that never sends a request open forever, accepts headers of
+any size and any slowness, logs every malformed request, and has no connection cap that spares
+idle connections (``limit_concurrency`` answers 503 to real requests while idle sockets hold
+the slots). ``GuardedProtocol`` adds what Go's ``http.Server`` timeouts give node_exporter:
+
+* ``web.header_timeout``: request line and headers within this long of the connection (or of a
+  keep-alive request's first byte), else the connection is closed (slowloris);
+* ``web.body_timeout``: the body within this long of the headers;
+* ``web.max_header_bytes``: larger request heads get ``431``;
+* ``web.max_connections``: at the cap the connection that has waited longest without sending a
+  request is closed to make room, so idle sockets cannot lock Prometheus out; with none idle,
+  the new connection is closed;
+* refusals are counted and logged once per cause and minute (``refusals``), never per
+  connection.
+
+The open-file limit is raised to its hard limit at start-up (as Go programs do) and the cap is
+lowered to fit it, so accepting a connection never fails with EMFILE.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import resource
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+import httptools
+import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from .guard import LiveWebConfig
+from .refusals import RefusalLog
+from .webconfig import WebConfigError, load, load_certificate, peer_allowed
+
+log = logging.getLogger("cachewatch.web")
+
+# File descriptors kept free of connections: Redis and Docker sockets, files, the listener.
+FD_RESERVE = 128
+# How often the web config file (and the files it names) is checked for changes.
+RELOAD_INTERVAL = 5.0
+
+
+@dataclass
+class Limits:
+    """What every connection of one server shares: limits, refusal log, the idle queue."""
+
+    header_timeout: float = 10.0
+    body_timeout: float = 60.0
+    max_header_bytes: int = 65536
+    max_connections: int = 1024
+    refusals: RefusalLog = field(default_factory=RefusalLog)
+    allowed_sans: list[str] | None = None
+    # Connections waiting for a request, oldest first: the ones shed at the cap.
+    waiting: OrderedDict[GuardedProtocol, None] = field(default_factory=OrderedDict)
+
+
+class GuardedProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with header/body timeouts, a head size limit, a connection
+    cap that sheds idle connections first, and quiet refusals."""
+
+    def __init__(self, config: ServingConfig, *args: Any, **kwargs: Any) -> None:
+        super().__init__(config, *args, **kwargs)
+        self.limits = config.limits
+        self._timer: asyncio.TimerHandle | None = None
+        self._awaiting = False
+        self._head_bytes = 0
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        limits = self.limits
+        if limits.allowed_sans is not None and not peer_allowed(
+                transport.get_extra_info("peercert"), limits.allowed_sans):
+            limits.refusals.refused("unauthorized", "client certificate has no allowed SAN")
+            transport.abort()
+            return
+        if len(self.connections) > limits.max_connections:
+            victim = next(iter(limits.waiting), None)
+            limits.refusals.refused("connection_cap", "web.max_connections reached",
+                                    max_connections=limits.max_connections)
+            if victim is None:
+                transport.abort()
+                return
+            victim._close()
+        self._await_request()
+        self._arm(limits.header_timeout, "header_timeout")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        self.limits.waiting.pop(self, None)
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        self._unset_keepalive_if_required()
+        if self._awaiting:
+            self._head_bytes += len(data)
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            self.limits.refusals.refused("bad_request", "invalid HTTP request")
+            self.send_400_response("Invalid HTTP request received.")
+            return
+        except httptools.HttpParserUpgrade:
+            pass  # no WebSocket endpoints: served as a plain request, nothing to log
+        if self._awaiting and self._head_bytes > self.limits.max_header_bytes \
+                and not self.transport.is_closing():
+            self.limits.refusals.refused("header_too_large", "request head over "
+                                         "web.max_header_bytes")
+            self._answer_and_close(b"431 Request Header Fields Too Large")
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        if not self._awaiting:  # a keep-alive request begins: its head is timed from here
+            self._await_request()
+        if self._timer is None:
+            self._arm(self.limits.header_timeout, "header_timeout")
+
+    def on_headers_complete(self) -> None:
+        self._awaiting = False
+        self.limits.waiting.pop(self, None)
+        self._arm(self.limits.body_timeout, "body_timeout")
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._disarm()
+        super().on_message_complete()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing() and self.cycle.response_complete:
+            self._await_request()  # idle between requests (none pipelined): first to go
+
+    def _unsupported_upgrade_warning(self) -> None:
+        """uvicorn logs a warning per ``Upgrade`` request; a client must not fill the log."""
+
+    def _await_request(self) -> None:
+        self._awaiting = True
+        self._head_bytes = 0
+        self.limits.waiting[self] = None
+
+    def _arm(self, seconds: float, cause: str) -> None:
+        self._disarm()
+        self._timer = self.loop.call_later(seconds, self._expire, cause)
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _expire(self, cause: str) -> None:
+        self._timer = None
+        if self.transport.is_closing():
+            return
+        # A connection that never began a request is an idle one, not a slow client.
+        if cause == "body_timeout" or self._head_bytes:
+            self.limits.refusals.refused(cause, f"request not received within web.{cause}")
+        self._close()
+
+    def _close(self) -> None:
+        self._disarm()
+        self.limits.waiting.pop(self, None)
+        if self.cycle is not None and not self.cycle.response_complete:
+            self.cycle.disconnected = True
+            self.cycle.message_event.set()
+        self.transport.close()
+
+    def _answer_and_close(self, status: bytes) -> None:
+        self.transport.write(b"HTTP/1.1 " + status + b"\r\ncontent-length: 0\r\n"
+                             b"connection: close\r\n\r\n")
+        self._close()
+
+
+class ServingConfig(uvicorn.Config):
+    """uvicorn's config plus the limits and the TLS context built from the web config."""
+
+    def __init__(self, app: Any, *, limits: Limits, live: LiveWebConfig, **kwargs: Any) -> None:
+        super().__init__(app, http=GuardedProtocol, ws="none", lifespan="on", log_config=None,
+                         access_log=False, server_header=False, **kwargs)
+        self.limits = limits
+        self.live = live
+        self.context = live.current.context()
+
+    def load(self) -> None:
+        super().load()
+        self.ssl = self.context  # ours: versions, ciphers and client auth as the file says
+
+
+class CachewatchServer(uvicorn.Server):
+    """Serves, and reloads the web config file (users, headers, certificate) when it changes,
+    as the exporter-toolkit does, so rotated certificates need no restart."""
+
+    config: ServingConfig
+
+    async def startup(self, sockets: Any = None) -> None:
+        await super().startup(sockets)
+        if self.config.live.current.path is not None:
+            self._watcher = asyncio.create_task(self._watch())
+
+    async def shutdown(self, sockets: Any = None) -> None:
+        watcher = getattr(self, "_watcher", None)
+        if watcher is not None:
+            watcher.cancel()
+        await super().shutdown(sockets)
+
+    async def _watch(self) -> None:
+        live = self.config.live
+        seen = live.current.stamp()
+        while True:
+            await asyncio.sleep(RELOAD_INTERVAL)
+            stamp = live.current.stamp()
+            if stamp != seen:
+                seen = stamp
+                reload(live, self.config.context)
+
+
+def reload(live: LiveWebConfig, context: Any) -> bool:
+    """Apply a changed web config: users, headers, rate limit and the certificate at once;
+    a broken file is logged and the running configuration kept."""
+    old = live.current
+    try:
+        new = load(old.path)
+        if (new.tls is None) != (old.tls is None):
+            raise WebConfigError("turning TLS on or off needs a restart")
+        if new.tls is not None and old.tls is not None and context is not None:
+            load_certificate(context, new.tls)
+    except (WebConfigError, OSError, ValueError) as exc:
+        log.error("web config not reloaded; the running one stays in force",
+                  extra={"error": str(exc)})
+        return False
+    live.current = new
+    log.info("web config reloaded", extra={"file": str(old.path)})
+    return True
+
+
+def raise_open_file_limit() -> int:
+    """Raise the soft open-file limit to the hard one (as Go's runtime does); return it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+    return soft
+
+
+def connection_cap(wanted: int, open_files: int) -> int:
+    """``web.max_connections``, lowered (with a warning) to leave ``FD_RESERVE`` files free."""
+    fits = max(16, open_files - FD_RESERVE)
+    if wanted > fits:
+        log.warning("web.max_connections lowered to fit the open-file limit",
+                    extra={"wanted": wanted, "max_connections": fits, "open_files": open_files})
+        return fits
+    return wanted
+
+
+def make_server(app: Any, host: str, port: int, web: Any, live: LiveWebConfig,
+                refusals: RefusalLog) -> CachewatchServer:
+    """The server for ``app`` with the ``web`` settings (``config.WebSettings``)."""
+    tls = live.current.tls
+    limits = Limits(
+        header_timeout=web.header_timeout, body_timeout=web.body_timeout,
+        max_header_bytes=web.max_header_bytes,
+        max_connections=connection_cap(web.max_connections, raise_open_file_limit()),
+        refusals=refusals, allowed_sans=tls.client_allowed_sans if tls else None)
+    if tls is not None:
+        # uvicorn passes no handshake timeout to asyncio, whose default is 60 s: a client
+        # that opens TLS connections and stays silent would hold each one that long.
+        asyncio.constants.SSL_HANDSHAKE_TIMEOUT = web.header_timeout
+    return CachewatchServer(ServingConfig(
+        app, host=host, port=port, limits=limits, live=live,
+        timeout_keep_alive=web.keepalive_timeout))
