@@ -172,8 +172,11 @@ def test_the_fix_makes_the_dependency_install_come_from_the_cache(name, builder,
     cold, warm = _twice(docker_engine, context, buildkit)
     assert cold.step(install).status == "done"
     assert warm.step(install).status == "done", "the mistake: a source change reinstalls"
-    assert warm.cache_buster is not None
-    assert matches(warm.cache_buster, f"{copy.keyword} {copy.rest}")  # the copy busted it
+    if any(step.status == "cached" for step in warm.steps):  # FROM included
+        assert matches(warm.cache_buster, f"{copy.keyword} {copy.rest}")  # the copy busted it
+    else:  # the copy is the first step, and the legacy log has no hit to tell warm from cold
+        assert not buildkit
+        assert warm.cache_buster is None
     if buildkit:
         assert warm.step(install).duration >= INSTALL_SECONDS
 
