@@ -23,6 +23,7 @@ from cachewatch.health import Health
 from cachewatch.runtime import Runtime
 from cachewatch.server import create_app
 from cachewatch.sources import build
+from cachewatch.state import open_state
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 ROOT = Path(__file__).resolve().parents[1]  # the repository
@@ -128,11 +129,11 @@ class Exporter:
     def __init__(self, settings: Settings, health: Health | None = None,
                  port: int | None = None) -> None:
         self.settings = settings
-        self.runtime = Runtime(health)
+        self.port = port or free_port()
+        self.runtime = Runtime(health, open_state(settings.state, self.port))
         self.health = self.runtime.health
         self.collectors = build(settings, self.runtime)
         self.app = create_app(self.collectors, self.runtime)
-        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.server = uvicorn.Server(uvicorn.Config(
             self.app, host="127.0.0.1", port=self.port, log_config=None, access_log=False,
@@ -179,11 +180,12 @@ class Metrics:
 
 
 def settings(targets: Iterable[object], **overrides: object) -> Settings:
-    """Test settings: given Redis targets, probes off unless asked, quick timeout."""
+    """Test settings: given Redis targets, probes off unless asked, quick timeout, state in
+    memory unless a test asks for a store (no test sees another's counts)."""
     from cachewatch.config import load_settings
 
     values: dict[str, object] = {"redis.targets": list(targets), "redis.probe_interval": 0,
-                                 "redis.timeout": 1.0}
+                                 "redis.timeout": 1.0, "state.url": "memory://"}
     values.update(overrides)
     return load_settings(**values)
 

@@ -111,9 +111,14 @@ def _run(settings: Settings) -> None:
     from .runtime import Runtime
     from .server import create_app
     from .sources import build
+    from .state import StateError, open_state
 
     _check_port_free(settings.listen_address, settings.port)
-    runtime = Runtime()
+    try:
+        state = open_state(settings.state, settings.port)
+    except StateError as exc:
+        fail(f"{exc} (state.url: --state-url / {ENV_PREFIX}STATE__URL)")
+    runtime = Runtime(state=state)
     try:
         built = build(settings, runtime)
     except ConfigError as exc:
@@ -122,6 +127,7 @@ def _run(settings: Settings) -> None:
         "version": __version__,
         "listen": f"{settings.listen_address}:{settings.port}",
         "collectors": ",".join(c.name for c in built) or "none",
+        "state": f"{state.store.backend}:{state.store.where}", "replica": state.replica,
     })
     app = create_app(built, runtime)
     server = uvicorn.Server(uvicorn.Config(

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, Field, ValidationError, create_model
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -24,7 +24,7 @@ from pydantic_settings import (
 )
 
 from .defaults import DEFAULT_PORT, ENV_PREFIX
-from .fields import flag, parse_duration, redact
+from .fields import Seconds, flag, parse_duration, redact
 from .sources import sections
 
 __all__ = ["DEFAULT_PORT", "ENV_PREFIX", "ConfigError", "Settings", "load_settings",
@@ -32,6 +32,46 @@ __all__ = ["DEFAULT_PORT", "ENV_PREFIX", "ConfigError", "Settings", "load_settin
 
 LogLevel = Literal["debug", "info", "warning", "error"]
 LogFormat = Literal["logfmt", "json"]
+
+
+def _default_state_url() -> str:
+    from .state import default_url
+
+    return default_url()
+
+
+class StateSettings(BaseModel):
+    """Where counters, de-duplication ids and app instances' last values are kept."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(
+        default_factory=_default_state_url,
+        description="`sqlite:///relative/path`, `sqlite:////absolute/path`,"
+        " `redis://host:port/db` (shared by replicas) or `memory://` (keeps nothing)",
+        json_schema_extra=flag("--state-url", metavar="URL", default=(
+            "`sqlite:///$XDG_STATE_HOME/cachewatch/state.db` (`~/.local/state/...`);"
+            " `sqlite:////var/lib/cachewatch/state.db` in the image")))
+    replica_id: str | None = Field(
+        default=None, min_length=1, max_length=200,
+        description="this replica's name in shared state; keep it stable across restarts",
+        json_schema_extra=flag("--replica-id", metavar="ID", default="`<hostname>:<port>`"))
+    timeout: Seconds = Field(
+        default=2.0, gt=0, le=60,
+        description="a write not committed within this gets `503` (the sender retries)",
+        json_schema_extra=flag(default="2s"))
+    sqlite_synchronous: Literal["normal", "full"] = Field(
+        default="normal",
+        description="`normal`: a commit survives the process being killed; `full`: also a"
+        " power loss, at one fsync per commit")
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, url: str) -> str:
+        from .state import parse_url
+
+        parse_url(url)
+        return url
 
 
 class CoreSettings(BaseSettings):
@@ -53,6 +93,8 @@ class CoreSettings(BaseSettings):
                                 json_schema_extra=flag("--log-level"))
     log_format: LogFormat = Field(default="logfmt", description="`logfmt` or `json` (stderr)",
                                   json_schema_extra=flag("--log-format"))
+    state: StateSettings = Field(default_factory=StateSettings,
+                                 description="durable state (counters, de-duplication ids)")
 
     # Set by load_settings() for the duration of one construction; read by the YAML source.
     _yaml_file: ClassVar[Path | None] = None
@@ -105,6 +147,11 @@ class SettingRow:
 def setting_rows() -> Iterator[SettingRow]:
     """Every top-level and per-section setting, in the order they are documented."""
     for name, info in CoreSettings.model_fields.items():
+        if name == "state":
+            defaults = StateSettings.model_construct()
+            for key, sub in StateSettings.model_fields.items():
+                yield _row(f"state.{key}", sub, getattr(defaults, key, None))
+            continue
         yield _row(name, info, info.default)
     for section_name, section in sections().items():
         defaults = section.settings()

@@ -51,7 +51,8 @@ def create_app(collectors: Sequence[Source], runtime: Runtime) -> FastPaths:
     The app owns ``runtime``: its pools close when the app shuts down.
     """
     health = runtime.health
-    exposition = Exposition([*collectors, BuildInfo(), ProcessCollector(registry=None)], runtime)
+    exposition = Exposition([*collectors, BuildInfo(), runtime.state,
+                             ProcessCollector(registry=None)], runtime)
     by_name = {c.name: c for c in collectors}
     # Probes beyond this many at once are refused (503) rather than queued without bound.
     probes = asyncio.Semaphore(MAX_CONCURRENT_PROBES)

@@ -1,0 +1,182 @@
+"""``sqlite://``: an embedded file in WAL mode, one writer (this process, enforced by a lock).
+
+Each group of batches is one transaction; a batch that fails inside it is rolled back to its
+savepoint, so it leaves nothing behind while the others commit. With ``synchronous=NORMAL`` a
+committed transaction is in the WAL file before the request is answered: it survives the
+process being killed (``kill -9``, OOM), not a power loss or kernel crash, which may lose the
+last transactions (never corrupt the file). ``synchronous=FULL`` syncs the WAL on every commit
+and survives those too, at the cost of one fsync per commit.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import sqlite3
+import time
+from pathlib import Path
+from typing import IO, Any
+
+from .base import Batch, Counts, Outcome, StateError, StateInUse, Store, decode, encode, tally
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS counters (
+    source TEXT NOT NULL, key TEXT NOT NULL, value REAL NOT NULL,
+    PRIMARY KEY (source, key)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS seen (
+    source TEXT NOT NULL, id BLOB NOT NULL, seq INTEGER NOT NULL,
+    PRIMARY KEY (source, id)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS seen_by_age ON seen (source, seq);
+CREATE TABLE IF NOT EXISTS records (
+    source TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, expires REAL NOT NULL,
+    PRIMARY KEY (source, key)) WITHOUT ROWID;
+"""
+UPSERT = ("INSERT INTO counters (source, key, value) VALUES (?, ?, ?) "
+          "ON CONFLICT (source, key) DO UPDATE SET value = value + excluded.value")
+TRIM_EVERY = 1000  # ids inserted between two trims of the de-duplication window
+
+
+class SqliteStore(Store):
+    """State in one SQLite file, owned by this process while it runs."""
+
+    backend = "sqlite"
+
+    def __init__(self, path: Path, synchronous: str = "normal", timeout: float = 2.0) -> None:
+        self.path = path
+        self.where = str(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._lock = _lock(path)
+            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
+                                       timeout=timeout)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'full' else 'NORMAL'}")
+            self._db.executescript(SCHEMA)
+            self._db.execute("DELETE FROM records WHERE expires < ?", (time.time(),))
+        except StateInUse:
+            raise
+        except (OSError, sqlite3.Error) as exc:
+            raise StateError(f"cannot open state file {path}: {exc}") from exc
+        self._seq: dict[str, int] = {}
+        self._since_trim: dict[str, int] = {}
+
+    def load(self, source: str) -> Counts:
+        try:
+            rows = self._db.execute("SELECT key, value FROM counters WHERE source = ?",
+                                    (source,)).fetchall()
+        except sqlite3.Error as exc:
+            raise StateError(f"reading {self.path}: {exc}") from exc
+        return {decode(key): value for key, value in rows}
+
+    def write(self, batches: list[Batch]) -> list[Outcome | Exception]:
+        db = self._db
+        results: list[Outcome | Exception] = []
+        seq = dict(self._seq)
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            for batch in batches:
+                db.execute("SAVEPOINT batch")
+                try:
+                    results.append(self._one(batch))
+                except sqlite3.Error:
+                    raise
+                except Exception as exc:  # a bug in one batch: the others still commit
+                    db.execute("ROLLBACK TO batch")
+                    results.append(exc)
+                db.execute("RELEASE batch")
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            self._seq = seq
+            raise StateError(f"writing {self.path}: {exc}") from exc
+        self._trim(batches)
+        return results
+
+    def _one(self, batch: Batch) -> Outcome:
+        db, source = self._db, batch.source
+        applied = []
+        for change in batch.changes:
+            new = True
+            if change.once is not None:
+                seq = self._next(source)
+                new = db.execute("INSERT OR IGNORE INTO seen VALUES (?, ?, ?)",
+                                 (source, change.once, seq)).rowcount == 1
+                if new:
+                    self._seq[source] = seq
+            applied.append(new)
+        counts = tally(batch.changes, applied)
+        value = None
+        if batch.update is not None:
+            value = self._update(batch, counts)
+        if counts:
+            db.executemany(UPSERT, [(source, encode(k), v) for k, v in counts.items()])
+        return Outcome(applied, counts, value)
+
+    def _update(self, batch: Batch, counts: Counts) -> Any:
+        update = batch.update
+        assert update is not None
+        row = self._db.execute("SELECT value FROM records WHERE source = ? AND key = ?",
+                               (batch.source, update.key)).fetchone()
+        record, more, value = update.apply(json.loads(row[0]) if row else None)
+        self._db.execute(
+            "INSERT OR REPLACE INTO records VALUES (?, ?, ?, ?)",
+            (batch.source, update.key, json.dumps(record, separators=(",", ":")),
+             time.time() + update.keep_for))
+        for key, delta in more.items():
+            counts[key] = counts.get(key, 0.0) + delta
+        return value
+
+    def _next(self, source: str) -> int:
+        if source not in self._seq:
+            row = self._db.execute("SELECT max(seq) FROM seen WHERE source = ?",
+                                   (source,)).fetchone()
+            self._seq[source] = row[0] or 0
+        return self._seq[source] + 1
+
+    def _trim(self, batches: list[Batch]) -> None:
+        """Forget ids past each source's window, a thousand inserts at a time (cheap)."""
+        for batch in batches:
+            source = batch.source
+            added = self._since_trim.get(source, 0) + sum(
+                1 for c in batch.changes if c.once is not None)
+            if added >= TRIM_EVERY and source in self._seq:
+                try:
+                    self._db.execute("DELETE FROM seen WHERE source = ? AND seq <= ?",
+                                     (source, self._seq[source] - batch.window))
+                except sqlite3.Error:
+                    continue  # trimmed next time
+                added = 0
+            self._since_trim[source] = added
+
+    def ping(self) -> None:
+        try:
+            self._db.execute("SELECT 1").fetchone()
+        except sqlite3.Error as exc:
+            raise StateError(f"{self.path}: {exc}") from exc
+
+    def close(self) -> None:
+        try:
+            self._db.close()
+        finally:
+            self._lock.close()
+
+
+def _lock(path: Path) -> IO[str]:
+    """Hold ``<file>.lock`` while running: two processes counting into one file would both
+    export the same counts. The kernel drops the lock when the process dies, even by kill -9."""
+    handle = path.with_name(path.name + ".lock").open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        owner = handle.read().strip() or "another process"
+        handle.close()
+        raise StateInUse(
+            f"state file {path} is in use by {owner}: give each replica its own file"
+            " (--state-url sqlite:////path), or share redis:// state between replicas") from None
+    handle.truncate(0)
+    handle.write(f"cachewatch pid {os.getpid()}\n")
+    handle.flush()
+    return handle
