@@ -88,6 +88,19 @@ def encode(key: Key) -> str:
     return json.dumps(key, separators=(",", ":"), ensure_ascii=False)
 
 
+_ENCODED: dict[Key, str] = {}
+
+
+def encoded(key: Key) -> str:
+    """``encode`` remembered: the same few hundred series are written again and again."""
+    text = _ENCODED.get(key)
+    if text is None:
+        if len(_ENCODED) >= 50_000:
+            _ENCODED.clear()
+        text = _ENCODED[key] = encode(key)
+    return text
+
+
 def decode(stored: str | bytes) -> Key:
     return tuple(json.loads(stored))
 

@@ -20,10 +20,10 @@ import logging
 from typing import Any
 
 import redis
-from redis.exceptions import RedisError, WatchError
+from redis.exceptions import NoScriptError, RedisError, ResponseError, WatchError
 
 from ..fields import redact
-from .base import Batch, Counts, Outcome, StateError, Store, decode, encode, tally
+from .base import Batch, Counts, Outcome, StateError, Store, decode, encode, encoded, tally
 
 log = logging.getLogger("cachewatch.state")
 
@@ -91,12 +91,7 @@ class RedisStore(Store):
         claims = [(i, b) for i, b in enumerate(batches) if b.update is None]
         try:
             if claims:
-                pipe = self._redis.pipeline(transaction=False)
-                for _, batch in claims:
-                    self._claim(keys=[self._counters(batch.source),
-                                      f"cachewatch:{{{batch.source}}}:seen"],
-                                args=_claim_args(batch), client=pipe)
-                replies = pipe.execute(raise_on_error=False)
+                replies = self._claims([batch for _, batch in claims])
                 for (i, batch), reply in zip(claims, replies, strict=True):
                     if isinstance(reply, Exception):
                         results[i] = StateError(f"writing {self.where}: {reply}")
@@ -109,6 +104,30 @@ class RedisStore(Store):
         except RedisError as exc:
             raise StateError(f"writing {self.where}: {exc}") from exc
         return [r if r is not None else StateError("not written") for r in results]
+
+    def _claims(self, batches: list[Batch]) -> list[Any]:
+        """Run the claim script once per batch, in one round trip (EVALSHA; loaded on first
+        use and again after Redis restarted without it)."""
+        for attempt in (1, 2):
+            if len(batches) == 1:
+                try:
+                    return [self._redis.evalsha(self._claim.sha, 2, *_claim_keys(self, batches[0]),
+                                                *_claim_args(batches[0]))]
+                except NoScriptError:
+                    replies: list[Any] = [NoScriptError()]
+                except ResponseError as exc:
+                    return [exc]
+            else:
+                pipe = self._redis.pipeline(transaction=False)
+                for batch in batches:
+                    pipe.evalsha(self._claim.sha, 2, *_claim_keys(self, batch),
+                                 *_claim_args(batch))
+                replies = pipe.execute(raise_on_error=False)
+            if attempt == 1 and any(isinstance(r, NoScriptError) for r in replies):
+                self._redis.script_load(CLAIM)
+                continue
+            return replies
+        raise AssertionError("unreachable")
 
     def _update(self, batch: Batch) -> Outcome:
         """Read-modify-write of one shared record plus this replica's counters, atomically."""
@@ -158,6 +177,10 @@ class RedisStore(Store):
         self._redis.close()
 
 
+def _claim_keys(store: RedisStore, batch: Batch) -> tuple[str, str]:
+    return store._counters(batch.source), f"cachewatch:{{{batch.source}}}:seen"
+
+
 def _claim_args(batch: Batch) -> list[Any]:
     args: list[Any] = [batch.window]
     for change in batch.changes:
@@ -166,5 +189,5 @@ def _claim_args(batch: Batch) -> list[Any]:
                  len(seen)]
         for counts in (change.counts, seen):
             for key, delta in counts.items():
-                args += [encode(key), repr(float(delta))]
+                args += [encoded(key), repr(float(delta))]
     return args

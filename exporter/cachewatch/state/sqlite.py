@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
-from .base import Batch, Counts, Outcome, StateError, StateInUse, Store, decode, encode, tally
+from .base import Batch, Counts, Outcome, StateError, StateInUse, Store, decode, encoded, tally
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS counters (
@@ -27,14 +27,15 @@ CREATE TABLE IF NOT EXISTS counters (
 CREATE TABLE IF NOT EXISTS seen (
     source TEXT NOT NULL, id BLOB NOT NULL, seq INTEGER NOT NULL,
     PRIMARY KEY (source, id)) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS seen_by_age ON seen (source, seq);
 CREATE TABLE IF NOT EXISTS records (
     source TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, expires REAL NOT NULL,
     PRIMARY KEY (source, key)) WITHOUT ROWID;
 """
 UPSERT = ("INSERT INTO counters (source, key, value) VALUES (?, ?, ?) "
           "ON CONFLICT (source, key) DO UPDATE SET value = value + excluded.value")
-TRIM_EVERY = 1000  # ids inserted between two trims of the de-duplication window
+# The window is trimmed once a tenth of it was added: one scan of the ids (no index on their
+# age, which would cost every commit a page more) for that many events.
+TRIM_SHARE = 10
 
 
 class SqliteStore(Store):
@@ -71,20 +72,20 @@ class SqliteStore(Store):
 
     def write(self, batches: list[Batch]) -> list[Outcome | Exception]:
         db = self._db
-        results: list[Outcome | Exception] = []
         seq = dict(self._seq)
         try:
             db.execute("BEGIN IMMEDIATE")
-            for batch in batches:
-                db.execute("SAVEPOINT batch")
+            if len(batches) == 1:  # the transaction is the batch: no savepoint needed
                 try:
-                    results.append(self._one(batch))
+                    results: list[Outcome | Exception] = [self._one(batches[0])]
                 except sqlite3.Error:
                     raise
-                except Exception as exc:  # a bug in one batch: the others still commit
-                    db.execute("ROLLBACK TO batch")
-                    results.append(exc)
-                db.execute("RELEASE batch")
+                except Exception as exc:  # a bug, not the store: say so, keep nothing
+                    db.execute("ROLLBACK")
+                    self._seq = seq
+                    return [exc]
+            else:
+                results = [self._guarded(batch) for batch in batches]
             db.execute("COMMIT")
         except sqlite3.Error as exc:
             if db.in_transaction:
@@ -93,6 +94,19 @@ class SqliteStore(Store):
             raise StateError(f"writing {self.path}: {exc}") from exc
         self._trim(batches)
         return results
+
+    def _guarded(self, batch: Batch) -> Outcome | Exception:
+        """One batch of several in a transaction: a failure rolls back this batch only."""
+        self._db.execute("SAVEPOINT batch")
+        try:
+            result: Outcome | Exception = self._one(batch)
+        except sqlite3.Error:
+            raise
+        except Exception as exc:
+            self._db.execute("ROLLBACK TO batch")
+            result = exc
+        self._db.execute("RELEASE batch")
+        return result
 
     def _one(self, batch: Batch) -> Outcome:
         db, source = self._db, batch.source
@@ -111,7 +125,7 @@ class SqliteStore(Store):
         if batch.update is not None:
             value = self._update(batch, counts)
         if counts:
-            db.executemany(UPSERT, [(source, encode(k), v) for k, v in counts.items()])
+            db.executemany(UPSERT, [(source, encoded(k), v) for k, v in counts.items()])
         return Outcome(applied, counts, value)
 
     def _update(self, batch: Batch, counts: Counts) -> Any:
@@ -136,12 +150,12 @@ class SqliteStore(Store):
         return self._seq[source] + 1
 
     def _trim(self, batches: list[Batch]) -> None:
-        """Forget ids past each source's window, a thousand inserts at a time (cheap)."""
+        """Forget ids past each source's window."""
         for batch in batches:
             source = batch.source
             added = self._since_trim.get(source, 0) + sum(
                 1 for c in batch.changes if c.once is not None)
-            if added >= TRIM_EVERY and source in self._seq:
+            if added >= max(100, batch.window // TRIM_SHARE) and source in self._seq:
                 try:
                     self._db.execute("DELETE FROM seen WHERE source = ? AND seq <= ?",
                                      (source, self._seq[source] - batch.window))
