@@ -27,14 +27,15 @@ from .base import Batch, Counts, Outcome, StateError, Store, decode, encode, enc
 
 log = logging.getLogger("cachewatch.state")
 
-# KEYS: counters hash, seen zset. ARGV: window, then triples (id or "", #counts, #if_seen)
-# followed by the field/delta pairs they announce. Returns 1 (new) or 0 (seen) per change.
+# KEYS: counters hash, seen zset. ARGV: window, counters' TTL, then triples (id or "",
+# #counts, #if_seen) followed by the field/delta pairs they announce. Returns 1 (new) or 0
+# (seen) per change.
 CLAIM = """
 local window = tonumber(ARGV[1])
 local now = redis.call('TIME')
 local score = tonumber(now[1]) * 1000000 + tonumber(now[2])
 local totals, order, applied = {}, {}, {}
-local i = 2
+local i = 3
 while i <= #ARGV do
   local id, n_new, n_seen = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
   i = i + 3
@@ -51,11 +52,15 @@ while i <= #ARGV do
   i = i + 2 * (n_new + n_seen)
 end
 for _, field in ipairs(order) do redis.call('HINCRBYFLOAT', KEYS[1], field, totals[field]) end
+if #order > 0 then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
 local size = redis.call('ZCARD', KEYS[2])
 if size > window + window / 10 then redis.call('ZREMRANGEBYRANK', KEYS[2], 0, size - window - 1) end
 return applied
 """
 WATCH_RETRIES = 20
+# A replica id that has written nothing for this long is forgotten (a pod replaced under a new
+# name leaves its counters behind; Prometheus saw a new series start for its successor anyway).
+COUNTERS_TTL = 30 * 86400
 
 
 class RedisStore(Store):
@@ -145,8 +150,10 @@ class RedisStore(Store):
                     pipe.multi()
                     pipe.set(key, json.dumps(record, separators=(",", ":")),
                              ex=max(1, int(update.keep_for)))
+                    counters = self._counters(batch.source)
                     for field, delta in counts.items():
-                        pipe.hincrbyfloat(self._counters(batch.source), encode(field), delta)
+                        pipe.hincrbyfloat(counters, encode(field), delta)
+                    pipe.expire(counters, COUNTERS_TTL)
                     pipe.execute()
                     return Outcome([], dict(counts), value)
                 except WatchError:
@@ -182,7 +189,7 @@ def _claim_keys(store: RedisStore, batch: Batch) -> tuple[str, str]:
 
 
 def _claim_args(batch: Batch) -> list[Any]:
-    args: list[Any] = [batch.window]
+    args: list[Any] = [batch.window, COUNTERS_TTL]
     for change in batch.changes:
         seen = change.if_seen or {}
         args += [change.once.hex() if change.once is not None else "", len(change.counts),
