@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import socket
 import sqlite3
+import threading
 import uuid
 
 import httpx
@@ -202,3 +203,24 @@ def test_records_are_json_the_operator_can_read(exporter_factory, sqlite_url, tm
     record = json.loads(row[0])
     assert record["started_at"] == 5.0
     assert record["caches"]["users"]["c"][0] == 3  # hits, the first of COUNTERS
+
+
+def test_the_build_client_retries_a_503_with_the_same_id(exporter_factory, tmp_path):
+    from cachewatch.sources.docker.buildlog import BuildSummary
+    from cachewatch.sources.docker.ingest import send
+
+    path = tmp_path / "state.db"
+    exporter = exporter_factory(receivers(f"sqlite:///{path}", **{"state.timeout": "300ms"}))
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")  # the store is stuck for a moment
+    threading.Timer(0.8, other.execute, ("ROLLBACK",)).start()
+    summary = BuildSummary(
+        image="svc", target="", format="buildkit-plain", status="success", duration_seconds=3.0,
+        steps=2, lookups=2, hits=1, misses=1, executed_seconds=2.0, cached_seconds=0.0,
+        rebuild_seconds=2.0, cache_buster="RUN make", cache_buster_step="[2/2] RUN make",
+        error=None, records=[])
+    assert send(summary, exporter.url, None) == f"sent to {exporter.url}"
+    m = exporter.scrape()
+    assert m.value("cachewatch_docker_builds_total", image="svc", target="",
+                   status="success") == 1
+    assert m.value("cachewatch_state_refused_total", reason="timeout") >= 1
