@@ -93,16 +93,26 @@ class RedisStore(Store):
 
     def write(self, batches: list[Batch]) -> list[Outcome | Exception]:
         results: list[Outcome | Exception | None] = [None] * len(batches)
-        claims = [(i, b) for i, b in enumerate(batches) if b.update is None]
+        # The claims of one source go in one script call, whatever the number of requests
+        # they came from: one round trip and one atomic step for the whole group.
+        groups: dict[tuple[str, int], list[int]] = {}
+        for i, batch in enumerate(batches):
+            if batch.update is None:
+                groups.setdefault((batch.source, batch.window), []).append(i)
         try:
-            if claims:
-                replies = self._claims([batch for _, batch in claims])
-                for (i, batch), reply in zip(claims, replies, strict=True):
+            merged = [Batch(source, [c for i in members for c in batches[i].changes], window)
+                      for (source, window), members in groups.items()]
+            replies = self._claims(merged) if merged else []
+            for members, reply in zip(groups.values(), replies, strict=True):
+                offset = 0
+                for i in members:
+                    changes = batches[i].changes
                     if isinstance(reply, Exception):
                         results[i] = StateError(f"writing {self.where}: {reply}")
-                    else:
-                        applied = [bool(x) for x in reply]
-                        results[i] = Outcome(applied, tally(batch.changes, applied))
+                        continue
+                    applied = [bool(x) for x in reply[offset:offset + len(changes)]]
+                    offset += len(changes)
+                    results[i] = Outcome(applied, tally(changes, applied))
             for i, batch in enumerate(batches):
                 if batch.update is not None:
                     results[i] = self._update(batch)
@@ -111,8 +121,8 @@ class RedisStore(Store):
         return [r if r is not None else StateError("not written") for r in results]
 
     def _claims(self, batches: list[Batch]) -> list[Any]:
-        """Run the claim script once per batch, in one round trip (EVALSHA; loaded on first
-        use and again after Redis restarted without it)."""
+        """Run the claim script once per (merged) batch, in one round trip (EVALSHA; loaded on
+        first use and again after Redis restarted without it)."""
         for attempt in (1, 2):
             if len(batches) == 1:
                 try:

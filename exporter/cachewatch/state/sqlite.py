@@ -96,7 +96,10 @@ class SqliteStore(Store):
         return results
 
     def _guarded(self, batch: Batch) -> Outcome | Exception:
-        """One batch of several in a transaction: a failure rolls back this batch only."""
+        """One batch of several in a transaction: a failure rolls back this batch only. Only an
+        update runs code that can fail short of the store; plain claims need no savepoint."""
+        if batch.update is None:
+            return self._one(batch)
         self._db.execute("SAVEPOINT batch")
         try:
             result: Outcome | Exception = self._one(batch)
