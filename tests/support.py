@@ -23,7 +23,7 @@ from cachewatch.health import Health
 from cachewatch.runtime import Runtime
 from cachewatch.server import create_app
 from cachewatch.sources import build
-from cachewatch.state import open_state
+from cachewatch.state import default_url, open_state
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 ROOT = Path(__file__).resolve().parents[1]  # the repository
@@ -128,6 +128,9 @@ class Exporter:
 
     def __init__(self, settings: Settings, health: Health | None = None,
                  port: int | None = None) -> None:
+        if settings.state.url == default_url():
+            raise ValueError("a test chooses its own state (memory:// or a file in tmp_path),"
+                             " never the user's default file")
         self.settings = settings
         self.port = port or free_port()
         self.runtime = Runtime(health, open_state(settings.state, self.port))
