@@ -112,8 +112,10 @@ def test_a_failing_store_answers_503_keeps_nothing_and_metrics_go_on(exporter_fa
     exporter = exporter_factory(receivers(f"sqlite:///{path}", **{"state.timeout": "300ms"}))
     assert post_events(exporter, event("before")).status_code == 200
     store = exporter.runtime.state.store
+    connections = (store._db, store._fast)  # the writer's and the event loop's
     pages = store._db.execute("PRAGMA page_count").fetchone()[0]
-    store._db.execute(f"PRAGMA max_page_count = {pages}")
+    for db in connections:
+        db.execute(f"PRAGMA max_page_count = {pages}")
     many = [event(f"full-{i}", f"team/r{i}") for i in range(300)]  # needs new pages
     refused = post_events(exporter, *many)
     assert refused.status_code == 503
@@ -124,7 +126,8 @@ def test_a_failing_store_answers_503_keeps_nothing_and_metrics_go_on(exporter_fa
     assert m.value("cachewatch_state_errors_total", op="write") >= 1
     assert m.value("cachewatch_state_refused_total", reason="error") == 1
     assert sum(m.find(PULLS)) == 1
-    store._db.execute("PRAGMA max_page_count = 1073741823")
+    for db in connections:
+        db.execute("PRAGMA max_page_count = 1073741823")
     assert post_events(exporter, *many).json()["accepted"] == 300  # the sender's retry
 
     # Slow: someone holds the file's write lock (an operator's sqlite3 shell, say).

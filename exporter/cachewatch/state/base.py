@@ -123,6 +123,11 @@ class Store(ABC):
         """Apply each batch whole or not at all; one result per batch. Raises ``StateError``
         when nothing could be written."""
 
+    def try_write(self, batch: Batch) -> Outcome | Exception | None:
+        """Commit ``batch`` now, on the event loop, if that cannot wait on anything; ``None``
+        hands it to the writer thread. By default everything goes to the writer."""
+        return None
+
     @abstractmethod
     def ping(self) -> None:
         """Raise ``StateError`` unless the store answers now."""

@@ -18,6 +18,7 @@ import asyncio
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +39,7 @@ REFUSALS = ("timeout", "error", "overload", "loading")
 OPS = ("read", "write", "ping")
 
 Done = Callable[[Outcome | Exception], None]
+_NOTHING: Any = object()  # the queue stayed empty until the next check was due
 
 
 class StateTimeout(StateError):
@@ -128,6 +130,10 @@ class State:
         """Commit ``batch``; raise ``StateError`` if the store fails or takes over ``timeout``."""
         if self.store.inline:
             return self._inline(batch)
+        if not self._ledgers[batch.source].stale and self._queue.empty():
+            result = self.store.try_write(batch)  # on the loop when it cannot wait on anything
+            if result is not None:
+                return self._settled(batch, result)
         if self._queue.qsize() >= self.max_pending:
             self._refuse("overload")
             raise StateError("too many writes waiting for the state store")
@@ -155,6 +161,18 @@ class State:
         elif self._queue.qsize() < self.max_pending:
             self._queue.put((batch, _ignore))
 
+    def _settled(self, batch: Batch, result: Outcome | Exception) -> Outcome:
+        """A commit done on the loop: the same bookkeeping as the writer's."""
+        if isinstance(result, Outcome):
+            self._succeeded()
+            self._ledgers[batch.source].apply(result.counts)
+            return result
+        if isinstance(result, StateError):
+            self._failed("write", result)
+            self._ledgers[batch.source].stale = True
+            self._refuse("error")
+        raise result
+
     def _inline(self, batch: Batch) -> Outcome:
         result = self.store.write([batch])[0]
         if isinstance(result, Exception):
@@ -164,11 +182,16 @@ class State:
 
     # --- the writer thread --------------------------------------------------------------------
     def _run(self) -> None:
+        due = time.monotonic() + PING_EVERY
         while True:
             try:
-                first = self._queue.get(timeout=PING_EVERY)
+                first = self._queue.get(timeout=max(0.0, due - time.monotonic()))
             except queue.Empty:
+                first = _NOTHING
+            if time.monotonic() >= due:  # however busy: reload, check, checkpoint
                 self._check()
+                due = time.monotonic() + PING_EVERY
+            if first is _NOTHING:
                 continue
             if first is None:
                 return
@@ -243,6 +266,8 @@ class State:
 
     # --- health -------------------------------------------------------------------------------
     def _succeeded(self) -> None:
+        if self._up:  # the common case, on every write: nothing changes
+            return
         with self._lock:
             was, self._up = self._up, True
         if was is False:

@@ -12,13 +12,17 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import sqlite3
+import threading
 import time
 from pathlib import Path
 from typing import IO, Any
 
 from .base import Batch, Counts, Outcome, StateError, StateInUse, Store, decode, encoded, tally
+
+log = logging.getLogger("cachewatch.state")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS counters (
@@ -36,25 +40,38 @@ UPSERT = ("INSERT INTO counters (source, key, value) VALUES (?, ?, ?) "
 # The window is trimmed once a tenth of it was added: one scan of the ids (no index on their
 # age, which would cost every commit a page more) for that many events.
 TRIM_SHARE = 10
+BUSY = (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED: another process holds the file
+SLOW_ON_LOOP = 0.02  # a commit on the event loop slower than this moves commits off it ...
+OFF_LOOP_FOR = 30.0  # ... for this long
 
 
 class SqliteStore(Store):
-    """State in one SQLite file, owned by this process while it runs."""
+    """State in one SQLite file, owned by this process while it runs.
+
+    A commit in WAL mode with ``synchronous=NORMAL`` appends a few pages to the WAL file and
+    never syncs, so it is taken on the event loop when nothing else holds the file
+    (``try_write``): no thread hand-off for each request. Anything that may wait goes to the
+    writer thread instead: the file locked by another process, the writer busy, a
+    ``synchronous=FULL`` commit (an fsync each), the checkpoints (``ping``, which sync), and,
+    for a while, everything after a commit on the loop that was slow (a disk that stalls).
+    """
 
     backend = "sqlite"
 
     def __init__(self, path: Path, synchronous: str = "normal", timeout: float = 2.0) -> None:
         self.path = path
         self.where = str(path)
+        self._mutex = threading.Lock()  # one commit at a time, on the loop or the writer
+        self._on_loop = synchronous != "full"
+        self._off_loop_until = 0.0
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._lock = _lock(path)
-            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
-                                       timeout=timeout)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'full' else 'NORMAL'}")
+            self._owner = _lock(path)
+            # The writer's connection waits for a busy file; the loop's never does.
+            self._db = self._connect(synchronous, timeout)
             self._db.executescript(SCHEMA)
             self._db.execute("DELETE FROM records WHERE expires < ?", (time.time(),))
+            self._fast = self._connect(synchronous, 0.0)
         except StateInUse:
             raise
         except (OSError, sqlite3.Error) as exc:
@@ -62,22 +79,58 @@ class SqliteStore(Store):
         self._seq: dict[str, int] = {}
         self._since_trim: dict[str, int] = {}
 
+    def _connect(self, synchronous: str, timeout: float) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                             timeout=timeout)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'full' else 'NORMAL'}")
+        db.execute("PRAGMA wal_autocheckpoint=0")  # checkpoints (they sync) run in ping()
+        db.execute(f"PRAGMA journal_size_limit={64 * 1024 * 1024}")
+        return db
+
     def load(self, source: str) -> Counts:
         try:
-            rows = self._db.execute("SELECT key, value FROM counters WHERE source = ?",
-                                    (source,)).fetchall()
+            with self._mutex:
+                rows = self._db.execute("SELECT key, value FROM counters WHERE source = ?",
+                                        (source,)).fetchall()
         except sqlite3.Error as exc:
             raise StateError(f"reading {self.path}: {exc}") from exc
         return {decode(key): value for key, value in rows}
 
     def write(self, batches: list[Batch]) -> list[Outcome | Exception]:
-        db = self._db
+        with self._mutex:
+            return self._commit(self._db, batches)
+
+    def try_write(self, batch: Batch) -> Outcome | Exception | None:
+        if not self._on_loop or time.monotonic() < self._off_loop_until:
+            return None
+        if not self._mutex.acquire(blocking=False):
+            return None  # the writer has the file: queue behind it
+        started = time.monotonic()
+        try:
+            result = self._commit(self._fast, [batch])[0]
+        except StateError as exc:
+            if getattr(exc.__cause__, "sqlite_errorcode", None) in BUSY:
+                return None  # another process holds the file: the writer waits for it
+            return exc
+        finally:
+            self._mutex.release()
+        took = time.monotonic() - started
+        if took > SLOW_ON_LOOP:
+            self._off_loop_until = time.monotonic() + OFF_LOOP_FOR
+            log.warning("a state commit took %.0f ms: commits move off the event loop for"
+                        " %.0f s", took * 1000, OFF_LOOP_FOR, extra={"state": self.where})
+        return result
+
+    def _commit(self, db: sqlite3.Connection, batches: list[Batch]
+                ) -> list[Outcome | Exception]:
+        """One transaction for ``batches`` (the caller holds the mutex)."""
         seq = dict(self._seq)
         try:
             db.execute("BEGIN IMMEDIATE")
             if len(batches) == 1:  # the transaction is the batch: no savepoint needed
                 try:
-                    results: list[Outcome | Exception] = [self._one(batches[0])]
+                    results: list[Outcome | Exception] = [self._one(db, batches[0])]
                 except sqlite3.Error:
                     raise
                 except Exception as exc:  # a bug, not the store: say so, keep nothing
@@ -85,39 +138,39 @@ class SqliteStore(Store):
                     self._seq = seq
                     return [exc]
             else:
-                results = [self._guarded(batch) for batch in batches]
+                results = [self._guarded(db, batch) for batch in batches]
             db.execute("COMMIT")
         except sqlite3.Error as exc:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             self._seq = seq
             raise StateError(f"writing {self.path}: {exc}") from exc
-        self._trim(batches)
+        self._trim(db, batches)
         return results
 
-    def _guarded(self, batch: Batch) -> Outcome | Exception:
+    def _guarded(self, db: sqlite3.Connection, batch: Batch) -> Outcome | Exception:
         """One batch of several in a transaction: a failure rolls back this batch only. Only an
         update runs code that can fail short of the store; plain claims need no savepoint."""
         if batch.update is None:
-            return self._one(batch)
-        self._db.execute("SAVEPOINT batch")
+            return self._one(db, batch)
+        db.execute("SAVEPOINT batch")
         try:
-            result: Outcome | Exception = self._one(batch)
+            result: Outcome | Exception = self._one(db, batch)
         except sqlite3.Error:
             raise
         except Exception as exc:
-            self._db.execute("ROLLBACK TO batch")
+            db.execute("ROLLBACK TO batch")
             result = exc
-        self._db.execute("RELEASE batch")
+        db.execute("RELEASE batch")
         return result
 
-    def _one(self, batch: Batch) -> Outcome:
-        db, source = self._db, batch.source
+    def _one(self, db: sqlite3.Connection, batch: Batch) -> Outcome:
+        source = batch.source
         applied = []
         for change in batch.changes:
             new = True
             if change.once is not None:
-                seq = self._next(source)
+                seq = self._next(db, source)
                 new = db.execute("INSERT OR IGNORE INTO seen VALUES (?, ?, ?)",
                                  (source, change.once, seq)).rowcount == 1
                 if new:
@@ -126,18 +179,18 @@ class SqliteStore(Store):
         counts = tally(batch.changes, applied)
         value = None
         if batch.update is not None:
-            value = self._update(batch, counts)
+            value = self._update(db, batch, counts)
         if counts:
             db.executemany(UPSERT, [(source, encoded(k), v) for k, v in counts.items()])
         return Outcome(applied, counts, value)
 
-    def _update(self, batch: Batch, counts: Counts) -> Any:
+    def _update(self, db: sqlite3.Connection, batch: Batch, counts: Counts) -> Any:
         update = batch.update
         assert update is not None
-        row = self._db.execute("SELECT value FROM records WHERE source = ? AND key = ?",
+        row = db.execute("SELECT value FROM records WHERE source = ? AND key = ?",
                                (batch.source, update.key)).fetchone()
         record, more, value = update.apply(json.loads(row[0]) if row else None)
-        self._db.execute(
+        db.execute(
             "INSERT OR REPLACE INTO records VALUES (?, ?, ?, ?)",
             (batch.source, update.key, json.dumps(record, separators=(",", ":")),
              time.time() + update.keep_for))
@@ -145,14 +198,14 @@ class SqliteStore(Store):
             counts[key] = counts.get(key, 0.0) + delta
         return value
 
-    def _next(self, source: str) -> int:
+    def _next(self, db: sqlite3.Connection, source: str) -> int:
         if source not in self._seq:
-            row = self._db.execute("SELECT max(seq) FROM seen WHERE source = ?",
+            row = db.execute("SELECT max(seq) FROM seen WHERE source = ?",
                                    (source,)).fetchone()
             self._seq[source] = row[0] or 0
         return self._seq[source] + 1
 
-    def _trim(self, batches: list[Batch]) -> None:
+    def _trim(self, db: sqlite3.Connection, batches: list[Batch]) -> None:
         """Forget ids past each source's window."""
         for batch in batches:
             source = batch.source
@@ -160,7 +213,7 @@ class SqliteStore(Store):
                 1 for c in batch.changes if c.once is not None)
             if added >= max(100, batch.window // TRIM_SHARE) and source in self._seq:
                 try:
-                    self._db.execute("DELETE FROM seen WHERE source = ? AND seq <= ?",
+                    db.execute("DELETE FROM seen WHERE source = ? AND seq <= ?",
                                      (source, self._seq[source] - batch.window))
                 except sqlite3.Error:
                     continue  # trimmed next time
@@ -168,16 +221,24 @@ class SqliteStore(Store):
             self._since_trim[source] = added
 
     def ping(self) -> None:
+        """Checkpoint the WAL into the file (this syncs; on the writer thread, every few
+        seconds): it proves the file answers and keeps the WAL small."""
         try:
-            self._db.execute("SELECT 1").fetchone()
+            with self._mutex:
+                self._db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         except sqlite3.Error as exc:
             raise StateError(f"{self.path}: {exc}") from exc
 
     def close(self) -> None:
         try:
-            self._db.close()
+            with self._mutex:
+                self._fast.close()
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                self._db.close()
+        except sqlite3.Error:
+            pass  # what is committed is in the WAL; the next open replays it
         finally:
-            self._lock.close()
+            self._owner.close()
 
 
 def _lock(path: Path) -> IO[str]:
