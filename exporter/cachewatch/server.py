@@ -71,7 +71,6 @@ def create_app(collectors: Sequence[Source], runtime: Runtime) -> FastPaths:
         yield
         for collector in collectors:
             collector.close()
-        await runtime.state.aclose()
         runtime.close()
 
     app = FastAPI(title="cachewatch", version=__version__, lifespan=lifespan,

@@ -111,9 +111,6 @@ class Store(ABC):
 
     backend: ClassVar[str]
     inline: ClassVar[bool] = False
-    # Serves through ``aload``/``awrite``/``aping`` on the event loop (network I/O), not the
-    # writer thread.
-    asynchronous: ClassVar[bool] = False
     # Where the state is, for logs and the info metric (never with credentials).
     where: str = ""
 
@@ -134,18 +131,6 @@ class Store(ABC):
     @abstractmethod
     def ping(self) -> None:
         """Raise ``StateError`` unless the store answers now."""
-
-    async def aload(self, source: str) -> Counts:
-        return self.load(source)
-
-    async def awrite(self, batches: list[Batch]) -> list[Outcome | Exception]:
-        return self.write(batches)
-
-    async def aping(self) -> None:
-        self.ping()
-
-    async def aclose(self) -> None:  # noqa: B027 - only an asyncio store holds something
-        """Release what the asyncio side holds; nothing by default."""
 
     def close(self) -> None:  # noqa: B027 - most stores hold something to release
         """Release connections and locks; nothing by default."""

@@ -15,13 +15,11 @@ write, so it never shows what the store does not hold.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from .. import contract
@@ -65,9 +63,7 @@ class Ledger:
 
     def load(self) -> None:
         """Replace the mirror with the store's counts (raises ``StateError``)."""
-        self.replace(self.state.store.load(self.source))
-
-    def replace(self, counts: Counts) -> None:
+        counts = self.state.store.load(self.source)
         with self._lock:
             self._counts = dict(counts)
             self.stale = False
@@ -110,10 +106,7 @@ class State:
         self._errors = dict.fromkeys(OPS, 0)
         self._refused = dict.fromkeys(REFUSALS, 0)
         self._thread: threading.Thread | None = None
-        self._aqueue: asyncio.Queue[tuple[Batch, Done] | None] | None = None
-        self._tasks: list[asyncio.Task[None]] = []
-        self._alock = asyncio.Lock()  # reloads and writes on the loop, one at a time
-        if not store.inline and not store.asynchronous:
+        if not store.inline:
             self._thread = threading.Thread(target=self._run, name="cachewatch-state",
                                             daemon=True)
             self._thread.start()
@@ -137,15 +130,6 @@ class State:
         """Commit ``batch``; raise ``StateError`` if the store fails or takes over ``timeout``."""
         if self.store.inline:
             return self._inline(batch)
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Outcome] = loop.create_future()
-        if self.store.asynchronous:
-            queue_ = self._async_queue()
-            if queue_.qsize() >= self.max_pending:
-                self._refuse("overload")
-                raise StateError("too many writes waiting for the state store")
-            queue_.put_nowait((batch, partial(_settle, future)))
-            return await self._wait(future)
         if not self._ledgers[batch.source].stale and self._queue.empty():
             result = self.store.try_write(batch)  # on the loop when it cannot wait on anything
             if result is not None:
@@ -153,17 +137,15 @@ class State:
         if self._queue.qsize() >= self.max_pending:
             self._refuse("overload")
             raise StateError("too many writes waiting for the state store")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Outcome] = loop.create_future()
 
         def done(result: Outcome | Exception) -> None:
             loop.call_soon_threadsafe(_settle, future, result)
 
+        timer = loop.call_later(self.timeout, _settle, future,
+                                StateTimeout(f"the state store took over {self.timeout:g}s"))
         self._queue.put((batch, done))
-        return await self._wait(future)
-
-    async def _wait(self, future: asyncio.Future[Outcome]) -> Outcome:
-        timer = asyncio.get_running_loop().call_later(
-            self.timeout, _settle, future,
-            StateTimeout(f"the state store took over {self.timeout:g}s"))
         try:
             return await future
         except StateError as exc:
@@ -176,10 +158,6 @@ class State:
     def submit_nowait(self, batch: Batch) -> None:
         if self.store.inline:
             self._inline(batch)
-        elif self.store.asynchronous:
-            queue_ = self._async_queue()
-            if queue_.qsize() < self.max_pending:
-                queue_.put_nowait((batch, _ignore))
         elif self._queue.qsize() < self.max_pending:
             self._queue.put((batch, _ignore))
 
@@ -246,14 +224,8 @@ class State:
             results = self.store.write([batch for batch, _ in ready])
         except StateError as exc:
             self._failed("write", exc)
-            self._finish(ready, [exc] * len(ready))
+            results = [exc] * len(ready)
         else:
-            self._finish(ready, results, written=True)
-
-    def _finish(self, ready: list[tuple[Batch, Done]], results: list[Outcome | Exception],
-                written: bool = False) -> None:
-        """Apply what was committed to the mirrors and answer every waiting request."""
-        if written:
             self._succeeded()
             for result in results:
                 if isinstance(result, StateError):
@@ -268,88 +240,6 @@ class State:
                 log.error("state write failed", extra={"source": batch.source,
                                                        "error": repr(result)})
             done(result)
-
-    # --- on the event loop, for a store that serves with asyncio (Redis) --------------------
-    def _async_queue(self) -> asyncio.Queue[tuple[Batch, Done] | None]:
-        """The queue the loop's writer task drains; the task starts with the first write."""
-        if self._aqueue is None:
-            self._aqueue = asyncio.Queue()
-            loop = asyncio.get_running_loop()
-            self._tasks = [loop.create_task(self._arun(), name="cachewatch-state"),
-                           loop.create_task(self._atick(), name="cachewatch-state-check")]
-        return self._aqueue
-
-    async def _arun(self) -> None:
-        assert self._aqueue is not None
-        while True:
-            first = await self._aqueue.get()
-            if first is None:
-                return
-            group, stop = [first], False
-            while len(group) < MAX_GROUP and not self._aqueue.empty():
-                item = self._aqueue.get_nowait()
-                if item is None:
-                    stop = True
-                    break
-                group.append(item)
-            async with self._alock:
-                await self._awrite(group)
-            if stop:
-                return
-
-    async def _awrite(self, group: list[tuple[Batch, Done]]) -> None:
-        ready: list[tuple[Batch, Done]] = []
-        for batch, done in group:
-            ledger = self._ledgers[batch.source]
-            if ledger.stale and not await self._areload(ledger):
-                done(NotLoaded(f"{batch.source} state not loaded: the store is unavailable"))
-            else:
-                ready.append((batch, done))
-        if not ready:
-            return
-        try:
-            results = await self.store.awrite([batch for batch, _ in ready])
-        except StateError as exc:
-            self._failed("write", exc)
-            self._finish(ready, [exc] * len(ready))
-        else:
-            self._finish(ready, results, written=True)
-
-    async def _areload(self, ledger: Ledger) -> bool:
-        try:
-            ledger.replace(await self.store.aload(ledger.source))
-        except StateError as exc:
-            self._failed("read", exc)
-            return False
-        self._succeeded()
-        return True
-
-    async def _atick(self) -> None:
-        """Every few seconds: reload what is stale, else ping (``state_up`` stays true)."""
-        while True:
-            await asyncio.sleep(PING_EVERY)
-            async with self._alock:
-                stale = [ledger for ledger in self._ledgers.values() if ledger.stale]
-                for ledger in stale:
-                    if not await self._areload(ledger):
-                        break
-                if not stale:
-                    try:
-                        await self.store.aping()
-                    except StateError as exc:
-                        self._failed("ping", exc)
-                    else:
-                        self._succeeded()
-
-    async def aclose(self) -> None:
-        """Commit what the loop's writer has queued, stop it, close the asyncio client."""
-        if self._aqueue is not None:
-            self._aqueue.put_nowait(None)
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._tasks[0], max(5.0, 2 * self.timeout))
-            for task in self._tasks:
-                task.cancel()
-        await self.store.aclose()
 
     def _reload(self, ledger: Ledger) -> bool:
         try:

@@ -20,7 +20,6 @@ import logging
 from typing import Any
 
 import redis
-import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, RedisError, ResponseError, WatchError
 
 from ..fields import redact
@@ -65,20 +64,12 @@ COUNTERS_TTL = 30 * 86400
 
 
 class RedisStore(Store):
-    """State in Redis: shared de-duplication and records, per-replica counters.
-
-    While serving, writes go through an asyncio client on the event loop itself
-    (``asynchronous``): a round trip to Redis is network I/O the loop waits for like any other,
-    with no thread hand-off per request. Reading the counters at start-up uses a plain client.
-    """
+    """State in Redis: shared de-duplication and records, per-replica counters."""
 
     backend = "redis"
-    asynchronous = True
 
     def __init__(self, url: str, replica: str, timeout: float = 2.0) -> None:
         self.replica = replica
-        self.url = url
-        self.timeout = timeout
         self.where = redact(url)
         try:
             self._redis = redis.Redis.from_url(
@@ -87,19 +78,10 @@ class RedisStore(Store):
         except ValueError as exc:
             raise StateError(f"state.url {self.where}: {exc}") from exc
         self._claim = self._redis.register_script(CLAIM)
-        self._async: aioredis.Redis | None = None
         self._warned = False
 
     def _counters(self, source: str) -> str:
         return f"cachewatch:{{{source}}}:counters:{self.replica}"
-
-    def _client(self) -> aioredis.Redis:
-        """The asyncio client, made on the loop that serves (on first use)."""
-        if self._async is None:
-            self._async = aioredis.Redis.from_url(
-                self.url, socket_timeout=self.timeout, socket_connect_timeout=self.timeout,
-                health_check_interval=15)
-        return self._async
 
     def load(self, source: str) -> Counts:
         try:
@@ -107,126 +89,90 @@ class RedisStore(Store):
         except RedisError as exc:
             raise StateError(f"reading {self.where}: {exc}") from exc
         self._check_durability()
-        return _decoded(stored)
-
-    async def aload(self, source: str) -> Counts:
-        try:
-            return _decoded(await self._client().hgetall(self._counters(source)))
-        except RedisError as exc:
-            raise StateError(f"reading {self.where}: {exc}") from exc
+        return {decode(field): float(value) for field, value in stored.items()}
 
     def write(self, batches: list[Batch]) -> list[Outcome | Exception]:
-        plan = _Plan(batches)
+        results: list[Outcome | Exception | None] = [None] * len(batches)
+        # The claims of one source go in one script call, whatever the number of requests
+        # they came from: one round trip and one atomic step for the whole group.
+        groups: dict[tuple[str, int], list[int]] = {}
+        for i, batch in enumerate(batches):
+            if batch.update is None:
+                groups.setdefault((batch.source, batch.window), []).append(i)
         try:
-            plan.claimed(self._claims(plan.merged) if plan.merged else [])
-            for i in plan.updates:
-                plan.results[i] = self._update(batches[i])
+            merged = [Batch(source, [c for i in members for c in batches[i].changes], window)
+                      for (source, window), members in groups.items()]
+            replies = self._claims(merged) if merged else []
+            for members, reply in zip(groups.values(), replies, strict=True):
+                offset = 0
+                for i in members:
+                    changes = batches[i].changes
+                    if isinstance(reply, Exception):
+                        results[i] = StateError(f"writing {self.where}: {reply}")
+                        continue
+                    applied = [bool(x) for x in reply[offset:offset + len(changes)]]
+                    offset += len(changes)
+                    results[i] = Outcome(applied, tally(changes, applied))
+            for i, batch in enumerate(batches):
+                if batch.update is not None:
+                    results[i] = self._update(batch)
         except RedisError as exc:
             raise StateError(f"writing {self.where}: {exc}") from exc
-        return plan.done()
-
-    async def awrite(self, batches: list[Batch]) -> list[Outcome | Exception]:
-        plan = _Plan(batches)
-        try:
-            plan.claimed(await self._aclaims(plan.merged) if plan.merged else [])
-            for i in plan.updates:
-                plan.results[i] = await self._aupdate(batches[i])
-        except RedisError as exc:
-            raise StateError(f"writing {self.where}: {exc}") from exc
-        return plan.done()
+        return [r if r is not None else StateError("not written") for r in results]
 
     def _claims(self, batches: list[Batch]) -> list[Any]:
         """Run the claim script once per (merged) batch, in one round trip (EVALSHA; loaded on
         first use and again after Redis restarted without it)."""
         for attempt in (1, 2):
-            pipe = self._redis.pipeline(transaction=False)
-            for batch in batches:
-                pipe.evalsha(self._claim.sha, 2, *self._keys(batch), *_claim_args(batch))
-            replies = pipe.execute(raise_on_error=False)
+            if len(batches) == 1:
+                try:
+                    return [self._redis.evalsha(self._claim.sha, 2, *_claim_keys(self, batches[0]),
+                                                *_claim_args(batches[0]))]
+                except NoScriptError:
+                    replies: list[Any] = [NoScriptError()]
+                except ResponseError as exc:
+                    return [exc]
+            else:
+                pipe = self._redis.pipeline(transaction=False)
+                for batch in batches:
+                    pipe.evalsha(self._claim.sha, 2, *_claim_keys(self, batch),
+                                 *_claim_args(batch))
+                replies = pipe.execute(raise_on_error=False)
             if attempt == 1 and any(isinstance(r, NoScriptError) for r in replies):
                 self._redis.script_load(CLAIM)
                 continue
             return replies
         raise AssertionError("unreachable")
 
-    async def _aclaims(self, batches: list[Batch]) -> list[Any]:
-        client = self._client()
-        for attempt in (1, 2):
-            if len(batches) == 1:  # the common case: no pipeline to build
-                try:
-                    replies: list[Any] = [await client.evalsha(
-                        self._claim.sha, 2, *self._keys(batches[0]), *_claim_args(batches[0]))]
-                except NoScriptError as exc:
-                    replies = [exc]
-                except ResponseError as exc:
-                    return [exc]
-            else:
-                pipe = client.pipeline(transaction=False)
-                for batch in batches:
-                    pipe.evalsha(self._claim.sha, 2, *self._keys(batch), *_claim_args(batch))
-                replies = await pipe.execute(raise_on_error=False)
-            if attempt == 1 and any(isinstance(r, NoScriptError) for r in replies):
-                await client.script_load(CLAIM)
-                continue
-            return replies
-        raise AssertionError("unreachable")
-
-    def _keys(self, batch: Batch) -> tuple[str, str]:
-        return self._counters(batch.source), f"cachewatch:{{{batch.source}}}:seen"
-
     def _update(self, batch: Batch) -> Outcome:
         """Read-modify-write of one shared record plus this replica's counters, atomically."""
-        key = _record_key(batch)
+        update = batch.update
+        assert update is not None
+        assert not batch.changes
+        key = f"cachewatch:{{{batch.source}}}:record:{update.key}"
         with self._redis.pipeline(transaction=True) as pipe:
             for _ in range(WATCH_RETRIES):
                 try:
                     pipe.watch(key)
                     stored = pipe.get(key)
+                    record, counts, value = update.apply(
+                        json.loads(stored) if stored is not None else None)
                     pipe.multi()
-                    outcome = self._queue_update(pipe, batch, key, stored)
+                    pipe.set(key, json.dumps(record, separators=(",", ":")),
+                             ex=max(1, int(update.keep_for)))
+                    counters = self._counters(batch.source)
+                    for field, delta in counts.items():
+                        pipe.hincrbyfloat(counters, encode(field), delta)
+                    pipe.expire(counters, COUNTERS_TTL)
                     pipe.execute()
-                    return outcome
+                    return Outcome([], dict(counts), value)
                 except WatchError:
                     continue  # another replica changed the record meanwhile: read it again
-        raise StateError(f"record {key!r} kept changing under {WATCH_RETRIES} tries")
-
-    async def _aupdate(self, batch: Batch) -> Outcome:
-        key = _record_key(batch)
-        async with self._client().pipeline(transaction=True) as pipe:
-            for _ in range(WATCH_RETRIES):
-                try:
-                    await pipe.watch(key)
-                    stored = await pipe.get(key)
-                    pipe.multi()
-                    outcome = self._queue_update(pipe, batch, key, stored)
-                    await pipe.execute()
-                    return outcome
-                except WatchError:
-                    continue
-        raise StateError(f"record {key!r} kept changing under {WATCH_RETRIES} tries")
-
-    def _queue_update(self, pipe: Any, batch: Batch, key: str, stored: Any) -> Outcome:
-        """Queue the new record and the counts in a MULTI (sync or asyncio pipeline alike)."""
-        update = batch.update
-        assert update is not None
-        assert not batch.changes
-        record, counts, value = update.apply(json.loads(stored) if stored is not None else None)
-        pipe.set(key, json.dumps(record, separators=(",", ":")), ex=max(1, int(update.keep_for)))
-        counters = self._counters(batch.source)
-        for field, delta in counts.items():
-            pipe.hincrbyfloat(counters, encode(field), delta)
-        pipe.expire(counters, COUNTERS_TTL)
-        return Outcome([], dict(counts), value)
+        raise StateError(f"record {update.key!r} kept changing under {WATCH_RETRIES} tries")
 
     def ping(self) -> None:
         try:
             self._redis.ping()
-        except RedisError as exc:
-            raise StateError(f"{self.where}: {exc}") from exc
-
-    async def aping(self) -> None:
-        try:
-            await self._client().ping()
         except RedisError as exc:
             raise StateError(f"{self.where}: {exc}") from exc
 
@@ -247,51 +193,9 @@ class RedisStore(Store):
     def close(self) -> None:
         self._redis.close()
 
-    async def aclose(self) -> None:
-        if self._async is not None:
-            await self._async.aclose()
-            self._async = None
 
-
-class _Plan:
-    """One write, planned: the claims of each source merged into one script call (one round
-    trip and one atomic step for a whole group of requests), updates apart."""
-
-    def __init__(self, batches: list[Batch]) -> None:
-        self.batches = batches
-        self.results: list[Outcome | Exception | None] = [None] * len(batches)
-        self.groups: dict[tuple[str, int], list[int]] = {}
-        self.updates = [i for i, b in enumerate(batches) if b.update is not None]
-        for i, batch in enumerate(batches):
-            if batch.update is None:
-                self.groups.setdefault((batch.source, batch.window), []).append(i)
-        self.merged = [Batch(source, [c for i in members for c in batches[i].changes], window)
-                       for (source, window), members in self.groups.items()]
-
-    def claimed(self, replies: list[Any]) -> None:
-        """Hand each request its part of its group's reply (1 = new, 0 = seen, per change)."""
-        for members, reply in zip(self.groups.values(), replies, strict=True):
-            offset = 0
-            for i in members:
-                changes = self.batches[i].changes
-                if isinstance(reply, Exception):
-                    self.results[i] = StateError(f"writing state: {reply}")
-                    continue
-                applied = [bool(x) for x in reply[offset:offset + len(changes)]]
-                offset += len(changes)
-                self.results[i] = Outcome(applied, tally(changes, applied))
-
-    def done(self) -> list[Outcome | Exception]:
-        return [r if r is not None else StateError("not written") for r in self.results]
-
-
-def _record_key(batch: Batch) -> str:
-    assert batch.update is not None
-    return f"cachewatch:{{{batch.source}}}:record:{batch.update.key}"
-
-
-def _decoded(stored: dict[Any, Any]) -> Counts:
-    return {decode(field): float(value) for field, value in stored.items()}
+def _claim_keys(store: RedisStore, batch: Batch) -> tuple[str, str]:
+    return store._counters(batch.source), f"cachewatch:{{{batch.source}}}:seen"
 
 
 def _claim_args(batch: Batch) -> list[Any]:
