@@ -52,8 +52,9 @@ class SqliteStore(Store):
     never syncs, so it is taken on the event loop when nothing else holds the file
     (``try_write``): no thread hand-off for each request. Anything that may wait goes to the
     writer thread instead: the file locked by another process, the writer busy, a
-    ``synchronous=FULL`` commit (an fsync each), the checkpoints (``ping``, which sync), and,
-    for a while, everything after a commit on the loop that was slow (a disk that stalls).
+    ``synchronous=FULL`` commit (an fsync each), and, for a while, everything after a commit on
+    the loop that was slow (a disk that stalls). Checkpoints, which sync, run on the writer
+    thread on a connection of their own (``ping``).
     """
 
     backend = "sqlite"
@@ -72,6 +73,9 @@ class SqliteStore(Store):
             self._db.executescript(SCHEMA)
             self._db.execute("DELETE FROM records WHERE expires < ?", (time.time(),))
             self._fast = self._connect(synchronous, 0.0)
+            # Checkpoints (they sync) on a connection of their own: in WAL mode a checkpoint
+            # runs beside commits, so a slow fsync never holds up a request.
+            self._checkpoints = self._connect(synchronous, timeout)
         except StateInUse:
             raise
         except (OSError, sqlite3.Error) as exc:
@@ -222,10 +226,9 @@ class SqliteStore(Store):
 
     def ping(self) -> None:
         """Checkpoint the WAL into the file (this syncs; on the writer thread, every few
-        seconds): it proves the file answers and keeps the WAL small."""
+        seconds, beside any commit): it proves the file answers and keeps the WAL small."""
         try:
-            with self._mutex:
-                self._db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            self._checkpoints.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         except sqlite3.Error as exc:
             raise StateError(f"{self.path}: {exc}") from exc
 
@@ -233,6 +236,7 @@ class SqliteStore(Store):
         try:
             with self._mutex:
                 self._fast.close()
+                self._checkpoints.close()
                 self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
                 self._db.close()
         except sqlite3.Error:
