@@ -95,12 +95,18 @@ def test_image_builds_runs_as_non_root_and_a_code_change_reuses_the_dependencies
         wait_until(lambda: httpx.get(url + "/healthz", timeout=2).text == "ok\n", timeout=30)
         assert "cachewatch_build_info{" in httpx.get(url + "/metrics").text
         assert docker_engine.cli("exec", name, "id", "-u").stdout.strip() == "10150"
+        # its state is a file in the volume, written by the non-root user
+        assert 'cachewatch_state_info{backend="sqlite"' in httpx.get(url + "/metrics").text
+        owner = docker_engine.cli("exec", name, "stat", "-c", "%u",
+                                  "/var/lib/cachewatch/state.db")
+        assert owner.stdout.strip() == "10150", owner.stderr
         tools = docker_engine.cli("exec", name, "sh", "-c",
                                   "command -v gcc cc pip pip3; ls /root/.cache /opt/venv/bin/pip*")
         assert tools.stdout.strip() == "", tools.stdout  # no compiler, no pip, no pip cache
         inspected = json.loads(docker_engine.cli("inspect", "cachewatch:test").stdout)[0]
         config = inspected["Config"]
         assert config["User"] == "10150:10150"
+        assert "/var/lib/cachewatch" in config["Volumes"]
         assert "/healthz" in " ".join(config["Healthcheck"]["Test"])
         assert config["Labels"]["org.opencontainers.image.title"] == "cachewatch"
         size_mb = inspected["Size"] / 1e6
