@@ -211,3 +211,23 @@ def test_the_build_client_retries_a_503_with_the_same_id(exporter_factory, tmp_p
                    status="success") == 1
     assert sum(m.value("cachewatch_state_refused_total", reason=reason)
                for reason in ("timeout", "error")) >= 1  # whichever came first: busy or late
+
+
+def test_the_id_window_is_bounded_and_keeps_the_newest(tmp_path):
+    from cachewatch.state import Batch, Change
+
+    store = SqliteStore(tmp_path / "state.db")
+    counts = {("cachewatch_registry_events_total", "distribution", "pull"): 1.0}
+
+    def claim(event_id: int) -> bool:
+        batch = Batch("registry", [Change(counts, event_id.to_bytes(8, "big"))], window=200)
+        return store.write([batch])[0].applied[0]
+
+    assert all(claim(i) for i in range(1000))
+    store.ping()  # the writer's periodic check trims what the window outgrew
+    kept = store._db.execute("SELECT count(*) FROM seen").fetchone()[0]
+    assert 200 <= kept <= 200 + 100  # the window, plus what came since the last trim
+    assert not claim(999)  # recent: still a duplicate
+    assert claim(5)  # long past the window: forgotten, counted again
+    assert store.load("registry")[next(iter(counts))] == 1001
+    store.close()

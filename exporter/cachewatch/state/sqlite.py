@@ -37,9 +37,7 @@ CREATE TABLE IF NOT EXISTS records (
 """
 UPSERT = ("INSERT INTO counters (source, key, value) VALUES (?, ?, ?) "
           "ON CONFLICT (source, key) DO UPDATE SET value = value + excluded.value")
-# The window is trimmed once a tenth of it was added: one scan of the ids (no index on their
-# age, which would cost every commit a page more) for that many events.
-TRIM_SHARE = 10
+TRIM_SHARE = 10  # a window is trimmed once a tenth of it was added
 BUSY = (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED: another process holds the file
 SLOW_ON_LOOP = 0.02  # a commit on the event loop slower than this moves commits off it ...
 OFF_LOOP_FOR = 30.0  # ... for this long
@@ -82,6 +80,7 @@ class SqliteStore(Store):
             raise StateError(f"cannot open state file {path}: {exc}") from exc
         self._seq: dict[str, int] = {}
         self._since_trim: dict[str, int] = {}
+        self._windows: dict[str, int] = {}
 
     def _connect(self, synchronous: str, timeout: float) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
@@ -149,7 +148,7 @@ class SqliteStore(Store):
                 db.execute("ROLLBACK")
             self._seq = seq
             raise StateError(f"writing {self.path}: {exc}") from exc
-        self._trim(db, batches)
+        self._count_ids(batches)
         return results
 
     def _guarded(self, db: sqlite3.Connection, batch: Batch) -> Outcome | Exception:
@@ -209,25 +208,32 @@ class SqliteStore(Store):
             self._seq[source] = row[0] or 0
         return self._seq[source] + 1
 
-    def _trim(self, db: sqlite3.Connection, batches: list[Batch]) -> None:
-        """Forget ids past each source's window."""
+    def _count_ids(self, batches: list[Batch]) -> None:
+        """Note the ids each source added; ``ping`` trims the windows they outgrew."""
         for batch in batches:
-            source = batch.source
-            added = self._since_trim.get(source, 0) + sum(
+            self._windows[batch.source] = batch.window
+            self._since_trim[batch.source] = self._since_trim.get(batch.source, 0) + sum(
                 1 for c in batch.changes if c.once is not None)
-            if added >= max(100, batch.window // TRIM_SHARE) and source in self._seq:
-                try:
-                    db.execute("DELETE FROM seen WHERE source = ? AND seq <= ?",
-                                     (source, self._seq[source] - batch.window))
-                except sqlite3.Error:
-                    continue  # trimmed next time
-                added = 0
-            self._since_trim[source] = added
+
+    def _trim(self) -> None:
+        """Forget ids past each source's window, once a tenth of it was added: one scan of
+        the ids (no index on their age, which would cost every commit a page), on the writer
+        thread, never on the event loop."""
+        for source, added in list(self._since_trim.items()):
+            window = self._windows[source]
+            if added < max(100, window // TRIM_SHARE) or source not in self._seq:
+                continue
+            with self._mutex:
+                self._db.execute("DELETE FROM seen WHERE source = ? AND seq <= ?",
+                                 (source, self._seq[source] - window))
+                self._since_trim[source] = 0
 
     def ping(self) -> None:
-        """Checkpoint the WAL into the file (this syncs; on the writer thread, every few
-        seconds, beside any commit): it proves the file answers and keeps the WAL small."""
+        """Trim the id windows, checkpoint the WAL into the file (this syncs, beside any
+        commit); on the writer thread every few seconds: it proves the file answers and keeps
+        the WAL and the ids small."""
         try:
+            self._trim()
             self._checkpoints.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         except sqlite3.Error as exc:
             raise StateError(f"{self.path}: {exc}") from exc
