@@ -187,9 +187,25 @@ def test_kill_9_during_a_stream_and_after_it_loses_no_acknowledged_event(tmp_pat
     assert retry._deliver(httpx.Client(timeout=5), sorted(in_flight), random.Random(0))
     assert exporter.pulls() == len(sender.sent)
 
+    # An app instance's last values and a build id, acknowledged just before the next kill.
+    push = {"instance": "web-1", "started_at": 5.0,
+            "caches": [{"name": "users", "stats": {"hitCount": 40, "missCount": 2}}]}
+    build = {"image": "svc", "id": "b-1", "summary": {
+        "status": "success", "duration_seconds": 3, "lookups": 2, "hits": 1, "misses": 1}}
+    assert httpx.post(exporter.url + "/api/v1/caches", json=push).status_code == 202
+    assert httpx.post(exporter.url + "/api/v1/builds", json=build).status_code == 202
+
     exporter.kill()  # after the stream: nothing in flight
     exporter.start()
     assert exporter.pulls() == len(sender.sent)
+    push["caches"][0]["stats"]["hitCount"] = 50  # the instance continues: +10, not +50
+    assert httpx.post(exporter.url + "/api/v1/caches", json=push).status_code == 202
+    assert httpx.post(exporter.url + "/api/v1/builds", json=build).json()["duplicate"] is True
+    m = exporter.metrics()
+    assert m.value("cachewatch_cache_lookups_total", layer="app", cache="users",
+                   result="hit") == 50
+    assert m.value("cachewatch_docker_builds_total", image="svc", target="",
+                   status="success") == 1
     everything = sorted(sender.sent)
     answer = httpx.post(exporter.url + "/webhooks/registry", json=envelope(everything[:1000]),
                         timeout=30).json()

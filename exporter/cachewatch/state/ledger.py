@@ -2,9 +2,10 @@
 
 Acknowledged means stored: a receiver awaits ``Ledger.record``, which returns only once the
 store has committed the batch; the in-memory mirror that ``/metrics`` reads is updated from
-the committed result, never before. Blocking store I/O runs on one writer thread, never on the
-event loop; batches queued while a commit runs go into the next commit together (group
-commit), so many senders share one transaction instead of waiting for one each.
+the committed result, never before. Store I/O that may wait runs on one writer thread, never
+on the event loop (a store may take a commit on the loop when nothing can make it wait:
+``Store.try_write``); batches queued while a commit runs go into the next commit together
+(group commit), so many senders share one transaction instead of waiting for one each.
 
 A store that is down or slow fails the batch (``StateError``: the receiver answers 503 and the
 sender retries), ``/metrics`` goes on answering from the mirror, and ``cachewatch_state_up``
