@@ -264,3 +264,52 @@ def test_redis_killed_and_restarted_under_load(tmp_path, serves, redis_factory):
     refused = sum(r.metrics().value("cachewatch_state_refused_total", reason=reason)
                   for r in replicas for reason in ("error", "timeout", "loading"))
     assert refused > 0
+
+
+def test_redis_state_with_a_password_and_a_database_of_its_own(exporter_factory, redis_factory):
+    from support import settings as exporter_settings
+
+    redis = redis_factory("--requirepass", "st4te-pw")
+    url = f"redis://:st4te-pw@{redis.address}/2"
+    overrides = {"redis.enabled": False, "state.url": url, "state.replica_id": "one"}
+    first = exporter_factory(exporter_settings([], **overrides))
+    answer = httpx.post(first.url + "/webhooks/registry", json=envelope(["a-1", "b-2"]))
+    assert answer.json()["accepted"] == 2
+    first.stop()
+    second = exporter_factory(exporter_settings([], **overrides))
+    assert sum(second.scrape().find(PULLS)) == 2
+    again = httpx.post(second.url + "/webhooks/registry", json=envelope(["a-1", "c-3"]))
+    assert again.json() == {"accepted": 1, "duplicates": 1, "rejected": []}
+    client = redis.client(password="st4te-pw", db=2)
+    assert client.exists("cachewatch:{registry}:counters:one")
+    assert client.zcard("cachewatch:{registry}:seen") == 3
+    assert redis.client(password="st4te-pw", db=0).dbsize() == 0  # nothing outside db 2
+
+
+def test_a_hung_redis_gets_503_quickly_and_metrics_keep_answering(exporter_factory,
+                                                                  redis_factory):
+    from support import settings as exporter_settings
+
+    redis = redis_factory()
+    exporter = exporter_factory(exporter_settings([], **{
+        "redis.enabled": False, "state.url": f"redis://{redis.address}/0",
+        "state.timeout": "300ms"}))
+    post = lambda ids: httpx.post(exporter.url + "/webhooks/registry",  # noqa: E731
+                                  json=envelope(ids), timeout=10)
+    assert post(["ok-1"]).status_code == 200
+    redis.pause()  # SIGSTOP: connections stay open, nothing answers
+    try:
+        started = time.monotonic()
+        refused = [post([f"hung-{i}"]) for i in range(3)]
+        assert [r.status_code for r in refused] == [503, 503, 503]
+        assert time.monotonic() - started < 5  # each within about state.timeout
+        scraped = time.monotonic()
+        m = exporter.scrape()  # answers from what it has, at once
+        assert time.monotonic() - scraped < 1
+        assert sum(m.find(PULLS)) == 1
+        wait_until(lambda: exporter.scrape().value("cachewatch_state_up") == 0, timeout=10)
+    finally:
+        redis.resume()
+    wait_until(lambda: post(["hung-0", "hung-1", "hung-2"]).status_code == 200, timeout=15)
+    wait_until(lambda: exporter.scrape().value("cachewatch_state_up") == 1, timeout=10)
+    assert sum(exporter.scrape().find(PULLS)) == 4  # each once, whatever landed late

@@ -25,6 +25,14 @@ class StateError(Exception):
     """The store could not take or give state now (down, slow, full): answer 503, retry later."""
 
 
+class StateTimeout(StateError):
+    """The store did not commit within ``state.timeout`` (it may still do so later)."""
+
+
+class NotLoaded(StateError):
+    """A source's counts could not be read from the store yet: its writes wait for that."""
+
+
 class StateInUse(StateError):
     """Another process holds this state file: each replica needs its own, or shared redis://."""
 
@@ -123,9 +131,10 @@ class Store(ABC):
         """Apply each batch whole or not at all; one result per batch. Raises ``StateError``
         when nothing could be written."""
 
-    def try_write(self, batch: Batch) -> Outcome | Exception | None:
-        """Commit ``batch`` now, on the event loop, if that cannot wait on anything; ``None``
-        hands it to the writer thread. By default everything goes to the writer."""
+    async def write_now(self, batch: Batch) -> Outcome | Exception | None:
+        """Commit ``batch`` on the event loop if that cannot block it (no disk sync, no lock
+        to wait for; network I/O awaited like any socket); ``None`` hands it to the writer
+        thread, as every batch goes by default."""
         return None
 
     @abstractmethod

@@ -4,7 +4,7 @@ Acknowledged means stored: a receiver awaits ``Ledger.record``, which returns on
 store has committed the batch; the in-memory mirror that ``/metrics`` reads is updated from
 the committed result, never before. Store I/O that may wait runs on one writer thread, never
 on the event loop (a store may take a commit on the loop when nothing can make it wait:
-``Store.try_write``); batches queued while a commit runs go into the next commit together
+``Store.write_now``); batches queued while a commit runs go into the next commit together
 (group commit), so many senders share one transaction instead of waiting for one each.
 
 A store that is down or slow fails the batch (``StateError``: the receiver answers 503 and the
@@ -25,7 +25,18 @@ from typing import TYPE_CHECKING, Any
 
 from .. import contract
 from ..contract import Families
-from .base import Batch, Change, Counts, Key, Outcome, StateError, Store, Update
+from .base import (
+    Batch,
+    Change,
+    Counts,
+    Key,
+    NotLoaded,
+    Outcome,
+    StateError,
+    StateTimeout,
+    Store,
+    Update,
+)
 
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
@@ -41,14 +52,6 @@ OPS = ("read", "write", "ping")
 
 Done = Callable[[Outcome | Exception], None]
 _NOTHING: Any = object()  # the queue stayed empty until the next check was due
-
-
-class StateTimeout(StateError):
-    """The store did not commit within ``state.timeout`` (it may still do so later)."""
-
-
-class NotLoaded(StateError):
-    """A source's counts could not be read from the store yet: its writes wait for that."""
 
 
 class Ledger:
@@ -132,7 +135,7 @@ class State:
         if self.store.inline:
             return self._inline(batch)
         if not self._ledgers[batch.source].stale and self._queue.empty():
-            result = self.store.try_write(batch)  # on the loop when it cannot wait on anything
+            result = await self.store.write_now(batch)  # on the loop, when it cannot block
             if result is not None:
                 return self._settled(batch, result)
         if self._queue.qsize() >= self.max_pending:
@@ -170,8 +173,8 @@ class State:
             return result
         if isinstance(result, StateError):
             self._failed("write", result)
-            self._ledgers[batch.source].stale = True
-            self._refuse("error")
+            self._ledgers[batch.source].stale = True  # it may have landed: read it back
+            self._refuse("timeout" if isinstance(result, StateTimeout) else "error")
         raise result
 
     def _inline(self, batch: Batch) -> Outcome:

@@ -24,6 +24,7 @@ from redis.exceptions import NoScriptError, RedisError, ResponseError, WatchErro
 
 from ..fields import redact
 from .base import Batch, Counts, Outcome, StateError, Store, decode, encode, encoded, tally
+from .resp import FastRedis, RedisReplyError
 
 log = logging.getLogger("cachewatch.state")
 
@@ -78,6 +79,7 @@ class RedisStore(Store):
         except ValueError as exc:
             raise StateError(f"state.url {self.where}: {exc}") from exc
         self._claim = self._redis.register_script(CLAIM)
+        self._fast = FastRedis(url, timeout)
         self._warned = False
 
     def _counters(self, source: str) -> str:
@@ -144,6 +146,25 @@ class RedisStore(Store):
             return replies
         raise AssertionError("unreachable")
 
+    async def write_now(self, batch: Batch) -> Outcome | Exception | None:
+        """A plain claim (a webhook's events) goes from the loop straight to Redis; an update
+        (an app push: read, compute, write under WATCH) goes to the writer thread."""
+        if batch.update is not None:
+            return None
+        command = ("EVALSHA", self._claim.sha, 2, *_claim_keys(self, batch),
+                   *_claim_args(batch))
+        try:
+            reply = await self._fast.call(*command)
+            if isinstance(reply, RedisReplyError) and str(reply).startswith("NOSCRIPT"):
+                await self._fast.call("SCRIPT", "LOAD", CLAIM)  # Redis restarted without it
+                reply = await self._fast.call(*command)
+        except StateError as exc:
+            return exc
+        if isinstance(reply, RedisReplyError):
+            return StateError(f"writing {self.where}: {reply}")
+        applied = [bool(flag) for flag in reply]
+        return Outcome(applied, tally(batch.changes, applied))
+
     def _update(self, batch: Batch) -> Outcome:
         """Read-modify-write of one shared record plus this replica's counters, atomically."""
         update = batch.update
@@ -191,6 +212,7 @@ class RedisStore(Store):
                         extra={"state": self.where})
 
     def close(self) -> None:
+        self._fast.close()
         self._redis.close()
 
 

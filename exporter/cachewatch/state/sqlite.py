@@ -48,7 +48,7 @@ class SqliteStore(Store):
 
     A commit in WAL mode with ``synchronous=NORMAL`` appends a few pages to the WAL file and
     never syncs, so it is taken on the event loop when nothing else holds the file
-    (``try_write``): no thread hand-off for each request. Anything that may wait goes to the
+    (``write_now``): no thread hand-off for each request. Anything that may wait goes to the
     writer thread instead: the file locked by another process, the writer busy, a
     ``synchronous=FULL`` commit (an fsync each), and, for a while, everything after a commit on
     the loop that was slow (a disk that stalls). Checkpoints, which sync, run on the writer
@@ -104,7 +104,7 @@ class SqliteStore(Store):
         with self._mutex:
             return self._commit(self._db, batches)
 
-    def try_write(self, batch: Batch) -> Outcome | Exception | None:
+    async def write_now(self, batch: Batch) -> Outcome | Exception | None:
         if not self._on_loop or time.monotonic() < self._off_loop_until:
             return None
         if not self._mutex.acquire(blocking=False):
