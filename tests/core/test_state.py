@@ -220,14 +220,23 @@ def test_the_id_window_is_bounded_and_keeps_the_newest(tmp_path):
     counts = {("cachewatch_registry_events_total", "distribution", "pull"): 1.0}
 
     def claim(event_id: int) -> bool:
-        batch = Batch("registry", [Change(counts, event_id.to_bytes(8, "big"))], window=200)
+        batch = Batch("registry", [Change(counts, event_id.to_bytes(8, "big"))], window=300)
         return store.write([batch])[0].applied[0]
 
-    assert all(claim(i) for i in range(1000))
-    store.ping()  # the writer's periodic check trims what the window outgrew
-    kept = store._db.execute("SELECT count(*) FROM seen").fetchone()[0]
-    assert 200 <= kept <= 200 + 100  # the window, plus what came since the last trim
-    assert not claim(999)  # recent: still a duplicate
-    assert claim(5)  # long past the window: forgotten, counted again
-    assert store.load("registry")[next(iter(counts))] == 1001
+    assert all(claim(i) for i in range(300))
+    store.ping()  # the writer's periodic check: a full generation makes way for a new one
+    assert all(claim(i) for i in range(300, 600))
+    assert not claim(5)  # one window back: still a duplicate
+    store.ping()  # the oldest generation (ids 0..299) goes
+    tables = [f"seen_registry_{n}" for n in (0, 1)]
+    kept = sum(store._db.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables)
+    assert kept == 301  # 300..599, and 5 seen again
+    assert not claim(599)
+    assert not claim(450)
+    assert claim(6)  # past the window: forgotten, counted again
+    assert store.load("registry")[next(iter(counts))] == 601
     store.close()
+    reopened = SqliteStore(tmp_path / "state.db")  # the generations survive a restart
+    again = Batch("registry", [Change(counts, (599).to_bytes(8, "big"))], window=300)
+    assert reopened.write([again])[0].applied == [False]
+    reopened.close()

@@ -28,16 +28,20 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS counters (
     source TEXT NOT NULL, key TEXT NOT NULL, value REAL NOT NULL,
     PRIMARY KEY (source, key)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS seen (
-    source TEXT NOT NULL, id BLOB NOT NULL, seq INTEGER NOT NULL,
-    PRIMARY KEY (source, id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS generations (
+    source TEXT PRIMARY KEY, current INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS records (
     source TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, expires REAL NOT NULL,
     PRIMARY KEY (source, key)) WITHOUT ROWID;
 """
 UPSERT = ("INSERT INTO counters (source, key, value) VALUES (?, ?, ?) "
           "ON CONFLICT (source, key) DO UPDATE SET value = value + excluded.value")
-TRIM_SHARE = 10  # a window is trimmed once a tenth of it was added
+# Ids live in two generations per source (tables seen_<source>_0 and _1): new ids go into the
+# current one, a lookup checks both, and once the current one holds a window of ids the older
+# one is emptied (a truncation, not a scan) and becomes current. So a source remembers between
+# one and two windows of ids, and forgetting costs next to nothing.
+SEEN = """CREATE TABLE IF NOT EXISTS seen_{source}_{n} (
+    id BLOB PRIMARY KEY) WITHOUT ROWID"""
 BUSY = (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED: another process holds the file
 SLOW_ON_LOOP = 0.02  # a commit on the event loop slower than this moves commits off it ...
 OFF_LOOP_FOR = 30.0  # ... for this long
@@ -78,9 +82,7 @@ class SqliteStore(Store):
             raise
         except (OSError, sqlite3.Error) as exc:
             raise StateError(f"cannot open state file {path}: {exc}") from exc
-        self._seq: dict[str, int] = {}
-        self._since_trim: dict[str, int] = {}
-        self._windows: dict[str, int] = {}
+        self._ids: dict[str, _Generations] = {}
 
     def _connect(self, synchronous: str, timeout: float) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
@@ -128,7 +130,7 @@ class SqliteStore(Store):
     def _commit(self, db: sqlite3.Connection, batches: list[Batch]
                 ) -> list[Outcome | Exception]:
         """One transaction for ``batches`` (the caller holds the mutex)."""
-        seq = dict(self._seq)
+        sizes = {source: ids.size for source, ids in self._ids.items()}
         try:
             db.execute("BEGIN IMMEDIATE")
             if len(batches) == 1:  # the transaction is the batch: no savepoint needed
@@ -138,7 +140,7 @@ class SqliteStore(Store):
                     raise
                 except Exception as exc:  # a bug, not the store: say so, keep nothing
                     db.execute("ROLLBACK")
-                    self._seq = seq
+                    self._restore(sizes)
                     return [exc]
             else:
                 results = [self._guarded(db, batch) for batch in batches]
@@ -146,10 +148,13 @@ class SqliteStore(Store):
         except sqlite3.Error as exc:
             if db.in_transaction:
                 db.execute("ROLLBACK")
-            self._seq = seq
+            self._restore(sizes)
             raise StateError(f"writing {self.path}: {exc}") from exc
-        self._count_ids(batches)
         return results
+
+    def _restore(self, sizes: dict[str, int]) -> None:
+        for source, ids in self._ids.items():
+            ids.size = sizes.get(source, 0)
 
     def _guarded(self, db: sqlite3.Connection, batch: Batch) -> Outcome | Exception:
         """One batch of several in a transaction: a failure rolls back this batch only. Only an
@@ -170,14 +175,15 @@ class SqliteStore(Store):
     def _one(self, db: sqlite3.Connection, batch: Batch) -> Outcome:
         source = batch.source
         applied = []
+        ids = self._generations(db, batch) if any(
+            c.once is not None for c in batch.changes) else None
         for change in batch.changes:
             new = True
             if change.once is not None:
-                seq = self._next(db, source)
-                new = db.execute("INSERT OR IGNORE INTO seen VALUES (?, ?, ?)",
-                                 (source, change.once, seq)).rowcount == 1
-                if new:
-                    self._seq[source] = seq
+                assert ids is not None
+                new = db.execute(ids.insert, (change.once,)).rowcount == 1 and \
+                    db.execute(ids.lookup, (change.once,)).fetchone() is None
+                ids.size += new
             applied.append(new)
         counts = tally(batch.changes, applied)
         value = None
@@ -201,39 +207,47 @@ class SqliteStore(Store):
             counts[key] = counts.get(key, 0.0) + delta
         return value
 
-    def _next(self, db: sqlite3.Connection, source: str) -> int:
-        if source not in self._seq:
-            row = db.execute("SELECT max(seq) FROM seen WHERE source = ?",
-                                   (source,)).fetchone()
-            self._seq[source] = row[0] or 0
-        return self._seq[source] + 1
+    def _generations(self, db: sqlite3.Connection, batch: Batch) -> _Generations:
+        """The id tables of ``batch.source``, made and read on first use."""
+        ids = self._ids.get(batch.source)
+        if ids is None:
+            if not batch.source.isidentifier():
+                raise ValueError(f"source {batch.source!r} cannot name a table")
+            for n in (0, 1):
+                db.execute(SEEN.format(source=batch.source, n=n))
+            row = db.execute("SELECT current FROM generations WHERE source = ?",
+                             (batch.source,)).fetchone()
+            ids = _Generations(batch.source, row[0] if row else 0)
+            ids.size = db.execute(f"SELECT count(*) FROM {ids.table(ids.current)}").fetchone()[0]
+            self._ids[batch.source] = ids
+        ids.window = batch.window
+        return ids
 
-    def _count_ids(self, batches: list[Batch]) -> None:
-        """Note the ids each source added; ``ping`` trims the windows they outgrew."""
-        for batch in batches:
-            self._windows[batch.source] = batch.window
-            self._since_trim[batch.source] = self._since_trim.get(batch.source, 0) + sum(
-                1 for c in batch.changes if c.once is not None)
-
-    def _trim(self) -> None:
-        """Forget ids past each source's window, once a tenth of it was added: one scan of
-        the ids (no index on their age, which would cost every commit a page), on the writer
-        thread, never on the event loop."""
-        for source, added in list(self._since_trim.items()):
-            window = self._windows[source]
-            if added < max(100, window // TRIM_SHARE) or source not in self._seq:
+    def _rotate(self) -> None:
+        """Empty the older generation of each source whose current one holds a window, and
+        make it current: on the writer thread, a truncation, a few milliseconds."""
+        for ids in list(self._ids.values()):
+            if ids.size < ids.window:
                 continue
             with self._mutex:
-                self._db.execute("DELETE FROM seen WHERE source = ? AND seq <= ?",
-                                 (source, self._seq[source] - window))
-                self._since_trim[source] = 0
+                older = 1 - ids.current
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    self._db.execute(f"DELETE FROM {ids.table(older)}")
+                    self._db.execute("INSERT OR REPLACE INTO generations VALUES (?, ?)",
+                                     (ids.source, older))
+                    self._db.execute("COMMIT")
+                except sqlite3.Error:
+                    self._db.execute("ROLLBACK")
+                    raise
+                ids.switch(older)
 
     def ping(self) -> None:
-        """Trim the id windows, checkpoint the WAL into the file (this syncs, beside any
+        """Rotate the id generations, checkpoint the WAL into the file (this syncs, beside any
         commit); on the writer thread every few seconds: it proves the file answers and keeps
         the WAL and the ids small."""
         try:
-            self._trim()
+            self._rotate()
             self._checkpoints.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         except sqlite3.Error as exc:
             raise StateError(f"{self.path}: {exc}") from exc
@@ -268,3 +282,22 @@ def _lock(path: Path) -> IO[str]:
     handle.write(f"cachewatch pid {os.getpid()}\n")
     handle.flush()
     return handle
+
+
+class _Generations:
+    """One source's two id tables: which is current, how many ids it holds, the SQL."""
+
+    def __init__(self, source: str, current: int) -> None:
+        self.source = source
+        self.size = 0
+        self.window = 100_000
+        self.switch(current)
+
+    def table(self, n: int) -> str:
+        return f"seen_{self.source}_{n}"
+
+    def switch(self, current: int) -> None:
+        self.current = current
+        self.size = 0
+        self.insert = f"INSERT OR IGNORE INTO {self.table(current)} VALUES (?)"
+        self.lookup = f"SELECT 1 FROM {self.table(1 - current)} WHERE id = ?"
