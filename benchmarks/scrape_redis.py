@@ -139,7 +139,7 @@ def main() -> None:
         def cachewatch(targets: list[str], name: str) -> tuple[str, int]:
             port = free_port()
             argv = [sys.executable, "-m", "cachewatch", "serve", "--listen-address", "127.0.0.1",
-                    "--port", str(port), "--log-level", "warning"]
+                    "--port", str(port), "--log-level", "warning", "--state-url", "memory://"]
             for target in targets:
                 argv += ["--redis-target", target]
             proc = start(stack, argv, workdir / f"{name}.log")

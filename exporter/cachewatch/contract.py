@@ -424,6 +424,27 @@ DOCKERFILE_FINDINGS = _spec(
     ("image", "rule"), DOCKER_BUILD)
 
 
+# --- durable state (self-monitoring) ------------------------------------------------------------
+STATE = "state"
+STATE_INFO = _spec(
+    "state_info", Kind.INFO,
+    "Where this process keeps its state (backend sqlite, redis or memory) and its replica id.",
+    ("backend", "replica"), STATE)
+STATE_UP = _spec(
+    "state_up", Kind.GAUGE,
+    "1 if the state store answered its last read, write or check; 0 while receivers answer 503.",
+    (), STATE)
+STATE_ERRORS = _spec(
+    "state_errors_total", Kind.COUNTER,
+    "Failed operations on the state store, by op (read, write, ping).",
+    ("op",), STATE)
+STATE_REFUSED = _spec(
+    "state_refused_total", Kind.COUNTER,
+    "Requests answered 503 because their state could not be stored, by reason (timeout, error,"
+    " overload, loading).",
+    ("reason",), STATE)
+
+
 def family(spec: MetricSpec) -> Metric:
     """An empty prometheus_client family for ``spec``, labels declared, ready for samples."""
     if spec.kind is Kind.COUNTER:

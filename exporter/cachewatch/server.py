@@ -62,6 +62,7 @@ def create_app(collectors: Sequence[Source], runtime: Runtime, *,
     allow = probe_allow if probe_allow is not None else AllowList()
     web = web if web is not None else LiveWebConfig(WebConfig())
     exposition = Exposition([*collectors, BuildInfo(), RefusalCollector(runtime.refusals),
+                             runtime.state,
                              ProcessCollector(registry=None)], runtime)
     by_name = {c.name: c for c in collectors}
     # Probes beyond this many at once are refused (503) rather than queued without bound.

@@ -60,7 +60,8 @@ def _captured(command: tuple[str, ...]) -> object:
 
 def _only(*enabled: str, **overrides: object):
     switches = {f"{name}.enabled": name in enabled for name in SECTIONS}
-    return exporter_settings(["golden=redis://127.0.0.1:1"], **switches, **overrides)
+    return exporter_settings(["golden=redis://127.0.0.1:1"], **switches,
+                             **{"state.replica_id": "golden", **overrides})
 
 
 def _feed_redis(exporter: Exporter) -> None:
