@@ -274,10 +274,12 @@ def main() -> None:
         pids: dict[str, int] = {}
         for name, extra in CACHEWATCH.items():
             ports[name] = free_port()
+            # the default state backend (SQLite), in a file of its own, not the user's
+            state = f"sqlite:///{workdir / (name.replace(' ', '-') + '.db')}"
             pids[name] = start(stack, [
                 sys.executable, "-m", "cachewatch", "serve", "--listen-address", "127.0.0.1",
                 "--port", str(ports[name]), "--redis-target", f"redis://127.0.0.1:{redis_port}",
-                *extra], workdir / f"{name}.log", env).pid
+                "--state-url", state, *extra], workdir / f"{name}.log", env).pid
         ports[PEER], pids[PEER] = free_port(), 0
         pids[PEER] = start(stack, [peer, "-redis.addr", f"redis://127.0.0.1:{redis_port}",
                                    "-web.listen-address", f"127.0.0.1:{ports[PEER]}"],

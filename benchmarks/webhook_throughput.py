@@ -1,9 +1,13 @@
-"""Registry webhook throughput and latency, side by side with a bare uvicorn endpoint.
+"""Registry webhook throughput and latency for each state store, side by side in one run.
 
 The ceiling is a bare uvicorn app that only reads the body and answers 200: what any Python
-receiver on this machine could do at best. Both get the same load from `wrk` (Debian package),
-one Distribution envelope per request, each event with a unique id (so de-duplication does
-real work), at 1 and at 16 concurrent senders. Prints events/s and p99 latency, and the ratio.
+receiver on this machine could do at best. cachewatch runs once per state store: `memory://`
+(keeps nothing), SQLite (`synchronous=normal`, survives kill -9; and `full`, survives power
+loss), and a real redis-server (`redis-server` Debian package) with an append-only file synced
+every second. Every receiver gets the same load from `wrk` (Debian package), one Distribution
+envelope per request, each event with a unique id (so de-duplication does real work), at 1 and
+at 16 concurrent senders. Prints events/s, p99 latency and the ratio to `memory://` (goal for
+durable state: at least 0.5), then checks each exporter counted every event it acknowledged.
 
     python benchmarks/webhook_throughput.py [--seconds 10]
 """
@@ -11,6 +15,7 @@ real work), at 1 and at 16 concurrent senders. Prints events/s and p99 latency, 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
 import signal
@@ -81,8 +86,9 @@ def wait_http(url: str) -> None:
     raise SystemExit(f"{url} did not come up")
 
 
-def start(stack: ExitStack, argv: list[str]) -> None:
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def start(stack: ExitStack, argv: list[str], env: dict[str, str] | None = None) -> None:
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, **(env or {})})
 
     def stop() -> None:
         proc.send_signal(signal.SIGTERM)
@@ -94,11 +100,12 @@ def start(stack: ExitStack, argv: list[str]) -> None:
     stack.callback(stop)
 
 
-def wrk(url: str, script: Path, connections: int, seconds: int) -> tuple[float, float, int]:
-    """(requests/s, p99 ms, requests) from one wrk run."""
+def wrk(url: str, script: Path, connections: int, seconds: int, run: str
+        ) -> tuple[float, float, int]:
+    """(requests/s, p99 ms, requests) from one wrk run; ``run`` makes its event ids unique."""
     out = subprocess.run(
         ["wrk", "-t", str(min(connections, 2)), "-c", str(connections), "-d", f"{seconds}s",
-         "--latency", "-s", str(script), url, "--", f"{url}-{connections}"],
+         "--latency", "-s", str(script), url, "--", run],
         capture_output=True, text=True, check=True).stdout
     requests = int(re.search(r"(\d+) requests in", out).group(1))
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
@@ -110,40 +117,97 @@ def wrk(url: str, script: Path, connections: int, seconds: int) -> tuple[float, 
     return rate, p99, requests
 
 
+def redis_server(stack: ExitStack, folder: Path) -> str | None:
+    """A throwaway redis-server with an append-only file (fsync every second), or None."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        return None
+    port = free_port()
+    start(stack, [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder),
+                  "--save", "", "--appendonly", "yes", "--appendfsync", "everysec"])
+    deadline = time.monotonic() + 10
+    while socket.socket().connect_ex(("127.0.0.1", port)) != 0:
+        if time.monotonic() > deadline:
+            raise SystemExit("redis-server did not start")
+        time.sleep(0.05)
+    return f"redis://127.0.0.1:{port}/0"
+
+
+def stores(stack: ExitStack, tmp: Path) -> dict[str, list[str]]:
+    """Receiver name -> the `serve` arguments choosing its state."""
+    chosen = {
+        "memory://": ["--state-url", "memory://"],
+        "sqlite (normal)": ["--state-url", f"sqlite:///{tmp}/normal.db"],
+        "sqlite (full)": ["--state-url", f"sqlite:///{tmp}/full.db"],
+    }
+    redis_url = redis_server(stack, tmp)
+    if redis_url:
+        chosen["redis (aof everysec)"] = ["--state-url", redis_url]
+    else:
+        print("redis-server not found (apt-get install redis-server): redis state skipped")
+    return chosen
+
+
+def counted(url: str) -> float:
+    text = httpx.get(url + "/metrics", timeout=30).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("cachewatch_registry_blob_pulls_total{"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="runs per receiver, interleaved; the best is shown")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk not found: apt-get install wrk")
-    with ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
-        script = Path(tmp) / "envelope.lua"
+    with ExitStack() as stack, tempfile.TemporaryDirectory() as folder:
+        tmp = Path(folder)
+        script = tmp / "envelope.lua"
         script.write_text(LUA)
-        bare_port, cw_port = free_port(), free_port()
-        (Path(tmp) / "bare.py").write_text(BARE)
-        start(stack, [sys.executable, str(Path(tmp) / "bare.py"), str(bare_port)])
-        start(stack, [sys.executable, "-m", "cachewatch", "serve", "--listen-address",
-                      "127.0.0.1", "--port", str(cw_port), "--disable-collector", "redis",
-                      "--log-level", "warning"])
-        bare = f"http://127.0.0.1:{bare_port}/webhooks/registry"
-        cachewatch = f"http://127.0.0.1:{cw_port}/webhooks/registry"
-        wait_http(bare)
-        wait_http(f"http://127.0.0.1:{cw_port}/healthz")
-        print(f"one event per envelope, {args.seconds}s per run, wrk on the same 2 cores")
-        print(f"{'senders':<9}{'receiver':<28}{'events/s':>10}{'p99 ms':>9}")
-        sent = 0
+        bare_port = free_port()
+        (tmp / "bare.py").write_text(BARE)
+        start(stack, [sys.executable, str(tmp / "bare.py"), str(bare_port)])
+        bare = f"http://127.0.0.1:{bare_port}"
+        receivers: dict[str, str] = {}
+        for name, state in stores(stack, tmp).items():
+            port = free_port()
+            env_full = ["sqlite_synchronous"] if "full" in name else []
+            start(stack, [sys.executable, "-m", "cachewatch", "serve", "--listen-address",
+                          "127.0.0.1", "--port", str(port), "--disable-collector", "redis",
+                          "--log-level", "warning", *state],
+                  env={"CACHEWATCH_STATE__SQLITE_SYNCHRONOUS": "full"} if env_full else None)
+            receivers[name] = f"http://127.0.0.1:{port}"
+        wait_http(bare + "/")
+        for url in receivers.values():
+            wait_http(url + "/healthz")
+        print(f"one event per envelope, {args.seconds}s per run, best of {args.rounds} "
+              f"interleaved rounds, wrk on the same 2 cores (load average now "
+              f"{os.getloadavg()[0]:.1f})")
+        print(f"{'senders':<9}{'receiver':<30}{'events/s':>10}{'p99 ms':>9}{'/ memory':>10}")
+        sent = dict.fromkeys(receivers, 0)
+        targets = {"bare uvicorn (ceiling)": bare, **{f"cachewatch, {name}": url
+                                                      for name, url in receivers.items()}}
         for connections in (1, 16):
-            ceiling = wrk(bare, script, connections, args.seconds)
-            ours = wrk(cachewatch, script, connections, args.seconds)
-            sent += ours[2]
-            print(f"{connections:<9}{'bare uvicorn (ceiling)':<28}{ceiling[0]:>10.0f}"
-                  f"{ceiling[1]:>9.2f}")
-            print(f"{'':<9}{'cachewatch /webhooks/registry':<28}{ours[0]:>10.0f}{ours[1]:>9.2f}")
-            print(f"{'':<9}{'ratio (goal >= 0.5)':<28}{ours[0] / ceiling[0]:>10.2f}")
-        counted = httpx.get(f"http://127.0.0.1:{cw_port}/metrics").text
-        total = sum(float(line.rsplit(" ", 1)[1]) for line in counted.splitlines()
-                    if line.startswith("cachewatch_registry_blob_pulls_total{"))
-        print(f"events sent to cachewatch: {sent}, blob pulls it counted: {total:.0f}")
+            best: dict[str, tuple[float, float, int]] = {}
+            for round_ in range(args.rounds):  # interleaved: a load change hits every receiver
+                for label, url in targets.items():
+                    result = wrk(url + "/webhooks/registry", script, connections, args.seconds,
+                                 f"{url}-{connections}-{round_}")
+                    name = label.removeprefix("cachewatch, ")
+                    if name in sent:
+                        sent[name] += result[2]
+                    if label not in best or result[0] > best[label][0]:
+                        best[label] = result
+            baseline = best["cachewatch, memory://"][0]
+            for index, (label, (rate, p99, _)) in enumerate(best.items()):
+                ratio = f"{rate / baseline:>10.2f}" if label.startswith("cachewatch") else ""
+                print(f"{connections if index == 0 else '':<9}{label:<30}{rate:>10.0f}"
+                      f"{p99:>9.2f}{ratio}")
+        for name, url in receivers.items():
+            print(f"{name}: events acknowledged {sent[name]}, blob pulls counted "
+                  f"{counted(url):.0f}")
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from cachewatch.runtime import Runtime
 from cachewatch.server import create_app
 from cachewatch.serving import make_server
 from cachewatch.sources import build
+from cachewatch.state import default_url, open_state
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 ROOT = Path(__file__).resolve().parents[1]  # the repository
@@ -130,14 +131,17 @@ class Exporter:
 
     def __init__(self, settings: Settings, health: Health | None = None,
                  port: int | None = None) -> None:
+        if settings.state.url == default_url():
+            raise ValueError("a test chooses its own state (memory:// or a file in tmp_path),"
+                             " never the user's default file")
         self.settings = settings
-        self.runtime = Runtime(health)
+        self.port = port or free_port()
+        self.runtime = Runtime(health, open_state(settings.state, self.port))
         self.health = self.runtime.health
         self.collectors = build(settings, self.runtime)
         self.web = LiveWebConfig(webconfig.load(settings.web.config_file))
         self.app = create_app(self.collectors, self.runtime,
                               probe_allow=settings.probe.allow_list(), web=self.web)
-        self.port = port or free_port()
         scheme = "https" if self.web.current.tls else "http"
         self.url = f"{scheme}://127.0.0.1:{self.port}"
         self.server = make_server(self.app, "127.0.0.1", self.port, settings.web, self.web,
@@ -184,11 +188,12 @@ class Metrics:
 
 
 def settings(targets: Iterable[object], **overrides: object) -> Settings:
-    """Test settings: given Redis targets, probes off unless asked, quick timeout."""
+    """Test settings: given Redis targets, probes off unless asked, quick timeout, state in
+    memory unless a test asks for a store (no test sees another's counts)."""
     from cachewatch.config import load_settings
 
     values: dict[str, object] = {"redis.targets": list(targets), "redis.probe_interval": 0,
-                                 "redis.timeout": 1.0}
+                                 "redis.timeout": 1.0, "state.url": "memory://"}
     values.update(overrides)
     return load_settings(**values)
 

@@ -128,13 +128,18 @@ def _run(settings: Settings) -> None:
     from .server import create_app
     from .serving import make_server
     from .sources import build
+    from .state import StateError, open_state
 
     _check_port_free(settings.listen_address, settings.port)
     try:
         web = LiveWebConfig(webconfig.load(settings.web.config_file))
     except webconfig.WebConfigError as exc:
         fail(str(exc))
-    runtime = Runtime()
+    try:
+        state = open_state(settings.state, settings.port)
+    except StateError as exc:
+        fail(f"{exc} (state.url: --state-url / {ENV_PREFIX}STATE__URL)")
+    runtime = Runtime(state=state)
     try:
         built = build(settings, runtime)
     except ConfigError as exc:
@@ -150,6 +155,7 @@ def _run(settings: Settings) -> None:
         "probe_allow": settings.probe.allow_list().describe(),
         "max_connections": server.config.limits.max_connections,
         "collectors": ",".join(c.name for c in built) or "none",
+        "state": f"{state.store.backend}:{state.store.where}", "replica": state.replica,
     })
     server.run()
 

@@ -413,6 +413,40 @@ REDIS_COMMAND_LATENCY = _spec(
     ("cache", "command"), REDIS)
 
 
+# --- Dockerfile doctor: what busts the cache, what it costs, what the Dockerfiles show ----------
+DOCKER_BUILD_CACHE_BUSTER_SECONDS = _spec(
+    "docker_build_cache_buster_seconds_total", Kind.COUNTER,
+    "Seconds re-running steps in builds whose first cache miss was this instruction: the build"
+    " time lost after it (ingested logs only; the engine's history has no step times).",
+    ("image", "instruction", "source"), DOCKER_BUILD)
+DOCKERFILE_FINDINGS = _spec(
+    "dockerfile_findings", Kind.GAUGE,
+    "Findings of `cachewatch doctor` per rule in the image's Dockerfile (builds.dockerfiles);"
+    " 0 for a rule with none.",
+    ("image", "rule"), DOCKER_BUILD)
+
+
+# --- durable state (self-monitoring) ------------------------------------------------------------
+STATE = "state"
+STATE_INFO = _spec(
+    "state_info", Kind.INFO,
+    "Where this process keeps its state (backend sqlite, redis or memory) and its replica id.",
+    ("backend", "replica"), STATE)
+STATE_UP = _spec(
+    "state_up", Kind.GAUGE,
+    "1 if the state store answered its last read, write or check; 0 while receivers answer 503.",
+    (), STATE)
+STATE_ERRORS = _spec(
+    "state_errors_total", Kind.COUNTER,
+    "Failed operations on the state store, by op (read, write, ping).",
+    ("op",), STATE)
+STATE_REFUSED = _spec(
+    "state_refused_total", Kind.COUNTER,
+    "Requests answered 503 because their state could not be stored, by reason (timeout, error,"
+    " overload, loading).",
+    ("reason",), STATE)
+
+
 # --- the process (the standard process_* names every exporter has) ----------------------------
 # Outside the cachewatch_ prefix on purpose: dashboards and alerts for any exporter read these.
 # Names, types and help texts are those of prometheus_client's ProcessCollector, in its order.
@@ -566,3 +600,4 @@ def markdown_table(specs: Iterable[MetricSpec] | None = None) -> str:
         labels = ", ".join(f"`{label}`" for label in spec.labels)
         rows.append(f"| `{spec.name}` | {spec.kind.value} | {labels} | {spec.help} |")
     return "\n".join(rows) + "\n"
+

@@ -13,12 +13,12 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 
 
 def parse_duration(value: Any) -> Any:
-    """Accept Prometheus-style durations (``500ms``, ``2s``, ``1m``) as well as plain seconds."""
+    """Accept Prometheus-style durations (``500ms``, ``2s``, ``1m``, ``7d``) or plain seconds."""
     if isinstance(value, str):
         match = _DURATION.match(value)
         if not match:

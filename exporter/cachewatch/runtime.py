@@ -1,4 +1,5 @@
-"""What lives as long as the app: the health store and the worker pools, closed on shutdown.
+"""What lives as long as the app: the health store, the state store and the worker pools,
+closed on shutdown.
 
 Collectors that block on sockets (``TargetCollector``) read in worker threads, never on the event
 loop; collectors on asyncio (``AsyncTargetCollector``, such as Redis) need no thread at all. The
@@ -13,15 +14,22 @@ from concurrent.futures import ThreadPoolExecutor
 
 from .health import Health
 from .refusals import HTTP_CAUSES, RefusalLog
+from .state import MemoryStore, State
 
 
 class Runtime:
-    """The shared machinery a source's collectors are built with."""
+    """The shared machinery a source's collectors are built with.
 
-    def __init__(self, health: Health | None = None) -> None:
+    ``state`` is where receivers keep what they acknowledge (``state.open_state``); without
+    one, state lives in memory only.
+    """
+
+    def __init__(self, health: Health | None = None, state: State | None = None) -> None:
         self.health = health or Health()
         # Requests and connections the HTTP layer refused (auth, limits): counted and logged.
         self.refusals = RefusalLog(causes=HTTP_CAUSES)
+        self.state = state or State(MemoryStore(), replica="memory")
+        self.state.health = self.health
         # A read that hangs past its deadline keeps its worker until its own socket timeout, so
         # the pool is sized for some of those. Threads start only when first needed.
         self.reads = ThreadPoolExecutor(max_workers=64, thread_name_prefix="cachewatch-read")
@@ -31,6 +39,8 @@ class Runtime:
                                            thread_name_prefix="cachewatch-collect")
 
     def close(self) -> None:
-        """Stop every pool; reads still hanging are left to their own socket timeouts."""
+        """Commit queued state and close the store; stop every pool (reads still hanging are
+        left to their own socket timeouts)."""
+        self.state.close()
         for pool in (self.collects, self.reads, self.probe_reads):
             pool.shutdown(wait=False, cancel_futures=True)

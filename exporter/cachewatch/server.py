@@ -66,7 +66,7 @@ def create_app(collectors: Sequence[Source], runtime: Runtime, *,
     # The status page's last hour, sampled from scrapes (or on its own when nobody scrapes).
     history = History()
     exposition = Exposition([*collectors, BuildInfo(), RefusalCollector(runtime.refusals),
-                             ProcessMetrics()], observe=history.observe)
+                             runtime.state, ProcessMetrics()], observe=history.observe)
     by_name = {c.name: c for c in collectors}
     # Probes beyond this many at once are refused (503) rather than queued without bound.
     probes = asyncio.Semaphore(MAX_CONCURRENT_PROBES)

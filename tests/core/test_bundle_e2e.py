@@ -70,7 +70,9 @@ def stack(tmp_path, redis_main, docker_engine, exporter_factory, registry_factor
             "redis.probe_interval": "200ms", "redis.timeout": "500ms", "docker.enabled": True,
             "docker.host": docker_engine.host, "docker.timeout": "700ms",
             "registry_proxy.targets": [f"mirror={mirror.debug_url}"],
-            "registry_proxy.timeout": "500ms"}), port=port)
+            "registry_proxy.timeout": "500ms",
+            "builds.dockerfiles": {"shop": str(FIXTURES / "dockerfiles" / "OR13__camcam__Dockerfile"
+                                               / "Dockerfile")}}), port=port)
     prometheus = prometheus_factory([exporter.url.removeprefix("http://")],
                                     [tmp_path / "alerts" / "cachewatch-rules.yml"],
                                     alertmanager.address, labels=FLEET)

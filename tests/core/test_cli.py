@@ -43,10 +43,12 @@ def serve(tmp_path):
     def start(*args: str, env: dict[str, str] | None = None) -> tuple[str, Path]:
         port = free_port()
         log = tmp_path / f"serve{len(procs)}.log"
+        # Each run chooses its own state: never the user's default file, never another test's.
+        state = {"CACHEWATCH_STATE__URL": "memory://"}
         proc = subprocess.Popen(
             [*COMMAND, "serve", "--listen-address", "127.0.0.1", "--port", str(port), *args],
             stdout=log.open("w"), stderr=subprocess.STDOUT, text=True,
-            env={**os.environ, **(env or {})})
+            env={**os.environ, **state, **(env or {})})
         procs.append(proc)
         url = f"http://127.0.0.1:{port}"
         wait_until(lambda: proc.poll() is None and httpx.get(url + "/healthz").status_code == 200,

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -96,12 +97,18 @@ def test_image_builds_runs_as_non_root_and_a_code_change_reuses_the_dependencies
         wait_until(lambda: httpx.get(url + "/healthz", timeout=2).text == "ok\n", timeout=30)
         assert "cachewatch_build_info{" in httpx.get(url + "/metrics").text
         assert docker_engine.cli("exec", name, "id", "-u").stdout.strip() == "10150"
+        # its state is a file in the volume, written by the non-root user
+        assert 'cachewatch_state_info{backend="sqlite"' in httpx.get(url + "/metrics").text
+        owner = docker_engine.cli("exec", name, "stat", "-c", "%u",
+                                  "/var/lib/cachewatch/state.db")
+        assert owner.stdout.strip() == "10150", owner.stderr
         tools = docker_engine.cli("exec", name, "sh", "-c",
                                   "command -v gcc cc pip pip3; ls /root/.cache /opt/venv/bin/pip*")
         assert tools.stdout.strip() == "", tools.stdout  # no compiler, no pip, no pip cache
         inspected = json.loads(docker_engine.cli("inspect", "cachewatch:test").stdout)[0]
         config = inspected["Config"]
         assert config["User"] == "10150:10150"
+        assert "/var/lib/cachewatch" in config["Volumes"]
         assert "/healthz" in " ".join(config["Healthcheck"]["Test"])
         assert config["Labels"]["org.opencontainers.image.title"] == "cachewatch"
         size_mb = inspected["Size"] / 1e6
@@ -136,9 +143,13 @@ def test_compose_file_and_every_config_it_mounts_are_valid(tmp_path):
         return [(v["source"], v["target"]) if isinstance(v, dict) else tuple(v.split(":")[:2])
                 for v in service.get("volumes", [])]
 
+    named = set(stack.get("volumes") or {})
     for service in stack["services"].values():
         for source, _ in mounts(service):
-            assert Path(source).exists(), f"{source} is mounted but does not exist"
+            assert source in named or Path(source).exists(), \
+                f"{source} is mounted but does not exist"
+    # cachewatch's state (SQLite, the image's default) is in a named volume: kept on recreate
+    assert ("cachewatch-state", "/var/lib/cachewatch") in mounts(stack["services"]["cachewatch"])
     # Prometheus: its config (with the rules path as mounted) passes promtool
     promtool = require("promtool", "prometheus")
     config = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
@@ -280,6 +291,17 @@ def test_kubernetes_manifests_reference_real_ports_and_probe_paths(exporter_fact
                      for c in t["spec"]["template"]["spec"]["containers"]
                      for p in c.get("ports", [])}
             assert port["targetPort"] in names
+    receiver = next(d for d in docs if d["metadata"]["name"] == "cachewatch-receiver"
+                    and d["kind"] == "Deployment")
+    assert receiver["spec"]["replicas"] == 2
+    env = {e["name"]: e for e in receiver["spec"]["template"]["spec"]["containers"][0]["env"]}
+    state = urlsplit(env["CACHEWATCH_STATE__URL"]["value"])
+    assert state.scheme == "redis"  # replicas share de-duplication and records through Redis
+    redis_service = next(d for d in docs if d["kind"] == "Service"
+                         and d["metadata"]["name"] == state.hostname)
+    assert state.port in [p["port"] for p in redis_service["spec"]["ports"]]
+    assert env["CACHEWATCH_STATE__REPLICA_ID"]["valueFrom"]["fieldRef"]["fieldPath"] == \
+        "metadata.name"  # stable across a container's restarts
     monitor = next(d for d in docs if d["kind"] == "PodMonitor")
     selected = [d for d in docs if d["kind"] == "Deployment" and
                 monitor["spec"]["selector"]["matchLabels"].items() <=

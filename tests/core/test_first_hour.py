@@ -60,6 +60,8 @@ def day(tmp_path_factory) -> Iterator[Day]:
     port = free_port()
     log = workdir / "serve.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("CACHEWATCH_")}
+    # the default backend (SQLite), in a file of this test's own, never the user's
+    env["CACHEWATCH_STATE__URL"] = f"sqlite:///{workdir / 'state.db'}"
     env["CACHEWATCH_REGISTRY_PROXY__TARGETS"] = json.dumps(
         [f"mirror=http://127.0.0.1:{debug.server_address[1]}"])
     proc = subprocess.Popen(

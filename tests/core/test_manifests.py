@@ -94,7 +94,8 @@ def test_every_manifest_validates_strictly(version):
             validate(doc, version, strict=True)
         except SchemaNotFoundError:  # a custom resource: the operator's API decides
             jsonschema.validate(doc, OPERATOR_SCHEMAS[doc["kind"]])
-    assert kinds == {"Secret", "Deployment", "Service", "PodMonitor", "PrometheusRule"}
+    assert kinds == {"Secret", "Deployment", "Service", "PodMonitor", "PrometheusRule",
+                     "PersistentVolumeClaim"}
 
 
 def test_the_strict_checks_refuse_a_misspelt_field():
@@ -141,7 +142,7 @@ def _pods() -> list[dict]:
 
 
 def test_every_pod_and_container_is_hardened_and_sized():
-    assert len(_pods()) == 2
+    assert len(_pods()) == 3  # the sidecar, the receivers, their shared state
     for pod in _pods():
         assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
         for container in pod["containers"]:
@@ -156,14 +157,18 @@ def test_every_pod_and_container_is_hardened_and_sized():
             assert resources["limits"]["memory"], container["name"]
 
 
-def test_the_receiver_runs_one_replica_and_says_why():
+def test_the_receivers_run_two_replicas_on_shared_state_and_say_why():
     text = (KUBERNETES / "receiver.yaml").read_text()
     receiver = next(d for d in _documents() if d["metadata"]["name"] == "cachewatch-receiver"
                     and d["kind"] == "Deployment")
-    assert receiver["spec"]["replicas"] == 1
-    comment = text[:text.index("replicas: 1")].rsplit("spec:", 1)[1]
-    assert "de-duplication" in comment
-    assert "per replica" in comment
+    assert receiver["spec"]["replicas"] == 2
+    comment = text[:text.index("replicas: 2")].rsplit("spec:", 1)[1]
+    assert "de-duplication is shared" in comment
+    env = {e["name"]: e for e in receiver["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["CACHEWATCH_STATE__URL"]["value"].startswith("redis://cachewatch-state:")
+    # a stable replica id: the pod's name, so a restarted replica restores its own counters
+    assert env["CACHEWATCH_STATE__REPLICA_ID"]["valueFrom"]["fieldRef"]["fieldPath"] == \
+        "metadata.name"
 
 
 def test_operator_resources_carry_the_selector_label_and_the_job():

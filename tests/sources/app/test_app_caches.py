@@ -78,15 +78,16 @@ def test_a_restarted_instance_never_pulls_counters_down(exporter_factory):
     assert m.value("cachewatch_app_cache_instances", cache="users") == 2
 
 
-def test_an_instance_older_than_the_exporter_counts_from_its_first_push(exporter_factory):
+def test_an_instance_the_store_never_saw_counts_in_full_whatever_its_start(exporter_factory):
     exporter = app_exporter(exporter_factory)
-    # started before this exporter: those counts were exported by a previous exporter run
+    # Started long before this exporter, but no store holds its counts: nobody exported them.
     an_hour_ago = time.time() - 3600
     push(exporter, "old", caffeine("users", 1000, 100), started_at=an_hour_ago)
     push(exporter, "old", caffeine("users", 1010, 100), started_at=an_hour_ago)
     push(exporter, "new", caffeine("users", 7, 1), started_at=time.time())
     m = exporter.scrape()
-    assert m.value(LOOKUPS, cache="users", result="hit", **APP) == 10 + 7
+    assert m.value(LOOKUPS, cache="users", result="hit", **APP) == 1010 + 7
+    assert m.value(LOOKUPS, cache="users", result="miss", **APP) == 100 + 1
 
 
 def test_a_new_start_time_is_a_restart_even_when_counters_went_up(exporter_factory):

@@ -170,7 +170,8 @@ def test_readyz_waits_for_the_first_round_even_if_the_target_is_down(exporter_fa
     from support import free_port
 
     exporter = exporter_factory(load_settings(**{
-        "redis.targets": [f"redis://127.0.0.1:{free_port()}"], "redis.probe_interval": 0}))
+        "redis.targets": [f"redis://127.0.0.1:{free_port()}"], "redis.probe_interval": 0,
+        "state.url": "memory://"}))
     ready = wait_until(lambda: exporter.get("/readyz").status_code == 200 and exporter.get(
         "/readyz").json())
-    assert ready == {"ready": True, "collectors": {"redis": True}}
+    assert ready == {"ready": True, "collectors": {"redis": True, "state": True}}

@@ -2,10 +2,11 @@
 
 Apps push **cumulative** counters (Caffeine ``CacheStats`` or Micrometer shape) per instance.
 The exporter turns them into per-cache totals the statsd_exporter way, by adding each
-instance's increase since its previous push. So a restarted instance (its counters back near
-zero) adds what it counted since the restart and never a negative amount, one instance going
-backwards never pulls another down, and an instance that stops pushing can be forgotten (its
-series go) without the per-cache counters ever decreasing.
+instance's increase since its previous push; its last values are kept in the state store, so a
+restart of the exporter neither drops nor repeats an increase. So a restarted instance (its
+counters back near zero) adds what it counted since the restart and never a negative amount,
+one instance going backwards never pulls another down, and an instance that stops pushing can
+be forgotten (its series go) without the per-cache counters ever decreasing.
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import OrderedDict, defaultdict
+from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from itertools import pairwise
 from typing import Annotated, Any
 
@@ -28,6 +31,7 @@ from ...contract import Families, Layer
 from ...receiving import guarded_body
 from ...runtime import Runtime
 from ...source import Source
+from ...state import Change, Counts, Key, Ledger, StateError, Update
 from .settings import AppCacheSettings
 
 log = logging.getLogger("cachewatch.app_caches")
@@ -160,189 +164,177 @@ class CachePush(BaseModel):
 
 
 @dataclass
-class _Seen:
-    """What one instance last reported for one cache."""
+class _Live:
+    """What this replica knows of an instance that pushed lately (gauges, not counts)."""
 
-    counters: dict[str, float]
-    latency: dict[str, tuple[list[float], float]] = field(default_factory=dict)
-    entries: float | None = None
-
-
-@dataclass
-class _Instance:
     last_push: float
-    started_at: float | None = None
-    caches: dict[str, _Seen] = field(default_factory=dict)
+    entries: dict[str, float | None] = field(default_factory=dict)
+
+
+def accumulate(body: CachePush, labels: dict[str, str], max_caches: int,
+               stored: dict[str, Any] | None) -> tuple[dict[str, Any], Counts, int]:
+    """One push against the instance's stored last values: ``(record, increments, counted)``.
+
+    Pure, so the store may run it again on a concurrent change. An instance the store has never
+    seen is counted in full, whatever its ``started_at``; one it knows continues from its last
+    values; a new ``started_at`` or a counter going backwards means the instance restarted, and
+    what it counted since is all new.
+    """
+    record = stored if stored is not None else {"started_at": body.started_at, "caches": {}}
+    caches: dict[str, Any] = record["caches"]
+    counts: Counts = defaultdict(float)
+    restarted = body.started_at is not None and record["started_at"] is not None \
+        and body.started_at != record["started_at"]
+    if restarted:
+        for name in caches:
+            counts[(RESETS, labels.get(name) or name)] += 1
+            caches[name] = {"c": [0.0] * len(COUNTERS), "l": {}}
+    if body.started_at is not None:
+        record["started_at"] = body.started_at
+    hits: dict[str, float] = {}
+    counted = 0
+    for cache in body.caches:
+        if cache.name not in caches and len(caches) >= max_caches:
+            counts[(REJECTED, "cache_cap")] += 1
+            continue
+        label = labels[cache.name]
+        if label == OTHER and cache.name != OTHER:
+            counts[(REJECTED, "cache_cap")] += 1
+        seen = caches.setdefault(cache.name, {"c": [0.0] * len(COUNTERS), "l": {}})
+        hits[cache.name] = _add(seen, cache, label, counts)
+        counted += 1
+    for cache in body.caches:  # L1 + L2 hits, from this same push: consistent
+        if cache.name in hits and cache.parent is not None:
+            counts[(EFFECTIVE, Layer.APP.value, labels[cache.name])] += \
+                hits[cache.name] + hits.get(cache.parent, 0.0)
+    return record, dict(counts), counted
+
+
+def _add(seen: dict[str, Any], cache: PushedCache, label: str, counts: Counts) -> float:
+    """Add one cache's increase since ``seen`` to ``counts``; returns its new hits."""
+    current = cache.counters()
+    before = dict(zip(COUNTERS, seen["c"], strict=True))
+    counts[(RESETS, label)] += 0.0
+    if any(current[k] < before[k] for k in COUNTERS):
+        counts[(RESETS, label)] += 1  # went backwards: restarted; all it counted since is new
+        before = dict.fromkeys(COUNTERS, 0.0)
+        seen["l"] = {}
+    for name, delta in ((k, current[k] - before[k]) for k in COUNTERS):
+        counts[_SERIES[name](label)] += delta
+    seen["c"] = [current[k] for k in COUNTERS]
+    for histogram in cache.latency:
+        now = [histogram.buckets[le] for le in _LE]
+        was = seen["l"].get(histogram.op, [0.0] * (len(_LE) + 1))
+        if any(c < b for c, b in zip(now, was, strict=False)):
+            was = [0.0] * (len(_LE) + 1)
+        for le, c, b in zip(_LE, now, was, strict=False):
+            counts[(LATENCY_BUCKET, label, histogram.op, le)] += c - b
+        counts[(LATENCY_SUM, label, histogram.op)] += max(0.0, histogram.sum - was[-1])
+        seen["l"][histogram.op] = [*now, histogram.sum]
+    return current["hits"] - before["hits"]
 
 
 class AppCacheCollector(Source):
-    """Accumulates pushed caches into monotonic per-cache totals; exports them."""
+    """Accumulates pushed caches into monotonic per-cache totals in the state store."""
 
     name = "app"
 
-    def __init__(self, settings: AppCacheSettings, clock: Any = time.time) -> None:
+    def __init__(self, settings: AppCacheSettings, ledger: Ledger,
+                 clock: Any = time.time) -> None:
         self.settings = settings
+        self.ledger = ledger
         self._clock = clock
-        self._started = clock()
         self._lock = threading.Lock()
         self._names = LabelCap(settings.max_caches)
-        self._instances: dict[str, _Instance] = {}
-        # Expired instances' last counters: one that comes back after a pause continues from
-        # them instead of having its whole cumulative count added again.
-        self._expired: OrderedDict[str, _Instance] = OrderedDict()
         self._ops = LabelCap(16)
-        self._totals: dict[str, dict[str, float]] = defaultdict(lambda: dict.fromkeys(COUNTERS,
-                                                                                      0.0))
-        self._effective: dict[str, float] = defaultdict(float)
-        self._resets: dict[str, int] = defaultdict(int)
+        for key, _ in ledger.items():  # restored series keep their own labels after a restart
+            if key[0] == LOOKUPS:
+                self._names(key[2])
+        self._live: dict[str, _Live] = {}
         self._parents: dict[str, tuple[str, str]] = {}
-        self._latency: dict[tuple[str, str], tuple[list[float], float]] = {}
-        self._rejected = dict.fromkeys(REJECT_REASONS, 0)
 
     # --- accumulation -------------------------------------------------------------------------
-    def push(self, body: CachePush) -> int:
-        """Add one push; returns how many caches were counted (the rest hit the cap)."""
+    async def push(self, body: CachePush) -> int:
+        """Add one push once stored; returns how many caches were counted (the rest hit the
+        cap). Raises ``OverflowError`` past ``app.max_instances``, ``StateError``."""
         now = self._clock()
         with self._lock:
             self._expire(now)
-            instance = self._instances.get(body.instance)
-            if instance is None:
-                if len(self._instances) >= self.settings.max_instances:
-                    self._rejected["instance_cap"] += 1
-                    raise OverflowError(
-                        f"{len(self._instances)} instances already report (app.max_instances);"
-                        " this one is refused until others expire")
-                instance = self._expired.pop(body.instance, None) or _Instance(
-                    now, body.started_at)
-                self._instances[body.instance] = instance
-            if body.started_at is not None and instance.started_at is not None \
-                    and body.started_at != instance.started_at:
-                self._resets_for(instance)  # a new start time: the instance restarted
-            instance.started_at = body.started_at if body.started_at is not None \
-                else instance.started_at
-            instance.last_push = now
-            # Counts from before a restart of this exporter were exported by the previous run.
-            fresh = body.started_at is None or body.started_at >= self._started
-            deltas: dict[str, dict[str, float]] = {}
-            counted = 0
+            if body.instance not in self._live and \
+                    len(self._live) >= self.settings.max_instances:
+                self.reject("instance_cap")
+                raise OverflowError(
+                    f"{len(self._live)} instances already report (app.max_instances);"
+                    " this one is refused until others expire")
+        labels = {cache.name: self._names(cache.name) for cache in body.caches}
+        for cache in body.caches:
+            for histogram in cache.latency:
+                histogram.op = self._ops(histogram.op)  # ops are few; a flood folds into other
+        outcome = await self.ledger.record([], Update(
+            body.instance, partial(accumulate, body, labels, self.settings.max_caches),
+            keep_for=self.settings.forget_after))
+        with self._lock:
+            live = self._live.setdefault(body.instance, _Live(now))
+            live.last_push = now
             for cache in body.caches:
-                if cache.name not in instance.caches and \
-                        len(instance.caches) >= self.settings.max_caches:
-                    self._rejected["cache_cap"] += 1
-                    continue
-                label = self._names(cache.name)
-                if label == OTHER and cache.name != OTHER:
-                    self._rejected["cache_cap"] += 1
-                deltas[cache.name] = self._add(instance, cache, label, fresh)
-                counted += 1
-            for cache in body.caches:  # L1 + L2 hits, from this same push: consistent
-                if cache.name in deltas:
-                    label = self._names(cache.name)
-                    if cache.parent is not None:
-                        self._parents[label] = (cache.parent, cache.parent_layer)
-                        parent_hits = deltas.get(cache.parent, {}).get("hits", 0.0)
-                        self._effective[label] += deltas[cache.name]["hits"] + parent_hits
-        return counted
-
-    def _resets_for(self, instance: _Instance) -> None:
-        """Forget what a restarted instance reported: everything it sends now is new."""
-        for name, seen in instance.caches.items():
-            self._resets[self._names(name)] += 1
-            seen.counters = dict.fromkeys(COUNTERS, 0.0)
-            seen.latency = {}
-
-    def _add(self, instance: _Instance, cache: PushedCache, label: str, fresh: bool
-             ) -> dict[str, float]:
-        current = cache.counters()
-        seen = instance.caches.get(cache.name)
-        if seen is None:
-            previous = dict.fromkeys(COUNTERS, 0.0) if fresh else current
-            seen = instance.caches[cache.name] = _Seen(previous)
-        if any(current[k] < seen.counters[k] for k in COUNTERS):
-            # Went backwards: the instance restarted. What it has counted since is all new.
-            self._resets[label] += 1
-            seen.counters = dict.fromkeys(COUNTERS, 0.0)
-            seen.latency = {}
-        deltas = {k: current[k] - seen.counters[k] for k in COUNTERS}
-        totals = self._totals[label]
-        for key, delta in deltas.items():
-            totals[key] += delta
-        seen.counters = current
-        seen.entries = cache.entries()
-        for histogram in cache.latency:
-            histogram.op = self._ops(histogram.op)  # ops are few; a flood folds into other
-            counts = [histogram.buckets[le] for le in _LE]
-            before = seen.latency.get(histogram.op)
-            if before is None:
-                before = ([0.0] * len(_LE), 0.0) if fresh else (counts, histogram.sum)
-            if any(c < b for c, b in zip(counts, before[0], strict=True)):
-                before = ([0.0] * len(_LE), 0.0)
-            stored, stored_sum = self._latency.get((label, histogram.op), ([0.0] * len(_LE), 0.0))
-            self._latency[(label, histogram.op)] = (
-                [s + c - b for s, c, b in zip(stored, counts, before[0], strict=True)],
-                stored_sum + max(0.0, histogram.sum - before[1]))
-            seen.latency[histogram.op] = (counts, histogram.sum)
-        return deltas
+                if cache.name in live.entries or len(live.entries) < self.settings.max_caches:
+                    live.entries[cache.name] = cache.entries()
+                if cache.parent is not None:
+                    self._parents[labels[cache.name]] = (cache.parent, cache.parent_layer)
+        return int(outcome.value)
 
     def _expire(self, now: float) -> None:
         cutoff = now - self.settings.instance_ttl
-        for name in [n for n, i in self._instances.items() if i.last_push < cutoff]:
-            self._expired[name] = self._instances.pop(name)
-            while len(self._expired) > self.settings.max_instances:
-                self._expired.popitem(last=False)
+        for name in [n for n, i in self._live.items() if i.last_push < cutoff]:
+            del self._live[name]
             log.info("instance expired", extra={"app_instance": name,
                                                 "ttl_s": self.settings.instance_ttl})
 
     def reject(self, reason: str) -> None:
-        with self._lock:
-            self._rejected[reason] += 1
+        self.ledger.record_later([Change({(REJECTED, reason): 1.0})])
 
     # --- exposition ---------------------------------------------------------------------------
     def collect(self) -> Any:
         out = Families()
+        stored = dict(sorted(self.ledger.items()))
+        caches = sorted({key[2] for key in stored if key[0] == LOOKUPS})
+        latency: dict[tuple[str, str], dict[str, float]] = defaultdict(dict)
+        for key, value in stored.items():
+            name = key[0]
+            if name == LATENCY_BUCKET:
+                latency[key[1:3]][key[3]] = value
+            elif name == LATENCY_SUM:
+                latency[key[1:3]]["sum"] = value
+            elif name != REJECTED:
+                spec = contract.SPECS[name]
+                out.add(spec, dict(zip(spec.labels, key[1:], strict=True)), value)
         with self._lock:
             self._expire(self._clock())
-            for cache, totals in self._totals.items():
-                core = {"layer": Layer.APP.value, "cache": cache}
-                out.add(contract.CACHE_LOOKUPS, {**core, "result": "hit"}, totals["hits"])
-                out.add(contract.CACHE_LOOKUPS, {**core, "result": "miss"}, totals["misses"])
-                out.add(contract.CACHE_EVICTIONS, core, totals["evictions"])
-                one = {"cache": cache}
-                out.add(contract.APP_CACHE_LOADS, {**one, "result": "success"},
-                        totals["load_success"])
-                out.add(contract.APP_CACHE_LOADS, {**one, "result": "failure"},
-                        totals["load_failure"])
-                out.add(contract.APP_CACHE_LOAD_SECONDS, one, totals["load_seconds"])
-                out.add(contract.APP_CACHE_EVICTION_WEIGHT, one, totals["eviction_weight"])
-                out.add(contract.APP_CACHE_PUTS, one, totals["puts"])
-                out.add(contract.APP_CACHE_RESETS, one, self._resets[cache])
-            for cache, hits in self._effective.items():
-                out.add(contract.CACHE_EFFECTIVE_HITS,
-                        {"layer": Layer.APP.value, "cache": cache}, hits)
             for cache, (parent, layer) in self._parents.items():
                 out.add(contract.APP_CACHE_PARENT,
                         {"cache": cache, "parent": parent, "parent_layer": layer}, 1)
             live: dict[str, int] = defaultdict(int)
             entries: dict[str, float] = defaultdict(float)
-            for name, instance in sorted(self._instances.items()):
-                for cache_name, seen in instance.caches.items():
+            for name, instance in sorted(self._live.items()):
+                for cache_name, size in instance.entries.items():
                     label = self._names(cache_name)
                     live[label] += 1
-                    if seen.entries is not None:
-                        entries[label] += seen.entries
+                    if size is not None:
+                        entries[label] += size
                     out.add(contract.APP_CACHE_LAST_PUSH,
                             {"cache": label, "app_instance": name}, instance.last_push)
-            for cache in self._totals:
-                out.add(contract.APP_CACHE_INSTANCES, {"cache": cache}, live.get(cache, 0))
-                if cache in entries:
-                    out.add(contract.CACHE_ENTRIES, {"layer": Layer.APP.value, "cache": cache},
-                            entries[cache])
-            for (cache, op), (counts, total) in sorted(self._latency.items()):
-                out.add_histogram(contract.CACHE_LATENCY,
-                                  {"layer": Layer.APP.value, "cache": cache, "op": op},
-                                  list(zip(_LE, counts, strict=True)), total)
-            for reason, count in self._rejected.items():
-                out.add(contract.APP_PUSH_REJECTED, {"reason": reason}, count)
+        for cache in caches:
+            out.add(contract.APP_CACHE_INSTANCES, {"cache": cache}, live.get(cache, 0))
+            if cache in entries:
+                out.add(contract.CACHE_ENTRIES, {"layer": Layer.APP.value, "cache": cache},
+                        entries[cache])
+        for (cache, op), buckets in sorted(latency.items()):
+            out.add_histogram(contract.CACHE_LATENCY,
+                              {"layer": Layer.APP.value, "cache": cache, "op": op},
+                              [(le, buckets.get(le, 0.0)) for le in _LE], buckets.get("sum", 0.0))
+        for reason in REJECT_REASONS:
+            out.add(contract.APP_PUSH_REJECTED, {"reason": reason},
+                    stored.get((REJECTED, reason), 0.0))
         yield from out
 
     # --- HTTP ---------------------------------------------------------------------------------
@@ -384,13 +376,36 @@ class AppCacheCollector(Source):
                 f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}"
                 for e in errors[:5])}, status_code=status)
         try:
-            counted = self.push(push)
+            counted = await self.push(push)
         except OverflowError as exc:
             return JSONResponse({"error": str(exc)}, status_code=429,
                                 headers={"Retry-After": str(int(self.settings.instance_ttl))})
+        except StateError as exc:
+            return JSONResponse({"error": f"push not stored, retry: {exc}"}, status_code=503,
+                                headers={"Retry-After": "1"})
         return JSONResponse({"accepted": counted, "instance": push.instance}, status_code=202)
 
 
+LOOKUPS = contract.CACHE_LOOKUPS.name
+RESETS = contract.APP_CACHE_RESETS.name
+REJECTED = contract.APP_PUSH_REJECTED.name
+EFFECTIVE = contract.CACHE_EFFECTIVE_HITS.name
+LATENCY_BUCKET = contract.CACHE_LATENCY.name + "_bucket"
+LATENCY_SUM = contract.CACHE_LATENCY.name + "_sum"
+_APP = Layer.APP.value
+# Where each pushed counter is kept: the series key for a cache label.
+_SERIES: dict[str, Callable[[str], Key]] = {
+    "hits": lambda c: (LOOKUPS, _APP, c, "hit"),
+    "misses": lambda c: (LOOKUPS, _APP, c, "miss"),
+    "evictions": lambda c: (contract.CACHE_EVICTIONS.name, _APP, c),
+    "load_success": lambda c: (contract.APP_CACHE_LOADS.name, c, "success"),
+    "load_failure": lambda c: (contract.APP_CACHE_LOADS.name, c, "failure"),
+    "load_seconds": lambda c: (contract.APP_CACHE_LOAD_SECONDS.name, c),
+    "eviction_weight": lambda c: (contract.APP_CACHE_EVICTION_WEIGHT.name, c),
+    "puts": lambda c: (contract.APP_CACHE_PUTS.name, c),
+}
+
+
 def build(section: AppCacheSettings, runtime: Runtime) -> AppCacheCollector:
-    """Pushed caches have no target to read: nothing for /readyz to wait on."""
-    return AppCacheCollector(section)
+    """The push API, counting into the runtime's state store."""
+    return AppCacheCollector(section, runtime.state.ledger("app"))

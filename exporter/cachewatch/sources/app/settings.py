@@ -19,6 +19,11 @@ class AppCacheSettings(BaseModel):
         default=300.0, gt=0, le=86400,
         description="an instance silent this long is dropped with its per-instance series",
         json_schema_extra=flag(default="5m"))
+    forget_after: Seconds = Field(
+        default=7 * 86400.0, ge=60, le=366 * 86400,
+        description="a silent instance's last values are kept this long: one that pushes again"
+        " within it continues from them, later it is counted in full",
+        json_schema_extra=flag(default="7d"))
     max_caches: int = Field(
         default=200, ge=1, description="distinct cache names; more fold into `other`")
     max_instances: int = Field(

@@ -8,14 +8,14 @@ normalised instruction so the dashboard can name the line that keeps invalidatin
 
 from __future__ import annotations
 
+import hashlib
 import logging
-import threading
-from collections import OrderedDict, defaultdict
+from collections import defaultdict
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from prometheus_client import Histogram
+from prometheus_client.utils import floatToGoString
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from starlette.concurrency import run_in_threadpool
 
@@ -25,7 +25,9 @@ from ...contract import Families, Layer
 from ...receiving import guarded_body
 from ...runtime import Runtime
 from ...source import Source
+from ...state import Change, Counts, Ledger, StateError
 from .buildlog import BuildSummary, normalise_instruction, parse_bytes
+from .findings import DockerfileFindings
 from .settings import BuildSettings
 
 log = logging.getLogger("cachewatch.builds")
@@ -83,90 +85,92 @@ class BuildSubmission(BaseModel):
 
 
 class BuildCollector(Source):
-    """Holds counters of every ingested build; exported on each scrape."""
+    """Counts every ingested build into the runtime's state store; exported on each scrape."""
 
     name = "builds"
 
-    def __init__(self, settings: BuildSettings) -> None:
+    def __init__(self, settings: BuildSettings, ledger: Ledger) -> None:
         self.settings = settings
-        self._lock = threading.Lock()
+        self.ledger = ledger
         self._pairs = LabelCap(settings.max_images)  # (image, target) pairs, not each apart
         self._buster_labels = LabelCap(settings.max_cache_busters)
-        self._builds: dict[tuple[str, str, str], int] = defaultdict(int)
-        self._steps: dict[tuple[str, str, str], int] = defaultdict(int)
-        self._seconds: dict[tuple[str, str, str], float] = defaultdict(float)
-        self._rebuild: dict[tuple[str, str], float] = defaultdict(float)
-        self._busters: dict[tuple[str, str], int] = defaultdict(int)
-        self._rejected = dict.fromkeys(REJECT_REASONS, 0)
-        self._seen: OrderedDict[str, None] = OrderedDict()
-        spec = contract.DOCKER_BUILD_DURATION
-        self._duration = Histogram(spec.name, spec.help, spec.labels,
-                                   buckets=contract.BUILD_DURATION_BUCKETS, registry=None)
+        self._dockerfiles = DockerfileFindings(settings.dockerfiles)
+        for key, _ in ledger.items():  # restored series keep their own labels after a restart
+            if key[0] == STEPS:
+                self._pairs(f"{key[1]}\0{key[2]}")
+            elif key[0] == BUSTERS:
+                self._buster_labels(f"{key[1]}\0{key[2]}")
 
-    def record(self, summary: SubmittedSummary | BuildSummary, image: str, target: str,
-               build_id: str | None = None) -> bool:
-        """Count one build; ``False`` if ``build_id`` was already counted."""
-        with self._lock:
-            if build_id is not None:
-                if build_id in self._seen:
-                    self._rejected["duplicate"] += 1
-                    return False
-                self._seen[build_id] = None
-                while len(self._seen) > _SEEN_IDS:
-                    self._seen.popitem(last=False)
-            if self._pairs(f"{image}\0{target}") == "other":
-                image, target = "other", "other"
-            self._builds[(image, target, summary.status)] += 1
-            self._steps[(image, target, "hit")] += summary.hits
-            self._steps[(image, target, "miss")] += summary.misses
-            self._seconds[(image, target, "executed")] += summary.executed_seconds
-            self._seconds[(image, target, "cached")] += summary.cached_seconds
-            self._rebuild[(image, target)] += summary.rebuild_seconds
-            if summary.cache_buster:
-                instruction = normalise_instruction(summary.cache_buster)
-                pair = self._buster_labels(f"{image}\0{instruction}")
-                key = (image, instruction) if pair != "other" else ("other", "other")
-                self._busters[key] += 1
-            self._duration.labels(image, target).observe(summary.duration_seconds)
-        log.info("build ingested", extra={
-            "image": image, "target": target, "status": summary.status, "hits": summary.hits,
-            "lookups": summary.lookups, "cache_buster": summary.cache_buster})
-        return True
+    def change(self, summary: SubmittedSummary | BuildSummary, image: str, target: str,
+               build_id: str | None = None) -> Change:
+        """What one build counts; de-duplicated on ``build_id`` when it has one."""
+        if self._pairs(f"{image}\0{target}") == "other":
+            image, target = "other", "other"
+        counts: Counts = {
+            (contract.DOCKER_BUILDS.name, image, target, summary.status): 1.0,
+            (STEPS, image, target, "hit"): float(summary.hits),
+            (STEPS, image, target, "miss"): float(summary.misses),
+            (SECONDS, image, target, "executed"): summary.executed_seconds,
+            (SECONDS, image, target, "cached"): summary.cached_seconds,
+            (contract.DOCKER_BUILD_REBUILD_SECONDS.name, image, target): summary.rebuild_seconds,
+        }
+        if summary.cache_buster:
+            instruction = normalise_instruction(summary.cache_buster)
+            pair = self._buster_labels(f"{image}\0{instruction}")
+            key = (image, instruction) if pair != "other" else ("other", "other")
+            counts[(BUSTERS, *key)] = 1.0
+            counts[(BUSTER_SECONDS, *key)] = summary.rebuild_seconds
+        for le, edge in _EDGES:
+            if summary.duration_seconds <= edge:
+                counts[(DURATION_BUCKET, image, target, le)] = 1.0
+        counts[(DURATION_SUM, image, target)] = summary.duration_seconds
+        once = hashlib.blake2b(build_id.encode(), digest_size=16).digest() \
+            if build_id is not None else None
+        return Change(counts, once, {(REJECTED, "duplicate"): 1.0})
+
+    async def record(self, summary: SubmittedSummary | BuildSummary, image: str, target: str,
+                     build_id: str | None = None) -> bool:
+        """Count one build once stored; ``False`` if ``build_id`` was already counted."""
+        outcome = await self.ledger.record([self.change(summary, image, target, build_id)])
+        if outcome.applied[0]:
+            log.info("build ingested", extra={
+                "image": image, "target": target, "status": summary.status,
+                "hits": summary.hits, "lookups": summary.lookups,
+                "cache_buster": summary.cache_buster})
+        return outcome.applied[0]
 
     def reject(self, reason: str) -> None:
-        with self._lock:
-            self._rejected[reason] += 1
+        self.ledger.record_later([Change({(REJECTED, reason): 1.0})])
 
     def collect(self) -> Any:
         out = Families()
-        with self._lock:
-            per_image: dict[tuple[str, str], int] = defaultdict(int)
-            for (image, target, result), count in self._steps.items():
-                out.add(contract.DOCKER_BUILD_STEPS,
-                        {"image": image, "target": target, "result": result, "source": SOURCE},
-                        count)
-                per_image[(image, result)] += count
-            for (image, result), count in per_image.items():
-                out.add(contract.CACHE_LOOKUPS, {"layer": Layer.DOCKER_BUILD.value,
-                                                 "cache": image, "result": result}, count)
-            for (image, target, status), count in self._builds.items():
-                out.add(contract.DOCKER_BUILDS, {"image": image, "target": target,
-                                                 "status": status, "source": SOURCE}, count)
-            for (image, target, result), seconds in self._seconds.items():
-                out.add(contract.DOCKER_BUILD_STEP_SECONDS,
-                        {"image": image, "target": target, "result": result}, seconds)
-            for (image, target), seconds in self._rebuild.items():
-                out.add(contract.DOCKER_BUILD_REBUILD_SECONDS,
-                        {"image": image, "target": target}, seconds)
-            for (image, instruction), count in self._busters.items():
-                out.add(contract.DOCKER_BUILD_CACHE_BUSTERS,
-                        {"image": image, "instruction": instruction, "source": SOURCE}, count)
-            for reason, count in self._rejected.items():
-                out.add(contract.BUILD_INGEST_REJECTED, {"reason": reason}, count)
-            durations = list(self._duration.collect())
-        for metric in durations:
-            metric.samples = [s for s in metric.samples if not s.name.endswith("_created")]
-        out.extend(durations)
+        stored = dict(sorted(self.ledger.items()))
+        per_image: dict[tuple[str, str], float] = defaultdict(float)
+        durations: dict[tuple[str, str], dict[str, float]] = defaultdict(dict)
+        for key, value in stored.items():
+            name, labels = key[0], key[1:]
+            if name == DURATION_BUCKET:
+                durations[labels[:2]][labels[2]] = value
+            elif name == DURATION_SUM:
+                durations[labels]["sum"] = value
+            elif name != REJECTED:
+                spec = contract.SPECS[name]
+                if "source" in spec.labels:  # stored without it: every build here is a log's
+                    labels = (*labels, SOURCE)
+                out.add(spec, dict(zip(spec.labels, labels, strict=True)), value)
+                if name == STEPS:
+                    per_image[(labels[0], labels[2])] += value
+        for (image, result), count in per_image.items():
+            out.add(contract.CACHE_LOOKUPS, {"layer": Layer.DOCKER_BUILD.value,
+                                             "cache": image, "result": result}, count)
+        for reason in REJECT_REASONS:
+            out.add(contract.BUILD_INGEST_REJECTED, {"reason": reason},
+                    stored.get((REJECTED, reason), 0.0))
+        for (image, target), buckets in durations.items():
+            cumulative = [(le, buckets.get(le, 0.0)) for le, _ in _EDGES]
+            out.add_histogram(contract.DOCKER_BUILD_DURATION, {"image": image, "target": target},
+                              cumulative, buckets.get("sum", 0.0))
+        self._dockerfiles.add_to(out)
         yield from out
 
     def bearer_paths(self) -> tuple[str, ...]:
@@ -209,7 +213,13 @@ class BuildCollector(Source):
                 submission.image, submission.target, submission.exit_code)
             if submission.duration_seconds is not None:
                 summary.duration_seconds = submission.duration_seconds
-        if not self.record(summary, submission.image, submission.target, submission.id):
+        try:
+            counted = await self.record(summary, submission.image, submission.target,
+                                        submission.id)
+        except StateError as exc:
+            return JSONResponse({"error": f"build not stored, retry: {exc}"}, status_code=503,
+                                headers={"Retry-After": "1"})
+        if not counted:
             return JSONResponse({"accepted": False, "duplicate": True}, status_code=200)
         shown = {k: v for k, v in (summary.to_dict() if isinstance(summary, BuildSummary)
                                    else summary.model_dump()).items() if k != "records"}
@@ -238,6 +248,18 @@ def _describe(exc: Exception) -> str:
     return str(exc)
 
 
+STEPS = contract.DOCKER_BUILD_STEPS.name
+SECONDS = contract.DOCKER_BUILD_STEP_SECONDS.name
+BUSTERS = contract.DOCKER_BUILD_CACHE_BUSTERS.name
+BUSTER_SECONDS = contract.DOCKER_BUILD_CACHE_BUSTER_SECONDS.name
+REJECTED = contract.BUILD_INGEST_REJECTED.name
+DURATION_BUCKET = contract.DOCKER_BUILD_DURATION.name + "_bucket"
+DURATION_SUM = contract.DOCKER_BUILD_DURATION.name + "_sum"
+# The histogram is kept as counters (one per bucket edge), so it is stored like every count.
+_EDGES = [*((floatToGoString(edge), edge) for edge in contract.BUILD_DURATION_BUCKETS),
+          ("+Inf", float("inf"))]
+
+
 def build(section: BuildSettings, runtime: Runtime) -> BuildCollector:
-    """Build ingestion has no target to read: nothing for /readyz to wait on."""
-    return BuildCollector(section)
+    """Build ingestion, counting into the runtime's state store."""
+    return BuildCollector(section, runtime.state.ledger("builds", _SEEN_IDS))

@@ -39,9 +39,18 @@ def panels(t: Thresholds) -> list[Panel]:
     return [
         Panel("timeseries", f"Build cache hit rate ({t.build_window})",
               ((f"{BUILD_RATIO}{t.build_window}{sel}", legend(t, "{{image}}")),),
-              "percentunit", hit_steps(t.build_hit_rate), 24,
+              "percentunit", hit_steps(t.build_hit_rate), 16,
               f"Share of build steps taken from the layer cache per image over "
               f"{t.build_window}; the line is where DockerBuildCacheHitRateLow fires."),
+        Panel("bargauge", "Dockerfile findings",
+              ((f"sum by ({t.by('image')}) ({L.DOCKERFILE_FINDINGS.name}{sel})",
+                legend(t, "{{image}}")),),
+              "none", (("green", None), ("orange", 1.0)), 8,
+              "Cache problems `cachewatch doctor` finds in each image's Dockerfile (the "
+              "builds.dockerfiles setting): sources copied before the dependency install, "
+              "apt lists and package caches kept, unpinned images and downloads, a leaky "
+              ".dockerignore, changing build arguments early. 0 is clean; run `cachewatch "
+              "doctor --url` on the file for the lines, the fixes and what each one costs."),
         Panel("timeseries", "Time re-running steps (per hour)",
               ((f"sum by ({t.by('image')}) "
                 + per_hour(L.DOCKER_BUILD_REBUILD_SECONDS.name), legend(t, "{{image}}")),),

@@ -7,6 +7,7 @@ Heavy imports wait until a command runs, so ``cachewatch ingest-build`` starts f
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -68,8 +69,45 @@ def build_command(
     raise typer.Exit(code)
 
 
+def doctor(
+    dockerfile: Annotated[str, typer.Argument(
+        help="The Dockerfile (or its folder; - reads stdin).")] = "Dockerfile",
+    context: Annotated[Path | None, typer.Option(
+        help="Build context, for .dockerignore and .git. Default: the Dockerfile's folder.",
+        show_default=False)] = None,
+    json_output: Annotated[bool, typer.Option(
+        "--json", help="Print the findings as a JSON list, for tools.")] = False,
+    url: Annotated[str | None, typer.Option(
+        help="A running exporter: rank the findings by the cache busts and build time its "
+             "counters hold (totals since it started counting).", show_default=False)] = None,
+    prometheus: Annotated[str | None, typer.Option(
+        help="Prometheus scraping the exporters: rank the findings over --window.",
+        show_default=False)] = None,
+    image: Annotated[str | None, typer.Option(
+        help="The `image` label this Dockerfile's builds are counted under (ingest-build "
+             "--image, or the repository of the engine's tag). Default: the build context "
+             "folder's name, lower-cased.", show_default=False)] = None,
+    window: Annotated[str | None, typer.Option(
+        help="With --prometheus, the window to count over, as a Prometheus duration. "
+             "Default: 7d.", show_default=False)] = None,
+) -> None:
+    """Find why a Dockerfile's build cache breaks, and what fixing it would save: a
+    PATH:LINE: rule: message line per finding, its fix below as a diff (git apply takes it).
+    Exit code 1 when something was found, 0 when not, 2 on a usage error; --url and
+    --prometheus rank the findings by what they cost, and never change the exit code."""
+    from .doctor.command import Options, UsageError, run
+
+    options = Options(dockerfile, context, json_output, url, prometheus, image, window)
+    try:
+        code = run(options)
+    except UsageError as exc:
+        fail(str(exc))
+    raise typer.Exit(code)
+
+
 def register(cli: typer.Typer) -> None:
     """Add this source's commands to the ``cachewatch`` command."""
     cli.command("ingest-build")(ingest_build)
+    cli.command("doctor")(doctor)
     cli.command("build", context_settings={"allow_extra_args": True,
                                            "ignore_unknown_options": True})(build_command)

@@ -10,10 +10,13 @@ import json
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from typing import IO
 
 from .buildlog import BuildLogParser, BuildSummary, now, stream_lines
+
+SEND_ATTEMPTS = 3  # a 503 (state store busy) is retried; anything else is reported at once
 
 
 def from_stream(stream: IO[bytes], image: str, target: str, exit_code: int | None = None,
@@ -102,13 +105,27 @@ def send(summary: BuildSummary, url: str, token: str | None) -> str:
     payload = {"image": summary.image, "target": summary.target, "id": str(uuid.uuid4()),
                "summary": {k: v for k, v in summary.to_dict().items() if k != "records"}}
     endpoint = url.rstrip("/") + "/api/v1/builds"
-    try:
-        response = httpx.post(endpoint, json=payload, headers=headers, timeout=10)
-    except httpx.HTTPError as exc:
-        return f"not sent: {endpoint} unreachable ({exc}); the build itself is unaffected"
+    for attempt in range(1, SEND_ATTEMPTS + 1):
+        try:
+            response = httpx.post(endpoint, json=payload, headers=headers, timeout=10)
+        except httpx.HTTPError as exc:
+            return f"not sent: {endpoint} unreachable ({exc}); the build itself is unaffected"
+        # 503: the exporter could not store it now. The same id is sent again, so a build the
+        # exporter did store after all is still counted once.
+        if response.status_code != 503 or attempt == SEND_ATTEMPTS:
+            break
+        time.sleep(_retry_after(response.headers.get("retry-after")))
     if response.status_code >= 300:
         return f"not sent: {endpoint} answered {response.status_code} {response.text.strip()}"
     return f"sent to {url}"
+
+
+def _retry_after(value: str | None) -> float:
+    """Seconds to wait before the next try: the server's hint (seconds form), 1 s to 5 s."""
+    try:
+        return min(5.0, max(1.0, float(value or 1)))
+    except ValueError:  # the HTTP-date form
+        return 1.0
 
 
 def human(summary: BuildSummary, sent: str) -> str:

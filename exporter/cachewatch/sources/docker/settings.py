@@ -7,8 +7,10 @@ nothing, while the Engine collector needs read access to the Docker socket and i
 from __future__ import annotations
 
 import os
+from pathlib import Path
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints
 
 from ...fields import Seconds, flag
 
@@ -32,6 +34,12 @@ class BuildSettings(BaseModel):
     max_cache_busters: int = Field(
         default=500, ge=1,
         description="distinct (image, instruction) pairs; more fold into `other`")
+    dockerfiles: dict[Annotated[str, StringConstraints(min_length=1, max_length=256)], Path] = (
+        Field(default_factory=dict, max_length=1000, json_schema_extra=flag(default="none"),
+              description="image name to Dockerfile path: export `cachewatch_dockerfile_findings`"
+              " (`cachewatch doctor`'s findings per rule; the file's folder is the build"
+              " context), re-read when the file changes; the env var takes JSON, like"
+              ' `{"app": "/src/app/Dockerfile"}`'))
 
 
 class DockerSettings(BaseModel):

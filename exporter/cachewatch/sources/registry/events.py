@@ -15,17 +15,17 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import threading
-from collections import OrderedDict, defaultdict
+from collections import defaultdict
 from typing import Any
 from urllib.parse import parse_qs
 
 from ... import contract
 from ...cardinality import LabelCap
-from ...contract import Families, MetricSpec
+from ...contract import Families
 from ...receiving import bearer_ok, refused
 from ...runtime import Runtime
 from ...source import Source
+from ...state import Change, Counts, Ledger, StateError
 from .settings import RegistrySettings
 
 log = logging.getLogger("cachewatch.registry")
@@ -58,45 +58,31 @@ class BadEvent(ValueError):
         self.reason = reason
 
 
-class RecentIds:
-    """The last ``size`` event ids seen: redeliveries inside that window are dropped."""
-
-    def __init__(self, size: int) -> None:
-        self._size = size
-        self._ids: OrderedDict[bytes, None] = OrderedDict()
-
-    def seen(self, event_id: bytes) -> bool:
-        """True if ``event_id`` was seen before; remembers it either way (caller holds a lock)."""
-        if event_id in self._ids:
-            self._ids.move_to_end(event_id)
-            return True
-        self._ids[event_id] = None
-        if len(self._ids) > self._size:
-            self._ids.popitem(last=False)
-        return False
-
-
 class RegistryEventCollector(Source):
-    """Counts registry events per repository; serves the two webhook endpoints."""
+    """Counts registry events per repository; serves the two webhook endpoints.
+
+    Counts and de-duplication ids live in the runtime's state store: a request is answered 2xx
+    only once its events are stored, and a redelivery after a restart is still a duplicate.
+    """
 
     name = "registry"
 
-    def __init__(self, settings: RegistrySettings) -> None:
+    def __init__(self, settings: RegistrySettings, ledger: Ledger) -> None:
         self.settings = settings
-        self._lock = threading.Lock()
+        self.ledger = ledger
         self._repositories = LabelCap(settings.max_repositories)
         self._registries = LabelCap(settings.max_registries)
         self._tags = LabelCap(settings.max_repositories)
-        self._ids = RecentIds(settings.dedup_window)
-        self._counts: dict[tuple[MetricSpec, tuple[str, ...]], float] = defaultdict(float)
+        positions = {name: index for index, name in enumerate(REPOSITORY_LABELS)}
+        for key, _ in ledger.items():  # restored series keep their own labels after a restart
+            if key[0] in _BY_REPOSITORY:
+                self._registries(key[1 + positions["registry"]])
+                self._repositories(key[1 + positions["repository"]])
+        self._zero: Counts = {}
         for source in ("distribution", "harbor"):
             for reason in REASONS:
-                self._counts[(contract.REGISTRY_REJECTED, (source, reason))] = 0.0
-            self._counts[(contract.REGISTRY_DUPLICATES, (source,))] = 0.0
-
-    # --- counting (caller holds the lock) ----------------------------------------------------
-    def _inc(self, spec: MetricSpec, labels: tuple[str, ...], value: float = 1.0) -> None:
-        self._counts[(spec, labels)] += value
+                self._zero[(contract.REGISTRY_REJECTED.name, source, reason)] = 0.0
+            self._zero[(contract.REGISTRY_DUPLICATES.name, source)] = 0.0
 
     def _labels(self, registry: str, repository: str) -> tuple[str, str]:
         return self._registries(registry), self._repositories(repository)
@@ -104,8 +90,8 @@ class RegistryEventCollector(Source):
     def _tag(self, tag: Any) -> str:
         return self._tags(str(tag)) if self.settings.tag_label and tag else ""
 
-    def count_distribution(self, event: Any, registry: str | None) -> bool:
-        """Count one Distribution event; ``False`` if it was a duplicate. Raises BadEvent."""
+    def distribution_change(self, event: Any, registry: str | None) -> Change:
+        """What one Distribution event counts, de-duplicated on its id. Raises BadEvent."""
         if not isinstance(event, dict):
             raise BadEvent("bad_shape", "an event must be a JSON object")
         event_id, action = event.get("id"), event.get("action")
@@ -130,39 +116,34 @@ class RegistryEventCollector(Source):
         if not 0 <= size < 2**53:
             raise BadEvent("bad_shape", f"event {event_id}: target.size {size} is not a size")
         origin = (registry or str(source.get("addr") or request.get("host") or "unknown"))
-        origin = origin[:MAX_NAME]
-        key = hashlib.blake2b(event_id.encode(), digest_size=16).digest()  # bounded memory
-        with self._lock:
-            if self._ids.seen(key):
-                self._inc(contract.REGISTRY_DUPLICATES, ("distribution",))
-                return False
-            reg, repo = self._labels(origin, target["repository"])
-            self._inc(contract.REGISTRY_EVENTS, ("distribution", action))
-            manifest = media_type in MANIFEST_TYPES
-            if action == "pull":
-                if method == "HEAD":
-                    self._inc(contract.REGISTRY_HEAD_CHECKS, (reg, repo))
-                elif manifest:
-                    self._inc(contract.REGISTRY_IMAGE_PULLS, (reg, repo,
-                                                             self._tag(target.get("tag"))))
-                else:
-                    self._inc(contract.REGISTRY_BLOB_PULLS, (reg, repo))
-                    self._inc(contract.REGISTRY_PULLED_BYTES, (reg, repo), max(0, size))
-            elif action == "push":
-                if manifest:
-                    self._inc(contract.REGISTRY_IMAGE_PUSHES, (reg, repo,
-                                                              self._tag(target.get("tag"))))
-                else:
-                    self._inc(contract.REGISTRY_BLOB_PUSHES, (reg, repo))
-                    self._inc(contract.REGISTRY_PUSHED_BYTES, (reg, repo), max(0, size))
-            elif action == "mount":
-                self._inc(contract.REGISTRY_BLOB_MOUNTS, (reg, repo))
+        reg, repo = self._labels(origin[:MAX_NAME], target["repository"])
+        counts: Counts = {(EVENTS, "distribution", action): 1.0}
+        manifest = media_type in MANIFEST_TYPES
+        if action == "pull":
+            if method == "HEAD":
+                counts[(contract.REGISTRY_HEAD_CHECKS.name, reg, repo)] = 1.0
+            elif manifest:
+                counts[(contract.REGISTRY_IMAGE_PULLS.name, reg, repo,
+                        self._tag(target.get("tag")))] = 1.0
             else:
-                self._inc(contract.REGISTRY_DELETES, (reg, repo))
-        return True
+                counts[(contract.REGISTRY_BLOB_PULLS.name, reg, repo)] = 1.0
+                counts[(contract.REGISTRY_PULLED_BYTES.name, reg, repo)] = float(size)
+        elif action == "push":
+            if manifest:
+                counts[(contract.REGISTRY_IMAGE_PUSHES.name, reg, repo,
+                        self._tag(target.get("tag")))] = 1.0
+            else:
+                counts[(contract.REGISTRY_BLOB_PUSHES.name, reg, repo)] = 1.0
+                counts[(contract.REGISTRY_PUSHED_BYTES.name, reg, repo)] = float(size)
+        elif action == "mount":
+            counts[(contract.REGISTRY_BLOB_MOUNTS.name, reg, repo)] = 1.0
+        else:
+            counts[(contract.REGISTRY_DELETES.name, reg, repo)] = 1.0
+        key = hashlib.blake2b(event_id.encode(), digest_size=16).digest()  # bounded size
+        return Change(counts, key, _DUPLICATE["distribution"])
 
-    def count_harbor(self, payload: Any, raw: bytes, registry: str | None) -> tuple[bool, str]:
-        """Count one Harbor event (Default or CloudEvents); returns (counted, action)."""
+    def harbor_change(self, payload: Any, registry: str | None) -> tuple[Change | None, str]:
+        """What one Harbor event (Default or CloudEvents) counts; ``None`` for other types."""
         if not isinstance(payload, dict):
             raise BadEvent("bad_shape", "a Harbor event must be a JSON object")
         kind = payload.get("type")
@@ -171,7 +152,7 @@ class RegistryEventCollector(Source):
             raise BadEvent("bad_shape", "Harbor event has no type")
         action = HARBOR_TYPES.get(kind)
         if action is None:
-            return False, "ignored"  # scans, quotas, replication...: not pulls or pushes
+            return None, "ignored"  # scans, quotas, replication...: not pulls or pushes
         if not isinstance(data, dict) or not isinstance(data.get("repository"), dict):
             raise BadEvent("bad_shape", f"{kind}: event_data/data.repository is missing")
         repository = data["repository"].get("repo_full_name") or "/".join(
@@ -187,33 +168,29 @@ class RegistryEventCollector(Source):
         event_id = payload.get("id") if "specversion" in payload else None
         key = hashlib.blake2b(b"harbor:" + str(event_id).encode(), digest_size=16).digest() \
             if event_id else None
-        with self._lock:
-            if key is not None and self._ids.seen(key):
-                self._inc(contract.REGISTRY_DUPLICATES, ("harbor",))
-                return False, action
-            reg, repo = self._labels(registry or "harbor", str(repository))
-            self._inc(contract.REGISTRY_EVENTS, ("harbor", action))
-            for resource in resources or [{}]:
-                tag = self._tag(resource.get("tag") if isinstance(resource, dict) else None)
-                if action == "pull":
-                    self._inc(contract.REGISTRY_IMAGE_PULLS, (reg, repo, tag))
-                elif action == "push":
-                    self._inc(contract.REGISTRY_IMAGE_PUSHES, (reg, repo, tag))
-                else:
-                    self._inc(contract.REGISTRY_DELETES, (reg, repo))
-        return True, action
+        reg, repo = self._labels(registry or "harbor", str(repository))
+        counts: Counts = defaultdict(float)
+        counts[(EVENTS, "harbor", action)] = 1.0
+        for resource in resources or [{}]:
+            tag = self._tag(resource.get("tag") if isinstance(resource, dict) else None)
+            if action == "pull":
+                counts[(contract.REGISTRY_IMAGE_PULLS.name, reg, repo, tag)] += 1
+            elif action == "push":
+                counts[(contract.REGISTRY_IMAGE_PUSHES.name, reg, repo, tag)] += 1
+            else:
+                counts[(contract.REGISTRY_DELETES.name, reg, repo)] += 1
+        return Change(dict(counts), key, _DUPLICATE["harbor"]), action
 
     def reject(self, source: str, reason: str) -> None:
-        with self._lock:
-            self._inc(contract.REGISTRY_REJECTED, (source, reason))
+        """Count a refusal; nobody waits for it to be stored."""
+        self.ledger.record_later([_rejection(source, reason)])
         refused(f"registry.{source}", reason)
 
     def collect(self) -> Any:
         out = Families()
-        with self._lock:
-            items = list(self._counts.items())
-        for (spec, labels), value in items:
-            out.add(spec, dict(zip(spec.labels, labels, strict=True)), value)
+        for key, value in {**self._zero, **dict(self.ledger.items())}.items():
+            spec = contract.SPECS[key[0]]
+            out.add(spec, dict(zip(spec.labels, key[1:], strict=True)), value)
         yield from out
 
     # --- HTTP ---------------------------------------------------------------------------------
@@ -239,22 +216,26 @@ class RegistryEventCollector(Source):
             return False
         return True
 
-    def handle(self, source: str, raw: bytes | None, registry: str | None,
-               from_registry: bool = False) -> tuple[int, dict[str, Any]]:
+    async def handle(self, source: str, raw: bytes | None, registry: str | None,
+                     from_registry: bool = False) -> tuple[int, dict[str, Any]]:
         """One webhook request, already read: ``(status, JSON body)``. ``raw`` is ``None``
         when the body was over the limit.
 
         A Distribution registry retries every non-2xx answer, forever and in order, so a
         body that can never be counted would stop its whole queue: a request that carries
         the registry's own media type gets 2xx for those (the problem is in the body and in
-        the rejected counter). Other senders get the 400 that names the problem."""
-        status, body = self._handle(source, raw, registry)
+        the rejected counter). Other senders get the 400 that names the problem. A state store
+        that cannot take the events gets 503: nothing was counted, the sender retries."""
+        try:
+            status, body = await self._handle(source, raw, registry)
+        except StateError as exc:
+            return 503, {"error": f"events not stored, retry: {exc}"}
         if from_registry and status == 400:
             return 202, {**body, "retry": False}
         return status, body
 
-    def _handle(self, source: str, raw: bytes | None, registry: str | None
-                ) -> tuple[int, dict[str, Any]]:
+    async def _handle(self, source: str, raw: bytes | None, registry: str | None
+                      ) -> tuple[int, dict[str, Any]]:
         if raw is None:
             self.reject(source, "too_large")
             return 413, {"error": f"body over {self.settings.max_body_bytes} bytes "
@@ -265,25 +246,30 @@ class RegistryEventCollector(Source):
             self.reject(source, "malformed_json")
             return 400, {"error": f"malformed JSON: {exc}"}
         if source == "harbor":
-            return self._harbor(payload, raw, registry)
-        return self._distribution(payload, registry)
+            return await self._harbor(payload, registry)
+        return await self._distribution(payload, registry)
 
-    def _distribution(self, payload: Any, registry: str | None) -> tuple[int, dict[str, Any]]:
+    async def _distribution(self, payload: Any, registry: str | None
+                            ) -> tuple[int, dict[str, Any]]:
         events = payload.get("events") if isinstance(payload, dict) else None
         if not isinstance(events, list):
             self.reject("distribution", "bad_shape")
             return 400, {"error": 'expected an envelope {"events": [...]}'}
-        accepted = duplicates = 0
+        changes: list[Change] = []
         rejected = []
         for index, event in enumerate(events):
             try:
-                if self.count_distribution(event, registry):
-                    accepted += 1
-                else:
-                    duplicates += 1
+                changes.append(self.distribution_change(event, registry))
             except BadEvent as exc:
-                self.reject("distribution", exc.reason)
                 rejected.append({"index": index, "reason": exc.reason, "error": str(exc)})
+        refusals = [_rejection("distribution", r["reason"]) for r in rejected]
+        if not changes:
+            self.ledger.record_later(refusals)
+            accepted = 0
+        else:  # the refusals are stored with the events: one commit
+            outcome = await self.ledger.record([*changes, *refusals])
+            accepted = sum(outcome.applied[:len(changes)])
+        duplicates = len(changes) - accepted
         body = {"accepted": accepted, "duplicates": duplicates, "rejected": rejected}
         if rejected:
             log.warning("registry events refused", extra={"refused": len(rejected),
@@ -292,14 +278,16 @@ class RegistryEventCollector(Source):
         # help and is refused (400); one with good events is acknowledged, the bad ones listed.
         return (400 if rejected and not accepted and not duplicates else 200), body
 
-    def _harbor(self, payload: Any, raw: bytes, registry: str | None
-                ) -> tuple[int, dict[str, Any]]:
+    async def _harbor(self, payload: Any, registry: str | None) -> tuple[int, dict[str, Any]]:
         try:
-            counted, action = self.count_harbor(payload, raw, registry)
+            change, action = self.harbor_change(payload, registry)
         except BadEvent as exc:
             self.reject("harbor", exc.reason)
             return 400, {"error": str(exc)}
-        return 200, {"accepted": int(counted), "action": action}
+        if change is None:
+            return 200, {"accepted": 0, "action": action}
+        outcome = await self.ledger.record([change])
+        return 200, {"accepted": int(outcome.applied[0]), "action": action}
 
 
 class _Webhook:
@@ -336,10 +324,10 @@ class _Webhook:
         registry = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("registry")
         from_registry = self.source == "distribution" and headers.get(
             b"content-type", b"").decode("latin-1").startswith(REGISTRY_MEDIA)
-        status, body = self.collector.handle(self.source, raw,
-                                             registry[0][:MAX_NAME] if registry else None,
-                                             from_registry)
-        await _answer(send, status, body, [])
+        status, body = await self.collector.handle(self.source, raw,
+                                                   registry[0][:MAX_NAME] if registry else None,
+                                                   from_registry)
+        await _answer(send, status, body, [(b"retry-after", b"1")] if status == 503 else [])
 
 
 async def _answer(send: Any, status: int, body: dict[str, Any],
@@ -351,6 +339,19 @@ async def _answer(send: Any, status: int, body: dict[str, Any],
     await send({"type": "http.response.body", "body": payload})
 
 
+def _rejection(source: str, reason: str) -> Change:
+    return Change({(contract.REGISTRY_REJECTED.name, source, reason): 1.0})
+
+
+EVENTS = contract.REGISTRY_EVENTS.name
+REPOSITORY_LABELS = ("registry", "repository")
+_BY_REPOSITORY = frozenset(spec.name for spec in contract.SPECS.values()
+                           if spec.labels[:2] == REPOSITORY_LABELS)
+_DUPLICATE = {source: {(contract.REGISTRY_DUPLICATES.name, source): 1.0}
+              for source in ("distribution", "harbor")}
+
+
 def build(section: RegistrySettings, runtime: Runtime) -> RegistryEventCollector:
-    """The webhook receivers; no target to read, so nothing for /readyz to wait on."""
-    return RegistryEventCollector(section)
+    """The webhook receivers, counting into the runtime's state store."""
+    return RegistryEventCollector(section, runtime.state.ledger("registry",
+                                                                 section.dedup_window))

@@ -3,7 +3,10 @@
 A pure-Python, standard-library-only analysis: :func:`analyze` parses a Dockerfile (BuildKit
 syntax: heredocs, ``--mount``, ``# escape=``, multi-stage), runs the rules in ``rules.py`` and
 returns findings whose ``fix`` is a unified diff of the real file. ``report`` renders them as
-``PATH:LINE: rule: message`` lines or JSON. The CLI wiring lives elsewhere.
+``PATH:LINE: rule: message`` lines or JSON. ``cost`` charges each finding with the cache busts
+and rebuild time counted for its lines, read by ``history`` from an exporter or Prometheus
+(plain HTTP, no client library); ``command`` is the ``cachewatch doctor`` command behind the
+Typer wiring in ``commands.py``.
 """
 
 from __future__ import annotations

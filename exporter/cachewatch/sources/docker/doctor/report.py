@@ -16,7 +16,8 @@ from pathlib import Path
 from .dockerfile import parse
 from .rules import Context, Finding, run_all
 
-__all__ = ["analyze", "apply_fix", "dockerignore_for", "exit_code", "to_json", "to_text"]
+__all__ = ["analyze", "apply_fix", "dockerignore_for", "exit_code", "to_dicts", "to_json",
+           "to_text"]
 
 
 def analyze(
@@ -61,20 +62,28 @@ def dockerignore_for(dockerfile: Path, context: Path | None = None) -> str | Non
     return None
 
 
-def to_text(findings: list[Finding], path: str) -> str:
-    """``PATH:LINE: rule: message`` per finding, the fix indented below it."""
+def to_text(findings: list[Finding], path: str, notes: list[str | None] | None = None) -> str:
+    """``PATH:LINE: rule: message`` per finding, then its note (``notes[i]``, such as what it
+    cost) and its fix, indented below it."""
     out: list[str] = []
-    for finding in findings:
+    for index, finding in enumerate(findings):
         out.append(f"{path}:{finding.line}: {finding.rule}: {finding.message}")
+        if notes and notes[index]:
+            out.append(f"    {notes[index]}")
         if finding.fix:
             out += ["    " + line for line in finding.fix.rstrip("\n").split("\n")]
     return "\n".join(out) + ("\n" if out else "")
 
 
+def to_dicts(findings: list[Finding], path: str) -> list[dict[str, object]]:
+    """Findings as plain dicts (path, line, rule, message, fix, instruction)."""
+    return [{"path": path, "line": f.line, "rule": f.rule, "message": f.message,
+             "fix": f.fix, "instruction": f.instruction} for f in findings]
+
+
 def to_json(findings: list[Finding], path: str) -> str:
     """A JSON list of findings (path, line, rule, message, fix, instruction) for tools."""
-    return json.dumps([{"path": path, "line": f.line, "rule": f.rule, "message": f.message,
-                        "fix": f.fix, "instruction": f.instruction} for f in findings], indent=2)
+    return json.dumps(to_dicts(findings, path), indent=2)
 
 
 def exit_code(findings: list[Finding]) -> int:

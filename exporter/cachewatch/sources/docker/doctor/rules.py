@@ -1425,7 +1425,7 @@ def _pattern_regex(pattern: str) -> re.Pattern[str]:
 def _ignored(dockerignore: str, path: str) -> bool:
     """Whether ``path`` is left out of the context (last matching pattern wins, ``!`` undoes)."""
     result = False
-    for raw in dockerignore.splitlines():
+    for raw in _file_lines(dockerignore):
         pattern = raw.strip()
         if not pattern or pattern.startswith("#"):
             continue
@@ -1454,6 +1454,13 @@ def _looks_like_node(df: Dockerfile) -> bool:
                                         for s in run_info(ins).steps):
             return True
     return False
+
+
+def _file_lines(text: str) -> list[str]:
+    """Lines as Docker and ``patch`` see them: split on newlines only (``splitlines`` would also
+    split on form feeds and other separators, and the fix would not apply)."""
+    lines = [line.removesuffix("\r") for line in text.split("\n")]
+    return lines[:-1] if lines[-1] == "" else lines
 
 
 def _ignore_path(path: str) -> str:
@@ -1499,7 +1506,7 @@ def dockerignore_leaks(ctx: Context) -> list[Finding]:
         f"it: its content changes on every commit or install and busts this step and all "
         f"after it; add {', '.join(leaks)} to .dockerignore"
     )
-    old = ctx.dockerignore.splitlines()
+    old = _file_lines(ctx.dockerignore)
     fix = _diff(old, old + leaks, _ignore_path(ctx.path))
     return [Finding("dockerignore-leaks", ins.start_line, message, fix, ins.display())]
 

@@ -1,0 +1,145 @@
+"""What every state store is given and answers: batches of counter changes, de-duplicated.
+
+A receiver turns one request into one ``Batch``: a ``Change`` per event (the counter increments
+it makes, and the id it is de-duplicated on, if any), and for pushed cumulative counters an
+``Update`` of one stored record (an app instance's last values). A store applies a batch whole
+or not at all and says, per change, whether it was new. Only then is the request acknowledged.
+
+Counter keys are tuples ``(series name, *label values)``; stores keep them as compact JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+Key = tuple[str, ...]
+Counts = dict[Key, float]
+
+
+class StateError(Exception):
+    """The store could not take or give state now (down, slow, full): answer 503, retry later."""
+
+
+class StateTimeout(StateError):
+    """The store did not commit within ``state.timeout`` (it may still do so later)."""
+
+
+class NotLoaded(StateError):
+    """A source's counts could not be read from the store yet: its writes wait for that."""
+
+
+class StateInUse(StateError):
+    """Another process holds this state file: each replica needs its own, or shared redis://."""
+
+
+@dataclass(slots=True)
+class Change:
+    """One event's counter increments; ``once`` is its de-duplication id (``None``: always new).
+
+    ``if_seen`` is counted instead when ``once`` was already seen (the duplicates counter).
+    """
+
+    counts: Counts
+    once: bytes | None = None
+    if_seen: Counts | None = None
+
+
+@dataclass(slots=True)
+class Update:
+    """Read-modify-write of one stored JSON record, in the same transaction as the counters.
+
+    ``apply(old)`` gets the stored record (``None`` if never stored) and returns the record to
+    store, the counter increments and a value handed back to the caller. It may run more than
+    once (optimistic concurrency on Redis), so it must not change anything itself.
+    """
+
+    key: str
+    apply: Callable[[Any], tuple[Any, Counts, Any]]
+    keep_for: float = 7 * 86400  # a record not updated for this long may be forgotten
+
+
+@dataclass(slots=True)
+class Batch:
+    """Everything one request changes in one source's state, applied whole or not at all."""
+
+    source: str
+    changes: list[Change]
+    window: int = 100_000  # de-duplication ids remembered for this source
+    update: Update | None = None
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What a committed batch did: which changes were new, the counts added, the update's value."""
+
+    applied: list[bool]
+    counts: Counts = field(default_factory=dict)
+    value: Any = None
+
+
+def tally(changes: Iterable[Change], applied: Iterable[bool]) -> Counts:
+    """The increments of a batch once the store has said which of its changes were new."""
+    total: Counts = defaultdict(float)
+    for change, new in zip(changes, applied, strict=True):
+        for key, delta in (change.counts if new else change.if_seen or {}).items():
+            total[key] += delta
+    return total
+
+
+def encode(key: Key) -> str:
+    """A counter key as stored: compact JSON, so any label value round-trips."""
+    return json.dumps(key, separators=(",", ":"), ensure_ascii=False)
+
+
+_ENCODED: dict[Key, str] = {}
+
+
+def encoded(key: Key) -> str:
+    """``encode`` remembered: the same few hundred series are written again and again."""
+    text = _ENCODED.get(key)
+    if text is None:
+        if len(_ENCODED) >= 50_000:
+            _ENCODED.clear()
+        text = _ENCODED[key] = encode(key)
+    return text
+
+
+def decode(stored: str | bytes) -> Key:
+    return tuple(json.loads(stored))
+
+
+class Store(ABC):
+    """One backend. ``write`` runs on the state's writer thread (never on the event loop),
+    except for a store that is ``inline`` (memory), which is cheap enough to call in place."""
+
+    backend: ClassVar[str]
+    inline: ClassVar[bool] = False
+    # Where the state is, for logs and the info metric (never with credentials).
+    where: str = ""
+
+    @abstractmethod
+    def load(self, source: str) -> Counts:
+        """Every stored counter of ``source`` (this replica's)."""
+
+    @abstractmethod
+    def write(self, batches: list[Batch]) -> list[Outcome | Exception]:
+        """Apply each batch whole or not at all; one result per batch. Raises ``StateError``
+        when nothing could be written."""
+
+    async def write_now(self, batch: Batch) -> Outcome | Exception | None:
+        """Commit ``batch`` on the event loop if that cannot block it (no disk sync, no lock
+        to wait for; network I/O awaited like any socket); ``None`` hands it to the writer
+        thread, as every batch goes by default."""
+        return None
+
+    @abstractmethod
+    def ping(self) -> None:
+        """Raise ``StateError`` unless the store answers now."""
+
+    def close(self) -> None:  # noqa: B027 - most stores hold something to release
+        """Release connections and locks; nothing by default."""

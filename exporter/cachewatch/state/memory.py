@@ -1,0 +1,63 @@
+"""``memory://``: state kept in the process only; a restart forgets counts and ids."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+from .base import Batch, Counts, Outcome, Store, tally
+
+
+class RecentIds:
+    """The last ``size`` ids seen: redeliveries inside that window are dropped."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._ids: OrderedDict[bytes, None] = OrderedDict()
+
+    def seen(self, event_id: bytes) -> bool:
+        """True if ``event_id`` was seen before; remembers it either way."""
+        if event_id in self._ids:
+            self._ids.move_to_end(event_id)
+            return True
+        self._ids[event_id] = None
+        if len(self._ids) > self.size:
+            self._ids.popitem(last=False)
+        return False
+
+
+class MemoryStore(Store):
+    """Counts live in the ledgers' own memory; this keeps the ids and records."""
+
+    backend = "memory"
+    inline = True
+    where = "memory"
+
+    def __init__(self) -> None:
+        self._ids: dict[str, RecentIds] = {}
+        self._records: dict[tuple[str, str], Any] = {}
+
+    def load(self, source: str) -> Counts:
+        return {}
+
+    def write(self, batches: list[Batch]) -> list[Outcome | Exception]:
+        results: list[Outcome | Exception] = []
+        for batch in batches:
+            ids = self._ids.get(batch.source)
+            if ids is None:
+                ids = self._ids[batch.source] = RecentIds(batch.window)
+            ids.size = batch.window
+            applied = [c.once is None or not ids.seen(c.once) for c in batch.changes]
+            counts = tally(batch.changes, applied)
+            value = None
+            if batch.update is not None:
+                slot = (batch.source, batch.update.key)
+                record, more, value = batch.update.apply(self._records.get(slot))
+                self._records[slot] = record
+                for key, delta in more.items():
+                    counts[key] = counts.get(key, 0.0) + delta
+            results.append(Outcome(applied, counts, value))
+        return results
+
+    def ping(self) -> None:
+        """Always answers."""

@@ -1,0 +1,303 @@
+"""``sqlite://``: an embedded file in WAL mode, one writer (this process, enforced by a lock).
+
+Each group of batches is one transaction; a batch that fails inside it is rolled back to its
+savepoint, so it leaves nothing behind while the others commit. With ``synchronous=NORMAL`` a
+committed transaction is in the WAL file before the request is answered: it survives the
+process being killed (``kill -9``, OOM), not a power loss or kernel crash, which may lose the
+last transactions (never corrupt the file). ``synchronous=FULL`` syncs the WAL on every commit
+and survives those too, at the cost of one fsync per commit.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import IO, Any
+
+from .base import Batch, Counts, Outcome, StateError, StateInUse, Store, decode, encoded, tally
+
+log = logging.getLogger("cachewatch.state")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS counters (
+    source TEXT NOT NULL, key TEXT NOT NULL, value REAL NOT NULL,
+    PRIMARY KEY (source, key)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS generations (
+    source TEXT PRIMARY KEY, current INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS records (
+    source TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, expires REAL NOT NULL,
+    PRIMARY KEY (source, key)) WITHOUT ROWID;
+"""
+UPSERT = ("INSERT INTO counters (source, key, value) VALUES (?, ?, ?) "
+          "ON CONFLICT (source, key) DO UPDATE SET value = value + excluded.value")
+# Ids live in two generations per source (tables seen_<source>_0 and _1): new ids go into the
+# current one, a lookup checks both, and once the current one holds a window of ids the older
+# one is emptied (a truncation, not a scan) and becomes current. So a source remembers between
+# one and two windows of ids, and forgetting costs next to nothing.
+SEEN = """CREATE TABLE IF NOT EXISTS seen_{source}_{n} (
+    id BLOB PRIMARY KEY) WITHOUT ROWID"""
+BUSY = (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED: another process holds the file
+SLOW_ON_LOOP = 0.02  # a commit on the event loop slower than this moves commits off it ...
+OFF_LOOP_FOR = 30.0  # ... for this long
+
+
+class SqliteStore(Store):
+    """State in one SQLite file, owned by this process while it runs.
+
+    A commit in WAL mode with ``synchronous=NORMAL`` appends a few pages to the WAL file and
+    never syncs, so it is taken on the event loop when nothing else holds the file
+    (``write_now``): no thread hand-off for each request. Anything that may wait goes to the
+    writer thread instead: the file locked by another process, the writer busy, a
+    ``synchronous=FULL`` commit (an fsync each), and, for a while, everything after a commit on
+    the loop that was slow (a disk that stalls). Checkpoints, which sync, run on the writer
+    thread on a connection of their own (``ping``).
+    """
+
+    backend = "sqlite"
+
+    def __init__(self, path: Path, synchronous: str = "normal", timeout: float = 2.0) -> None:
+        self.path = path
+        self.where = str(path)
+        self._mutex = threading.Lock()  # one commit at a time, on the loop or the writer
+        self._on_loop = synchronous != "full"
+        self._off_loop_until = 0.0
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._owner = _lock(path)
+            # The writer's connection waits for a busy file; the loop's never does.
+            self._db = self._connect(synchronous, timeout)
+            self._db.executescript(SCHEMA)
+            self._db.execute("DELETE FROM records WHERE expires < ?", (time.time(),))
+            self._fast = self._connect(synchronous, 0.0)
+            # Checkpoints (they sync) on a connection of their own: in WAL mode a checkpoint
+            # runs beside commits, so a slow fsync never holds up a request.
+            self._checkpoints = self._connect(synchronous, timeout)
+        except StateInUse:
+            raise
+        except (OSError, sqlite3.Error) as exc:
+            raise StateError(f"cannot open state file {path}: {exc}") from exc
+        self._ids: dict[str, _Generations] = {}
+
+    def _connect(self, synchronous: str, timeout: float) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                             timeout=timeout)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'full' else 'NORMAL'}")
+        db.execute("PRAGMA wal_autocheckpoint=0")  # checkpoints (they sync) run in ping()
+        db.execute(f"PRAGMA journal_size_limit={64 * 1024 * 1024}")
+        return db
+
+    def load(self, source: str) -> Counts:
+        try:
+            with self._mutex:
+                rows = self._db.execute("SELECT key, value FROM counters WHERE source = ?",
+                                        (source,)).fetchall()
+        except sqlite3.Error as exc:
+            raise StateError(f"reading {self.path}: {exc}") from exc
+        return {decode(key): value for key, value in rows}
+
+    def write(self, batches: list[Batch]) -> list[Outcome | Exception]:
+        with self._mutex:
+            return self._commit(self._db, batches)
+
+    async def write_now(self, batch: Batch) -> Outcome | Exception | None:
+        if not self._on_loop or time.monotonic() < self._off_loop_until:
+            return None
+        if not self._mutex.acquire(blocking=False):
+            return None  # the writer has the file: queue behind it
+        started = time.monotonic()
+        try:
+            result = self._commit(self._fast, [batch])[0]
+        except StateError as exc:
+            if getattr(exc.__cause__, "sqlite_errorcode", None) in BUSY:
+                return None  # another process holds the file: the writer waits for it
+            return exc
+        finally:
+            self._mutex.release()
+        took = time.monotonic() - started
+        if took > SLOW_ON_LOOP:
+            self._off_loop_until = time.monotonic() + OFF_LOOP_FOR
+            log.warning("a state commit took %.0f ms: commits move off the event loop for"
+                        " %.0f s", took * 1000, OFF_LOOP_FOR, extra={"state": self.where})
+        return result
+
+    def _commit(self, db: sqlite3.Connection, batches: list[Batch]
+                ) -> list[Outcome | Exception]:
+        """One transaction for ``batches`` (the caller holds the mutex)."""
+        sizes = {source: ids.size for source, ids in self._ids.items()}
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            if len(batches) == 1:  # the transaction is the batch: no savepoint needed
+                try:
+                    results: list[Outcome | Exception] = [self._one(db, batches[0])]
+                except sqlite3.Error:
+                    raise
+                except Exception as exc:  # a bug, not the store: say so, keep nothing
+                    db.execute("ROLLBACK")
+                    self._restore(sizes)
+                    return [exc]
+            else:
+                results = [self._guarded(db, batch) for batch in batches]
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            self._restore(sizes)
+            raise StateError(f"writing {self.path}: {exc}") from exc
+        return results
+
+    def _restore(self, sizes: dict[str, int]) -> None:
+        for source, ids in self._ids.items():
+            ids.size = sizes.get(source, 0)
+
+    def _guarded(self, db: sqlite3.Connection, batch: Batch) -> Outcome | Exception:
+        """One batch of several in a transaction: a failure rolls back this batch only. Only an
+        update runs code that can fail short of the store; plain claims need no savepoint."""
+        if batch.update is None:
+            return self._one(db, batch)
+        db.execute("SAVEPOINT batch")
+        try:
+            result: Outcome | Exception = self._one(db, batch)
+        except sqlite3.Error:
+            raise
+        except Exception as exc:
+            db.execute("ROLLBACK TO batch")
+            result = exc
+        db.execute("RELEASE batch")
+        return result
+
+    def _one(self, db: sqlite3.Connection, batch: Batch) -> Outcome:
+        source = batch.source
+        applied = []
+        ids = self._generations(db, batch) if any(
+            c.once is not None for c in batch.changes) else None
+        for change in batch.changes:
+            new = True
+            if change.once is not None:
+                assert ids is not None
+                new = db.execute(ids.insert, (change.once,)).rowcount == 1 and \
+                    db.execute(ids.lookup, (change.once,)).fetchone() is None
+                ids.size += new
+            applied.append(new)
+        counts = tally(batch.changes, applied)
+        value = None
+        if batch.update is not None:
+            value = self._update(db, batch, counts)
+        if counts:
+            db.executemany(UPSERT, [(source, encoded(k), v) for k, v in counts.items()])
+        return Outcome(applied, counts, value)
+
+    def _update(self, db: sqlite3.Connection, batch: Batch, counts: Counts) -> Any:
+        update = batch.update
+        assert update is not None
+        row = db.execute("SELECT value FROM records WHERE source = ? AND key = ?",
+                               (batch.source, update.key)).fetchone()
+        record, more, value = update.apply(json.loads(row[0]) if row else None)
+        db.execute(
+            "INSERT OR REPLACE INTO records VALUES (?, ?, ?, ?)",
+            (batch.source, update.key, json.dumps(record, separators=(",", ":")),
+             time.time() + update.keep_for))
+        for key, delta in more.items():
+            counts[key] = counts.get(key, 0.0) + delta
+        return value
+
+    def _generations(self, db: sqlite3.Connection, batch: Batch) -> _Generations:
+        """The id tables of ``batch.source``, made and read on first use."""
+        ids = self._ids.get(batch.source)
+        if ids is None:
+            if not batch.source.isidentifier():
+                raise ValueError(f"source {batch.source!r} cannot name a table")
+            for n in (0, 1):
+                db.execute(SEEN.format(source=batch.source, n=n))
+            row = db.execute("SELECT current FROM generations WHERE source = ?",
+                             (batch.source,)).fetchone()
+            ids = _Generations(batch.source, row[0] if row else 0)
+            ids.size = db.execute(f"SELECT count(*) FROM {ids.table(ids.current)}").fetchone()[0]
+            self._ids[batch.source] = ids
+        ids.window = batch.window
+        return ids
+
+    def _rotate(self) -> None:
+        """Empty the older generation of each source whose current one holds a window, and
+        make it current: on the writer thread, a truncation, a few milliseconds."""
+        for ids in list(self._ids.values()):
+            if ids.size < ids.window:
+                continue
+            with self._mutex:
+                older = 1 - ids.current
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    self._db.execute(f"DELETE FROM {ids.table(older)}")
+                    self._db.execute("INSERT OR REPLACE INTO generations VALUES (?, ?)",
+                                     (ids.source, older))
+                    self._db.execute("COMMIT")
+                except sqlite3.Error:
+                    self._db.execute("ROLLBACK")
+                    raise
+                ids.switch(older)
+
+    def ping(self) -> None:
+        """Rotate the id generations, checkpoint the WAL into the file (this syncs, beside any
+        commit); on the writer thread every few seconds: it proves the file answers and keeps
+        the WAL and the ids small."""
+        try:
+            self._rotate()
+            self._checkpoints.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        except sqlite3.Error as exc:
+            raise StateError(f"{self.path}: {exc}") from exc
+
+    def close(self) -> None:
+        try:
+            with self._mutex:
+                self._fast.close()
+                self._checkpoints.close()
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                self._db.close()
+        except sqlite3.Error:
+            pass  # what is committed is in the WAL; the next open replays it
+        finally:
+            self._owner.close()
+
+
+def _lock(path: Path) -> IO[str]:
+    """Hold ``<file>.lock`` while running: two processes counting into one file would both
+    export the same counts. The kernel drops the lock when the process dies, even by kill -9."""
+    handle = path.with_name(path.name + ".lock").open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        owner = handle.read().strip() or "another process"
+        handle.close()
+        raise StateInUse(
+            f"state file {path} is in use by {owner}: give each replica its own file"
+            " (--state-url sqlite:////path), or share redis:// state between replicas") from None
+    handle.truncate(0)
+    handle.write(f"cachewatch pid {os.getpid()}\n")
+    handle.flush()
+    return handle
+
+
+class _Generations:
+    """One source's two id tables: which is current, how many ids it holds, the SQL."""
+
+    def __init__(self, source: str, current: int) -> None:
+        self.source = source
+        self.size = 0
+        self.window = 100_000
+        self.switch(current)
+
+    def table(self, n: int) -> str:
+        return f"seen_{self.source}_{n}"
+
+    def switch(self, current: int) -> None:
+        self.current = current
+        self.size = 0
+        self.insert = f"INSERT OR IGNORE INTO {self.table(current)} VALUES (?)"
+        self.lookup = f"SELECT 1 FROM {self.table(1 - current)} WHERE id = ?"
