@@ -80,8 +80,8 @@ def _refused(r: Rejections) -> str:
 
 
 def health_alerts(t: Thresholds, parts: Sequence[BundlePart]) -> list[dict[str, Any]]:
-    """cachewatch's own health: targets it cannot read, collectors failing and, if any part
-    receives data, data refused."""
+    """cachewatch's own health: targets it cannot read, collectors failing, a state store that
+    cannot take what is received and, if any part receives data, data refused."""
     refused = rejections(parts)
     return [
         alert(
@@ -100,6 +100,13 @@ def health_alerts(t: Thresholds, parts: Sequence[BundlePart]) -> list[dict[str, 
             "cachewatch {{ $labels.collector }} keeps failing on {{ $labels.target }}",
             f"{{{{ $value | humanize }}}} {{{{ $labels.reason }}}} errors reading "
             f"{{{{ $labels.target }}}} in {t.errors_window}.", overview.UID, t),
+        alert(
+            "CachewatchStateDown",
+            f"{contract.STATE_UP.name} == 0", "2m", "critical",
+            "cachewatch cannot store what it receives",
+            f"The state store ({contract.STATE_INFO.name} says which) fails or is too slow: "
+            "webhooks, builds and pushes get 503 and their senders retry; "
+            f"{contract.STATE_ERRORS.name} says what fails.", overview.UID, t),
         *([alert(
             "CachewatchWebhooksRejected",
             "\nor\n".join(_refused(r) for r in refused), "0m", "warning",
