@@ -26,6 +26,7 @@ from fastapi.responses import JSONResponse
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -49,15 +50,16 @@ REJECT_REASONS = ("auth", "too_large", "malformed", "cache_cap", "instance_cap")
 MAX_COUNT = 2**53
 
 
-def _exact(value: float) -> float:
-    if value > MAX_COUNT:
+def _exact(value: Any) -> Any:
+    """Before float conversion: 2^53 + 1 would silently become 2^53."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > MAX_COUNT:
         raise ValueError(f"counters above 2^53 ({MAX_COUNT}) cannot be kept exactly as"
                          " Prometheus float64 samples; reset the counter or push deltas rebased")
     return value
 
 
 # Cumulative counts: non-negative, finite, and exact in float64 (Prometheus' sample type).
-Count = Annotated[float, Field(ge=0, allow_inf_nan=False), AfterValidator(_exact)]
+Count = Annotated[float, Field(ge=0, allow_inf_nan=False), BeforeValidator(_exact)]
 # Names from the client become label values (cache, app_instance) and stored keys.
 Name = Annotated[str, Field(min_length=1, max_length=128), AfterValidator(safe_label)]
 # Latency histograms kept with their own (cache, op) labels; more fold into (other, other).

@@ -1,0 +1,195 @@
+"""Hostile input: lone surrogates, control characters, huge counters and floods of names or
+resources, against the one boundary that makes outside strings safe and a running exporter.
+
+Every case from the issue is a test here; after each input ``/metrics`` must still answer 200.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import unicodedata
+
+import httpx
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.parser import text_string_to_metric_families
+
+from cachewatch import contract
+from cachewatch.contract import Families
+from cachewatch.exposition import Exposition
+from cachewatch.labels import MAX_LABEL, safe_label, safe_text
+from cachewatch.logs import JsonFormatter, LogfmtFormatter
+
+from support import Exporter
+from support import settings as exporter_settings
+
+HOSTILE = "a\x1b[31mred\x00\x07\udfff\ud800\u2028z"  # two lone surrogates, not a pair
+MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+PULLS = "cachewatch_registry_image_pulls_total"
+
+
+def receivers(**overrides: object):
+    return exporter_settings([], **{"redis.enabled": False, **overrides})
+
+
+def raw_json(value: object) -> str:
+    """JSON whose strings keep lone surrogates as ``\\ud800`` escapes, as a client sends."""
+    return json.dumps(value)  # ensure_ascii: every non-ASCII code point, surrogates too, escaped
+
+
+def scrape_ok(exporter: Exporter) -> str:
+    response = exporter.get("/metrics")
+    assert response.status_code == 200, response.text
+    text = response.text
+    list(text_string_to_metric_families(text))  # parses: no broken escapes
+    return text
+
+
+# --- the boundary ---------------------------------------------------------------------------
+@given(st.text(alphabet=st.characters(codec=None), max_size=400))
+def test_safe_label_always_encodes_has_no_controls_is_bounded_and_idempotent(text):
+    safe = safe_label(text)
+    safe.encode("utf-8")  # never raises
+    assert not any(unicodedata.category(c) in ("Cc", "Cs") for c in safe)
+    assert len(safe) <= MAX_LABEL
+    assert safe_label(safe) == safe
+
+
+def test_safe_label_replaces_and_escapes_visibly():
+    assert safe_label(HOSTILE) == "a\\x1b[31mred\\x00\\x07\ufffd\ufffd\\u2028z"
+    assert safe_label("team/app:v1.2 ünïcödé") == "team/app:v1.2 ünïcödé"  # untouched
+    assert safe_label("x" * 1000) == "x" * MAX_LABEL
+    assert safe_text("line\none\ttab\x1b", keep="\n\t") == "line\none\ttab\\x1b"
+
+
+@pytest.mark.parametrize("formatter", [LogfmtFormatter(), JsonFormatter()])
+def test_a_log_line_with_hostile_fields_is_one_line_of_valid_utf8(formatter):
+    record = logging.LogRecord("cachewatch.test", logging.WARNING, __file__, 1,
+                               "refused %s", (HOSTILE,), None)
+    record.repository = HOSTILE
+    record.sizes = [HOSTILE]
+    line = formatter.format(record)
+    line.encode("utf-8")
+    assert "\n" not in line and "\u2028" not in line
+    assert not any(unicodedata.category(c) in ("Cc", "Cs") for c in line)
+    assert "\\x1b[31mred" in line  # visible, not dropped
+
+
+class _Raw:
+    """A collector that hands the encoder a label no receiver made safe."""
+
+    def collect(self):
+        out = Families()
+        out.add(contract.CACHE_ENTRIES, {"layer": "app", "cache": "bad\ud800"}, 1)
+        yield from out
+
+
+@pytest.mark.parametrize("accept", [None, CONTENT_TYPE_LATEST])
+def test_the_exposition_never_fails_on_a_string_nobody_made_safe(accept):
+    body, _ = Exposition([_Raw()]).render(accept)
+    assert 'cache="bad\ufffd"' in body.decode("utf-8")
+
+
+# --- receivers, against a running exporter --------------------------------------------------
+def test_surrogates_and_controls_in_registry_events_never_break_metrics(exporter_factory):
+    exporter = exporter_factory(receivers(**{"registry.tag_label": True}))
+    envelope = {"events": [
+        {"id": "id-\ud800", "action": "pull",
+         "target": {"repository": "team/" + HOSTILE, "mediaType": MANIFEST, "tag": HOSTILE}},
+        {"id": "\udfff", "action": "push",
+         "target": {"repository": "x\ud800", "mediaType": MANIFEST, "tag": "t"}}]}
+    post = httpx.post(exporter.url + "/webhooks/registry?registry=r%1B%00", timeout=10,
+                      content=raw_json(envelope), headers={"content-type": "application/json"})
+    assert post.status_code == 200, post.text
+    assert post.json()["accepted"] == 2
+    again = httpx.post(exporter.url + "/webhooks/registry", content=raw_json(envelope),
+                       headers={"content-type": "application/json"}, timeout=10)
+    assert again.json()["duplicates"] == 2  # a surrogate id de-duplicates like any other
+    harbor = {"type": "PULL_ARTIFACT", "event_data": {
+        "repository": {"repo_full_name": "h/" + HOSTILE}, "resources": [{"tag": "\ud800"}]}}
+    assert httpx.post(exporter.url + "/webhooks/harbor", content=raw_json(harbor),
+                      timeout=10).status_code == 200
+    text = scrape_ok(exporter)
+    pulls = {s.labels["repository"]: s.labels for f in text_string_to_metric_families(text)
+             for s in f.samples if s.name == PULLS}
+    safe = safe_label(HOSTILE)
+    assert pulls.get("team/" + safe, {}).get("tag") == safe, list(pulls)
+    assert pulls["team/" + safe]["registry"] == "r\\x1b\\x00"
+    assert pulls["h/" + safe]["tag"] == "\ufffd"
+
+
+def test_a_hostile_name_stored_and_restored_after_a_restart_still_renders(exporter_factory,
+                                                                          tmp_path):
+    url = f"sqlite:///{tmp_path}/state.db"
+    first = exporter_factory(receivers(**{"state.url": url}))
+    envelope = {"events": [{"id": "1", "action": "pull", "target": {
+        "repository": HOSTILE, "mediaType": MANIFEST}}]}
+    assert httpx.post(first.url + "/webhooks/registry", content=raw_json(envelope),
+                      timeout=10).json()["accepted"] == 1
+    first.stop()
+    second = exporter_factory(receivers(**{"state.url": url}))
+    assert second.scrape().value(PULLS, repository=safe_label(HOSTILE), tag="") == 1
+
+
+def test_app_and_build_names_with_surrogates_are_refused_cleanly_and_controls_escaped(
+        exporter_factory):
+    exporter = exporter_factory(receivers())
+    bad = {"instance": "i\ud800", "caches": [{"name": "c", "stats": {"hitCount": 1}}]}
+    response = httpx.post(exporter.url + "/api/v1/caches", content=raw_json(bad), timeout=10)
+    assert response.status_code == 400  # not JSON that pydantic accepts: a clear 400
+    assert response.json()["error"].startswith("body: Invalid JSON")
+    controls = {"instance": "i\x1b", "caches": [
+        {"name": "c\x00\x07", "stats": {"hitCount": 1}}]}
+    assert httpx.post(exporter.url + "/api/v1/caches", json=controls,
+                      timeout=10).status_code == 202
+    build = {"image": "img\x1b", "target": "t\x00", "id": "\x07", "summary": {
+        "status": "success", "duration_seconds": 1.0, "lookups": 1, "hits": 1, "misses": 0}}
+    assert httpx.post(exporter.url + "/api/v1/builds", json=build, timeout=10).status_code == 202
+    m = exporter.scrape()
+    assert m.value("cachewatch_cache_lookups_total", layer="app", cache="c\\x00\\x07",
+                   result="hit") == 1
+    assert m.value("cachewatch_app_cache_last_push_timestamp_seconds", app_instance="i\\x1b") > 0
+    assert m.label_values("cachewatch_docker_builds_total", "image") == {"img\\x1b"}
+
+
+@pytest.mark.parametrize("value, status, message", [
+    ("9007199254740993", 422, "caches.0.stats.hitCount: Value error, counters above 2^53"),
+    ("1e300", 422, "caches.0.stats.hitCount: Value error, counters above 2^53"),
+    ("-1", 422, "caches.0.stats.hitCount: Input should be greater than or equal to 0"),
+    ("NaN", 422, "caches.0.stats.hitCount"),
+    ("Infinity", 422, "caches.0.stats.hitCount"),
+])
+def test_counters_that_cannot_be_exact_are_refused_naming_the_field(exporter_factory, value,
+                                                                    status, message):
+    exporter = exporter_factory(receivers())
+    body = '{"instance": "i", "caches": [{"name": "c", "stats": {"hitCount": %s}}]}' % value
+    response = httpx.post(exporter.url + "/api/v1/caches", content=body, timeout=10)
+    assert response.status_code == status, response.text
+    assert response.json()["error"].startswith(message)
+    m = exporter.scrape()
+    assert m.value("cachewatch_app_push_rejected_total", reason="malformed") == 1
+    assert not m.find("cachewatch_cache_lookups_total", layer="app")
+    exact = body.replace(value, str(2**53))
+    assert httpx.post(exporter.url + "/api/v1/caches", content=exact,
+                      timeout=10).status_code == 202
+    assert exporter.scrape().value("cachewatch_cache_lookups_total", layer="app", cache="c",
+                                   result="hit") == 2**53
+
+
+def test_a_harbor_event_with_too_many_resources_is_refused_and_counted(exporter_factory):
+    exporter = exporter_factory(receivers())
+    flood = {"type": "PULL_ARTIFACT", "event_data": {
+        "repository": {"repo_full_name": "team/app"}, "resources": [{}] * 500_000}}
+    response = httpx.post(exporter.url + "/webhooks/harbor", json=flood, timeout=30)
+    assert response.status_code == 400
+    assert "500000 resources in one event, over 1000" in response.json()["error"]
+    fine = {**flood, "event_data": {**flood["event_data"], "resources": [{}] * 1000}}
+    assert httpx.post(exporter.url + "/webhooks/harbor", json=fine,
+                      timeout=10).status_code == 200
+    m = exporter.scrape()
+    assert m.value("cachewatch_registry_webhook_rejected_total", source="harbor",
+                   reason="too_many_resources") == 1
+    assert m.value(PULLS, repository="team/app", tag="") == 1000
