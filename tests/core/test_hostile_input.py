@@ -73,7 +73,8 @@ def test_a_log_line_with_hostile_fields_is_one_line_of_valid_utf8(formatter):
     record.sizes = [HOSTILE]
     line = formatter.format(record)
     line.encode("utf-8")
-    assert "\n" not in line and "\u2028" not in line
+    assert "\n" not in line
+    assert "\u2028" not in line
     assert not any(unicodedata.category(c) in ("Cc", "Cs") for c in line)
     assert "\\x1b[31mred" in line  # visible, not dropped
 
@@ -155,7 +156,7 @@ def test_app_and_build_names_with_surrogates_are_refused_cleanly_and_controls_es
     assert m.label_values("cachewatch_docker_builds_total", "image") == {"img\\x1b"}
 
 
-@pytest.mark.parametrize("value, status, message", [
+@pytest.mark.parametrize(("value", "status", "message"), [
     ("9007199254740993", 422, "caches.0.stats.hitCount: Value error, counters above 2^53"),
     ("1e300", 422, "caches.0.stats.hitCount: Value error, counters above 2^53"),
     ("-1", 422, "caches.0.stats.hitCount: Input should be greater than or equal to 0"),
@@ -165,7 +166,8 @@ def test_app_and_build_names_with_surrogates_are_refused_cleanly_and_controls_es
 def test_counters_that_cannot_be_exact_are_refused_naming_the_field(exporter_factory, value,
                                                                     status, message):
     exporter = exporter_factory(receivers())
-    body = '{"instance": "i", "caches": [{"name": "c", "stats": {"hitCount": %s}}]}' % value
+    body = '{"instance": "i", "caches": [{"name": "c", "stats": {"hitCount": VALUE}}]}'
+    body = body.replace("VALUE", value)
     response = httpx.post(exporter.url + "/api/v1/caches", content=body, timeout=10)
     assert response.status_code == status, response.text
     assert response.json()["error"].startswith(message)
