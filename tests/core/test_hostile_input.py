@@ -6,8 +6,10 @@ Every case from the issue is a test here; after each input ``/metrics`` must sti
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import random
 import unicodedata
 
 import httpx
@@ -195,3 +197,37 @@ def test_a_harbor_event_with_too_many_resources_is_refused_and_counted(exporter_
     assert m.value("cachewatch_registry_webhook_rejected_total", source="harbor",
                    reason="too_many_resources") == 1
     assert m.value(PULLS, repository="team/app", tag="") == 1000
+
+
+@pytest.mark.e2e  # a load test: 300,000 pushed caches take ~30 s on two cores
+def test_app_pushes_stay_bounded_whatever_clients_send(exporter_factory):
+    """Default caps, 1000 instances x 300 random cache names with latency: bounded series,
+    no duplicate series, every instance and every folded count kept once."""
+    from cachewatch.sources.app.push import AppCacheCollector, CachePush
+
+    exporter = exporter_factory(receivers())
+    app = next(c for c in exporter.collectors if isinstance(c, AppCacheCollector))
+    rng = random.Random(14)
+    pool = list({"".join(chr(rng.randrange(32, 0x2FFF)) for _ in range(rng.randrange(1, 20)))
+                 for _ in range(50)} | {f"cache-{i}" for i in range(400)})
+    buckets = dict.fromkeys([*(repr(float(b)) for b in contract.LATENCY_BUCKETS), "+Inf"], 1.0)
+    async def flood() -> None:
+        for instance in range(1000):
+            caches = [{"name": name, "stats": {"hitCount": 1},
+                       "latency": [{"op": "get", "buckets": buckets, "sum": 0.1}]}
+                      for name in rng.sample(pool, 300)]
+            await app.push(CachePush.model_validate({"instance": f"i{instance}",
+                                                     "caches": caches}))
+    asyncio.run(flood())
+    text = scrape_ok(exporter)
+    samples = [(s.name, tuple(sorted(s.labels.items())))
+               for f in text_string_to_metric_families(text) for s in f.samples]
+    assert len(samples) == len(set(samples))  # no duplicate series
+    app_samples = [s for s in samples if "app" in s[0] or ("layer", "app") in s[1]]
+    assert len(app_samples) <= 5000, len(app_samples)
+    m = exporter.scrape()
+    assert 900 < m.value("cachewatch_app_cache_instances", cache="other") <= 1000
+    # app.max_caches per instance too: each instance's first 200 caches count, 100 are refused
+    assert sum(m.find("cachewatch_cache_lookups_total", layer="app", result="hit")) == 200_000
+    assert m.value("cachewatch_app_push_rejected_total", reason="cache_cap") >= 100_000
+    assert len(m.find("cachewatch_app_cache_last_push_timestamp_seconds")) == 1000
