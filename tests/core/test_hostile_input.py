@@ -231,3 +231,47 @@ def test_app_pushes_stay_bounded_whatever_clients_send(exporter_factory):
     assert sum(m.find("cachewatch_cache_lookups_total", layer="app", result="hit")) == 200_000
     assert m.value("cachewatch_app_push_rejected_total", reason="cache_cap") >= 100_000
     assert len(m.find("cachewatch_app_cache_last_push_timestamp_seconds")) == 1000
+
+
+# --- fuzzing: arbitrary Unicode (lone surrogates included) in every string of each schema ----
+ANY = st.text(st.characters(codec=None), max_size=12) | st.sampled_from(["", "other", "x" * 300])
+COUNT = st.integers(-5, 2**60) | st.floats(allow_nan=True, allow_infinity=True)
+DISTRIBUTION = st.fixed_dictionaries({"events": st.lists(st.fixed_dictionaries({
+    "id": ANY, "action": st.sampled_from(["pull", "push", "mount", "delete"]) | ANY,
+    "target": st.fixed_dictionaries({"repository": ANY, "mediaType": st.just(MANIFEST) | ANY,
+                                     "tag": ANY, "size": COUNT}),
+    "request": st.fixed_dictionaries({"method": st.sampled_from(["GET", "HEAD"]) | ANY,
+                                      "host": ANY})}), max_size=4)})
+HARBOR = st.fixed_dictionaries({"type": st.sampled_from(["PULL_ARTIFACT", "PUSH_ARTIFACT"]),
+                                "event_data": st.fixed_dictionaries({
+                                    "repository": st.fixed_dictionaries({"repo_full_name": ANY}),
+                                    "resources": st.lists(st.fixed_dictionaries({"tag": ANY}),
+                                                          max_size=3)})})
+APP = st.fixed_dictionaries({"instance": ANY, "caches": st.lists(st.fixed_dictionaries({
+    "name": ANY, "stats": st.fixed_dictionaries({"hitCount": COUNT, "missCount": COUNT}),
+    "parent": ANY}), min_size=1, max_size=3)})
+BUILD = st.fixed_dictionaries({"image": ANY, "target": ANY, "id": ANY, "summary": st.just({
+    "status": "success", "duration_seconds": 1.0, "lookups": 1, "hits": 1, "misses": 0})})
+
+
+@pytest.mark.parametrize(("path", "schema"), [
+    ("/webhooks/registry", DISTRIBUTION), ("/webhooks/harbor", HARBOR),
+    ("/api/v1/caches", APP), ("/api/v1/builds", BUILD)])
+def test_fuzzed_bodies_never_get_5xx_and_metrics_stays_200(exporter_factory, path, schema):
+    from hypothesis import HealthCheck
+    from hypothesis import settings as hsettings
+
+    exporter = exporter_factory(receivers())
+    client = httpx.Client(base_url=exporter.url, timeout=10)
+
+    @hsettings(max_examples=40, deadline=None,
+               suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(schema)
+    def check(body):
+        response = client.post(path, content=json.dumps(body, allow_nan=True),
+                               headers={"content-type": "application/json"})
+        assert response.status_code < 500, response.text
+        assert client.get("/metrics").status_code == 200
+
+    check()
+    client.close()
