@@ -8,6 +8,7 @@ families are merged here before encoding.
 from __future__ import annotations
 
 import asyncio
+import logging
 import platform
 from collections.abc import Callable, Iterator, Sequence
 from functools import partial
@@ -20,8 +21,11 @@ from prometheus_client.utils import floatToGoString
 
 from . import __version__, contract
 from .contract import Families
+from .labels import safe_text
 from .runtime import Runtime
 from .target_collector import TargetCollector
+
+log = logging.getLogger("cachewatch.exposition")
 
 
 class BuildInfo(Collector):
@@ -75,7 +79,13 @@ class Exposition:
     def render(self, accept: str | None) -> tuple[bytes, str]:
         """Encode for the client's ``Accept`` header (OpenMetrics when asked, else text 0.0.4)."""
         encoder, content_type = choose_encoder(accept or "")
-        return _fast(encoder)(self), content_type  # type: ignore[arg-type]
+        try:
+            return _fast(encoder)(self), content_type  # type: ignore[arg-type]
+        except UnicodeEncodeError:
+            # Receivers make outside strings safe (labels.safe_label); should one slip through
+            # anyway, this scrape still answers, with the bad characters replaced.
+            log.error("a label value could not be encoded; scrape answered with it replaced")
+            return _fast(encoder)(_Safe(self)), content_type  # type: ignore[arg-type]
 
 
 def _fast(encoder: Callable[[Collector], bytes]) -> Callable[[Collector], bytes]:
@@ -126,3 +136,18 @@ class _Fixed:
 
     def collect(self) -> Iterator[Metric]:
         return iter(self._metrics)
+
+
+class _Safe:
+    """A registry's families with every label value and help text made encodable."""
+
+    def __init__(self, registry: Collector) -> None:
+        self._registry = registry
+
+    def collect(self) -> Iterator[Metric]:
+        for metric in self._registry.collect():
+            metric.documentation = safe_text(metric.documentation)
+            metric.samples = [sample._replace(labels={k: safe_text(v) for k, v
+                                                      in sample.labels.items()})
+                              for sample in metric.samples]
+            yield metric
