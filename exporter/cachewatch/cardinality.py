@@ -1,12 +1,16 @@
 """Bounded label values for anything named from outside (targets, repositories, caches).
 
 Prometheus keeps every distinct label set as a series forever-ish; a label fed by webhooks or
-query strings must not grow without bound, so past a cap new values fold into ``other``.
+query strings must not grow without bound, so past a cap new values fold into ``other``. Every
+value is made safe (``labels.safe_label``) before it is counted, so a cap is also the point
+where an outside string becomes a label value that can always be encoded.
 """
 
 from __future__ import annotations
 
 import threading
+
+from .labels import safe_label
 
 OTHER = "other"
 
@@ -27,6 +31,7 @@ class LabelCap:
         self.overflowed = 0
 
     def __call__(self, value: str) -> str:
+        value = safe_label(value)
         if value in self._seen:
             return value
         with self._lock:

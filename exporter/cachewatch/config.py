@@ -121,8 +121,10 @@ class StateSettings(BaseModel):
         description="`sqlite:///relative/path`, `sqlite:////absolute/path`,"
         " `redis://host:port/db` (shared by replicas) or `memory://` (keeps nothing)",
         json_schema_extra=flag("--state-url", metavar="URL", default=(
-            "`sqlite:///$XDG_STATE_HOME/cachewatch/state.db` (`~/.local/state/...`);"
-            " `sqlite:////var/lib/cachewatch/state.db` in the image")))
+            "SQLite in `$XDG_STATE_HOME/cachewatch/state.db` (`~/.local/state/...`);"
+            " `/var/lib/cachewatch/state.db` in the image"), help=(
+            "Where counts and de-duplication ids are kept: sqlite:///relative/path,"
+            " sqlite:////absolute/path, redis://host:port/db or memory://")))
     replica_id: str | None = Field(
         default=None, min_length=1, max_length=200,
         description="this replica's name in shared state; keep it stable across restarts",

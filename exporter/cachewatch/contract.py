@@ -305,8 +305,8 @@ APP_CACHE_INSTANCES = _spec(
     ("cache",), APP)
 APP_CACHE_LAST_PUSH = _spec(
     "app_cache_last_push_timestamp_seconds", Kind.GAUGE,
-    "When each live instance last pushed this cache; the series goes when the instance expires.",
-    ("cache", "app_instance"), APP)
+    "When each live instance last pushed; the series goes when the instance expires.",
+    ("app_instance",), APP)
 APP_CACHE_PARENT = _spec(
     "app_cache_parent_info", Kind.INFO,
     "Multi-level caches: the level behind this cache (L1 -> L2).",
@@ -366,7 +366,7 @@ REGISTRY_DUPLICATES = _spec(
 REGISTRY_REJECTED = _spec(
     "registry_webhook_rejected_total", Kind.COUNTER,
     "Webhook requests or events refused, by reason (auth, too_large, malformed_json, bad_shape,"
-    " unknown_action).",
+    " unknown_action, too_many_resources).",
     ("source", "reason"), REGISTRY)
 REGISTRY_PROXY_LOOKUPS = _spec(
     "registry_proxy_lookups_total", Kind.COUNTER,

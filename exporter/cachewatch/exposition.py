@@ -8,6 +8,7 @@ families are merged here before encoding.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import platform
 import resource
@@ -23,7 +24,10 @@ from prometheus_client.utils import floatToGoString
 
 from . import __version__, contract
 from .contract import Families, Kind
+from .labels import safe_text
 from .target_collector import BaseTargetCollector
+
+log = logging.getLogger("cachewatch.exposition")
 
 
 class BuildInfo(Collector):
@@ -120,14 +124,22 @@ class Exposition:
         """Collect and encode on the event loop. Collectors that block read on worker threads
         (``TargetCollector``); everything else is in memory, and the encoding of an exposition
         takes well under a millisecond, less than handing it to a thread and back."""
-        metrics = await self.collect_async()
-        encoder, content_type = _encoder(accept or "")
-        return encoder(_Fixed(metrics)), content_type
+        return _encode(await self.collect_async(), accept)
 
     def render(self, accept: str | None) -> tuple[bytes, str]:
         """Encode for the client's ``Accept`` header (OpenMetrics when asked, else text 0.0.4)."""
-        encoder, content_type = _encoder(accept or "")
-        return encoder(self), content_type  # type: ignore[arg-type]
+        return _encode(list(self.collect()), accept)
+
+
+def _encode(metrics: list[Metric], accept: str | None) -> tuple[bytes, str]:
+    encoder, content_type = _encoder(accept or "")
+    try:
+        return encoder(_Fixed(metrics)), content_type  # type: ignore[arg-type]
+    except UnicodeEncodeError:
+        # Receivers make outside strings safe (labels.safe_label); should one slip through
+        # anyway, this scrape still answers, with the bad characters replaced.
+        log.error("a label value could not be encoded; scrape answered with it replaced")
+        return encoder(_Safe(_Fixed(metrics))), content_type  # type: ignore[arg-type]
 
 
 @lru_cache(maxsize=64)
@@ -225,3 +237,18 @@ class _Fixed:
 
     def collect(self) -> Iterator[Metric]:
         return iter(self._metrics)
+
+
+class _Safe:
+    """A registry's families with every label value and help text made encodable."""
+
+    def __init__(self, registry: Collector) -> None:
+        self._registry = registry
+
+    def collect(self) -> Iterator[Metric]:
+        for metric in self._registry.collect():
+            metric.documentation = safe_text(metric.documentation)
+            metric.samples = [sample._replace(labels={k: safe_text(v) for k, v
+                                                      in sample.labels.items()})
+                              for sample in metric.samples]
+            yield metric

@@ -2,9 +2,12 @@
 
 Messages carry their context as ``extra={...}`` fields so both formats show the same facts; a
 field whose value is ``None`` is left out (``cache_buster=None`` says nothing a missing field
-does not). At ``info`` the log says what changed, never what merely happened: start-up, targets
-going down and coming back, refusals; a scrape logs nothing (libraries that log every request,
-like httpx and uvicorn's own start-up chatter, are held to warnings unless ``debug``).
+does not). Fields often hold names from outside (repositories, instances, event ids): every field
+is made safe (``labels.safe_text``) so a log line is always one line of valid UTF-8 with no raw
+control characters, whatever a client sent. At ``info`` the log says what changed, never what
+merely happened: start-up, targets going down and coming back, refusals; a scrape logs nothing
+(libraries that log every request, like httpx and uvicorn's own start-up chatter, are held to
+warnings unless ``debug``).
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ import json
 import logging
 import sys
 import time
+
+from .labels import safe_text
 
 # Record attributes that are not context fields (uvicorn adds an ANSI-coloured copy of its msg).
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
@@ -31,7 +36,10 @@ def _fields(record: logging.LogRecord) -> dict[str, object]:
                    if k not in _STANDARD and v is not None})
     if record.exc_info:
         fields["error"] = logging.Formatter().formatException(record.exc_info)
-    return fields
+    # Newlines and tabs stay for the formats to escape (logfmt quotes, JSON escapes them);
+    # other values are written through repr (logfmt) or ASCII-only JSON, both escaped.
+    return {k: safe_text(v, keep="\n\t") if isinstance(v, str) else v
+            for k, v in fields.items()}
 
 
 class LogfmtFormatter(logging.Formatter):
@@ -49,7 +57,7 @@ class JsonFormatter(logging.Formatter):
 
 
 def _logfmt_value(value: object) -> str:
-    text = str(value)
+    text = value if isinstance(value, str) else safe_text(str(value), keep="\n\t")
     if text and not any(c in text for c in ' ="\n\t'):
         return text
     return json.dumps(text)

@@ -240,3 +240,19 @@ def test_the_id_window_is_bounded_and_keeps_the_newest(tmp_path):
     again = Batch("registry", [Change(counts, (599).to_bytes(8, "big"))], window=300)
     assert reopened.write([again])[0].applied == [False]
     reopened.close()
+
+
+def test_a_commit_that_raced_a_reload_is_read_back_not_added_twice(tmp_path):
+    from cachewatch.state import Batch, Change, State
+
+    state = State(SqliteStore(tmp_path / "state.db"), "r")
+    ledger = state.ledger("registry")
+    key = ("cachewatch_registry_events_total", "distribution", "pull")
+    epoch = ledger.epoch
+    state.store.write([Batch("registry", [Change({key: 1.0})])])
+    ledger.load()  # a reload (after some failure) already holds that commit ...
+    assert not ledger.apply({key: 1.0}, epoch)  # ... so its late apply is refused
+    assert dict(ledger.items()) == {key: 1.0}
+    assert ledger.apply({key: 1.0}, ledger.epoch)
+    assert dict(ledger.items()) == {key: 2.0}
+    state.close()

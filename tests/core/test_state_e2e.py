@@ -313,3 +313,20 @@ def test_a_hung_redis_gets_503_quickly_and_metrics_keep_answering(exporter_facto
     wait_until(lambda: post(["hung-0", "hung-1", "hung-2"]).status_code == 200, timeout=15)
     wait_until(lambda: exporter.scrape().value("cachewatch_state_up") == 1, timeout=10)
     assert sum(exporter.scrape().find(PULLS)) == 4  # each once, whatever landed late
+
+
+def test_redis_state_over_tls_takes_the_fast_path(exporter_factory, redis_factory, tls_files):
+    from support import settings as exporter_settings
+
+    redis = redis_factory(
+        "--tls-cert-file", str(tls_files["cert"]), "--tls-key-file", str(tls_files["key"]),
+        "--tls-ca-cert-file", str(tls_files["ca"]), "--tls-auth-clients", "no", tls=True)
+    url = f"rediss://{redis.address}/0?ssl_ca_certs={tls_files['ca']}"
+    exporter = exporter_factory(exporter_settings([], **{
+        "redis.enabled": False, "state.url": url}))
+    answer = httpx.post(exporter.url + "/webhooks/registry", json=envelope(["t-1", "t-2"]))
+    assert answer.json()["accepted"] == 2
+    fast = exporter.runtime.state.store._fast
+    assert fast._protocol is not None  # claimed on the loop's own TLS connection
+    assert fast._protocol.transport.get_extra_info("ssl_object") is not None
+    assert sum(exporter.scrape().find(PULLS)) == 2

@@ -162,7 +162,9 @@ def _refusal_tests(rules: dict[str, dict[str, Any]],
 def _health_case(t: Thresholds, parts: Sequence[BundlePart]) -> dict[str, Any]:
     rules = _by_name(health_alerts(t, parts))
     down_rule, failing_rule = rules["CachewatchTargetDown"], rules["CachewatchCollectorFailing"]
+    state_rule = rules["CachewatchStateDown"]
     up, errors = contract.COLLECTOR_UP.name, contract.COLLECTOR_ERRORS.name
+    state_up = contract.STATE_UP.name
     down = seconds(t.down_for) // 60
     window = seconds(t.errors_window) // 60
     failing_at = 5 + seconds(t.errors_for) // 60 + 10
@@ -182,6 +184,8 @@ def _health_case(t: Thresholds, parts: Sequence[BundlePart]) -> dict[str, Any]:
              "values": f"0x5 {t.max_errors * 3}x{failing_at + 5}"},
             {"series": f'{errors}{{collector="redis",target="ok",reason="timeout"}}',
              "values": "0x10 1x30"},
+            {"series": f'{state_up}{{instance="r1"}}', "values": "1x3 0x9 1x17"},
+            {"series": f'{state_up}{{instance="r2"}}', "values": "1x3 0x1 1x25"},  # a blip
             *_refusal_series(parts),
         ],
         "alert_rule_test": [
@@ -201,6 +205,9 @@ def _health_case(t: Thresholds, parts: Sequence[BundlePart]) -> dict[str, Any]:
                  expected(failing_rule,
                           {"collector": "redis_probe", "target": "flaky", "reason": "timeout"},
                           number(window))]},
+            {"eval_time": "8m", "alertname": "CachewatchStateDown", "exp_alerts": [
+                expected(state_rule, {"instance": "r1"}, "0")]},
+            {"eval_time": "29m", "alertname": "CachewatchStateDown", "exp_alerts": []},
             *_refusal_tests(rules, parts),
         ],
     }

@@ -110,8 +110,9 @@ def exporter_alerts(t: Thresholds) -> list[dict[str, Any]]:
 
 
 def health_alerts(t: Thresholds, parts: Sequence[BundlePart]) -> list[dict[str, Any]]:
-    """cachewatch's own health: the exporter itself, targets it cannot read, collectors failing
-    and, if any part receives data, data refused."""
+    """cachewatch's own health: the exporter itself, targets it cannot read, collectors failing,
+    a state store that cannot take what is received and, if any part receives data, data
+    refused."""
     refused = rejections(parts)
     return [
         *exporter_alerts(t),
@@ -133,6 +134,13 @@ def health_alerts(t: Thresholds, parts: Sequence[BundlePart]) -> list[dict[str, 
             f"{{{{ $value | humanize }}}} {{{{ $labels.reason }}}} errors reading "
             f"{{{{ $labels.target }}}} in {t.errors_window}, every {t.errors_window} "
             f"for {t.errors_for}.", overview.UID, t),
+        alert(
+            "CachewatchStateDown",
+            f"min by ({t.by('instance')}) ({contract.STATE_UP.name}) == 0", "2m", "critical",
+            "cachewatch cannot store what it receives",
+            f"The state store ({contract.STATE_INFO.name} says which) fails or is too slow: "
+            "webhooks, builds and pushes get 503 and their senders retry; "
+            f"{contract.STATE_ERRORS.name} says what fails.", overview.UID, t),
         *([alert(
             "CachewatchWebhooksRejected",
             "\nor\n".join(_refused(r, t) for r in refused), t.rejected_for, "warning",

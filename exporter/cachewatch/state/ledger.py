@@ -62,6 +62,7 @@ class Ledger:
         self.source = source
         self.window = window
         self.stale = True  # the mirror does not hold the store's counts (yet, or any more)
+        self.epoch = 0  # bumped by every reload
         self._lock = threading.Lock()
         self._counts: Counts = {}
 
@@ -71,13 +72,18 @@ class Ledger:
         with self._lock:
             self._counts = dict(counts)
             self.stale = False
+            self.epoch += 1
 
-    def apply(self, counts: Counts) -> None:
-        """Add what the store has just committed."""
+    def apply(self, counts: Counts, epoch: int | None = None) -> bool:
+        """Add what the store has just committed; not if the mirror was reloaded since
+        ``epoch`` (the reload may already hold it): then ``False``."""
         with self._lock:
+            if epoch is not None and epoch != self.epoch:
+                return False
             mirror = self._counts
             for key, delta in counts.items():
                 mirror[key] = mirror.get(key, 0.0) + delta
+            return True
 
     async def record(self, changes: list[Change], update: Update | None = None) -> Outcome:
         """Commit ``changes`` (and ``update``); returns once stored. Raises ``StateError``."""
@@ -134,10 +140,12 @@ class State:
         """Commit ``batch``; raise ``StateError`` if the store fails or takes over ``timeout``."""
         if self.store.inline:
             return self._inline(batch)
-        if not self._ledgers[batch.source].stale and self._queue.empty():
+        ledger = self._ledgers[batch.source]
+        if not ledger.stale and self._queue.empty():
+            epoch = ledger.epoch
             result = await self.store.write_now(batch)  # on the loop, when it cannot block
             if result is not None:
-                return self._settled(batch, result)
+                return self._settled(batch, result, epoch)
         if self._queue.qsize() >= self.max_pending:
             self._refuse("overload")
             raise StateError("too many writes waiting for the state store")
@@ -165,11 +173,14 @@ class State:
         elif self._queue.qsize() < self.max_pending:
             self._queue.put((batch, _ignore))
 
-    def _settled(self, batch: Batch, result: Outcome | Exception) -> Outcome:
-        """A commit done on the loop: the same bookkeeping as the writer's."""
+    def _settled(self, batch: Batch, result: Outcome | Exception, epoch: int) -> Outcome:
+        """A commit done on the loop: the same bookkeeping as the writer's. If the mirror was
+        reloaded meanwhile, the reload may or may not hold this commit: read it back again."""
         if isinstance(result, Outcome):
             self._succeeded()
-            self._ledgers[batch.source].apply(result.counts)
+            ledger = self._ledgers[batch.source]
+            if not ledger.apply(result.counts, epoch):
+                ledger.stale = True
             return result
         if isinstance(result, StateError):
             self._failed("write", result)

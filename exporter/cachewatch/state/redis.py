@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from typing import Any
 
 import redis
@@ -24,7 +25,7 @@ from redis.exceptions import NoScriptError, RedisError, ResponseError, WatchErro
 
 from ..fields import redact
 from .base import Batch, Counts, Outcome, StateError, Store, decode, encode, encoded, tally
-from .resp import FastRedis, RedisReplyError
+from .resp import FastRedis, RedisReplyError, Unreachable
 
 log = logging.getLogger("cachewatch.state")
 
@@ -59,6 +60,7 @@ if size > window + window / 10 then redis.call('ZREMRANGEBYRANK', KEYS[2], 0, si
 return applied
 """
 WATCH_RETRIES = 20
+FAST_OFF_FOR = 10.0  # after the loop's connection failed, the writer thread takes the writes
 # A replica id that has written nothing for this long is forgotten (a pod replaced under a new
 # name leaves its counters behind; Prometheus saw a new series start for its successor anyway).
 COUNTERS_TTL = 30 * 86400
@@ -80,6 +82,7 @@ class RedisStore(Store):
             raise StateError(f"state.url {self.where}: {exc}") from exc
         self._claim = self._redis.register_script(CLAIM)
         self._fast = FastRedis(url, timeout)
+        self._fast_off_until = 0.0
         self._warned = False
 
     def _counters(self, source: str) -> str:
@@ -149,7 +152,7 @@ class RedisStore(Store):
     async def write_now(self, batch: Batch) -> Outcome | Exception | None:
         """A plain claim (a webhook's events) goes from the loop straight to Redis; an update
         (an app push: read, compute, write under WATCH) goes to the writer thread."""
-        if batch.update is not None:
+        if batch.update is not None or time.monotonic() < self._fast_off_until:
             return None
         command = ("EVALSHA", self._claim.sha, 2, *_claim_keys(self, batch),
                    *_claim_args(batch))
@@ -158,6 +161,12 @@ class RedisStore(Store):
             if isinstance(reply, RedisReplyError) and str(reply).startswith("NOSCRIPT"):
                 await self._fast.call("SCRIPT", "LOAD", CLAIM)  # Redis restarted without it
                 reply = await self._fast.call(*command)
+        except Unreachable as exc:
+            # Nothing was sent: let the general client try (it says whether Redis is down).
+            self._fast_off_until = time.monotonic() + FAST_OFF_FOR
+            log.warning("redis state: the event loop's connection failed, writes go through"
+                        " the writer thread for a while", extra={"error": str(exc)})
+            return None
         except StateError as exc:
             return exc
         if isinstance(reply, RedisReplyError):

@@ -25,6 +25,10 @@ class RedisReplyError(Exception):
     """Redis answered with an error (``-ERR ...``, ``-NOSCRIPT ...``)."""
 
 
+class Unreachable(StateError):
+    """No connection could be made (or set up): the general client may still get through."""
+
+
 def pack(*parts: bytes | str | int | float) -> bytes:
     """One command as a RESP array of bulk strings."""
     out = [b"*%d\r\n" % len(parts)]
@@ -109,7 +113,7 @@ class FastRedis:
         self.db = int(options.get("db", 0) or 0)
         self.username = options.get("username")
         self.password = options.get("password")
-        self.tls = "connection_class" in options
+        self.tls = _tls(options) if "connection_class" in options else None
         self.timeout = timeout
         self._protocol: _Protocol | None = None
         self._connecting: asyncio.Lock | None = None
@@ -146,10 +150,9 @@ class FastRedis:
         loop = asyncio.get_running_loop()
         try:
             _, protocol = await asyncio.wait_for(loop.create_connection(
-                _Protocol, self.host, self.port,
-                ssl=ssl.create_default_context() if self.tls else None), self.timeout)
+                _Protocol, self.host, self.port, ssl=self.tls), self.timeout)
         except (TimeoutError, OSError) as exc:
-            raise StateError(f"cannot connect to Redis {self.host}:{self.port}: {exc}") from exc
+            raise Unreachable(f"cannot connect to Redis {self.host}:{self.port}: {exc}") from exc
         setup = []
         if self.password is not None:
             setup.append(("AUTH", *([self.username] if self.username else []), self.password))
@@ -163,10 +166,10 @@ class FastRedis:
                 reply = await asyncio.wait_for(future, self.timeout)
             except (TimeoutError, StateError) as exc:
                 protocol.transport.close()
-                raise StateError(f"Redis did not answer {command[0]}: {exc}") from exc
+                raise Unreachable(f"Redis did not answer {command[0]}: {exc}") from exc
             if isinstance(reply, RedisReplyError):
                 protocol.transport.close()
-                raise StateError(f"Redis refused {command[0]}: {reply}")
+                raise Unreachable(f"Redis refused {command[0]}: {reply}")
         return protocol
 
     def close(self) -> None:
@@ -178,3 +181,17 @@ class FastRedis:
 def _expire(future: asyncio.Future[Any], timeout: float) -> None:
     if not future.done():
         future.set_exception(StateTimeout(f"Redis took over {timeout:g}s"))
+
+
+def _tls(options: dict[str, Any]) -> ssl.SSLContext:
+    """The TLS the general client would use for a ``rediss://`` URL and its query options
+    (``ssl_ca_certs``, ``ssl_certfile``/``ssl_keyfile``, ``ssl_cert_reqs``)."""
+    context = ssl.create_default_context(cafile=options.get("ssl_ca_certs"))
+    if options.get("ssl_certfile"):
+        context.load_cert_chain(options["ssl_certfile"], options.get("ssl_keyfile"))
+    if str(options.get("ssl_cert_reqs", "required")).lower() in ("none", "cert_none"):
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    elif str(options.get("ssl_check_hostname", "true")).lower() in ("false", "0", "no"):
+        context.check_hostname = False
+    return context

@@ -130,7 +130,7 @@ def test_an_instance_that_stops_pushing_disappears(exporter_factory):
     exporter = app_exporter(exporter_factory, **{"app.instance_ttl": "1s"})
     push(exporter, "short-lived", {**caffeine("users", 3, 1), "size": 10})
     m = exporter.scrape()
-    assert m.value("cachewatch_app_cache_last_push_timestamp_seconds", cache="users",
+    assert m.value("cachewatch_app_cache_last_push_timestamp_seconds",
                    app_instance="short-lived") > 0
     assert m.value("cachewatch_cache_entries", cache="users", **APP) == 10
     time.sleep(1.3)

@@ -64,7 +64,7 @@ def panels(t: Thresholds) -> list[Panel]:
               ((f"{L.APP_CACHE_INSTANCES.name}{one}", who),), "none", NEUTRAL, 12,
               "Application instances whose pushes cachewatch holds for each cache."),
         Panel("table", "Seconds since each instance pushed",
-              ((f"time() - {L.APP_CACHE_LAST_PUSH.name}{one}", ""),), "s",
+              ((f"time() - {L.APP_CACHE_LAST_PUSH.name}{fleet(t)}", ""),), "s",
               (("green", None), ("orange", 60)), 12,
               "Per instance: how long ago it last pushed; one that stopped pushing is stale."),
     ]

@@ -23,11 +23,21 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from ... import contract
 from ...cardinality import OTHER, LabelCap
 from ...contract import Families, Layer
+from ...labels import safe_label
 from ...receiving import guarded_body
 from ...runtime import Runtime
 from ...source import Source
@@ -37,7 +47,23 @@ from .settings import AppCacheSettings
 log = logging.getLogger("cachewatch.app_caches")
 
 REJECT_REASONS = ("auth", "too_large", "malformed", "cache_cap", "instance_cap")
-Count = Annotated[float, Field(ge=0, le=2.0**63, allow_inf_nan=False)]
+MAX_COUNT = 2**53
+
+
+def _exact(value: Any) -> Any:
+    """Before float conversion: 2^53 + 1 would silently become 2^53."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > MAX_COUNT:
+        raise ValueError(f"counters above 2^53 ({MAX_COUNT}) cannot be kept exactly as"
+                         " Prometheus float64 samples; reset the counter or push deltas rebased")
+    return value
+
+
+# Cumulative counts: non-negative, finite, and exact in float64 (Prometheus' sample type).
+Count = Annotated[float, Field(ge=0, allow_inf_nan=False), BeforeValidator(_exact)]
+# Names from the client become label values (cache, app_instance) and stored keys.
+Name = Annotated[str, Field(min_length=1, max_length=128), AfterValidator(safe_label)]
+# Latency histograms kept with their own (cache, op) labels; more fold into (other, other).
+MAX_HISTOGRAMS = 64
 _LE = [*(repr(float(b)) for b in contract.LATENCY_BUCKETS), "+Inf"]
 COUNTERS = ("hits", "misses", "load_success", "load_failure", "load_seconds", "evictions",
             "eviction_weight", "puts")
@@ -105,12 +131,12 @@ class PushedCache(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=128)
+    name: Name
     stats: CaffeineStats | None = Field(default=None, description="Caffeine CacheStats shape.")
     micrometer: MicrometerStats | None = Field(default=None, description="Micrometer shape.")
     size: Count | None = Field(default=None, description="Entries now (estimatedSize).")
-    parent: str | None = Field(
-        default=None, max_length=128,
+    parent: Name | None = Field(
+        default=None,
         description="Name of the cache behind this one (L2) in the same push, as counted here.")
     parent_layer: str = Field(default="app", pattern=r"^[a-z_]{1,32}$",
                               description="Where the parent lives (app, redis, ...).")
@@ -148,7 +174,7 @@ class CachePush(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    instance: str = Field(min_length=1, max_length=128, description="Reporting instance id.")
+    instance: Name = Field(description="Reporting instance id.")
     started_at: float | None = Field(
         default=None, ge=0, allow_inf_nan=False,
         description="Epoch seconds the instance started; lets a restarted exporter tell old "
@@ -164,14 +190,23 @@ class CachePush(BaseModel):
 
 
 @dataclass
+class Labels:
+    """The label values of one push's names, as the caps made them."""
+
+    names: dict[str, str]
+    histograms: dict[tuple[str, str], tuple[str, str]]
+
+
+@dataclass
 class _Live:
     """What this replica knows of an instance that pushed lately (gauges, not counts)."""
 
     last_push: float
-    entries: dict[str, float | None] = field(default_factory=dict)
+    entries: dict[str, tuple[str, float | None]] = field(default_factory=dict)
+    """Per pushed cache name: its label (as capped at the push) and its size."""
 
 
-def accumulate(body: CachePush, labels: dict[str, str], max_caches: int,
+def accumulate(body: CachePush, labels: Labels, max_caches: int,
                stored: dict[str, Any] | None) -> tuple[dict[str, Any], Counts, int]:
     """One push against the instance's stored last values: ``(record, increments, counted)``.
 
@@ -187,7 +222,7 @@ def accumulate(body: CachePush, labels: dict[str, str], max_caches: int,
         and body.started_at != record["started_at"]
     if restarted:
         for name in caches:
-            counts[(RESETS, labels.get(name) or name)] += 1
+            counts[(RESETS, labels.names.get(name) or name)] += 1
             caches[name] = {"c": [0.0] * len(COUNTERS), "l": {}}
     if body.started_at is not None:
         record["started_at"] = body.started_at
@@ -197,21 +232,24 @@ def accumulate(body: CachePush, labels: dict[str, str], max_caches: int,
         if cache.name not in caches and len(caches) >= max_caches:
             counts[(REJECTED, "cache_cap")] += 1
             continue
-        label = labels[cache.name]
+        label = labels.names[cache.name]
         if label == OTHER and cache.name != OTHER:
             counts[(REJECTED, "cache_cap")] += 1
         seen = caches.setdefault(cache.name, {"c": [0.0] * len(COUNTERS), "l": {}})
-        hits[cache.name] = _add(seen, cache, label, counts)
+        hits[cache.name] = _add(seen, cache, label, counts, labels.histograms)
         counted += 1
     for cache in body.caches:  # L1 + L2 hits, from this same push: consistent
         if cache.name in hits and cache.parent is not None:
-            counts[(EFFECTIVE, Layer.APP.value, labels[cache.name])] += \
+            counts[(EFFECTIVE, Layer.APP.value, labels.names[cache.name])] += \
                 hits[cache.name] + hits.get(cache.parent, 0.0)
     return record, dict(counts), counted
 
 
-def _add(seen: dict[str, Any], cache: PushedCache, label: str, counts: Counts) -> float:
-    """Add one cache's increase since ``seen`` to ``counts``; returns its new hits."""
+def _add(seen: dict[str, Any], cache: PushedCache, label: str, counts: Counts,
+         histograms: dict[tuple[str, str], tuple[str, str]]) -> float:
+    """Add one cache's increase since ``seen`` to ``counts``; returns its new hits. Last
+    values are kept per pushed name and op, increases added to the (possibly folded) labels:
+    two names or ops folded into ``other`` add up instead of undoing each other."""
     current = cache.counters()
     before = dict(zip(COUNTERS, seen["c"], strict=True))
     counts[(RESETS, label)] += 0.0
@@ -227,9 +265,10 @@ def _add(seen: dict[str, Any], cache: PushedCache, label: str, counts: Counts) -
         was = seen["l"].get(histogram.op, [0.0] * (len(_LE) + 1))
         if any(c < b for c, b in zip(now, was, strict=False)):
             was = [0.0] * (len(_LE) + 1)
+        cache_label, op = histograms[(cache.name, histogram.op)]
         for le, c, b in zip(_LE, now, was, strict=False):
-            counts[(LATENCY_BUCKET, label, histogram.op, le)] += c - b
-        counts[(LATENCY_SUM, label, histogram.op)] += max(0.0, histogram.sum - was[-1])
+            counts[(LATENCY_BUCKET, cache_label, op, le)] += c - b
+        counts[(LATENCY_SUM, cache_label, op)] += max(0.0, histogram.sum - was[-1])
         seen["l"][histogram.op] = [*now, histogram.sum]
     return current["hits"] - before["hits"]
 
@@ -247,9 +286,13 @@ class AppCacheCollector(Source):
         self._lock = threading.Lock()
         self._names = LabelCap(settings.max_caches)
         self._ops = LabelCap(16)
+        self._histograms = LabelCap(MAX_HISTOGRAMS)  # "cache op" pairs: each is ~15 series
         for key, _ in ledger.items():  # restored series keep their own labels after a restart
             if key[0] == LOOKUPS:
                 self._names(key[2])
+            elif key[0] == LATENCY_SUM and key[1:3] != (OTHER, OTHER):
+                self._ops(key[2])
+                self._histograms(f"{key[1]} {key[2]}")
         self._live: dict[str, _Live] = {}
         self._parents: dict[str, tuple[str, str]] = {}
 
@@ -266,10 +309,7 @@ class AppCacheCollector(Source):
                 raise OverflowError(
                     f"{len(self._live)} instances already report (app.max_instances);"
                     " this one is refused until others expire")
-        labels = {cache.name: self._names(cache.name) for cache in body.caches}
-        for cache in body.caches:
-            for histogram in cache.latency:
-                histogram.op = self._ops(histogram.op)  # ops are few; a flood folds into other
+        labels = self._label(body)
         outcome = await self.ledger.record([], Update(
             body.instance, partial(accumulate, body, labels, self.settings.max_caches),
             keep_for=self.settings.forget_after))
@@ -278,10 +318,23 @@ class AppCacheCollector(Source):
             live.last_push = now
             for cache in body.caches:
                 if cache.name in live.entries or len(live.entries) < self.settings.max_caches:
-                    live.entries[cache.name] = cache.entries()
-                if cache.parent is not None:
-                    self._parents[labels[cache.name]] = (cache.parent, cache.parent_layer)
+                    live.entries[cache.name] = (labels.names[cache.name], cache.entries())
+                label = labels.names[cache.name]
+                if cache.parent is not None and label != OTHER:
+                    self._parents[label] = (cache.parent, cache.parent_layer)
         return int(outcome.value)
+
+    def _label(self, body: CachePush) -> Labels:
+        """Cap the push's cache names and latency (cache, op) pairs; names are already safe."""
+        names = {cache.name: self._names(cache.name) for cache in body.caches}
+        histograms: dict[tuple[str, str], tuple[str, str]] = {}
+        for cache in body.caches:
+            for histogram in cache.latency:
+                pair = (names[cache.name], self._ops(histogram.op))
+                if OTHER in pair or self._histograms(" ".join(pair)) == OTHER:
+                    pair = (OTHER, OTHER)
+                histograms[(cache.name, histogram.op)] = pair
+        return Labels(names, histograms)
 
     def _expire(self, now: float) -> None:
         cutoff = now - self.settings.instance_ttl
@@ -313,18 +366,17 @@ class AppCacheCollector(Source):
             for cache, (parent, layer) in self._parents.items():
                 out.add(contract.APP_CACHE_PARENT,
                         {"cache": cache, "parent": parent, "parent_layer": layer}, 1)
-            live: dict[str, int] = defaultdict(int)
+            live: dict[str, set[str]] = defaultdict(set)
             entries: dict[str, float] = defaultdict(float)
             for name, instance in sorted(self._live.items()):
-                for cache_name, size in instance.entries.items():
-                    label = self._names(cache_name)
-                    live[label] += 1
+                for label, size in instance.entries.values():
+                    live[label].add(name)  # names folded into other: one instance, once
                     if size is not None:
                         entries[label] += size
-                    out.add(contract.APP_CACHE_LAST_PUSH,
-                            {"cache": label, "app_instance": name}, instance.last_push)
+                out.add(contract.APP_CACHE_LAST_PUSH, {"app_instance": name},
+                        instance.last_push)
         for cache in caches:
-            out.add(contract.APP_CACHE_INSTANCES, {"cache": cache}, live.get(cache, 0))
+            out.add(contract.APP_CACHE_INSTANCES, {"cache": cache}, len(live.get(cache, ())))
             if cache in entries:
                 out.add(contract.CACHE_ENTRIES, {"layer": Layer.APP.value, "cache": cache},
                         entries[cache])

@@ -22,6 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from ... import contract
 from ...cardinality import LabelCap
 from ...contract import Families, Layer
+from ...labels import id_bytes, safe_label
 from ...receiving import guarded_body
 from ...runtime import Runtime
 from ...source import Source
@@ -104,6 +105,7 @@ class BuildCollector(Source):
     def change(self, summary: SubmittedSummary | BuildSummary, image: str, target: str,
                build_id: str | None = None) -> Change:
         """What one build counts; de-duplicated on ``build_id`` when it has one."""
+        image, target = safe_label(image), safe_label(target)  # from the client or a log
         if self._pairs(f"{image}\0{target}") == "other":
             image, target = "other", "other"
         counts: Counts = {
@@ -115,7 +117,7 @@ class BuildCollector(Source):
             (contract.DOCKER_BUILD_REBUILD_SECONDS.name, image, target): summary.rebuild_seconds,
         }
         if summary.cache_buster:
-            instruction = normalise_instruction(summary.cache_buster)
+            instruction = safe_label(normalise_instruction(summary.cache_buster))
             pair = self._buster_labels(f"{image}\0{instruction}")
             key = (image, instruction) if pair != "other" else ("other", "other")
             counts[(BUSTERS, *key)] = 1.0
@@ -124,7 +126,7 @@ class BuildCollector(Source):
             if summary.duration_seconds <= edge:
                 counts[(DURATION_BUCKET, image, target, le)] = 1.0
         counts[(DURATION_SUM, image, target)] = summary.duration_seconds
-        once = hashlib.blake2b(build_id.encode(), digest_size=16).digest() \
+        once = hashlib.blake2b(id_bytes(build_id), digest_size=16).digest() \
             if build_id is not None else None
         return Change(counts, once, {(REJECTED, "duplicate"): 1.0})
 

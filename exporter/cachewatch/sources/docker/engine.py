@@ -24,6 +24,7 @@ from prometheus_client.utils import floatToGoString
 from ... import contract
 from ...contract import Families
 from ...health import Health
+from ...labels import safe_label
 from ...runtime import Runtime
 from ...target_collector import TargetCollector
 from .history import BuildHistory
@@ -64,7 +65,7 @@ def disk_usage(df: dict[str, Any], host: str, now: float | None = None) -> Famil
     reclaimable = 0.0
     usage = 0.0
     for record in cache or []:
-        key = (str(record.get("Type") or "unknown"), _flag(record.get("InUse")),
+        key = (safe_label(record.get("Type") or "unknown"), _flag(record.get("InUse")),
                _flag(record.get("Shared")))
         size = float(record.get("Size") or 0)
         groups[key][0] += size

@@ -30,6 +30,7 @@ from prometheus_client.samples import Sample
 from ... import contract
 from ...cardinality import LabelCap
 from ...contract import Layer
+from ...labels import safe_label
 from .buildlog import normalise_instruction
 
 SOURCE = "engine"
@@ -187,13 +188,13 @@ class BuildHistory:
     def count(self, build: EngineBuild) -> None:
         """Count one build: the seam where another reader of build records (BuildKit's build
         history API on Docker 25+) would hand its builds in."""
-        image = build.image if self._images(build.image) != "other" else "other"
+        image = self._images(build.image)  # made safe, or other past the cap
         with self._lock:
             self._builds[image] += 1
             self._steps[(image, "hit")] += build.hits
             self._steps[(image, "miss")] += build.misses
             if build.cache_buster:
-                self._busters[(image, normalise_instruction(build.cache_buster))] += 1
+                self._busters[(image, safe_label(normalise_instruction(build.cache_buster)))] += 1
             self._version += 1
 
     def families(self) -> list[Metric]:

@@ -22,6 +22,7 @@ from urllib.parse import parse_qs
 from ... import contract
 from ...cardinality import LabelCap
 from ...contract import Families
+from ...labels import id_bytes
 from ...receiving import bearer_ok, refused
 from ...runtime import Runtime
 from ...source import Source
@@ -44,7 +45,8 @@ HARBOR_TYPES = {
     "PUSH_ARTIFACT": "push", "harbor.artifact.pushed": "push",
     "DELETE_ARTIFACT": "delete", "harbor.artifact.deleted": "delete",
 }
-REASONS = ("auth", "too_large", "malformed_json", "bad_shape", "unknown_action")
+REASONS = ("auth", "too_large", "malformed_json", "bad_shape", "unknown_action",
+           "too_many_resources")
 MAX_ID = 256  # event ids and names from outside are bounded: memory and label size stay small
 MAX_NAME = 255
 REGISTRY_MEDIA = "application/vnd.docker.distribution.events"
@@ -139,7 +141,7 @@ class RegistryEventCollector(Source):
             counts[(contract.REGISTRY_BLOB_MOUNTS.name, reg, repo)] = 1.0
         else:
             counts[(contract.REGISTRY_DELETES.name, reg, repo)] = 1.0
-        key = hashlib.blake2b(event_id.encode(), digest_size=16).digest()  # bounded size
+        key = hashlib.blake2b(id_bytes(event_id), digest_size=16).digest()  # bounded size
         return Change(counts, key, _DUPLICATE["distribution"])
 
     def harbor_change(self, payload: Any, registry: str | None) -> tuple[Change | None, str]:
@@ -159,6 +161,10 @@ class RegistryEventCollector(Source):
             str(p) for p in (data["repository"].get("namespace"), data["repository"].get("name"))
             if p)
         resources = data.get("resources") if isinstance(data.get("resources"), list) else []
+        if len(resources) > self.settings.max_harbor_resources:
+            raise BadEvent("too_many_resources",
+                           f"{kind}: {len(resources)} resources in one event, over"
+                           f" {self.settings.max_harbor_resources} (registry.max_harbor_resources)")
         if not repository:
             raise BadEvent("bad_shape", f"{kind}: repository has no repo_full_name")
         if len(str(repository)) > MAX_NAME:
@@ -166,7 +172,7 @@ class RegistryEventCollector(Source):
         # CloudEvents carry an id to de-duplicate on. The Default format has none, and two real
         # pulls of one tag in one second look the same, so Default events are all counted.
         event_id = payload.get("id") if "specversion" in payload else None
-        key = hashlib.blake2b(b"harbor:" + str(event_id).encode(), digest_size=16).digest() \
+        key = hashlib.blake2b(b"harbor:" + id_bytes(str(event_id)), digest_size=16).digest() \
             if event_id else None
         reg, repo = self._labels(registry or "harbor", str(repository))
         counts: Counts = defaultdict(float)

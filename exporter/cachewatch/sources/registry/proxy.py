@@ -25,6 +25,7 @@ import httpx
 
 from ... import contract
 from ...contract import Families, Layer
+from ...labels import safe_label
 from ...runtime import Runtime
 from ...target_collector import TargetCollector
 from .settings import ProxyTarget, RegistryProxySettings
@@ -54,7 +55,7 @@ def from_debug_vars(data: dict[str, Any], registry: str) -> Families:
     notifications = section.get("notifications") or {}
     for endpoint in notifications.get("endpoints") or []:
         metrics = endpoint.get("Metrics") or {}
-        name = str(endpoint.get("name") or endpoint.get("Name") or "")
+        name = safe_label(endpoint.get("name") or endpoint.get("Name") or "")
         out.add(contract.REGISTRY_NOTIFICATIONS_PENDING, {"registry": registry,
                                                           "endpoint": name},
                 float(metrics.get("Pending", 0)))
@@ -71,7 +72,7 @@ def from_prometheus(text: str, registry: str) -> Families:
     found: dict[str, dict[str, float]] = {}
     for name, labels, value in _PROM_LINE.findall(text):
         kind_match = _TYPE_LABEL.search(labels)
-        kind = kind_match.group(1) if kind_match else "blob"
+        kind = safe_label(kind_match.group(1)) if kind_match else "blob"
         found.setdefault(kind, {})[name] = found.get(kind, {}).get(name, 0.0) + float(value)
     if not found:
         raise ValueError("no registry_proxy_* metrics: is this registry a pull-through cache?")

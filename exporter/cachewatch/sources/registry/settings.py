@@ -32,6 +32,9 @@ class RegistrySettings(BaseModel):
     max_registries: int = Field(default=20, ge=1, description="distinct `registry` values")
     tag_label: bool = Field(default=False,
                             description="add the tag to image pull/push series")
+    max_harbor_resources: int = Field(
+        default=1000, ge=1, description="artifacts in one Harbor event; an event with more is"
+        " refused (`too_many_resources`) rather than counted as that many pulls")
     dedup_window: int = Field(default=100_000, ge=100,
                               description="event ids remembered to drop redeliveries")
 
