@@ -545,6 +545,32 @@ def test_build_date_before_installs_is_found_and_moved_down():
     assert not rule(fixed, "volatile-arg-early")
 
 
+def test_an_env_holding_a_date_or_commit_before_installs_is_found_and_moved_down():
+    text = dockerfile("""
+        FROM python:3.12-slim
+        ENV BUILD_DATE=2024-05-01T10:00:00Z
+        COPY requirements.txt .
+        RUN pip install --no-cache-dir -r requirements.txt
+        COPY . .
+        """)
+    [finding] = rule(text, "volatile-arg-early")
+    assert finding.line == 2
+    assert "ENV BUILD_DATE" in finding.message
+    assert "line 4" in finding.message
+    fixed = apply_fix(text, finding.fix)
+    assert fixed.splitlines()[-1] == "ENV BUILD_DATE=2024-05-01T10:00:00Z"
+    assert not rule(fixed, "volatile-arg-early")
+
+
+def test_envs_that_do_not_change_per_build_are_fine():
+    assert not rule("""
+        FROM python:3.12-slim
+        ENV PATH=/opt/venv/bin:$PATH PYTHONDONTWRITEBYTECODE=1 APP_VERSION=1.2.3
+        ENV GIT_SHA=$GIT_SHA
+        RUN pip install --no-cache-dir flask
+        """, "volatile-arg-early")
+
+
 def test_volatile_arg_just_before_its_use_or_at_the_end_is_fine():
     assert not rule("""
         FROM golang:1.22

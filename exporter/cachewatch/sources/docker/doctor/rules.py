@@ -1576,24 +1576,68 @@ def _facts(insts: list[Instruction]) -> _Facts:
     )
 
 
+_LITERAL_DATE = re.compile(r"\d{4}-?\d{2}-?\d{2}([T ]?\d{2}:?\d{2}(:?\d{2}(\.\d+)?)?Z?)?")
+
+
 def volatile_arg_early(ctx: Context) -> list[Finding]:
-    """ARGs with changing values (dates, commit ids) in scope before expensive steps."""
+    """ARGs with changing values (dates, commit ids) in scope before expensive steps, and ENVs
+    set to such values in the Dockerfile itself (a release script rewrites them)."""
     findings = []
     for stage in ctx.dockerfile.stages:
         insts = stage.instructions
         facts: _Facts | None = None
         for index, ins in enumerate(insts):
-            if ins.keyword != "ARG":
+            if ins.keyword == "ARG":
+                pairs = [(n, v, _volatility(n, v)) for n, v in arg_pairs(ins)]
+                check = _volatile_finding
+            elif ins.keyword == "ENV":
+                pairs = [(n, v, _env_volatility(n, v)) for n, v in env_pairs(ins)]
+                check = _volatile_env_finding
+            else:
                 continue
-            for name, value in arg_pairs(ins):
-                kind = _volatility(name, value)
+            for name, _, kind in pairs:
                 if kind is None:
                     continue
                 facts = facts or _facts(insts)
-                finding = _volatile_finding(ctx, insts, facts, index, name, kind)
+                finding = check(ctx, insts, facts, index, name, kind)
                 if finding is not None:
                     findings.append(finding)
     return findings
+
+
+def _env_volatility(name: str, value: str) -> str | None:
+    """An ENV literal that a build or release rewrites: a volatile name or a dated value.
+
+    One set from a variable (``ENV SHA=$GIT_SHA``) is the ARG's finding, not this one.
+    """
+    if "$" in value:
+        return None
+    if _LITERAL_DATE.fullmatch(value.strip("'\"")):
+        return "date"
+    return _volatility(name, value)
+
+
+def _volatile_env_finding(
+    ctx: Context, insts: list[Instruction], facts: _Facts, index: int, name: str, kind: str
+) -> Finding | None:
+    """An ENV's value is part of every later step's cache key: a changed value rebuilds all."""
+    limit = facts.first_broad if kind == "commit" else len(insts)
+    wasted = [j for j in range(index + 1, limit)
+              if facts.expensive[j] and name not in facts.names[j]]
+    if not wasted:
+        return None
+    ins = insts[index]
+    lines = ", ".join(str(insts[j].start_line) for j in wasted[:5]) + (
+        f" and {len(wasted) - 5} more" if len(wasted) > 5 else "")
+    why = "a date" if kind == "date" else "a commit id"
+    message = (
+        f"`ENV {name}` holds {why}, rewritten for each release or build; a changed ENV changes "
+        f"the cache key of every later step, so the step(s) at line {lines} rebuild each time; "
+        f"set it after them (or pass it as a build argument where it is needed)")
+    fix = None
+    if len(env_pairs(ins)) == 1:
+        fix = _move_arg(ctx, insts, facts, index, {name}, wasted, pairs=1)
+    return Finding("volatile-arg-early", ins.start_line, message, fix, ins.display())
 
 
 def _volatile_finding(
@@ -1630,7 +1674,7 @@ def _volatile_finding(
 
 def _move_arg(
     ctx: Context, insts: list[Instruction], facts: _Facts, index: int, names: set[str],
-    wasted: list[int],
+    wasted: list[int], pairs: int | None = None,
 ) -> str | None:
     """Move the ARG (and LABELs that use it) down to where it is first needed.
 
@@ -1639,7 +1683,7 @@ def _move_arg(
     spare it, and a fix that leaves the finding standing is not offered.
     """
     df = ctx.dockerfile
-    if len(arg_pairs(insts[index])) != 1:
+    if (pairs if pairs is not None else len(arg_pairs(insts[index]))) != 1:
         return None
     target = next((j for j in range(index + 1, len(insts)) if insts[j].keyword != "LABEL" and (
         facts.names[j] & names or facts.reader[j])), len(insts))
