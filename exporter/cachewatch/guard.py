@@ -21,7 +21,6 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 
-import bcrypt
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .refusals import RefusalLog
@@ -86,6 +85,8 @@ class BasicAuth:
 
 def _checkpw(password: bytes, hashed: bytes) -> bool:
     try:
+        import bcrypt  # loaded with the first password to check: most exporters have none
+
         return bcrypt.checkpw(password, hashed)
     except ValueError:  # over 72 bytes, or a malformed hash: not a match
         return False

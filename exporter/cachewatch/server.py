@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Query, Request
+from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from fastapi_offline import FastAPIOffline
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -114,16 +114,15 @@ def create_app(collectors: Sequence[Source], runtime: Runtime, *,
              response_class=Response,
              responses={**_EXPOSITION, 400: {"description": "Unknown target or module, or a "
                                              "malformed address; the text says which"},
-                        503: {"description": "Too many probes at once; retry"}})
-    async def probe(
-        request: Request,
-        target: str | None = Query(None, description="A configured target name or an address"
-                                   " that probe.allow lists, like redis://host:port"),
-        module: str = Query("redis", description="Which collector reads the target."),
-    ) -> Response:
+                        503: {"description": "Too many probes at once; retry"}},
+             openapi_extra={"parameters": _PROBE_PARAMETERS})
+    async def probe(request: Request) -> Response:
         """What `/metrics` says about one target, like blackbox_exporter's `/probe`: a
         configured target's name or an address. Credentials are never taken from the query."""
-        one = _probe_collector(by_name, target, module, allow)
+        # Read here, documented in _PROBE_PARAMETERS: typed query parameters would make FastAPI
+        # load pydantic's v1 compatibility layer at start-up, most of a megabyte for two strings.
+        query = request.query_params
+        one = _probe_collector(by_name, query.get("target"), query.get("module", "redis"), allow)
         if isinstance(one, Response):
             return one
         if probes.locked():
@@ -185,6 +184,14 @@ _DESCRIPTION = ("Cache hit rate and latency for Prometheus: Redis, Docker builds
                 "and application caches under one metric contract. The status page is at `/`.")
 _TAGS = [{"name": "scrape", "description": "What Prometheus reads"},
          {"name": "health", "description": "For orchestrators' probes"}]
+_PROBE_PARAMETERS = [
+    {"name": "target", "in": "query", "required": True, "schema": {"type": "string"},
+     "description": "A configured target name or an address that probe.allow lists, like "
+     "redis://host:port"},
+    {"name": "module", "in": "query", "required": False,
+     "schema": {"type": "string", "default": "redis"},
+     "description": "Which collector reads the target."},
+]
 _EXPOSITION: dict[int | str, dict[str, Any]] = {200: {
     "description": "The exposition",
     "content": {"text/plain; version=0.0.4": {"schema": {"type": "string"}},

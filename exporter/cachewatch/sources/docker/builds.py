@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections import defaultdict
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -27,9 +27,11 @@ from ...receiving import guarded_body
 from ...runtime import Runtime
 from ...source import Source
 from ...state import Change, Counts, Ledger, StateError
-from .buildlog import BuildSummary, normalise_instruction, parse_bytes
-from .findings import DockerfileFindings
 from .settings import BuildSettings
+
+if TYPE_CHECKING:  # the parser and the doctor load with the first build, or a Dockerfile to watch
+    from .buildlog import BuildSummary
+    from .findings import DockerfileFindings
 
 log = logging.getLogger("cachewatch.builds")
 
@@ -95,7 +97,11 @@ class BuildCollector(Source):
         self.ledger = ledger
         self._pairs = LabelCap(settings.max_images)  # (image, target) pairs, not each apart
         self._buster_labels = LabelCap(settings.max_cache_busters)
-        self._dockerfiles = DockerfileFindings(settings.dockerfiles)
+        self._dockerfiles: DockerfileFindings | None = None
+        if settings.dockerfiles:
+            from .findings import DockerfileFindings
+
+            self._dockerfiles = DockerfileFindings(settings.dockerfiles)
         for key, _ in ledger.items():  # restored series keep their own labels after a restart
             if key[0] == STEPS:
                 self._pairs(f"{key[1]}\0{key[2]}")
@@ -117,6 +123,8 @@ class BuildCollector(Source):
             (contract.DOCKER_BUILD_REBUILD_SECONDS.name, image, target): summary.rebuild_seconds,
         }
         if summary.cache_buster:
+            from .buildlog import normalise_instruction
+
             instruction = safe_label(normalise_instruction(summary.cache_buster))
             pair = self._buster_labels(f"{image}\0{instruction}")
             key = (image, instruction) if pair != "other" else ("other", "other")
@@ -172,7 +180,8 @@ class BuildCollector(Source):
             cumulative = [(le, buckets.get(le, 0.0)) for le, _ in _EDGES]
             out.add_histogram(contract.DOCKER_BUILD_DURATION, {"image": image, "target": target},
                               cumulative, buckets.get("sum", 0.0))
-        self._dockerfiles.add_to(out)
+        if self._dockerfiles is not None:
+            self._dockerfiles.add_to(out)
         yield from out
 
     def bearer_paths(self) -> tuple[str, ...]:
@@ -207,6 +216,8 @@ class BuildCollector(Source):
         except (ValidationError, ValueError) as exc:
             self.reject("malformed")
             return JSONResponse({"error": _describe(exc)}, status_code=400)
+        from .buildlog import BuildSummary, parse_bytes
+
         if submission.summary is not None:
             summary: SubmittedSummary | BuildSummary = submission.summary
         else:
