@@ -1,0 +1,85 @@
+"""What a sidecar costs: the modules `cachewatch serve` loads with the default settings, and its
+memory after 200 scrapes of one real Redis next to the floor of the stack it is built on."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from support import ROOT, free_port, wait_until
+
+pytestmark = pytest.mark.e2e  # subprocesses: a fresh interpreter is the only honest measure
+
+# Loaded only when something asks for them: a source enabled, a file configured, a first build.
+NOT_BY_DEFAULT = ("redis", "yaml", "httpx", "docker", "bcrypt", "pydantic.v1",
+                  "cachewatch.sources.docker.buildlog", "cachewatch.sources.docker.doctor")
+SERVE_PATH = """
+import sys
+from cachewatch.cli import build_cli
+build_cli()
+from cachewatch.config import load_settings
+from cachewatch.runtime import Runtime
+from cachewatch.server import create_app
+from cachewatch.sources import build
+import uvicorn.lifespan.on, uvicorn.loops.asyncio, uvicorn.protocols.http.httptools_impl
+settings = load_settings(**{"state.url": "memory://"})
+runtime = Runtime()
+create_app(build(settings, runtime), runtime)
+print(" ".join(sys.modules))
+"""
+
+
+def _python(code: str) -> str:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CACHEWATCH_")}
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True, env=env, cwd=ROOT, timeout=60).stdout
+
+
+def test_serve_with_the_default_settings_loads_no_optional_dependency():
+    loaded = set(_python(SERVE_PATH).split())
+    assert not [name for name in NOT_BY_DEFAULT if name in loaded]
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+def test_memory_after_200_scrapes_stays_near_the_floor_of_its_stack(redis_plain, tmp_path):
+    """The floor: a bare interpreter importing exactly the third-party modules a serving
+    cachewatch imports. What cachewatch adds on top (its code, the default SQLite state store,
+    200 scrapes' worth of working set) stays within 7 MB; the README's benchmark shows both."""
+    modules = [m for m in _python(SERVE_PATH).split()
+               if m.split(".")[0] not in sys.stdlib_module_names and not m.startswith(
+                   ("cachewatch", "_"))]
+    floor = float(_python(
+        "import importlib\n"
+        f"for name in {modules!r}:\n"
+        "    try:\n        importlib.import_module(name)\n    except ImportError:\n        pass\n"
+        "print([l for l in open('/proc/self/status') if l.startswith('VmRSS')][0].split()[1])"
+    )) / 1024
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CACHEWATCH_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cachewatch", "serve", "--listen-address", "127.0.0.1", "--port",
+         str(port), "--redis-target", redis_plain.url, "--state-url",
+         f"sqlite:///{tmp_path / 'state.db'}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=ROOT)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_until(lambda: httpx.get(url + "/readyz").status_code == 200, timeout=20)
+        with httpx.Client() as client:
+            for _ in range(200):
+                assert client.get(url + "/metrics").status_code == 200
+        rss = _rss_mb(proc.pid)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+    assert rss - floor < 7.0, f"cachewatch {rss:.1f} MB over a floor of {floor:.1f} MB"
