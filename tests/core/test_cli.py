@@ -223,3 +223,25 @@ def test_start_up_errors_are_one_plain_line_each(args, env, names, tmp_path):
         assert text not in result.stderr
     for name in names:
         assert name in result.stderr
+
+
+def test_version_and_short_help_everywhere():
+    assert run("--version").stdout.strip() == run("version").stdout.strip()
+    assert run("-V").stdout.startswith("cachewatch ")
+    for command in ((), ("serve",), ("bundle",), ("ingest-build",)):
+        result = run(*command, "-h", env={"COLUMNS": "200"})
+        assert result.returncode == 0, command
+        assert "Usage:" in result.stdout
+
+
+def test_bundle_help_names_what_it_writes_and_explains_every_option():
+    text = run("bundle", "-h", env={"COLUMNS": "200"}).stdout
+    for written in ("alerts/", "dashboards/", "deploy/kubernetes/"):
+        assert written in text
+    command = next(c for c in build_cli().registered_commands if c.name == "bundle" or (
+        c.callback is not None and c.callback.__name__ == "bundle"))
+    import inspect
+
+    for name in inspect.signature(command.callback).parameters:
+        assert f"--{name.replace('_', '-')}" in text, name
+    assert "..." not in text  # no option's help leans on the one above it
