@@ -35,7 +35,13 @@ class ProbeTargetError(ValueError):
 
 class Source(Collector):
     """One source of metrics: a prometheus_client collector, plus optional background work,
-    ``/probe`` support and HTTP routes (webhooks, push APIs) that feed it."""
+    ``/probe`` support and HTTP routes (webhooks, push APIs) that feed it.
+
+    ``collect()`` of a source that is not a target collector runs on the event loop during a
+    scrape: it answers from memory (what its routes received) and never waits on I/O; a source
+    that must read something remote is a ``TargetCollector`` or ``AsyncTargetCollector``.
+    ``start()`` and ``close()`` run on the event loop too.
+    """
 
     name: ClassVar[str]
 
