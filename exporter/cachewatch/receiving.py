@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Callable
+from typing import Any
 
-from pydantic import SecretStr
+from pydantic import BaseModel, SecretStr
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 
@@ -76,3 +77,26 @@ async def guarded_body(request: Request, token: SecretStr | None, limit: int, se
         return JSONResponse({"error": f"body over {limit} bytes ({section}.max_body_bytes)"},
                             status_code=413)
     return body
+
+
+def body_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """A model's JSON schema with its ``$defs`` inlined, for a route's ``openapi_extra``.
+
+    pydantic writes ``{"$ref": "#/$defs/X"}``, which in an OpenAPI document resolves against
+    the document's root, where there is no ``$defs``: Swagger UI, schemathesis and code
+    generators would all see a broken reference.
+    """
+    schema = model.model_json_schema()
+    defs = schema.pop("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return inline(defs[ref.removeprefix("#/$defs/")])
+            return {key: inline(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [inline(item) for item in node]
+        return node
+
+    return inline(schema)

@@ -38,7 +38,7 @@ from ... import contract
 from ...cardinality import OTHER, LabelCap
 from ...contract import Families, Layer
 from ...labels import safe_label
-from ...receiving import guarded_body
+from ...receiving import body_schema, guarded_body
 from ...runtime import Runtime
 from ...source import Source
 from ...state import Change, Counts, Key, Ledger, StateError, Update
@@ -400,7 +400,7 @@ class AppCacheCollector(Source):
             "/api/v1/caches", status_code=202,
             summary="Push cumulative cache statistics of one instance",
             openapi_extra={"requestBody": {"required": True, "content": {
-                "application/json": {"schema": CachePush.model_json_schema()}}}},
+                "application/json": {"schema": body_schema(CachePush)}}}},
             responses={400: {"description": "Malformed JSON"},
                        401: {"description": "Missing or wrong bearer token"},
                        413: {"description": "Body over app.max_body_bytes"},

@@ -23,7 +23,7 @@ from ... import contract
 from ...cardinality import LabelCap
 from ...contract import Families, Layer
 from ...labels import id_bytes, safe_label
-from ...receiving import guarded_body
+from ...receiving import body_schema, guarded_body
 from ...runtime import Runtime
 from ...source import Source
 from ...state import Change, Counts, Ledger, StateError
@@ -194,7 +194,7 @@ class BuildCollector(Source):
             "/api/v1/builds", status_code=202,
             summary="Ingest one Docker build (raw log or parsed summary)",
             openapi_extra={"requestBody": {"required": True, "content": {
-                "application/json": {"schema": BuildSubmission.model_json_schema()},
+                "application/json": {"schema": body_schema(BuildSubmission)},
                 "text/plain": {"schema": {"type": "string"}}}}},
             responses={400: {"description": "Malformed body"}, 401: {"description": "Token"},
                        413: {"description": "Body over builds.max_body_bytes"}},
