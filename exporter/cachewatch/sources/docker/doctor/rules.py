@@ -1605,6 +1605,12 @@ def volatile_arg_early(ctx: Context) -> list[Finding]:
     return findings
 
 
+def _line_list(insts: list[Instruction], indexes: list[int]) -> str:
+    """``4, 6, 9 and 2 more``: the lines of the steps a finding names."""
+    return ", ".join(str(insts[j].start_line) for j in indexes[:5]) + (
+        f" and {len(indexes) - 5} more" if len(indexes) > 5 else "")
+
+
 def _env_volatility(name: str, value: str) -> str | None:
     """An ENV literal that a build or release rewrites: a volatile name or a dated value.
 
@@ -1627,8 +1633,7 @@ def _volatile_env_finding(
     if not wasted:
         return None
     ins = insts[index]
-    lines = ", ".join(str(insts[j].start_line) for j in wasted[:5]) + (
-        f" and {len(wasted) - 5} more" if len(wasted) > 5 else "")
+    lines = _line_list(insts, wasted)
     why = "a date" if kind == "date" else "a commit id"
     message = (
         f"`ENV {name}` holds {why}, rewritten for each release or build; a changed ENV changes "
@@ -1660,8 +1665,7 @@ def _volatile_finding(
     if not wasted:
         return None
     ins = insts[index]
-    lines = ", ".join(str(insts[j].start_line) for j in wasted[:5]) + (
-        f" and {len(wasted) - 5} more" if len(wasted) > 5 else "")
+    lines = _line_list(insts, wasted)
     why = "changes on every build" if kind == "date" else "changes on every commit"
     message = (
         f"`{name}` {why} and is in scope from line {ins.start_line}; Docker uses a changed "
