@@ -21,9 +21,9 @@ if TYPE_CHECKING:
 @cache
 def packages() -> tuple[SourcePackage, ...]:
     """Every source package, in registration order."""
-    from . import app, docker, redis, registry
+    from . import app, docker, memcached, redis, registry
 
-    return (redis.SOURCE, docker.SOURCE, registry.SOURCE, app.SOURCE)
+    return (redis.SOURCE, docker.SOURCE, registry.SOURCE, app.SOURCE, memcached.SOURCE)
 
 
 def sections() -> dict[str, Section]:
