@@ -26,6 +26,17 @@ class ProtocolError(Exception):
     """What came back is not a memcached reply to our command, or is too large to be one."""
 
 
+def parse_stats(lines: list[bytes]) -> dict[str, str]:
+    """``STAT name value`` lines (``END`` excluded) -> ``{name: value}``."""
+    out = {}
+    for line in lines:
+        parts = line.split(b" ", 2)
+        if len(parts) != 3 or parts[0] != b"STAT":
+            raise ProtocolError(f"not a stats line: {line[:40]!r}")
+        out[parts[1].decode("ascii", "replace")] = parts[2].decode("ascii", "replace")
+    return out
+
+
 class Connection:
     """One connection; one command at a time (the lock), each reply read to its end.
 
@@ -44,14 +55,7 @@ class Connection:
 
     async def stats(self) -> dict[str, str]:
         """``stats``: every ``STAT name value`` line up to ``END``."""
-        lines = await self._call(b"stats\r\n", until_end=True)
-        out = {}
-        for line in lines:
-            parts = line.split(b" ", 2)
-            if len(parts) != 3 or parts[0] != b"STAT":
-                raise ProtocolError(f"not a stats line: {line[:40]!r}")
-            out[parts[1].decode("ascii", "replace")] = parts[2].decode("ascii", "replace")
-        return out
+        return parse_stats(await self._call(b"stats\r\n", until_end=True))
 
     async def version(self) -> str:
         """``version``: reads no key, so timing it moves no hit or miss counter."""
