@@ -12,11 +12,11 @@ from types import ModuleType
 import pytest
 import yaml
 
+import golden
 from cachewatch.bundle import assembly
 from cachewatch.bundle.thresholds import Thresholds
 from cachewatch.sources.memcached import bundle
 
-import golden
 from support import ROOT, require
 
 PACKAGE = ROOT / "exporter" / "cachewatch" / "sources" / "memcached"
@@ -48,7 +48,8 @@ def _core_golden() -> ModuleType:
     modules are not a package), at collection, as the core's reads its update switch."""
     spec = importlib.util.spec_from_file_location(
         "cachewatch_core_golden", ROOT / "tests" / "core" / "test_golden.py")
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

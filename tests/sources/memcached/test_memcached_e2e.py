@@ -116,7 +116,8 @@ def test_probe_reads_one_configured_target_and_allowed_addresses(memcached_facto
     assert response.status_code == 200, response.text
     assert _lookups(Metrics(response.text), unlisted.address) == (1, 0)
     refused = probe("nope")
-    assert refused.status_code == 400 and "configured: main" in refused.text
+    assert refused.status_code == 400
+    assert "configured: main" in refused.text
 
 
 def test_status_page_shows_the_memcached_caches(memcached, exporter_factory):

@@ -23,7 +23,6 @@ from cachewatch.sources.memcached.settings import (
     TargetAddressError,
     normalise_address,
 )
-
 from golden import CAPTURED
 
 
@@ -135,7 +134,7 @@ def test_probe_reads_configured_targets_by_name_or_address_and_allowed_hosts_onl
     collector = _collector("main=10.1.2.3:11211")
     assert collector.for_probe("main", AllowList()).targets() == ["main"]
     assert collector.for_probe("10.1.2.3", AllowList()).targets() == ["main"]
-    with pytest.raises(ProbeTargetError, match="probe.allow does not list"):
+    with pytest.raises(ProbeTargetError, match=r"probe\.allow does not list"):
         collector.for_probe("10.9.9.9:11211", AllowList())
     assert collector.for_probe("10.9.9.9:11211", AllowList(["10.0.0.0/8"])).targets() == \
         ["10.9.9.9:11211"]
