@@ -226,7 +226,7 @@ def floor_mb(workdir: Path) -> tuple[float, list[str], float]:
              "build_cli()\n"
              "from cachewatch.config import load_settings\n"
              "from cachewatch.runtime import Runtime\n"
-             "from cachewatch.server import create_app\n"
+             "from cachewatch.http.server import create_app\n"
              "from cachewatch.sources import build\n"
              "import uvicorn.protocols.http.httptools_impl, uvicorn.loops.asyncio\n"
              "runtime = Runtime()\n"

@@ -4,7 +4,7 @@ the settings models, the metric reference from the metric contract."""
 from pathlib import Path
 
 from cachewatch.config import settings_table
-from cachewatch.contract import markdown_table
+from cachewatch.metrics.contract import markdown_table
 
 readme = Path(__file__).resolve().parents[1] / "README.md"
 text = readme.read_text()

@@ -17,13 +17,13 @@ import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
-from cachewatch import webconfig
+from cachewatch.collectors.health import Health
 from cachewatch.config import CoreSettings as Settings
-from cachewatch.guard import LiveWebConfig
-from cachewatch.health import Health
+from cachewatch.http import webconfig
+from cachewatch.http.guard import LiveWebConfig
+from cachewatch.http.server import create_app
+from cachewatch.http.serving import make_server
 from cachewatch.runtime import Runtime
-from cachewatch.server import create_app
-from cachewatch.serving import make_server
 from cachewatch.sources import build
 from cachewatch.state import default_url, open_state
 

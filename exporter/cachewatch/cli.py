@@ -121,12 +121,12 @@ def _param(name: str, kind: Any, option: Any) -> inspect.Parameter:
 
 
 def _run(settings: Settings) -> None:
-    from . import webconfig
     from .config import ConfigError
-    from .guard import LiveWebConfig
+    from .http import webconfig
+    from .http.guard import LiveWebConfig
+    from .http.server import create_app
+    from .http.serving import make_server
     from .runtime import Runtime
-    from .server import create_app
-    from .serving import make_server
     from .sources import build
     from .state import StateError, open_state
 
@@ -271,7 +271,7 @@ def _pair(item: str) -> tuple[str, str]:
 @cli.command("metrics")
 def metrics_reference() -> None:
     """Print the metric reference (Markdown) generated from the metric contract."""
-    from . import contract
+    from .metrics import contract
 
     sys.stdout.write(contract.markdown_table())
 

@@ -30,9 +30,9 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
-from .allowlist import AllowList
 from .defaults import DEFAULT_PORT, ENV_PREFIX
 from .fields import Seconds, flag, parse_duration, readable_file, redact, yaml_error
+from .http.allowlist import AllowList
 from .sources import sections
 
 __all__ = ["DEFAULT_PORT", "ENV_PREFIX", "ConfigError", "Settings", "load_settings",

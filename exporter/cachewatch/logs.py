@@ -17,7 +17,7 @@ import logging
 import sys
 import time
 
-from .labels import safe_text
+from .metrics.labels import safe_text
 
 # Record attributes that are not context fields (uvicorn adds an ANSI-coloured copy of its msg).
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {

@@ -15,7 +15,7 @@ from pydantic import BaseModel, SecretStr
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 
-from .refusals import RefusalLog
+from .http.refusals import RefusalLog
 
 # Each receiver counts its refusals in its own family; this only keeps the log quiet.
 RECEIVER_REFUSALS = RefusalLog()

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
-from .health import Health
-from .refusals import HTTP_CAUSES, RefusalLog
+from .collectors.health import Health
+from .http.refusals import HTTP_CAUSES, RefusalLog
 from .state import MemoryStore, State
 
 

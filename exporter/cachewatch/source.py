@@ -24,9 +24,9 @@ if TYPE_CHECKING:
     from pydantic import BaseModel
     from starlette.types import ASGIApp
 
-    from .allowlist import AllowList
+    from .collectors.target_collector import TargetCollector
+    from .http.allowlist import AllowList
     from .runtime import Runtime
-    from .target_collector import TargetCollector
 
 
 class ProbeTargetError(ValueError):

@@ -13,9 +13,9 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from cachewatch import contract
 from cachewatch.cli import build_cli
 from cachewatch.config import setting_rows, settings_table
+from cachewatch.metrics import contract
 
 from support import ROOT, Metrics, free_port, require, wait_until
 

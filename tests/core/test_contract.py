@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cachewatch import contract
-from cachewatch.cardinality import OTHER, LabelCap
-from cachewatch.contract import Families, Kind, MetricSpec
+from cachewatch.metrics import contract
+from cachewatch.metrics.cardinality import OTHER, LabelCap
+from cachewatch.metrics.contract import Families, Kind, MetricSpec
 from cachewatch.sources.redis.settings import TargetAddressError, split_redis_address
 
 
@@ -83,7 +83,7 @@ def test_fast_openmetrics_encoding_writes_the_same_bytes():
     from prometheus_client.exposition import choose_encoder
     from prometheus_client.openmetrics import exposition as openmetrics
 
-    from cachewatch.exposition import BuildInfo, Exposition, _fast
+    from cachewatch.metrics.exposition import BuildInfo, Exposition, _fast
 
     out = Families()
     out.add(contract.CACHE_LOOKUPS, {"layer": "redis", "cache": 'a "quoted"\\ \n name',
@@ -125,7 +125,7 @@ def test_process_metrics_are_prometheus_clients_for_less():
 
     from prometheus_client import ProcessCollector
 
-    from cachewatch.exposition import ProcessMetrics
+    from cachewatch.metrics.exposition import ProcessMetrics
 
     theirs = list(ProcessCollector(registry=None).collect())
     ours = list(ProcessMetrics().collect())
@@ -147,7 +147,7 @@ def test_fast_openmetrics_matches_the_library_on_a_real_exposition(redis_plain,
                                                                    exporter_factory):
     from prometheus_client.exposition import choose_encoder
 
-    from cachewatch.exposition import _fast
+    from cachewatch.metrics.exposition import _fast
 
     from support import settings as make_settings
 

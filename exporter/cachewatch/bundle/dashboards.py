@@ -30,7 +30,7 @@ from grafanalib.core import (
     TimeSeries,
 )
 
-from .. import contract
+from ..metrics import contract
 from . import overview
 from .panels import DashboardSpec, Panel
 from .part import BundlePart

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .. import contract
+from ..metrics import contract
 from . import series
 from .panels import NEUTRAL, DashboardSpec, Panel, fleet, hit_steps, latency_steps, legend
 from .part import BundlePart

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from .. import contract
+from ..metrics import contract
 from .part import BundlePart
 from .promtool import (
     before_for,

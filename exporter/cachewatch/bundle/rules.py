@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from .. import contract
+from ..metrics import contract
 from . import overview
 from .alerting import alert
 from .part import BundlePart, Rejections

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .. import contract
+from ..metrics import contract
 
 _DURATION = re.compile(r"^(\d+)(s|m|h)$")
 _LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")

@@ -27,8 +27,8 @@ from bisect import bisect_left
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
-from ... import contract
-from ...contract import Families, Layer
+from ...metrics import contract
+from ...metrics.contract import Families, Layer
 
 log = logging.getLogger("cachewatch.instrument")
 F = TypeVar("F", bound=Callable[..., Any])

@@ -34,10 +34,10 @@ from pydantic import (
     model_validator,
 )
 
-from ... import contract
-from ...cardinality import OTHER, LabelCap
-from ...contract import Families, Layer
-from ...labels import safe_label
+from ...metrics import contract
+from ...metrics.cardinality import OTHER, LabelCap
+from ...metrics.contract import Families, Layer
+from ...metrics.labels import safe_label
 from ...receiving import body_schema, guarded_body
 from ...runtime import Runtime
 from ...source import Source

@@ -19,10 +19,10 @@ from prometheus_client.utils import floatToGoString
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from starlette.concurrency import run_in_threadpool
 
-from ... import contract
-from ...cardinality import LabelCap
-from ...contract import Families, Layer
-from ...labels import id_bytes, safe_label
+from ...metrics import contract
+from ...metrics.cardinality import LabelCap
+from ...metrics.contract import Families, Layer
+from ...metrics.labels import id_bytes, safe_label
 from ...receiving import body_schema, guarded_body
 from ...runtime import Runtime
 from ...source import Source

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from ... import contract
 from ...bundle.alerting import alert
 from ...bundle.panels import NEUTRAL, DashboardSpec, Panel, fleet, hit_steps, legend
 from ...bundle.part import BundlePart, Rejections
 from ...bundle.promtool import before_for, counter, expected, two_phase
 from ...bundle.thresholds import Thresholds, gib, seconds
+from ...metrics import contract
 
 L = contract
 STEPS, BUILDS = L.DOCKER_BUILD_STEPS.name, L.DOCKER_BUILDS.name

@@ -27,10 +27,10 @@ from dataclasses import dataclass
 from prometheus_client.metrics_core import Metric
 from prometheus_client.samples import Sample
 
-from ... import contract
-from ...cardinality import LabelCap
-from ...contract import Layer
-from ...labels import safe_label
+from ...metrics import contract
+from ...metrics.cardinality import LabelCap
+from ...metrics.contract import Layer
+from ...metrics.labels import safe_label
 from .buildlog import normalise_instruction
 
 SOURCE = "engine"

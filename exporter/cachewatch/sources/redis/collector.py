@@ -16,13 +16,13 @@ from collections.abc import Iterable, Sequence
 
 from prometheus_client.metrics_core import Metric
 
-from ... import contract
-from ...allowlist import AllowList
-from ...cardinality import OTHER, LabelCap
-from ...contract import Families, Layer
+from ...collectors.target_collector import AsyncTargetCollector
+from ...http.allowlist import AllowList
+from ...metrics import contract
+from ...metrics.cardinality import OTHER, LabelCap
+from ...metrics.contract import Families, Layer
 from ...runtime import Runtime
 from ...source import ProbeTargetError
-from ...target_collector import AsyncTargetCollector
 from .client import REASONS, ClientCache, ReplyError, classify
 from .histogram import CommandLatency, parse_latency_histogram
 from .info import parse_info, parse_nested

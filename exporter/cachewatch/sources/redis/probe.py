@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from prometheus_client.metrics_core import Metric
 from prometheus_client.utils import floatToGoString
 
-from ... import contract
-from ...contract import Layer
-from ...health import Health
+from ...collectors.health import Health
+from ...metrics import contract
+from ...metrics.contract import Layer
 from .client import REASONS, ClientCache, classify
 from .settings import DEFAULT_MAX_REPLY_BYTES, RedisTarget
 

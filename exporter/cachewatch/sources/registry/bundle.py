@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from ... import contract
 from ...bundle.alerting import alert
 from ...bundle.panels import NEUTRAL, DashboardSpec, Panel, fleet, hit_steps, legend
 from ...bundle.part import BundlePart, Rejections
 from ...bundle.promtool import counter, expected, lookups
 from ...bundle.series import HIT_RATIO, TOTAL
 from ...bundle.thresholds import Thresholds, seconds
+from ...metrics import contract
 
 L = contract
 

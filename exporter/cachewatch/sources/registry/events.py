@@ -19,10 +19,10 @@ from collections import defaultdict
 from typing import Any
 from urllib.parse import parse_qs
 
-from ... import contract
-from ...cardinality import LabelCap
-from ...contract import Families
-from ...labels import id_bytes
+from ...metrics import contract
+from ...metrics.cardinality import LabelCap
+from ...metrics.contract import Families
+from ...metrics.labels import id_bytes
 from ...receiving import bearer_ok, refused
 from ...runtime import Runtime
 from ...source import Source

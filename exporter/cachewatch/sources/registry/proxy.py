@@ -23,11 +23,11 @@ from typing import Any
 
 import httpx
 
-from ... import contract
-from ...contract import Families, Layer
-from ...labels import safe_label
+from ...collectors.target_collector import TargetCollector
+from ...metrics import contract
+from ...metrics.contract import Families, Layer
+from ...metrics.labels import safe_label
 from ...runtime import Runtime
-from ...target_collector import TargetCollector
 from .settings import ProxyTarget, RegistryProxySettings
 
 REASONS = ("timeout", "connection", "protocol", "other")

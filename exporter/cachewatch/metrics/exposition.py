@@ -22,10 +22,11 @@ from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
 
-from . import __version__, contract
+from .. import __version__
+from ..collectors.target_collector import BaseTargetCollector
+from . import contract
 from .contract import Families, Kind
 from .labels import safe_text
-from .target_collector import BaseTargetCollector
 
 log = logging.getLogger("cachewatch.exposition")
 

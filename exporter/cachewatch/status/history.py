@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 
 from prometheus_client.metrics_core import Metric
 
-from . import contract
-from .cardinality import OTHER, LabelCap
+from ..metrics import contract
+from ..metrics.cardinality import OTHER, LabelCap
 
 WINDOWS = (300.0, 3600.0)  # the page's two windows: 5 minutes and the hour
 # Counter families shown as activity (a rate, no hit rate): kind, and the two labels kept.

@@ -21,15 +21,16 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Res
 from fastapi_offline import FastAPIOffline
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from . import __version__, status_page
+from .. import __version__
+from ..collectors.target_collector import BaseTargetCollector
+from ..metrics.exposition import BuildInfo, Exposition, ProcessMetrics
+from ..runtime import Runtime
+from ..source import ProbeTargetError, Source
+from ..status import page as status_page
+from ..status.history import History, Snapshot
 from .allowlist import AllowList
-from .exposition import BuildInfo, Exposition, ProcessMetrics
 from .guard import Guard, LiveWebConfig
-from .history import History, Snapshot
 from .refusals import RefusalCollector
-from .runtime import Runtime
-from .source import ProbeTargetError, Source
-from .target_collector import BaseTargetCollector
 from .webconfig import WebConfig
 
 log = logging.getLogger("cachewatch.app")

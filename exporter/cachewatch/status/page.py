@@ -14,9 +14,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
-from . import __version__, contract
-from .contract import Layer
-from .health import TargetState
+from .. import __version__
+from ..collectors.health import TargetState
+from ..metrics import contract
+from ..metrics.contract import Layer
 from .history import ACTIVITY, WINDOWS, Key, Snapshot, View, quantile
 
 REFRESH_SECONDS = 10
