@@ -227,7 +227,7 @@ def floor_mb(workdir: Path) -> tuple[float, list[str], float]:
              "from cachewatch.config import load_settings\n"
              "from cachewatch.runtime import Runtime\n"
              "from cachewatch.http.server import create_app\n"
-             "from cachewatch.sources import build\n"
+             "from cachewatch.collectors.enabled import build\n"
              "import uvicorn.protocols.http.httptools_impl, uvicorn.loops.asyncio\n"
              "runtime = Runtime()\n"
              "create_app(build(load_settings(), runtime), runtime)\n"

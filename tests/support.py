@@ -17,6 +17,7 @@ import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
+from cachewatch.collectors.enabled import build
 from cachewatch.collectors.health import Health
 from cachewatch.config import CoreSettings as Settings
 from cachewatch.http import webconfig
@@ -24,7 +25,6 @@ from cachewatch.http.guard import LiveWebConfig
 from cachewatch.http.server import create_app
 from cachewatch.http.serving import make_server
 from cachewatch.runtime import Runtime
-from cachewatch.sources import build
 from cachewatch.state import default_url, open_state
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")

@@ -121,13 +121,13 @@ def _param(name: str, kind: Any, option: Any) -> inspect.Parameter:
 
 
 def _run(settings: Settings) -> None:
+    from .collectors.enabled import build
     from .config import ConfigError
     from .http import webconfig
     from .http.guard import LiveWebConfig
     from .http.server import create_app
     from .http.serving import make_server
     from .runtime import Runtime
-    from .sources import build
     from .state import StateError, open_state
 
     _check_port_free(settings.listen_address, settings.port)

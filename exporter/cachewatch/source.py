@@ -4,7 +4,7 @@ A source package (``cachewatch.sources.<name>``) declares a ``SourcePackage``: i
 sections, a factory per section that builds a ``Source`` (a prometheus_client collector with
 optional background work, ``/probe`` support and routes), its CLI commands and its bundle part.
 The core never imports a source by name except in the one registration list,
-``cachewatch.sources.SOURCES``.
+``cachewatch.sources.packages()``.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ if TYPE_CHECKING:
     from pydantic import BaseModel
     from starlette.types import ASGIApp
 
-    from .collectors.target_collector import TargetCollector
     from .http.allowlist import AllowList
     from .runtime import Runtime
 
@@ -51,8 +50,9 @@ class Source(Collector):
     def close(self) -> None:
         """Stop background work and release connections. Nothing by default."""
 
-    def for_probe(self, query: str, allow: AllowList) -> TargetCollector:
-        """A fresh one-target collector for ``/probe?target=query`` (multi-target pattern).
+    def for_probe(self, query: str, allow: AllowList) -> Source:
+        """A fresh one-target collector for ``/probe?target=query`` (multi-target pattern),
+        usually a ``TargetCollector`` reading just that target.
 
         Configured targets may always be probed; any other address only when ``allow`` (the
         core ``probe.allow`` setting) lists its host.

@@ -22,7 +22,6 @@ from fastapi_offline import FastAPIOffline
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .. import __version__
-from ..collectors.target_collector import BaseTargetCollector
 from ..metrics.exposition import BuildInfo, Exposition, ProcessMetrics
 from ..runtime import Runtime
 from ..source import ProbeTargetError, Source
@@ -164,7 +163,7 @@ def create_app(collectors: Sequence[Source], runtime: Runtime, *,
 
 
 def _probe_collector(by_name: dict[str, Source], target: str | None, module: str,
-                     allow: AllowList) -> BaseTargetCollector | Response:
+                     allow: AllowList) -> Source | Response:
     """The one-target collector ``/probe`` reads, or the 400 that says why there is none."""
     if target is None:
         return PlainTextResponse(

@@ -9,13 +9,8 @@ the exporter's sources.
 from __future__ import annotations
 
 from functools import cache
-from typing import TYPE_CHECKING
 
-from ..source import Section, Source, SourcePackage
-
-if TYPE_CHECKING:
-    from ..config import CoreSettings
-    from ..runtime import Runtime
+from ..source import Section, SourcePackage
 
 
 @cache
@@ -29,13 +24,3 @@ def packages() -> tuple[SourcePackage, ...]:
 def sections() -> dict[str, Section]:
     """Every settings section (the collectors' names), in registration order."""
     return {section.name: section for source in packages() for section in source.sections}
-
-
-def build(settings: CoreSettings, runtime: Runtime) -> list[Source]:
-    """Build the collector of every enabled section."""
-    built = []
-    for name, section in sections().items():
-        section_settings = getattr(settings, name)
-        if section_settings.enabled:
-            built.append(section.build(section_settings, runtime))
-    return built
