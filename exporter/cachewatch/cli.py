@@ -271,9 +271,10 @@ def _pair(item: str) -> tuple[str, str]:
 @cli.command("metrics")
 def metrics_reference() -> None:
     """Print the metric reference (Markdown) generated from the metric contract."""
-    from .metrics import contract
+    from .metrics.contract import markdown_table
+    from .sources import specs
 
-    sys.stdout.write(contract.markdown_table())
+    sys.stdout.write(markdown_table(specs()))
 
 
 @cli.command()

@@ -97,6 +97,16 @@ class Section:
     name: str
     settings: type[BaseModel]
     factory: str
+    # The layer its targets are shown under on the status page; the section's name by default.
+    layer: str = ""
+    # An address ``/probe?target=`` takes, for help texts (``proto://host:port``); a section
+    # with one serves ``/probe``, and the first registered such is ``/probe``'s default module.
+    probe_example: str = ""
+
+    @property
+    def shown_layer(self) -> str:
+        """The layer of this section's targets on the status page."""
+        return self.layer or self.name
 
     def build(self, section_settings: BaseModel, runtime: Runtime) -> Source:
         """Import the factory and build this section's collector."""
@@ -106,15 +116,59 @@ class Section:
 
 
 @dataclass(frozen=True)
+class Layer:
+    """One value of the ``layer`` label a source feeds the core families with.
+
+    ``generic_alerts``: the core's CacheHitRateLow (below 85 %) and CacheLatencyP99High (above
+    50 ms) cover it, with their promtool cases; a layer with a rule of its own (build cache,
+    pull-through cache) says False. ``receiver`` and ``relay_path`` are the team its alerts
+    go to in the example Alertmanager routing (layers sharing a receiver share a route).
+    """
+
+    name: str
+    title: str  # its section on the status page
+    generic_alerts: bool = True
+    receiver: str = "service-owners"
+    relay_path: str = "services"
+
+
+@dataclass(frozen=True)
+class Activity:
+    """A counter family the status page shows as activity: a count per item, no hit rate."""
+
+    family: str  # as collected (``MetricSpec.family_name``)
+    kind: str  # what is counted ("pulls")
+    group: str  # the label grouping the items
+    item: str  # the label naming an item
+    title: str  # its section on the status page
+
+
+@dataclass(frozen=True)
 class SourcePackage:
-    """Everything the core needs from a source: settings, collectors, commands, bundle part."""
+    """Everything the core needs from a source, declared once in ``sources/<name>/__init__.py``.
+
+    The core derives every list from these declarations and names no source itself: the
+    settings and ``serve`` flags (``sections``), the collectors (``Section.factory``), the
+    ``/probe`` modules (``Section.probe_example``), the metric reference (``contract``), the
+    ``layer`` values with their status-page sections, generic alerts and Alertmanager routes
+    (``layers``), the status page's activity tables (``activity``) and what it suggests when
+    nothing is measured (``first_step``), the CLI commands (``commands``), and the bundle part
+    (``bundle``: dashboard, rules, promtool cases, thresholds and ``bundle`` flags; see
+    ``bundle.part.BundlePart``).
+    """
 
     name: str
     sections: tuple[Section, ...]
+    layers: tuple[Layer, ...] = ()
+    activity: tuple[Activity, ...] = ()
+    # An HTML fragment for the empty status page: how to get this source's first numbers.
+    first_step: str = ""
     # "module:function" adding the source's own commands to the CLI (lazily imported).
     commands: str | None = None
     # Module holding the source's bundle part (``PART``): rules, tests, dashboard.
     bundle: str | None = None
+    # Module declaring the source's metric families (``contract.declare``) and its ``LAYER``.
+    contract: str | None = None
 
     def add_commands(self, cli: typer.Typer) -> None:
         """Let the source register its own CLI commands."""

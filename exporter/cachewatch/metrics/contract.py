@@ -25,18 +25,42 @@ from prometheus_client.metrics_core import (
 )
 from prometheus_client.samples import Sample
 
+# What a source's contract module re-exports (``from ...metrics.contract import *``).
+__all__ = [
+    "BUILD_INFO",
+    "CACHE_BYTES",
+    "CACHE_ENTRIES",
+    "CACHE_EVICTIONS",
+    "CACHE_LATENCY",
+    "CACHE_LOOKUPS",
+    "COLLECTOR_DURATION",
+    "COLLECTOR_ERRORS",
+    "COLLECTOR_UP",
+    "CORE",
+    "HIT_RATE_TARGET",
+    "HTTP_REFUSED",
+    "LATENCY_BUCKETS",
+    "LATENCY_P99_TARGET_SECONDS",
+    "PREFIX",
+    "PROCESS_FAMILIES",
+    "SELF",
+    "SPECS",
+    "STATE",
+    "STATE_ERRORS",
+    "STATE_INFO",
+    "STATE_REFUSED",
+    "STATE_UP",
+    "Families",
+    "Kind",
+    "MetricSpec",
+    "declare",
+    "family",
+    "markdown_table",
+]
+
 PREFIX = "cachewatch_"
 # Legacy Prometheus names: every scraper and query language version accepts them unquoted.
 _LEGACY_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
-
-
-class Layer(StrEnum):
-    """Where a cache sits; the ``layer`` label of every core family."""
-
-    DOCKER_BUILD = "docker_build"
-    REGISTRY = "registry"
-    REDIS = "redis"
-    APP = "app"
 
 
 class Kind(StrEnum):
@@ -95,7 +119,9 @@ class MetricSpec:
 SPECS: dict[str, MetricSpec] = {}
 
 
-def _spec(name: str, kind: Kind, help_: str, labels: Sequence[str], group: str) -> MetricSpec:
+def declare(name: str, kind: Kind, help_: str, labels: Sequence[str], group: str) -> MetricSpec:
+    """A family named ``cachewatch_<name>``, registered in ``SPECS``: the core declares its own
+    here, and each source its own in its package (``sources/<name>/contract.py``)."""
     spec = MetricSpec(PREFIX + name, kind, help_, tuple(labels), group)
     if spec.name in SPECS:
         raise ValueError(f"{spec.name} is defined twice")
@@ -105,293 +131,50 @@ def _spec(name: str, kind: Kind, help_: str, labels: Sequence[str], group: str) 
 
 CORE = "core"
 SELF = "self"
-REDIS = "redis"
 
 # --- core families: every layer ---------------------------------------------------------------
-CACHE_LOOKUPS = _spec(
+CACHE_LOOKUPS = declare(
     "cache_lookups_total", Kind.COUNTER,
     "Cache lookups by result (hit or miss); hit ratio = hits / (hits + misses), in PromQL.",
     ("layer", "cache", "result"), CORE)
-CACHE_LATENCY = _spec(
+CACHE_LATENCY = declare(
     "cache_latency_seconds", Kind.HISTOGRAM,
     "Observed cache operation latency, client side (network included).",
     ("layer", "cache", "op"), CORE)
-CACHE_EVICTIONS = _spec(
+CACHE_EVICTIONS = declare(
     "cache_evictions_total", Kind.COUNTER,
     "Entries evicted from the cache to make room.",
     ("layer", "cache"), CORE)
-CACHE_ENTRIES = _spec(
+CACHE_ENTRIES = declare(
     "cache_entries", Kind.GAUGE,
     "Entries held by the cache now.",
     ("layer", "cache"), CORE)
-CACHE_BYTES = _spec(
+CACHE_BYTES = declare(
     "cache_bytes", Kind.GAUGE,
     "Bytes used by the cache now.",
     ("layer", "cache"), CORE)
 
 # --- self-monitoring (node_exporter style) ----------------------------------------------------
-COLLECTOR_UP = _spec(
+COLLECTOR_UP = declare(
     "collector_up", Kind.GAUGE,
     "1 if the collector read its target successfully in this scrape, 0 if not.",
     ("collector", "target"), SELF)
-COLLECTOR_DURATION = _spec(
+COLLECTOR_DURATION = declare(
     "collector_duration_seconds", Kind.GAUGE,
     "How long the collector took to read its target in this scrape.",
     ("collector", "target"), SELF)
-COLLECTOR_ERRORS = _spec(
+COLLECTOR_ERRORS = declare(
     "collector_errors_total", Kind.COUNTER,
     "Failed reads of a target, by reason (timeout, connection, auth, ...).",
     ("collector", "target", "reason"), SELF)
-BUILD_INFO = _spec(
+BUILD_INFO = declare(
     "build_info", Kind.INFO,
     "cachewatch version and Python runtime; always 1.",
     ("version", "python_version"), SELF)
 
-# --- Redis detail -----------------------------------------------------------------------------
-REDIS_EXPIRED_KEYS = _spec(
-    "redis_expired_keys_total", Kind.COUNTER,
-    "Keys removed because their TTL ran out (INFO stats expired_keys).",
-    ("cache",), REDIS)
-REDIS_MAXMEMORY = _spec(
-    "redis_maxmemory_bytes", Kind.GAUGE,
-    "The maxmemory limit; 0 means no limit (INFO memory maxmemory).",
-    ("cache",), REDIS)
-REDIS_CONNECTED_CLIENTS = _spec(
-    "redis_connected_clients", Kind.GAUGE,
-    "Client connections open now, the exporter's own included (INFO clients).",
-    ("cache",), REDIS)
-REDIS_COMMANDS_PROCESSED = _spec(
-    "redis_commands_processed_total", Kind.COUNTER,
-    "Commands the server has processed (INFO stats total_commands_processed).",
-    ("cache",), REDIS)
-REDIS_DB_KEYS = _spec(
-    "redis_db_keys", Kind.GAUGE,
-    "Keys per logical database (INFO keyspace).",
-    ("cache", "db"), REDIS)
-REDIS_DB_KEYS_EXPIRING = _spec(
-    "redis_db_keys_expiring", Kind.GAUGE,
-    "Keys with a TTL per logical database (INFO keyspace).",
-    ("cache", "db"), REDIS)
-REDIS_SERVER_LATENCY = _spec(
-    "redis_server_latency_seconds", Kind.SUMMARY,
-    "Server-side command latency since the last stats reset: p50/p99/p99.9 from Redis 7"
-    " INFO latencystats, count and sum from INFO commandstats; absent on older servers.",
-    ("cache", "command"), REDIS)
-REDIS_INFO = _spec(
-    "redis_info", Kind.INFO,
-    "Redis server version, role and mode; always 1.",
-    ("cache", "version", "role", "mode"), REDIS)
-
-
-# --- Docker builds (ingested logs) ----------------------------------------------------------
-DOCKER_BUILD = "docker_build"
-BUILD_DURATION_BUCKETS: tuple[float, ...] = (
-    1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0)
-DOCKER_BUILDS = _spec(
-    "docker_builds_total", Kind.COUNTER,
-    "Builds by outcome (success, failed, cancelled); source: log (ingested) or engine (history).",
-    ("image", "target", "status", "source"), DOCKER_BUILD)
-DOCKER_BUILD_DURATION = _spec(
-    "docker_build_duration_seconds", Kind.HISTOGRAM,
-    "Wall-clock duration of ingested builds.",
-    ("image", "target"), DOCKER_BUILD)
-DOCKER_BUILD_STEPS = _spec(
-    "docker_build_steps_total", Kind.COUNTER,
-    "Cacheable build steps by result: hit (CACHED) or miss (executed); per image and target.",
-    ("image", "target", "result", "source"), DOCKER_BUILD)
-DOCKER_BUILD_STEP_SECONDS = _spec(
-    "docker_build_step_seconds_total", Kind.COUNTER,
-    "Seconds spent in cacheable steps, executed versus served from cache.",
-    ("image", "target", "result"), DOCKER_BUILD)
-DOCKER_BUILD_REBUILD_SECONDS = _spec(
-    "docker_build_rebuild_seconds_total", Kind.COUNTER,
-    "Seconds spent re-running steps in builds that had a usable cache: time lost to busted layers.",
-    ("image", "target"), DOCKER_BUILD)
-DOCKER_BUILD_CACHE_BUSTERS = _spec(
-    "docker_build_cache_busters_total", Kind.COUNTER,
-    "Builds whose first cache miss (after a hit) was this instruction, normalised.",
-    ("image", "instruction", "source"), DOCKER_BUILD)
-BUILD_INGEST_REJECTED = _spec(
-    "build_ingest_rejected_total", Kind.COUNTER,
-    "Build submissions refused, by reason (auth, too_large, malformed, duplicate).",
-    ("reason",), DOCKER_BUILD)
-
-# --- Docker Engine ----------------------------------------------------------------------------
-DOCKER_ENGINE = "docker_engine"
-DOCKER_BUILD_CACHE_BYTES = _spec(
-    "docker_build_cache_bytes", Kind.GAUGE,
-    "Build cache size by record type, in use and shared (GET /system/df).",
-    ("host", "type", "in_use", "shared"), DOCKER_ENGINE)
-DOCKER_BUILD_CACHE_RECORDS = _spec(
-    "docker_build_cache_records", Kind.GAUGE,
-    "Build cache records by type, in use and shared.",
-    ("host", "type", "in_use", "shared"), DOCKER_ENGINE)
-DOCKER_BUILD_CACHE_RECLAIMABLE = _spec(
-    "docker_build_cache_reclaimable_bytes", Kind.GAUGE,
-    "Build cache bytes a prune could free, as `docker system df` counts them.",
-    ("host",), DOCKER_ENGINE)
-DOCKER_BUILD_CACHE_USAGE = _spec(
-    "docker_build_cache_uses", Kind.GAUGE,
-    "Sum of build cache records' usage counts: how often cached results were reused.",
-    ("host",), DOCKER_ENGINE)
-# Cumulative over `le`, like histogram buckets, but a snapshot: how much of the cache was used
-# recently. A cache whose bytes all sit in the oldest buckets is bloated; one with nothing older
-# than an hour is thrashing (pruned or evicted before it is reused).
-BUILD_CACHE_AGE_BUCKETS: tuple[float, ...] = (
-    3600.0, 6 * 3600.0, 86400.0, 3 * 86400.0, 7 * 86400.0, 14 * 86400.0, 30 * 86400.0,
-    90 * 86400.0)
-DOCKER_BUILD_CACHE_IDLE_BYTES = _spec(
-    "docker_build_cache_used_within_bytes", Kind.GAUGE,
-    "Build cache bytes last used at most `within` seconds ago (cumulative; within=+Inf is all "
-    "of it). Not `le`: promtool keeps that label for histograms.",
-    ("host", "within"), DOCKER_ENGINE)
-DOCKER_BUILD_CACHE_IDLE_RECORDS = _spec(
-    "docker_build_cache_used_within_records", Kind.GAUGE,
-    "Build cache records last used at most `within` seconds ago (cumulative; within=+Inf is "
-    "all).",
-    ("host", "within"), DOCKER_ENGINE)
-DOCKER_IMAGES = _spec(
-    "docker_images", Kind.GAUGE,
-    "Images on the engine; dangling ones have no tag.",
-    ("host", "dangling"), DOCKER_ENGINE)
-DOCKER_IMAGES_BYTES = _spec(
-    "docker_images_bytes", Kind.GAUGE,
-    "Sum of image sizes, each counted whole (shared layers counted once per image).",
-    ("host",), DOCKER_ENGINE)
-DOCKER_IMAGES_SHARED_BYTES = _spec(
-    "docker_images_shared_bytes", Kind.GAUGE,
-    "Sum over images of the bytes each shares with other images: layer reuse.",
-    ("host",), DOCKER_ENGINE)
-DOCKER_LAYERS_BYTES = _spec(
-    "docker_layers_bytes", Kind.GAUGE,
-    "Disk used by all image layers, each layer counted once.",
-    ("host",), DOCKER_ENGINE)
-DOCKER_EVENTS = _spec(
-    "docker_events_total", Kind.COUNTER,
-    "Image and builder events from the engine's event stream (pull, push, delete, prune...).",
-    ("host", "type", "action"), DOCKER_ENGINE)
-
-
-# --- application (in-process) caches ----------------------------------------------------------
-APP = "app"
-CACHE_EFFECTIVE_HITS = _spec(
-    "cache_effective_hits_total", Kind.COUNTER,
-    "Multi-level caches: lookups served by this level or a level behind it (L1 hits + L2 hits"
-    " on L1 misses); effective hit ratio = this / cachewatch_cache_lookups_total of this level.",
-    ("layer", "cache"), APP)
-APP_CACHE_LOADS = _spec(
-    "app_cache_loads_total", Kind.COUNTER,
-    "Values loaded into the cache after a miss, by result (success, failure).",
-    ("cache", "result"), APP)
-APP_CACHE_LOAD_SECONDS = _spec(
-    "app_cache_load_seconds_total", Kind.COUNTER,
-    "Time spent loading values (Caffeine totalLoadTime); per load = this / loads.",
-    ("cache",), APP)
-APP_CACHE_EVICTION_WEIGHT = _spec(
-    "app_cache_eviction_weight_total", Kind.COUNTER,
-    "Weight of evicted entries (Caffeine evictionWeight).",
-    ("cache",), APP)
-APP_CACHE_PUTS = _spec(
-    "app_cache_puts_total", Kind.COUNTER,
-    "Entries put into the cache (Micrometer cache_puts).",
-    ("cache",), APP)
-APP_CACHE_RESETS = _spec(
-    "app_cache_resets_total", Kind.COUNTER,
-    "Times an instance's counters went backwards (a restart), handled as a reset.",
-    ("cache",), APP)
-APP_CACHE_INSTANCES = _spec(
-    "app_cache_instances", Kind.GAUGE,
-    "Instances reporting this cache now (pushed within app.instance_ttl).",
-    ("cache",), APP)
-APP_CACHE_LAST_PUSH = _spec(
-    "app_cache_last_push_timestamp_seconds", Kind.GAUGE,
-    "When each live instance last pushed; the series goes when the instance expires.",
-    ("app_instance",), APP)
-APP_CACHE_PARENT = _spec(
-    "app_cache_parent_info", Kind.INFO,
-    "Multi-level caches: the level behind this cache (L1 -> L2).",
-    ("cache", "parent", "parent_layer"), APP)
-APP_PUSH_REJECTED = _spec(
-    "app_push_rejected_total", Kind.COUNTER,
-    "Pushes or caches refused, by reason (auth, too_large, malformed, cache_cap, instance_cap).",
-    ("reason",), APP)
-
-
-# --- registry ---------------------------------------------------------------------------------
-REGISTRY = "registry"
-REGISTRY_IMAGE_PULLS = _spec(
-    "registry_image_pulls_total", Kind.COUNTER,
-    "Image pulls: GET of a manifest or index (HEAD checks and blob fetches are not image pulls).",
-    ("registry", "repository", "tag"), REGISTRY)
-REGISTRY_IMAGE_PUSHES = _spec(
-    "registry_image_pushes_total", Kind.COUNTER,
-    "Manifests or indexes pushed.",
-    ("registry", "repository", "tag"), REGISTRY)
-REGISTRY_BLOB_PULLS = _spec(
-    "registry_blob_pulls_total", Kind.COUNTER,
-    "Blobs (layers, configs) served with GET.",
-    ("registry", "repository"), REGISTRY)
-REGISTRY_PULLED_BYTES = _spec(
-    "registry_pulled_bytes_total", Kind.COUNTER,
-    "Bytes of blobs served with GET.",
-    ("registry", "repository"), REGISTRY)
-REGISTRY_BLOB_PUSHES = _spec(
-    "registry_blob_pushes_total", Kind.COUNTER,
-    "Blobs uploaded.",
-    ("registry", "repository"), REGISTRY)
-REGISTRY_PUSHED_BYTES = _spec(
-    "registry_pushed_bytes_total", Kind.COUNTER,
-    "Bytes of blobs uploaded.",
-    ("registry", "repository"), REGISTRY)
-REGISTRY_BLOB_MOUNTS = _spec(
-    "registry_blob_mounts_total", Kind.COUNTER,
-    "Blobs mounted from another repository instead of uploaded: layer reuse.",
-    ("registry", "repository"), REGISTRY)
-REGISTRY_HEAD_CHECKS = _spec(
-    "registry_head_requests_total", Kind.COUNTER,
-    "HEAD checks of manifests and blobs (existence checks, not pulls).",
-    ("registry", "repository"), REGISTRY)
-REGISTRY_DELETES = _spec(
-    "registry_deletes_total", Kind.COUNTER,
-    "Manifests, tags or blobs deleted.",
-    ("registry", "repository"), REGISTRY)
-REGISTRY_EVENTS = _spec(
-    "registry_events_total", Kind.COUNTER,
-    "Notification events received and counted, by source (distribution, harbor) and action.",
-    ("source", "action"), REGISTRY)
-REGISTRY_DUPLICATES = _spec(
-    "registry_duplicate_events_total", Kind.COUNTER,
-    "Redelivered events dropped by id (delivery is at-least-once).",
-    ("source",), REGISTRY)
-REGISTRY_REJECTED = _spec(
-    "registry_webhook_rejected_total", Kind.COUNTER,
-    "Webhook requests or events refused, by reason (auth, too_large, malformed_json, bad_shape,"
-    " unknown_action, too_many_resources).",
-    ("source", "reason"), REGISTRY)
-REGISTRY_PROXY_LOOKUPS = _spec(
-    "registry_proxy_lookups_total", Kind.COUNTER,
-    "Pull-through cache lookups by type (blob, manifest): miss = fetched from upstream, hit ="
-    " served from its own storage.",
-    ("registry", "type", "result"), REGISTRY)
-REGISTRY_PROXY_REQUESTS = _spec(
-    "registry_proxy_requests_total", Kind.COUNTER,
-    "Requests the pull-through cache served, by type (its own Requests counter).",
-    ("registry", "type"), REGISTRY)
-REGISTRY_PROXY_UPSTREAM_BYTES = _spec(
-    "registry_proxy_upstream_bytes_total", Kind.COUNTER,
-    "Bytes the pull-through cache fetched from its upstream (its misses' cost).",
-    ("registry", "type"), REGISTRY)
-REGISTRY_NOTIFICATIONS_PENDING = _spec(
-    "registry_notifications_pending", Kind.GAUGE,
-    "Events queued in the registry for a notification endpoint, not yet delivered.",
-    ("registry", "endpoint"), REGISTRY)
-REGISTRY_NOTIFICATIONS = _spec(
-    "registry_notifications_total", Kind.COUNTER,
-    "Notification deliveries by the registry, by result (success, failure, error).",
-    ("registry", "endpoint", "result"), REGISTRY)
 
 # --- the exporter's own HTTP server -----------------------------------------------------------
-HTTP_REFUSED = _spec(
+HTTP_REFUSED = declare(
     "http_refused_total", Kind.COUNTER,
     "Requests and connections the exporter's HTTP server refused, by reason (unauthorized,"
     " rate_limited, auth_busy, connection_cap, header_timeout, body_timeout, header_too_large,"
@@ -399,48 +182,21 @@ HTTP_REFUSED = _spec(
     ("reason",), SELF)
 
 
-# --- Redis command latency histogram (LATENCY HISTOGRAM) -----------------------------------------
-# Redis 7 keeps a latency histogram per command (hdr_histogram, iterated in powers of two from
-# 1024 ns), so its buckets end at 2^k * 1.024 microseconds. The family exports that fixed ladder,
-# up to the one covering Redis' 1 s ceiling, for every command: the same `le` set on every scrape,
-# as rate() and histogram_quantile() need.
-REDIS_COMMAND_LATENCY_BUCKETS: tuple[float, ...] = tuple(2 ** (k + 10) / 1e9 for k in range(21))
-REDIS_COMMAND_LATENCY = _spec(
-    "redis_command_latency_seconds", Kind.HISTOGRAM,
-    "Server-side latency per command from Redis 7 LATENCY HISTOGRAM (cumulative, power-of-two"
-    " buckets, since the last stats reset: take rate() for a window); sum from INFO"
-    " commandstats; the busiest commands by name, the rest folded into command=\"other\".",
-    ("cache", "command"), REDIS)
-
-
-# --- Dockerfile doctor: what busts the cache, what it costs, what the Dockerfiles show ----------
-DOCKER_BUILD_CACHE_BUSTER_SECONDS = _spec(
-    "docker_build_cache_buster_seconds_total", Kind.COUNTER,
-    "Seconds re-running steps in builds whose first cache miss was this instruction: the build"
-    " time lost after it (ingested logs only; the engine's history has no step times).",
-    ("image", "instruction", "source"), DOCKER_BUILD)
-DOCKERFILE_FINDINGS = _spec(
-    "dockerfile_findings", Kind.GAUGE,
-    "Findings of `cachewatch doctor` per rule in the image's Dockerfile (builds.dockerfiles);"
-    " 0 for a rule with none.",
-    ("image", "rule"), DOCKER_BUILD)
-
-
 # --- durable state (self-monitoring) ------------------------------------------------------------
 STATE = "state"
-STATE_INFO = _spec(
+STATE_INFO = declare(
     "state_info", Kind.INFO,
     "Where this process keeps its state (backend sqlite, redis or memory) and its replica id.",
     ("backend", "replica"), STATE)
-STATE_UP = _spec(
+STATE_UP = declare(
     "state_up", Kind.GAUGE,
     "1 if the state store answered its last read, write or check; 0 while receivers answer 503.",
     (), STATE)
-STATE_ERRORS = _spec(
+STATE_ERRORS = declare(
     "state_errors_total", Kind.COUNTER,
     "Failed operations on the state store, by op (read, write, ping).",
     ("op",), STATE)
-STATE_REFUSED = _spec(
+STATE_REFUSED = declare(
     "state_refused_total", Kind.COUNTER,
     "Requests answered 503 because their state could not be stored, by reason (timeout, error,"
     " overload, loading).",
@@ -593,10 +349,11 @@ class Families:
         return (f for f in self._families.values() if f.samples)
 
 
-def markdown_table(specs: Iterable[MetricSpec] | None = None) -> str:
-    """The README's metric reference, generated so it cannot drift from the code."""
+def markdown_table(specs: Iterable[MetricSpec]) -> str:
+    """The README's metric reference for ``specs`` (``sources.specs()``: the core's and every
+    registered source's), generated so it cannot drift from the code."""
     rows = ["| metric | type | labels | meaning |", "|---|---|---|---|"]
-    for spec in specs if specs is not None else SPECS.values():
+    for spec in specs:
         labels = ", ".join(f"`{label}`" for label in spec.labels)
         rows.append(f"| `{spec.name}` | {spec.kind.value} | {labels} | {spec.help} |")
     return "\n".join(rows) + "\n"

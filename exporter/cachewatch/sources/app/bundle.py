@@ -19,7 +19,7 @@ from ...bundle.part import BundlePart, Rejections
 from ...bundle.promtool import counter
 from ...bundle.series import BY_RESULT, HIT_RATIO, TOTAL
 from ...bundle.thresholds import Thresholds
-from ...metrics import contract
+from . import contract
 
 L = contract
 

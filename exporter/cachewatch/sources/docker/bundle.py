@@ -10,7 +10,7 @@ from ...bundle.panels import NEUTRAL, DashboardSpec, Panel, fleet, hit_steps, le
 from ...bundle.part import BundlePart, Rejections
 from ...bundle.promtool import before_for, counter, expected, two_phase
 from ...bundle.thresholds import Thresholds, gib, seconds
-from ...metrics import contract
+from . import contract
 
 L = contract
 STEPS, BUILDS = L.DOCKER_BUILD_STEPS.name, L.DOCKER_BUILDS.name

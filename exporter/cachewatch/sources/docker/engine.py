@@ -23,10 +23,10 @@ from prometheus_client.utils import floatToGoString
 
 from ...collectors.health import Health
 from ...collectors.target_collector import TargetCollector
-from ...metrics import contract
 from ...metrics.contract import Families
 from ...metrics.labels import safe_label
 from ...runtime import Runtime
+from . import contract
 from .history import BuildHistory
 from .settings import DockerSettings
 

@@ -20,7 +20,7 @@ from ...bundle.panels import (
 from ...bundle.part import BundlePart
 from ...bundle.promtool import before_for, duration, expected, histogram, interpolated_p99
 from ...bundle.thresholds import Thresholds
-from ...metrics import contract
+from . import contract
 
 L = contract
 HISTOGRAM = L.REDIS_COMMAND_LATENCY.name

@@ -18,11 +18,11 @@ from prometheus_client.metrics_core import Metric
 
 from ...collectors.target_collector import AsyncTargetCollector
 from ...http.allowlist import AllowList
-from ...metrics import contract
 from ...metrics.cardinality import OTHER, LabelCap
-from ...metrics.contract import Families, Layer
+from ...metrics.contract import Families
 from ...runtime import Runtime
 from ...source import ProbeTargetError
+from . import contract
 from .client import REASONS, ClientCache, ReplyError, classify
 from .histogram import CommandLatency, parse_latency_histogram
 from .info import parse_info, parse_nested
@@ -140,7 +140,7 @@ class RedisCollector(AsyncTargetCollector):
 
     def _families(self, cache: str, info: dict[str, str]) -> Families:
         out = Families()
-        core = {"layer": Layer.REDIS.value, "cache": cache}
+        core = {"layer": contract.LAYER, "cache": cache}
         one = {"cache": cache}
         if "keyspace_hits" not in info:
             raise ValueError("INFO has no keyspace_hits: not a Redis data server (a Sentinel?)")

@@ -11,7 +11,7 @@ from ...bundle.part import BundlePart, Rejections
 from ...bundle.promtool import counter, expected, lookups
 from ...bundle.series import HIT_RATIO, TOTAL
 from ...bundle.thresholds import Thresholds, seconds
-from ...metrics import contract
+from . import contract
 
 L = contract
 

@@ -19,7 +19,6 @@ from collections import defaultdict
 from typing import Any
 from urllib.parse import parse_qs
 
-from ...metrics import contract
 from ...metrics.cardinality import LabelCap
 from ...metrics.contract import Families
 from ...metrics.labels import id_bytes
@@ -27,6 +26,7 @@ from ...receiving import bearer_ok, refused
 from ...runtime import Runtime
 from ...source import Source
 from ...state import Change, Counts, Ledger, StateError
+from . import contract
 from .settings import RegistrySettings
 
 log = logging.getLogger("cachewatch.registry")
