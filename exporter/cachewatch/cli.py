@@ -26,8 +26,6 @@ if TYPE_CHECKING:
 
 cli = typer.Typer(
     name="cachewatch",
-    help="Cache hit rate and latency exporter for Prometheus: Docker build cache, registry, "
-    "Redis and in-process caches, under one metric contract.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -60,7 +58,7 @@ def _serve(config: Path | None, enable_collector: list[str] | None,
     """Serve /metrics, /probe, /healthz, /readyz and a status page."""
     from . import logs
     from .config import ConfigError, load_settings
-    from .sources import sections
+    from .sources import packages, sections
 
     flags: dict[str, object] = {key.replace("__", "."): value or None
                                 for key, value in options.items()}
@@ -74,7 +72,8 @@ def _serve(config: Path | None, enable_collector: list[str] | None,
         settings = load_settings(config, **flags)
     except ConfigError as exc:
         fail(str(exc))
-    logs.setup(settings.log_level, settings.log_format)
+    logs.setup(settings.log_level, settings.log_format,
+               [name for source in packages() for name in source.chatty_loggers])
     _run(settings)
 
 
@@ -253,6 +252,10 @@ def build_cli() -> typer.Typer:
     from .sources import packages
 
     if not any(command.name == "serve" for command in cli.registered_commands):
+        *others, last = [source.title for source in packages() if source.title]
+        listed = f"{', '.join(others)} and {last}" if others else last
+        cli.info.help = (f"Cache hit rate and latency exporter for Prometheus: {listed}, under "
+                         "one metric contract.")
         cli.command("serve")(_serve_command())
         cli.command("bundle")(_bundle_command())
         for source in packages():

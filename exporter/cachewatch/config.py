@@ -259,7 +259,7 @@ def _check_yaml(path: Path) -> None:
 
 
 def _nest(flat: dict[str, Any]) -> dict[str, Any]:
-    """``{"redis.timeout": 1}`` -> ``{"redis": {"timeout": 1}}`` so flags deep-merge with files."""
+    """``{"state.url": "x"}`` -> ``{"state": {"url": "x"}}`` so flags deep-merge with files."""
     nested: dict[str, Any] = {}
     for key, value in flat.items():
         node = nested

@@ -60,11 +60,11 @@ class Source(Collector):
         raise ProbeTargetError(f"the {self.name} collector does not support /probe")
 
     def router(self) -> APIRouter | None:
-        """Routes this source receives data on; the app mounts them as they are."""
+        """Routes this source receives data on; the application mounts them as they are."""
         return None
 
     def fast_routes(self) -> dict[str, ASGIApp]:
-        """High-volume endpoints (path -> raw ASGI app), served ahead of the framework."""
+        """High-volume endpoints (path -> raw ASGI application), served ahead of the framework."""
         return {}
 
     def openapi_paths(self) -> dict[str, Any]:
@@ -91,7 +91,7 @@ class Section:
     ``name`` is the YAML key, the env var part (``CACHEWATCH_<NAME>__...``), the
     ``--enable-collector`` value and the ``collector`` label. ``factory`` is a
     ``"module:function"`` path, imported only when the section is enabled, so a source's heavy
-    dependencies (the Docker SDK, an HTTP client) cost nothing to those who do not use it.
+    dependencies (an SDK, an HTTP client) cost nothing to those who do not use it.
     """
 
     name: str
@@ -159,6 +159,8 @@ class SourcePackage:
 
     name: str
     sections: tuple[Section, ...]
+    # What it measures, as ``cachewatch --help`` lists the sources ("build cache").
+    title: str = ""
     layers: tuple[Layer, ...] = ()
     activity: tuple[Activity, ...] = ()
     # An HTML fragment for the empty status page: how to get this source's first numbers.
@@ -169,6 +171,9 @@ class SourcePackage:
     bundle: str | None = None
     # Module declaring the source's metric families (``contract.declare``) and its ``LAYER``.
     contract: str | None = None
+    # Loggers of its clients that log every request at info: kept to warnings (unless the log
+    # level is debug), so a scrape does not log a line per request.
+    chatty_loggers: tuple[str, ...] = ()
 
     def add_commands(self, cli: typer.Typer) -> None:
         """Let the source register its own CLI commands."""

@@ -45,7 +45,8 @@ WIDTH, HEIGHT = 24, 8
 
 def specs(parts: Sequence[BundlePart] = PARTS) -> list[DashboardSpec]:
     """Every dashboard of the bundle: the overview first, then each part's."""
-    return [overview.dashboard(lambda t: alert_rules(t, parts)),
+    return [overview.dashboard(lambda t: alert_rules(t, parts),
+                               [part.targets for part in parts if part.targets]),
             *(part.dashboard for part in parts)]
 
 

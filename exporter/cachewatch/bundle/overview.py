@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..metrics import contract
@@ -25,7 +25,7 @@ def variables(t: Thresholds) -> tuple[tuple[str, str], ...]:
 Alerts = Callable[[Thresholds], list[dict[str, Any]]]
 
 
-def panels(t: Thresholds, alerts: Alerts) -> list[Panel]:
+def panels(t: Thresholds, alerts: Alerts, targets: Sequence[str]) -> list[Panel]:
     """The overview's panels; the alerts-firing count names exactly the bundle's ``alerts``."""
     sel = fleet(t, 'layer=~"$layer"', 'cache=~"$cache"')
     names = "|".join(rule["alert"] for rule in alerts(t))
@@ -55,16 +55,17 @@ def panels(t: Thresholds, alerts: Alerts) -> list[Panel]:
         Panel("stat", "Targets down",
               ((f"count({contract.COLLECTOR_UP.name}{fleet(t)} == 0) or vector(0)", "down"),),
               "none", (("green", None), ("red", 1)), 6,
-              "Caches cachewatch cannot read (CachewatchTargetDown): Redis servers, Docker "
-              "engines, registries."),
+              "Caches cachewatch cannot read (CachewatchTargetDown): "
+              f"{', '.join(targets)}."),
         Panel("stat", "Lookups per second",
               ((f"sum({series.TOTAL}{sel})", "lookups/s"),), "reqps", NEUTRAL, 6,
               "Lookups per second over the selected caches, every layer."),
     ]
 
 
-def dashboard(alerts: Alerts) -> DashboardSpec:
+def dashboard(alerts: Alerts, targets: Sequence[str]) -> DashboardSpec:
     """The overview, counting ``alerts`` (the core's and every part's, which link back to this
-    dashboard by its UID) among alerts firing."""
+    dashboard by its UID) among alerts firing, and naming the parts' ``targets`` where it
+    counts those cachewatch cannot read."""
     return DashboardSpec("overview", UID, "cachewatch: cache efficiency overview",
-                         lambda t: panels(t, alerts), variables)
+                         lambda t: panels(t, alerts, targets), variables)

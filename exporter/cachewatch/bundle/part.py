@@ -73,3 +73,6 @@ class BundlePart:
     # become options of ``cachewatch bundle``; the part's functions read it with
     # ``t.of(model)``.
     thresholds: type | None = None
+    # What its collectors read, in the plural ("cache servers"): the overview dashboard names
+    # them where it counts the targets cachewatch cannot read.
+    targets: str = ""

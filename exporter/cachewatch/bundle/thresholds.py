@@ -30,25 +30,6 @@ _RESERVED = frozenset({"layer", "cache", "result", "le", "command", "image", "re
                        "endpoint", "collector", "target", "severity", "alertname", "quantile"})
 
 
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
-_POWERS = {"": 0, "K": 1, "M": 2, "G": 3, "T": 4}
-
-
-def size_bytes(text: str) -> int:
-    """``20GiB`` / ``20GB`` / ``20G`` -> bytes, 1024-based as Docker's ``--keep-storage`` reads
-    them; a plain number is bytes."""
-    match = _SIZE.match(text)
-    if not match:
-        raise ValueError(f"{text!r} is not a size; write it like 20GiB, 512MiB or 1073741824")
-    unit = (match.group(2) or "").upper().rstrip("B").rstrip("I")
-    return int(float(match.group(1)) * 1024 ** _POWERS[unit])
-
-
-def gib(size: int) -> str:
-    """``21474836480`` -> ``20GiB``: how a budget reads in alerts and docs."""
-    return f"{size / 2**30:g}GiB"
-
-
 def seconds(duration: str) -> int:
     """``10m`` -> 600: Prometheus durations, the units the rules use."""
     match = _DURATION.match(duration)

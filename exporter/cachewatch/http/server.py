@@ -1,4 +1,4 @@
-"""The FastAPI app: routes wired to collectors, nothing else.
+"""The FastAPI application: routes wired to collectors, nothing else.
 
 A scrape runs on the event loop (``Exposition.render_async``): targets read by coroutines wait
 side by side under their deadline, collectors that block read on worker threads, and everything
@@ -39,7 +39,8 @@ MAX_CONCURRENT_PROBES = 16
 
 
 class FastPaths:
-    """Serves a few exact paths straight from raw ASGI apps, everything else by ``app``.
+    """Serves a few exact paths straight from raw ASGI applications, everything else by the
+    FastAPI application.
 
     Webhook receivers take thousands of small requests a second; skipping the framework's
     routing and middleware for them doubles what one core can take.
@@ -60,7 +61,7 @@ def create_app(collectors: Sequence[Source], runtime: Runtime, *,
     behind the web config's basic auth, headers and rate limit (``guard``).
 
     ``probe_allow`` (``probe.allow``): the hosts ``/probe`` may read besides configured
-    targets; none by default. The app owns ``runtime``: its pools close when the app shuts down.
+    targets; none by default. The application owns ``runtime``: its pools close when it shuts down.
     """
     allow = probe_allow if probe_allow is not None else AllowList()
     web = web if web is not None else LiveWebConfig(WebConfig())

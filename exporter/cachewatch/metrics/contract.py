@@ -303,8 +303,8 @@ class Families:
         """Add one histogram child from cumulative ``(le, count)`` pairs, ``+Inf`` last.
 
         The samples ``HistogramMetricFamily.add_metric`` would make (buckets, then ``_count``
-        and ``_sum`` unless an edge is negative), made here: a Redis target's command histogram
-        is hundreds of them on every scrape.
+        and ``_sum`` unless an edge is negative), made here: a target's per-command latency
+        histograms are hundreds of them on every scrape.
         """
         fam, values = self._get(spec, labels)
         base = dict(zip(spec.labels, values, strict=True))

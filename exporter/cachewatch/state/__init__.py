@@ -1,4 +1,4 @@
-"""Durable state: counters, de-duplication ids and app instances' last values.
+"""Durable state: counters, de-duplication ids and pushing instances' last values.
 
 ``state.url`` picks the backend: ``sqlite:///relative`` or ``sqlite:////absolute`` (the default,
 an embedded file), ``redis://host:port/db`` (shared by receiver replicas) or ``memory://``

@@ -4,10 +4,11 @@ De-duplication is shared: an event id is claimed with ``ZADD NX`` in one sorted 
 (scored by time, trimmed to the source's window, so memory stays bounded however many events
 pass), and the counters of the event that claimed it are added in the same Lua script, so a
 claim is never stored without its counts. Counters are per replica (``replica_id``): each
-replica exports what it counted, and Prometheus sums them. Cumulative records (app instances'
-last values) are shared and updated under ``WATCH``, so an instance may push to any replica.
+replica exports what it counted, and Prometheus sums them. Cumulative records (pushing
+instances' last values) are shared and updated under ``WATCH``, so an instance may push to any
+replica.
 
-Every key of a source carries the source in braces (``cachewatch:{registry}:...``): a script
+Every key of a source carries the source in braces (``cachewatch:{<source>}:...``): a script
 touches one hash slot, so Redis Cluster works too. Durability is Redis's own: with
 ``appendonly yes`` and ``appendfsync always`` an acknowledged event survives a Redis crash; with
 ``everysec`` about the last second may be lost; with no AOF, everything since the last snapshot.
@@ -151,7 +152,7 @@ class RedisStore(Store):
 
     async def write_now(self, batch: Batch) -> Outcome | Exception | None:
         """A plain claim (a webhook's events) goes from the loop straight to Redis; an update
-        (an app push: read, compute, write under WATCH) goes to the writer thread."""
+        (a pushed record: read, compute, write under WATCH) goes to the writer thread."""
         if batch.update is not None or time.monotonic() < self._fast_off_until:
             return None
         command = ("EVALSHA", self._claim.sha, 2, *_claim_keys(self, batch),

@@ -38,7 +38,7 @@ def parse_url(url: str) -> tuple[str, str]:
 
 
 class StateSettings(BaseModel):
-    """Where counters, de-duplication ids and app instances' last values are kept."""
+    """Where counters, de-duplication ids and pushing instances' last values are kept."""
 
     model_config = ConfigDict(extra="forbid")
 

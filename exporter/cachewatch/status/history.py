@@ -100,7 +100,7 @@ class History:
             self.record(self.fold(Snapshot.of(metrics)), now)
 
     def fold(self, snapshot: Snapshot) -> Snapshot:
-        """Caches beyond the cap, summed into ``other`` of their layer (or registry)."""
+        """Caches beyond the cap, summed into ``other`` of their layer (or activity group)."""
         folded = Snapshot()
         for (kind, group, item, result), value in snapshot.counters.items():
             key = (kind, group, self._admit(kind, group, item), result)
@@ -175,7 +175,7 @@ class View:
     def increase(self, key: Key, now_value: float, window: float, now: float) -> float:
         """How much a counter grew over ``window``: from the counters seen so far when the
         history is younger than the window (or the series newer), and across a reset (a
-        restarted Redis, a restarted app) from zero, as Prometheus' ``increase`` does."""
+        restarted server, a restarted application) from zero, as Prometheus' ``increase`` does."""
         start = self.value_at(key, now - window)
         if start is None or now_value < start:
             return now_value

@@ -7,6 +7,7 @@ from .settings import AppCacheSettings
 
 SOURCE = SourcePackage(
     name="app",
+    title="in-process caches",
     layers=(Layer("app", "Application caches"),),
     first_step="push cache counters to <code>/api/v1/caches</code>",
     sections=(Section("app", AppCacheSettings, "cachewatch.sources.app.push:build"),),

@@ -10,6 +10,7 @@ from .settings import BuildSettings, DockerSettings
 
 SOURCE = SourcePackage(
     name="docker",
+    title="Docker build cache",
     layers=(Layer("docker_build", "Docker builds", generic_alerts=False, receiver="ci-team",
                   relay_path="ci"),),
     first_step="pipe a build into <code>cachewatch ingest-build</code>",
@@ -21,4 +22,5 @@ SOURCE = SourcePackage(
     commands="cachewatch.sources.docker.commands:register",
     bundle="cachewatch.sources.docker.bundle",
     contract="cachewatch.sources.docker.contract",
+    chatty_loggers=("docker", "urllib3"),  # the Docker SDK's requests
 )

@@ -3,6 +3,7 @@ the Docker builds dashboard and the build receiver's refusals."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,11 +16,9 @@ from ...bundle.thresholds import (
     Thresholds,
     checked,
     duration,
-    gib,
     positive,
     ratio,
     seconds,
-    size_bytes,
     threshold,
 )
 from . import contract
@@ -28,6 +27,24 @@ L = contract
 STEPS, BUILDS = L.DOCKER_BUILD_STEPS.name, L.DOCKER_BUILDS.name
 # Recorded per build window: the series name ends with the window (``...:increase1h``).
 BUILD_RATIO = "image:cachewatch_docker_build_hit_ratio:increase"
+# A size as `docker builder prune --keep-storage` takes it: 20GiB, 20GB, 20G, bytes.
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
+_POWERS = {"": 0, "K": 1, "M": 2, "G": 3, "T": 4}
+
+
+def size_bytes(text: str) -> int:
+    """``20GiB`` / ``20GB`` / ``20G`` -> bytes, 1024-based as Docker's ``--keep-storage`` reads
+    them; a plain number is bytes."""
+    match = _SIZE.match(text)
+    if not match:
+        raise ValueError(f"{text!r} is not a size; write it like 20GiB, 512MiB or 1073741824")
+    unit = (match.group(2) or "").upper().rstrip("B").rstrip("I")
+    return int(float(match.group(1)) * 1024 ** _POWERS[unit])
+
+
+def gib(size: int) -> str:
+    """``21474836480`` -> ``20GiB``: how a budget reads in alerts and docs."""
+    return f"{size / 2**30:g}GiB"
 
 
 @dataclass(frozen=True)
@@ -276,6 +293,7 @@ def tests(t: Thresholds) -> list[dict[str, Any]]:
 
 
 PART = BundlePart(
+    targets="Docker engines",
     dashboard=DASHBOARD, recording_rules=recording_rules,
     alert_rules=alerts, alert_tests=tests, thresholds=DockerThresholds,
     rejections=Rejections(

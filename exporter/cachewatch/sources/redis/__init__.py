@@ -11,6 +11,7 @@ from .settings import RedisSettings
 
 SOURCE = SourcePackage(
     name="redis",
+    title="Redis",
     layers=(Layer("redis", "Redis"),),
     first_step="Give cachewatch a Redis to read (<code>--redis-target redis://host:6379</code>)",
     sections=(Section("redis", RedisSettings, "cachewatch.sources.redis.collector:build",

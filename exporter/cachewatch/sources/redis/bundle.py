@@ -153,4 +153,5 @@ def tests(t: Thresholds) -> list[dict[str, Any]]:
 
 
 PART = BundlePart(dashboard=DASHBOARD, recording_rules=recording_rules, alert_rules=alerts,
-                  alert_tests=tests, cache_alerts=("RedisServerLatencyP99High",))
+                  alert_tests=tests, cache_alerts=("RedisServerLatencyP99High",),
+                  targets="Redis servers")

@@ -8,6 +8,7 @@ from .settings import RegistryProxySettings, RegistrySettings
 
 SOURCE = SourcePackage(
     name="registry",
+    title="registry",
     layers=(Layer("registry", "Registry pull-through caches", generic_alerts=False,
                   receiver="platform-team", relay_path="platform"),),
     activity=(Activity(REGISTRY_IMAGE_PULLS.family_name, "pulls", "registry", "repository",
@@ -20,4 +21,5 @@ SOURCE = SourcePackage(
     ),
     bundle="cachewatch.sources.registry.bundle",
     contract="cachewatch.sources.registry.contract",
+    chatty_loggers=("httpx", "httpcore"),  # the pull-through cache reader: one per scrape
 )

@@ -145,6 +145,7 @@ def tests(t: Thresholds) -> list[dict[str, Any]]:
 
 
 PART = BundlePart(
+    targets="registries",
     dashboard=DASHBOARD, alert_rules=alerts, alert_tests=tests, thresholds=RegistryThresholds,
     rejections=Rejections(
         L.REGISTRY_REJECTED.name, "registry", position=0,
