@@ -10,6 +10,10 @@ socket of its own (``BlockingRedis``): a transaction needs a connection nobody e
 Both open their connection the same way, from the ``state.url``: TLS for ``rediss://`` (query
 options ``ssl_ca_certs``, ``ssl_certfile``/``ssl_keyfile``, ``ssl_cert_reqs``,
 ``ssl_check_hostname``), then ``AUTH`` and ``SELECT``.
+
+Why not redis-py for the writer thread: measured on ``serve --state-url redis://`` after 2000
+webhooks, 500 app pushes and 200 builds, importing it cost 6.6 MB of RSS (60.0 against 53.3 MB)
+for the handful of commands sent here, which take about 120 lines on the shared codec.
 """
 
 from __future__ import annotations
