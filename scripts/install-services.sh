@@ -9,6 +9,7 @@ declare -A NEEDED=(
   [promtool]=prometheus
   [dockerd]=docker.io
   [busybox]=busybox-static
+  [memcached]=memcached  # the Memcached source's real-service tests
   [docker-registry]=docker-registry
   [amtool]=prometheus-alertmanager
   [debootstrap]=debootstrap

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from cachewatch.collectors.health import Health
 from cachewatch.config import CoreSettings as Settings
-from cachewatch.health import Health
 
 from support import DockerEngine, Exporter, Prometheus, RedisServer, RegistryServer
 

@@ -9,7 +9,8 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -17,14 +18,14 @@ import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
-from cachewatch import webconfig
+from cachewatch.collectors.enabled import build
+from cachewatch.collectors.health import Health
 from cachewatch.config import CoreSettings as Settings
-from cachewatch.guard import LiveWebConfig
-from cachewatch.health import Health
+from cachewatch.http import webconfig
+from cachewatch.http.guard import LiveWebConfig
+from cachewatch.http.server import create_app
+from cachewatch.http.serving import make_server
 from cachewatch.runtime import Runtime
-from cachewatch.server import create_app
-from cachewatch.serving import make_server
-from cachewatch.sources import build
 from cachewatch.state import default_url, open_state
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -185,6 +186,20 @@ class Metrics:
 
     def label_values(self, name: str, label: str) -> set[str]:
         return {s.labels[label] for s in self.samples if s.name == name and label in s.labels}
+
+
+@dataclass(frozen=True)
+class Golden:
+    """A source's golden scenario, ``GOLDEN`` in ``tests/sources/<name>/golden.py``: its whole
+    ``/metrics`` with only ``sections`` enabled (and ``overrides`` set), after ``feed`` sent the
+    exporter its fixed inputs; ``tests/core/test_golden.py`` compares it with
+    ``tests/golden/<name>.prom``."""
+
+    sections: tuple[str, ...]
+    feed: Callable[[Exporter], None]
+    overrides: dict[str, object] = field(default_factory=dict)
+    # Replaces what the source would read from a live service by captured replies.
+    prepare: Callable[[pytest.MonkeyPatch], None] | None = None
 
 
 def settings(targets: Iterable[object], **overrides: object) -> Settings:

@@ -26,8 +26,6 @@ if TYPE_CHECKING:
 
 cli = typer.Typer(
     name="cachewatch",
-    help="Cache hit rate and latency exporter for Prometheus: Docker build cache, registry, "
-    "Redis and in-process caches, under one metric contract.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -60,7 +58,7 @@ def _serve(config: Path | None, enable_collector: list[str] | None,
     """Serve /metrics, /probe, /healthz, /readyz and a status page."""
     from . import logs
     from .config import ConfigError, load_settings
-    from .sources import sections
+    from .sources import packages, sections
 
     flags: dict[str, object] = {key.replace("__", "."): value or None
                                 for key, value in options.items()}
@@ -74,7 +72,8 @@ def _serve(config: Path | None, enable_collector: list[str] | None,
         settings = load_settings(config, **flags)
     except ConfigError as exc:
         fail(str(exc))
-    logs.setup(settings.log_level, settings.log_format)
+    logs.setup(settings.log_level, settings.log_format,
+               [name for source in packages() for name in source.chatty_loggers])
     _run(settings)
 
 
@@ -121,13 +120,13 @@ def _param(name: str, kind: Any, option: Any) -> inspect.Parameter:
 
 
 def _run(settings: Settings) -> None:
-    from . import webconfig
+    from .collectors.enabled import build
     from .config import ConfigError
-    from .guard import LiveWebConfig
+    from .http import webconfig
+    from .http.guard import LiveWebConfig
+    from .http.server import create_app
+    from .http.serving import make_server
     from .runtime import Runtime
-    from .server import create_app
-    from .serving import make_server
-    from .sources import build
     from .state import StateError, open_state
 
     _check_port_free(settings.listen_address, settings.port)
@@ -173,51 +172,7 @@ def _check_port_free(host: str, port: int) -> None:
                   f" or --listen-address / {ENV_PREFIX}LISTEN_ADDRESS")
 
 
-@cli.command()
-def bundle(
-    out: Annotated[Path, typer.Option(help="Folder to write alerts/ (and dashboards/) into.")]
-    = Path("."),
-    hit_rate: Annotated[float, typer.Option(help="Alert below this hit ratio.")] = 0.85,
-    hit_rate_for: Annotated[str, typer.Option(
-        help="How long the hit ratio must stay below --hit-rate before CacheHitRateLow "
-        "fires.")] = "10m",
-    p99: Annotated[str, typer.Option(help="Alert when P99 latency is above this.")] = "50ms",
-    p99_for: Annotated[str, typer.Option(
-        help="How long P99 must stay above --p99 before the latency alerts fire.")] = "5m",
-    build_hit_rate: Annotated[float, typer.Option(
-        help="Alert when builds take fewer of their steps from cache.")] = 0.5,
-    build_window: Annotated[str, typer.Option(
-        help="The window of builds --build-hit-rate is measured over.")] = "1h",
-    registry_hit_rate: Annotated[float, typer.Option(
-        help="Alert below this pull-through cache hit ratio.")] = 0.85,
-    runbook_url: Annotated[str, typer.Option(
-        show_default=False, help="Where the runbooks (README) live; alerts link to it "
-        "[default: https://github.com/cachewatch/cachewatch/blob/main/README.md]")]
-    = "https://github.com/cachewatch/cachewatch/blob/main/README.md",
-    grafana_url: Annotated[str, typer.Option(help="Grafana, for alerts' dashboard links.")]
-    = "http://localhost:3000",
-    identity_labels: Annotated[str, typer.Option(
-        help="Labels that tell the fleet's caches apart (comma-separated): every rule keeps "
-        "them, alerts carry them, inhibitions match on them, dashboards get a variable for "
-        "each; empty for one Prometheus with one cachewatch.")] = "cluster,namespace,job",
-    cachewatch_selector: Annotated[str, typer.Option(
-        help='Matchers of cachewatch\'s own scrape targets in `up` (label="value", '
-        "comma-separated), for CachewatchDown and CachewatchAbsent; the PodMonitor sets "
-        "them.")] = 'job="cachewatch"',
-    operator_selector: Annotated[str, typer.Option(
-        help="Labels (key=value, comma-separated) on the PrometheusRule and PodMonitor that "
-        "the Prometheus Operator selects them by; kube-prometheus-stack wants "
-        "release=<its release name>; empty for none.")] = "release=kube-prometheus-stack",
-    build_cache_budget: Annotated[str, typer.Option(
-        help="Alert when a host's build cache stays above this size (what `docker builder "
-        "prune --keep-storage` would keep), like 20GiB.")] = "20GiB",
-    build_cache_for: Annotated[str, typer.Option(
-        help="How long the build cache must stay above --build-cache-budget before "
-        "DockerBuildCacheOverBudget fires.")] = "1h",
-    check: Annotated[bool, typer.Option(
-        help="Write nothing; exit 1 if the files under --out differ from a fresh generation.")]
-    = False,
-) -> None:
+def _bundle(out: Path, check: bool, **options: Any) -> None:
     """Generate the alerting and dashboard bundle from the metric contract.
 
     Under --out: alerts/ (Prometheus rules, their promtool tests, an Alertmanager example,
@@ -226,25 +181,17 @@ def bundle(
     are fractions (0.85 = 85 %). Example: cachewatch bundle --out . --hit-rate 0.9 --p99 25ms
     """
     from . import bundle as generator
-    from .bundle.thresholds import Thresholds, size_bytes
-    from .config import parse_duration
+    from .bundle.parts import PARTS
+    from .bundle.thresholds import from_options
 
     try:
-        thresholds = Thresholds(
-            hit_rate=hit_rate, hit_rate_for=hit_rate_for, p99_seconds=parse_duration(p99),
-            p99_for=p99_for, build_hit_rate=build_hit_rate, build_window=build_window,
-            registry_hit_rate=registry_hit_rate, runbook_url=runbook_url,
-            grafana_url=grafana_url.rstrip("/"),
-            identity_labels=tuple(_items(identity_labels)),
-            cachewatch_selector=cachewatch_selector,
-            operator_selector=tuple(_pair(item) for item in _items(operator_selector)),
-            build_cache_budget_bytes=size_bytes(build_cache_budget),
-            build_cache_for=build_cache_for)
+        thresholds = from_options(options, [p.thresholds for p in PARTS if p.thresholds])
     except ValueError as exc:
         fail(str(exc))
     if not thresholds.p99_is_bucket_edge:
-        typer.echo(f"cachewatch: note: {p99} is not a latency bucket edge; histogram_quantile "
-                   "interpolates there, so the P99 alert is approximate", err=True)
+        typer.echo(f"cachewatch: note: {options['p99']} is not a latency bucket edge; "
+                   "histogram_quantile interpolates there, so the P99 alert is approximate",
+                   err=True)
     if check:
         stale = [rel for rel, content in generator.files(thresholds).items()
                  if not (out / rel).is_file() or (out / rel).read_text() != content]
@@ -256,24 +203,42 @@ def bundle(
         typer.echo(f"wrote {path}")
 
 
-def _items(text: str) -> list[str]:
-    """``"a, b,"`` -> ``["a", "b"]``: a comma-separated flag value."""
-    return [item.strip() for item in text.split(",") if item.strip()]
+def _bundle_command() -> Callable[..., None]:
+    """``bundle`` with one option per threshold that has a flag, derived from the core's
+    thresholds model and the sources' parts' models (``thresholds.options``), in registration
+    order: a threshold's flag, help and default are defined once."""
+    from .bundle.parts import PARTS
+    from .bundle.thresholds import Thresholds, options
 
+    params = [inspect.Parameter("out", inspect.Parameter.KEYWORD_ONLY, default=Path("."),
+                                annotation=Annotated[Path, typer.Option(
+                                    help="Folder to write alerts/ (and dashboards/) into.")])]
+    for option in options([Thresholds, *(p.thresholds for p in PARTS if p.thresholds)]):
+        params.append(inspect.Parameter(
+            option.param, inspect.Parameter.KEYWORD_ONLY, default=option.default,
+            annotation=Annotated[type(option.default), typer.Option(
+                option.name, help=option.help, show_default=option.flag.show_default)]))
+    params.append(inspect.Parameter("check", inspect.Parameter.KEYWORD_ONLY, default=False,
+                                    annotation=Annotated[bool, typer.Option(
+                                        help="Write nothing; exit 1 if the files under --out "
+                                        "differ from a fresh generation.")]))
 
-def _pair(item: str) -> tuple[str, str]:
-    key, sep, value = item.partition("=")
-    if not sep or not key.strip():
-        raise ValueError(f"{item!r} is not key=value")
-    return key.strip(), value.strip()
+    def bundle(**kwargs: Any) -> None:
+        _bundle(**kwargs)
+
+    bundle.__doc__ = _bundle.__doc__
+    bundle.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    bundle.__annotations__ = {p.name: p.annotation for p in params}
+    return bundle
 
 
 @cli.command("metrics")
 def metrics_reference() -> None:
     """Print the metric reference (Markdown) generated from the metric contract."""
-    from . import contract
+    from .metrics.contract import markdown_table
+    from .sources import specs
 
-    sys.stdout.write(contract.markdown_table())
+    sys.stdout.write(markdown_table(specs()))
 
 
 @cli.command()
@@ -287,7 +252,12 @@ def build_cli() -> typer.Typer:
     from .sources import packages
 
     if not any(command.name == "serve" for command in cli.registered_commands):
+        *others, last = [source.title for source in packages() if source.title]
+        listed = f"{', '.join(others)} and {last}" if others else last
+        cli.info.help = (f"Cache hit rate and latency exporter for Prometheus: {listed}, under "
+                         "one metric contract.")
         cli.command("serve")(_serve_command())
+        cli.command("bundle")(_bundle_command())
         for source in packages():
             source.add_commands(cli)
     return cli

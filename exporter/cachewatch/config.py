@@ -30,10 +30,11 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
-from .allowlist import AllowList
 from .defaults import DEFAULT_PORT, ENV_PREFIX
 from .fields import Seconds, flag, parse_duration, readable_file, redact, yaml_error
+from .http.allowlist import AllowList
 from .sources import sections
+from .state.settings import StateSettings
 
 __all__ = ["DEFAULT_PORT", "ENV_PREFIX", "ConfigError", "Settings", "load_settings",
            "parse_duration"]
@@ -103,48 +104,6 @@ class ProbeSettings(BaseModel):
     def allow_list(self) -> AllowList:
         """The parsed list."""
         return AllowList(self.allow)
-
-
-def _default_state_url() -> str:
-    from .state import default_url
-
-    return default_url()
-
-
-class StateSettings(BaseModel):
-    """Where counters, de-duplication ids and app instances' last values are kept."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    url: str = Field(
-        default_factory=_default_state_url,
-        description="`sqlite:///relative/path`, `sqlite:////absolute/path`,"
-        " `redis://host:port/db` (shared by replicas) or `memory://` (keeps nothing)",
-        json_schema_extra=flag("--state-url", metavar="URL", default=(
-            "SQLite in `$XDG_STATE_HOME/cachewatch/state.db` (`~/.local/state/...`);"
-            " `/var/lib/cachewatch/state.db` in the image"), help=(
-            "Where counts and de-duplication ids are kept: sqlite:///relative/path,"
-            " sqlite:////absolute/path, redis://host:port/db or memory://")))
-    replica_id: str | None = Field(
-        default=None, min_length=1, max_length=200,
-        description="this replica's name in shared state; keep it stable across restarts",
-        json_schema_extra=flag("--replica-id", metavar="ID", default="`<hostname>:<port>`"))
-    timeout: Seconds = Field(
-        default=2.0, gt=0, le=60,
-        description="a write not committed within this gets `503` (the sender retries)",
-        json_schema_extra=flag(default="2s"))
-    sqlite_synchronous: Literal["normal", "full"] = Field(
-        default="normal",
-        description="`normal`: a commit survives the process being killed; `full`: also a"
-        " power loss, at one fsync per commit")
-
-    @field_validator("url")
-    @classmethod
-    def _known_scheme(cls, url: str) -> str:
-        from .state import parse_url
-
-        parse_url(url)
-        return url
 
 
 class CoreSettings(BaseSettings):
@@ -300,7 +259,7 @@ def _check_yaml(path: Path) -> None:
 
 
 def _nest(flat: dict[str, Any]) -> dict[str, Any]:
-    """``{"redis.timeout": 1}`` -> ``{"redis": {"timeout": 1}}`` so flags deep-merge with files."""
+    """``{"state.url": "x"}`` -> ``{"state": {"url": "x"}}`` so flags deep-merge with files."""
     nested: dict[str, Any] = {}
     for key, value in flat.items():
         node = nested

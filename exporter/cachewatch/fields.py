@@ -34,7 +34,7 @@ def flag(name: str | None = None, *, default: str | None = None, metavar: str | 
          help: str | None = None) -> dict[str, Any]:
     """Field metadata (``json_schema_extra``): the setting's flag and its documented default.
 
-    ``name`` is the long flag (``--redis-timeout``), or ``None`` for a setting with only an env
+    ``name`` is the long flag (``--state-url``), or ``None`` for a setting with only an env
     var and a YAML key; ``default`` is how the default reads in ``--help`` and the README when its
     Python value says it badly; ``help`` is a shorter text for ``--help`` than the description.
     """

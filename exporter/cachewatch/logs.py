@@ -16,8 +16,9 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Iterable
 
-from .labels import safe_text
+from .metrics.labels import safe_text
 
 # Record attributes that are not context fields (uvicorn adds an ANSI-coloured copy of its msg).
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
@@ -63,8 +64,9 @@ def _logfmt_value(value: object) -> str:
     return json.dumps(text)
 
 
-def setup(level: str = "info", fmt: str = "logfmt") -> None:
-    """Route every logger (uvicorn's included) to stderr in the chosen format."""
+def setup(level: str = "info", fmt: str = "logfmt", chatty: Iterable[str] = ()) -> None:
+    """Route every logger (uvicorn's included) to stderr in the chosen format; ``chatty`` are
+    the sources' client loggers that log every request (``SourcePackage.chatty_loggers``)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else LogfmtFormatter())
     root = logging.getLogger()
@@ -75,8 +77,8 @@ def setup(level: str = "info", fmt: str = "logfmt") -> None:
         logging.getLogger(name).propagate = True
     # Access logs would echo /probe query strings; cachewatch logs what matters itself.
     logging.getLogger("uvicorn.access").disabled = True
-    # httpx logs every request at info (the registry proxy collector makes one per scrape);
-    # uvicorn announces each start-up step. cachewatch says once that it listens and stops.
+    # HTTP clients log every request at info (a collector may make one per scrape); uvicorn
+    # announces each start-up step. cachewatch says once that it listens and stops.
     quiet = logging.DEBUG if level.lower() == "debug" else logging.WARNING
-    for name in ("httpx", "httpcore", "uvicorn.error", "docker", "urllib3"):
+    for name in ("uvicorn.error", *chatty):
         logging.getLogger(name).setLevel(quiet)

@@ -1,8 +1,8 @@
-"""What lives as long as the app: the health store, the state store and the worker pools,
+"""What lives as long as the application: the health store, the state store and the worker pools,
 closed on shutdown.
 
 Collectors that block on sockets (``TargetCollector``) read in worker threads, never on the event
-loop; collectors on asyncio (``AsyncTargetCollector``, such as Redis) need no thread at all. The
+loop; collectors on asyncio (``AsyncTargetCollector``) need no thread at all. The
 pools are separate on purpose: a collector worker waits on read workers, never on its own pool,
 so they cannot deadlock one another; and ``/probe`` traffic has a pool of its own, so a flood of
 probes to hung addresses never queues ``/metrics`` behind it. Threads start only when needed.
@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
-from .health import Health
-from .refusals import HTTP_CAUSES, RefusalLog
+from .collectors.health import Health
+from .http.refusals import HTTP_CAUSES, RefusalLog
 from .state import MemoryStore, State
 
 

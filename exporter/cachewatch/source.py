@@ -4,7 +4,7 @@ A source package (``cachewatch.sources.<name>``) declares a ``SourcePackage``: i
 sections, a factory per section that builds a ``Source`` (a prometheus_client collector with
 optional background work, ``/probe`` support and routes), its CLI commands and its bundle part.
 The core never imports a source by name except in the one registration list,
-``cachewatch.sources.SOURCES``.
+``cachewatch.sources.packages()``.
 """
 
 from __future__ import annotations
@@ -24,9 +24,8 @@ if TYPE_CHECKING:
     from pydantic import BaseModel
     from starlette.types import ASGIApp
 
-    from .allowlist import AllowList
+    from .http.allowlist import AllowList
     from .runtime import Runtime
-    from .target_collector import TargetCollector
 
 
 class ProbeTargetError(ValueError):
@@ -51,8 +50,9 @@ class Source(Collector):
     def close(self) -> None:
         """Stop background work and release connections. Nothing by default."""
 
-    def for_probe(self, query: str, allow: AllowList) -> TargetCollector:
-        """A fresh one-target collector for ``/probe?target=query`` (multi-target pattern).
+    def for_probe(self, query: str, allow: AllowList) -> Source:
+        """A fresh one-target collector for ``/probe?target=query`` (multi-target pattern),
+        usually a ``TargetCollector`` reading just that target.
 
         Configured targets may always be probed; any other address only when ``allow`` (the
         core ``probe.allow`` setting) lists its host.
@@ -60,11 +60,11 @@ class Source(Collector):
         raise ProbeTargetError(f"the {self.name} collector does not support /probe")
 
     def router(self) -> APIRouter | None:
-        """Routes this source receives data on; the app mounts them as they are."""
+        """Routes this source receives data on; the application mounts them as they are."""
         return None
 
     def fast_routes(self) -> dict[str, ASGIApp]:
-        """High-volume endpoints (path -> raw ASGI app), served ahead of the framework."""
+        """High-volume endpoints (path -> raw ASGI application), served ahead of the framework."""
         return {}
 
     def openapi_paths(self) -> dict[str, Any]:
@@ -91,12 +91,22 @@ class Section:
     ``name`` is the YAML key, the env var part (``CACHEWATCH_<NAME>__...``), the
     ``--enable-collector`` value and the ``collector`` label. ``factory`` is a
     ``"module:function"`` path, imported only when the section is enabled, so a source's heavy
-    dependencies (the Docker SDK, an HTTP client) cost nothing to those who do not use it.
+    dependencies (an SDK, an HTTP client) cost nothing to those who do not use it.
     """
 
     name: str
     settings: type[BaseModel]
     factory: str
+    # The layer its targets are shown under on the status page; the section's name by default.
+    layer: str = ""
+    # An address ``/probe?target=`` takes, for help texts (``proto://host:port``); a section
+    # with one serves ``/probe``, and the first registered such is ``/probe``'s default module.
+    probe_example: str = ""
+
+    @property
+    def shown_layer(self) -> str:
+        """The layer of this section's targets on the status page."""
+        return self.layer or self.name
 
     def build(self, section_settings: BaseModel, runtime: Runtime) -> Source:
         """Import the factory and build this section's collector."""
@@ -106,15 +116,64 @@ class Section:
 
 
 @dataclass(frozen=True)
+class Layer:
+    """One value of the ``layer`` label a source feeds the core families with.
+
+    ``generic_alerts``: the core's CacheHitRateLow (below 85 %) and CacheLatencyP99High (above
+    50 ms) cover it, with their promtool cases; a layer with a rule of its own (build cache,
+    pull-through cache) says False. ``receiver`` and ``relay_path`` are the team its alerts
+    go to in the example Alertmanager routing (layers sharing a receiver share a route).
+    """
+
+    name: str
+    title: str  # its section on the status page
+    generic_alerts: bool = True
+    receiver: str = "service-owners"
+    relay_path: str = "services"
+
+
+@dataclass(frozen=True)
+class Activity:
+    """A counter family the status page shows as activity: a count per item, no hit rate."""
+
+    family: str  # as collected (``MetricSpec.family_name``)
+    kind: str  # what is counted ("pulls")
+    group: str  # the label grouping the items
+    item: str  # the label naming an item
+    title: str  # its section on the status page
+
+
+@dataclass(frozen=True)
 class SourcePackage:
-    """Everything the core needs from a source: settings, collectors, commands, bundle part."""
+    """Everything the core needs from a source, declared once in ``sources/<name>/__init__.py``.
+
+    The core derives every list from these declarations and names no source itself: the
+    settings and ``serve`` flags (``sections``), the collectors (``Section.factory``), the
+    ``/probe`` modules (``Section.probe_example``), the metric reference (``contract``), the
+    ``layer`` values with their status-page sections, generic alerts and Alertmanager routes
+    (``layers``), the status page's activity tables (``activity``) and what it suggests when
+    nothing is measured (``first_step``), the CLI commands (``commands``), and the bundle part
+    (``bundle``: dashboard, rules, promtool cases, thresholds and ``bundle`` flags; see
+    ``bundle.part.BundlePart``).
+    """
 
     name: str
     sections: tuple[Section, ...]
+    # What it measures, as ``cachewatch --help`` lists the sources ("build cache").
+    title: str = ""
+    layers: tuple[Layer, ...] = ()
+    activity: tuple[Activity, ...] = ()
+    # An HTML fragment for the empty status page: how to get this source's first numbers.
+    first_step: str = ""
     # "module:function" adding the source's own commands to the CLI (lazily imported).
     commands: str | None = None
     # Module holding the source's bundle part (``PART``): rules, tests, dashboard.
     bundle: str | None = None
+    # Module declaring the source's metric families (``contract.declare``) and its ``LAYER``.
+    contract: str | None = None
+    # Loggers of its clients that log every request at info: kept to warnings (unless the log
+    # level is debug), so a scrape does not log a line per request.
+    chatty_loggers: tuple[str, ...] = ()
 
     def add_commands(self, cli: typer.Typer) -> None:
         """Let the source register its own CLI commands."""

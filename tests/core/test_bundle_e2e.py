@@ -20,6 +20,7 @@ from cachewatch import bundle
 from cachewatch.bundle import dashboards, rules
 from cachewatch.bundle.thresholds import Thresholds
 from cachewatch.instrument import Caches, CacheStats
+from cachewatch.sources.registry.bundle import RegistryThresholds
 
 from support import (
     FIXTURES,
@@ -34,7 +35,8 @@ from support import settings as exporter_settings
 pytestmark = pytest.mark.e2e  # every test here drives real services
 
 LOGS = FIXTURES / "buildlogs"
-SHORT = Thresholds(hit_rate_for="5s", p99_for="5s", registry_for="5s", down_for="5s")
+SHORT = Thresholds(hit_rate_for="5s", p99_for="5s", down_for="5s",
+                   parts=(RegistryThresholds(registry_for="5s"),))
 FLEET = [{"cluster": "e2e", "namespace": "team-a"}, {"cluster": "e2e", "namespace": "team-b"}]
 VARIABLES = {"$__range": "1h", "$__rate_interval": "1m", "$cluster": "e2e",
              "$namespace": "team-a|team-b", "$job": "cachewatch", "$layer": ".*", "$cache": ".*",

@@ -13,9 +13,10 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from cachewatch import contract
 from cachewatch.cli import build_cli
 from cachewatch.config import setting_rows, settings_table
+from cachewatch.metrics import contract
+from cachewatch.sources import specs
 
 from support import ROOT, Metrics, free_port, require, wait_until
 
@@ -89,7 +90,7 @@ def test_exposition_matches_the_golden_shape(redis_plain, serve):
     golden = (ROOT / "tests" / "golden" / "redis_families.txt").read_text().split("\n")
     assert shape == [line for line in golden if line]
     # every family in the exposition is declared in the contract
-    declared = {n for s in contract.SPECS.values() for n in (s.name, s.family_name)}
+    declared = {n for s in specs() for n in (s.name, s.family_name)}
     assert {f.name for f in metrics.families.values() if f.name.startswith("cachewatch_")} \
         <= declared
 
@@ -161,7 +162,7 @@ def test_help_documents_every_flag_and_its_env_var():
 def test_readme_tables_are_generated_from_the_contract_and_the_settings():
     readme = (ROOT / "README.md").read_text()
     generated = run("metrics").stdout
-    assert generated == contract.markdown_table()
+    assert generated == contract.markdown_table(specs())
     for name, table in (("metrics", generated), ("settings", settings_table())):
         start = readme.index(f"<!-- {name}:start -->\n") + len(f"<!-- {name}:start -->\n")
         end = readme.index(f"<!-- {name}:end -->")

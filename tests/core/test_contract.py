@@ -6,14 +6,18 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cachewatch import contract
-from cachewatch.cardinality import OTHER, LabelCap
-from cachewatch.contract import Families, Kind, MetricSpec
+from cachewatch.metrics import contract
+from cachewatch.metrics.cardinality import OTHER, LabelCap
+from cachewatch.metrics.contract import Families, Kind, MetricSpec
+from cachewatch.sources import specs
+from cachewatch.sources.redis import contract as redis_contract
 from cachewatch.sources.redis.settings import TargetAddressError, split_redis_address
 
 
 def test_every_spec_follows_the_naming_rules():
-    for spec in contract.SPECS.values():
+    every = specs()
+    assert len(every) == len({spec.name for spec in every}) == 70  # the core's and each source's
+    for spec in every:
         assert spec.name.startswith("cachewatch_")
         assert (spec.kind is Kind.COUNTER) == spec.name.endswith("_total")
         assert not spec.name.endswith(("_ratio", "_rate"))  # ratios are computed in PromQL
@@ -83,19 +87,20 @@ def test_fast_openmetrics_encoding_writes_the_same_bytes():
     from prometheus_client.exposition import choose_encoder
     from prometheus_client.openmetrics import exposition as openmetrics
 
-    from cachewatch.exposition import BuildInfo, Exposition, _fast
+    from cachewatch.metrics.exposition import BuildInfo, Exposition, _fast
 
     out = Families()
     out.add(contract.CACHE_LOOKUPS, {"layer": "redis", "cache": 'a "quoted"\\ \n name',
                                      "result": "hit"}, 3)
-    out.add_summary(contract.REDIS_SERVER_LATENCY, {"cache": "ünïcode", "command": "client|list"},
-                    2, 0.5, {"0.5": 0.1, "0.99": 0.2})
+    out.add_summary(redis_contract.REDIS_SERVER_LATENCY,
+                    {"cache": "ünïcode", "command": "client|list"}, 2, 0.5,
+                    {"0.5": 0.1, "0.99": 0.2})
     out.add_histogram(contract.CACHE_LATENCY, {"layer": "app", "cache": "c", "op": "get"},
                       [("0.05", 3.0), ("+Inf", 4.0)], 0.123456789)
     out.add(contract.CACHE_BYTES, {"layer": "redis", "cache": "x"}, float("nan"))
     out.add(contract.CACHE_ENTRIES, {"layer": "redis", "cache": "x"}, 1e21)
-    out.add(contract.REDIS_INFO, {"cache": "x", "version": "7.0.15", "role": "master",
-                                  "mode": "standalone"}, 1)
+    out.add(redis_contract.REDIS_INFO, {"cache": "x", "version": "7.0.15", "role": "master",
+                                        "mode": "standalone"}, 1)
 
     class Fixed:
         def collect(self):
@@ -125,7 +130,7 @@ def test_process_metrics_are_prometheus_clients_for_less():
 
     from prometheus_client import ProcessCollector
 
-    from cachewatch.exposition import ProcessMetrics
+    from cachewatch.metrics.exposition import ProcessMetrics
 
     theirs = list(ProcessCollector(registry=None).collect())
     ours = list(ProcessMetrics().collect())
@@ -147,7 +152,7 @@ def test_fast_openmetrics_matches_the_library_on_a_real_exposition(redis_plain,
                                                                    exporter_factory):
     from prometheus_client.exposition import choose_encoder
 
-    from cachewatch.exposition import _fast
+    from cachewatch.metrics.exposition import _fast
 
     from support import settings as make_settings
 

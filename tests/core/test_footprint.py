@@ -24,8 +24,8 @@ from cachewatch.cli import build_cli
 build_cli()
 from cachewatch.config import load_settings
 from cachewatch.runtime import Runtime
-from cachewatch.server import create_app
-from cachewatch.sources import build
+from cachewatch.http.server import create_app
+from cachewatch.collectors.enabled import build
 import uvicorn.lifespan.on, uvicorn.loops.asyncio, uvicorn.protocols.http.httptools_impl
 settings = load_settings(**{"state.url": "memory://"})
 runtime = Runtime()

@@ -19,11 +19,11 @@ from hypothesis import strategies as st
 from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
 
-from cachewatch import contract
-from cachewatch.contract import Families
-from cachewatch.exposition import Exposition
-from cachewatch.labels import MAX_LABEL, safe_label, safe_text
 from cachewatch.logs import JsonFormatter, LogfmtFormatter
+from cachewatch.metrics import contract
+from cachewatch.metrics.contract import Families
+from cachewatch.metrics.exposition import Exposition
+from cachewatch.metrics.labels import MAX_LABEL, safe_label, safe_text
 
 from support import Exporter
 from support import settings as exporter_settings

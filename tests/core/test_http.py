@@ -7,7 +7,7 @@ import logging
 import httpx
 import pytest
 
-from cachewatch.health import Health
+from cachewatch.collectors.health import Health
 
 from support import Metrics, free_port, settings, wait_until
 

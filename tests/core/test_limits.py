@@ -14,8 +14,8 @@ import httpx
 import pytest
 
 from cachewatch import receiving
-from cachewatch.refusals import RefusalLog
-from cachewatch.serving import FD_RESERVE, connection_cap, raise_open_file_limit
+from cachewatch.http.refusals import RefusalLog
+from cachewatch.http.serving import FD_RESERVE, connection_cap, raise_open_file_limit
 
 from support import Metrics, settings
 

@@ -16,10 +16,10 @@ from html.parser import HTMLParser
 import httpx
 import pytest
 
-from cachewatch import contract
-from cachewatch.contract import Families
-from cachewatch.history import History, Snapshot, quantile
-from cachewatch.status_page import rows, sparkline
+from cachewatch.metrics import contract
+from cachewatch.metrics.contract import Families
+from cachewatch.status.history import History, Snapshot, quantile
+from cachewatch.status.page import rows, sparkline
 
 from support import FIXTURES, IN_CI, require, settings, wait_until
 

@@ -15,8 +15,8 @@ import pytest
 import trustme
 import yaml
 
-from cachewatch import guard, serving
-from cachewatch.webconfig import WebConfigError, load
+from cachewatch.http import guard, serving
+from cachewatch.http.webconfig import WebConfigError, load
 
 from support import Metrics, settings, wait_until
 

@@ -29,7 +29,7 @@ def files(t: Thresholds, parts: Sequence[BundlePart] = PARTS) -> dict[str, str]:
     return {
         "alerts/cachewatch-rules.yml": HEADER + yaml_text(document),
         "alerts/cachewatch-rules.test.yml": HEADER + yaml_text(rule_tests.document(t, parts)),
-        "alerts/alertmanager.yml": HEADER + yaml_text(alertmanager.example(t, names)),
+        "alerts/alertmanager.yml": HEADER + yaml_text(alertmanager.example(t, names, parts)),
         "alerts/grafana-alert-rules.yml":
             HEADER + yaml_text(grafana_alerts.document(rules.alert_rules(t, parts))),
         "deploy/kubernetes/prometheusrule.yaml":

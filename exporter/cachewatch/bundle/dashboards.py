@@ -30,11 +30,12 @@ from grafanalib.core import (
     TimeSeries,
 )
 
-from .. import contract
+from ..metrics import contract
 from . import overview
 from .panels import DashboardSpec, Panel
 from .part import BundlePart
 from .parts import PARTS
+from .rules import alert_rules
 from .thresholds import Thresholds
 
 SCHEMA_VERSION = 39  # Grafana 10/11; grafanalib's own default is far older
@@ -44,7 +45,9 @@ WIDTH, HEIGHT = 24, 8
 
 def specs(parts: Sequence[BundlePart] = PARTS) -> list[DashboardSpec]:
     """Every dashboard of the bundle: the overview first, then each part's."""
-    return [overview.dashboard(parts), *(part.dashboard for part in parts)]
+    return [overview.dashboard(lambda t: alert_rules(t, parts),
+                               [part.targets for part in parts if part.targets]),
+            *(part.dashboard for part in parts)]
 
 
 def _grafanalib_panel(panel: Panel, pid: int, grid: GridPos) -> Any:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
-from .. import contract
+from ..metrics import contract
 from . import series
 from .panels import NEUTRAL, DashboardSpec, Panel, fleet, hit_steps, latency_steps, legend
-from .part import BundlePart
 from .thresholds import Thresholds
 
 UID = "cachewatch-overview"  # the core alerts link here
@@ -22,12 +22,13 @@ def variables(t: Thresholds) -> tuple[tuple[str, str], ...]:
     )
 
 
-def panels(t: Thresholds, parts: Sequence[BundlePart]) -> list[Panel]:
-    """The overview's panels; the alerts-firing count names exactly the bundle's alerts."""
-    from .rules import alert_rules  # the rules link to this dashboard's UID
+Alerts = Callable[[Thresholds], list[dict[str, Any]]]
 
+
+def panels(t: Thresholds, alerts: Alerts, targets: Sequence[str]) -> list[Panel]:
+    """The overview's panels; the alerts-firing count names exactly the bundle's ``alerts``."""
     sel = fleet(t, 'layer=~"$layer"', 'cache=~"$cache"')
-    names = "|".join(rule["alert"] for rule in alert_rules(t, parts))
+    names = "|".join(rule["alert"] for rule in alerts(t))
     firing = fleet(t, 'alertstate="firing"', f'alertname=~"{names}"')
     who = legend(t, "{{layer}} {{cache}}")
     return [
@@ -54,15 +55,17 @@ def panels(t: Thresholds, parts: Sequence[BundlePart]) -> list[Panel]:
         Panel("stat", "Targets down",
               ((f"count({contract.COLLECTOR_UP.name}{fleet(t)} == 0) or vector(0)", "down"),),
               "none", (("green", None), ("red", 1)), 6,
-              "Caches cachewatch cannot read (CachewatchTargetDown): Redis servers, Docker "
-              "engines, registries."),
+              "Caches cachewatch cannot read (CachewatchTargetDown): "
+              f"{', '.join(targets)}."),
         Panel("stat", "Lookups per second",
               ((f"sum({series.TOTAL}{sel})", "lookups/s"),), "reqps", NEUTRAL, 6,
               "Lookups per second over the selected caches, every layer."),
     ]
 
 
-def dashboard(parts: Sequence[BundlePart]) -> DashboardSpec:
-    """The overview, counting the alerts of the core and of every part among alerts firing."""
+def dashboard(alerts: Alerts, targets: Sequence[str]) -> DashboardSpec:
+    """The overview, counting ``alerts`` (the core's and every part's, which link back to this
+    dashboard by its UID) among alerts firing, and naming the parts' ``targets`` where it
+    counts those cachewatch cannot read."""
     return DashboardSpec("overview", UID, "cachewatch: cache efficiency overview",
-                         lambda t: panels(t, parts), variables)
+                         lambda t: panels(t, alerts, targets), variables)

@@ -61,7 +61,7 @@ class DashboardSpec:
 
 def fleet(t: Thresholds, *matchers: str) -> str:
     """A label selector filtered by every identity variable, then ``matchers``:
-    ``{cluster=~"$cluster", namespace=~"$namespace", job=~"$job", layer="redis"}``."""
+    ``{cluster=~"$cluster", namespace=~"$namespace", job=~"$job", cache="users"}``."""
     return "{" + ", ".join((*(f'{label}=~"${label}"' for label in t.identity_labels),
                             *matchers)) + "}"
 

@@ -1,8 +1,11 @@
 """The interface between the bundle's core and a source: what one source adds to the bundle.
 
-A source package defines ``PART = BundlePart(...)`` in its ``bundle`` module; the core reads
-sources only through the parts list (``bundle.parts.PARTS``), so adding a source touches its
-own package and that list, nothing in the core.
+A source package defines ``PART = BundlePart(...)`` in its ``bundle`` module and names that
+module in its ``SourcePackage``; the core reads sources only through the parts list
+(``bundle.parts.PARTS``, taken from the registration list). What a part does not declare, the
+core derives from the source's ``SourcePackage.layers``: a layer with ``generic_alerts`` gets
+CacheHitRateLow and CacheLatencyP99High, their promtool cases, a place in the overview
+dashboard and an Alertmanager route, with no part at all.
 """
 
 from __future__ import annotations
@@ -63,3 +66,13 @@ class BundlePart:
     alert_tests: Generated = nothing
     recording_tests: Generated = nothing
     rejections: Rejections | None = None
+    # Its alerts about one cache's health, inhibited (like the core's cache alerts) while
+    # cachewatch cannot read that cache.
+    cache_alerts: tuple[str, ...] = ()
+    # Its own thresholds: a frozen dataclass of ``thresholds.threshold()`` fields, whose flags
+    # become options of ``cachewatch bundle``; the part's functions read it with
+    # ``t.of(model)``.
+    thresholds: type | None = None
+    # What its collectors read, in the plural ("cache servers"): the overview dashboard names
+    # them where it counts the targets cachewatch cannot read.
+    targets: str = ""

@@ -12,7 +12,7 @@ from typing import Any
 
 from prometheus_client.utils import floatToGoString
 
-from .. import contract
+from ..metrics import contract
 from .thresholds import seconds
 
 LOOKUPS = contract.CACHE_LOOKUPS.name

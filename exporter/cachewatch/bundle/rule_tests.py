@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from .. import contract
+from ..metrics import contract
 from .part import BundlePart
 from .promtool import (
     before_for,
@@ -23,9 +23,16 @@ from .promtool import (
     number,
     two_phase,
 )
-from .rules import cache_alerts, exporter_alerts, health_alerts, rejections
+from .rules import cache_alerts, exporter_alerts, generic_layers, health_alerts, rejections
 from .series import HIT_RATIO, TOTAL
 from .thresholds import Thresholds, seconds
+
+
+def _layers() -> tuple[str, str]:
+    """Two layers the cache alerts cover, to draw their cases on (the first twice if only one
+    is registered); any further covered layer gets a failing cache of its own."""
+    covered = generic_layers()
+    return covered[0], covered[1 if len(covered) > 1 else 0]
 
 
 def _by_name(rules: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -39,16 +46,20 @@ def _hit_rate_case(t: Thresholds) -> dict[str, Any]:
     good = (1 + t.hit_rate) / 2  # well over it
     busy = low * 4  # lookups/s, comfortably above the low-traffic guard
     minutes = 40 + seconds(t.hit_rate_for) // 60
+    first, second = _layers()
+    others = generic_layers()[2:]
     series = [
-        *lookups("redis", "bad", counter(busy * bad, minutes),
+        *lookups(first, "bad", counter(busy * bad, minutes),
                  counter(busy * (1 - bad), minutes)),
-        *lookups("app", "good", counter(busy * good, minutes),
+        *lookups(second, "good", counter(busy * good, minutes),
                  counter(busy * (1 - good), minutes)),
-        *lookups("redis", "quiet", "0x60", "0x60"),
-        *lookups("redis", "sparse", counter(low / 4 * bad, minutes),
+        *lookups(first, "quiet", "0x60", "0x60"),
+        *lookups(first, "sparse", counter(low / 4 * bad, minutes),
                  counter(low / 4 * (1 - bad), minutes)),
-        *lookups("app", "recovering", two_phase(busy * bad, busy * good, 20, minutes),
+        *lookups(second, "recovering", two_phase(busy * bad, busy * good, 20, minutes),
                  two_phase(busy * (1 - bad), busy * (1 - good), 20, minutes)),
+        *(row for layer in others for row in lookups(
+            layer, "bad", counter(busy * bad, minutes), counter(busy * (1 - bad), minutes))),
     ]
     firing_at = f"{20 - 1}m"  # bad since the start: past `for` by then
     after = f"{20 + 5 + seconds(t.hit_rate_for) // 60 + 2}m"
@@ -59,10 +70,12 @@ def _hit_rate_case(t: Thresholds) -> dict[str, Any]:
         "alert_rule_test": [
             before_for(t.hit_rate_for, "CacheHitRateLow"),
             {"eval_time": firing_at, "alertname": "CacheHitRateLow", "exp_alerts": [
-                expected(rule, {"layer": "app", "cache": "recovering"}, value),
-                expected(rule, {"layer": "redis", "cache": "bad"}, value)]},
+                expected(rule, {"layer": second, "cache": "recovering"}, value),
+                *(expected(rule, {"layer": layer, "cache": "bad"}, value)
+                  for layer in (first, *others))]},
             {"eval_time": after, "alertname": "CacheHitRateLow", "exp_alerts": [
-                expected(rule, {"layer": "redis", "cache": "bad"}, value)]},
+                expected(rule, {"layer": layer, "cache": "bad"}, value)
+                for layer in (first, *others)]},
         ],
         "promql_expr_test": [
             # no traffic: no ratio at all (never NaN), hence no alert
@@ -91,7 +104,7 @@ def _fleet_case(t: Thresholds) -> dict[str, Any]:
         for pod in pods:
             labels = {**identity(team), "pod": pod}
             per_pod = busy / len(pods)
-            series += lookups("redis", "sessions", counter(per_pod * ratio, minutes),
+            series += lookups(_layers()[0], "sessions", counter(per_pod * ratio, minutes),
                               counter(per_pod * (1 - ratio), minutes), labels)
     at = f"{minutes - 2}m"
     sample = "{" + ",".join(f'{k}="{v}"' for k, v in sorted(identity("team-a").items()))
@@ -100,13 +113,14 @@ def _fleet_case(t: Thresholds) -> dict[str, Any]:
         "input_series": series,
         "alert_rule_test": [
             {"eval_time": at, "alertname": "CacheHitRateLow", "exp_alerts": [
-                expected(rule, {**identity("team-b"), "layer": "redis", "cache": "sessions"},
+                expected(rule, {**identity("team-b"), "layer": _layers()[0], "cache": "sessions"},
                          "50%")]},
         ],
         "promql_expr_test": [
             # the two pods of team-a's job are one cache: their lookups add up
             {"expr": f'{TOTAL}{{cache="sessions",{apart}="team-a"}}', "eval_time": at,
-             "exp_samples": [{"labels": f'{TOTAL}{sample},cache="sessions",layer="redis"}}',
+             "exp_samples": [{"labels": f'{TOTAL}{sample},cache="sessions",'
+                                        f'layer="{_layers()[0]}"}}',
                               "value": busy}]},
         ],
     }
@@ -120,7 +134,8 @@ def _latency_case(t: Thresholds) -> dict[str, Any]:
     minutes = 30 + seconds(t.p99_for) // 60
 
     def cache(name: str, all_in: float | None, per_second: float) -> list[dict[str, str]]:
-        return histogram(contract.CACHE_LATENCY.name, f'layer="redis",cache="{name}",op="ping"',
+        return histogram(contract.CACHE_LATENCY.name,
+                         f'layer="{_layers()[0]}",cache="{name}",op="ping"',
                          edges, all_in, per_second, minutes)
 
     series = [
@@ -134,7 +149,7 @@ def _latency_case(t: Thresholds) -> dict[str, Any]:
         "alert_rule_test": [
             before_for(t.p99_for, "CacheLatencyP99High"),
             {"eval_time": f"{minutes - 2}m", "alertname": "CacheLatencyP99High",
-             "exp_alerts": [expected(rule, {"layer": "redis", "cache": "slow"},
+             "exp_alerts": [expected(rule, {"layer": _layers()[0], "cache": "slow"},
                                      duration(interpolated_p99(edges, slow_le)))]},
         ],
     }
@@ -168,21 +183,23 @@ def _health_case(t: Thresholds, parts: Sequence[BundlePart]) -> dict[str, Any]:
     down = seconds(t.down_for) // 60
     window = seconds(t.errors_window) // 60
     failing_at = 5 + seconds(t.errors_for) // 60 + 10
+    # collector names, as a test's labels: the first covered layer's collector and its probe
+    one, probe = _layers()[0], f"{_layers()[0]}_probe"
     return {
         "interval": "1m",
         "input_series": [
-            {"series": f'{up}{{collector="redis",target="gone"}}', "values": "0x40"},
-            {"series": f'{up}{{collector="redis",target="ok"}}', "values": "1x40"},
-            {"series": f'{up}{{collector="redis",target="blip"}}', "values": "1x5 0x2 1x32"},
-            {"series": f'{up}{{collector="redis",target="back"}}',
+            {"series": f'{up}{{collector="{one}",target="gone"}}', "values": "0x40"},
+            {"series": f'{up}{{collector="{one}",target="ok"}}', "values": "1x40"},
+            {"series": f'{up}{{collector="{one}",target="blip"}}', "values": "1x5 0x2 1x32"},
+            {"series": f'{up}{{collector="{one}",target="back"}}',
              "values": f"0x{down + 3} 1x{40 - down - 4}"},
             # an error every minute: more than max_errors in every window, for good
-            {"series": f'{errors}{{collector="redis_probe",target="flaky",reason="timeout"}}',
+            {"series": f'{errors}{{collector="{probe}",target="flaky",reason="timeout"}}',
              "values": f"0x5 1+1x{failing_at + 5}"},
             # one burst of errors: over max_errors for one window only, never for `for`
-            {"series": f'{errors}{{collector="redis",target="burst",reason="timeout"}}',
+            {"series": f'{errors}{{collector="{one}",target="burst",reason="timeout"}}',
              "values": f"0x5 {t.max_errors * 3}x{failing_at + 5}"},
-            {"series": f'{errors}{{collector="redis",target="ok",reason="timeout"}}',
+            {"series": f'{errors}{{collector="{one}",target="ok",reason="timeout"}}',
              "values": "0x10 1x30"},
             {"series": f'{state_up}{{instance="r1"}}', "values": "1x3 0x9 1x17"},
             {"series": f'{state_up}{{instance="r2"}}', "values": "1x3 0x1 1x25"},  # a blip
@@ -191,19 +208,19 @@ def _health_case(t: Thresholds, parts: Sequence[BundlePart]) -> dict[str, Any]:
         "alert_rule_test": [
             before_for(t.down_for, "CachewatchTargetDown"),
             {"eval_time": f"{down + 2}m", "alertname": "CachewatchTargetDown", "exp_alerts": [
-                expected(down_rule, {"collector": "redis", "target": "back", "cache": "back"},
+                expected(down_rule, {"collector": one, "target": "back", "cache": "back"},
                          "0"),
-                expected(down_rule, {"collector": "redis", "target": "gone", "cache": "gone"},
+                expected(down_rule, {"collector": one, "target": "gone", "cache": "gone"},
                          "0")]},
             {"eval_time": "29m", "alertname": "CachewatchTargetDown", "exp_alerts": [
-                expected(down_rule, {"collector": "redis", "target": "gone", "cache": "gone"},
+                expected(down_rule, {"collector": one, "target": "gone", "cache": "gone"},
                          "0")]},
             {"eval_time": f"{failing_at - 10}m", "alertname": "CachewatchCollectorFailing",
              "exp_alerts": []},  # failing, but not for `for` yet
             {"eval_time": f"{failing_at}m", "alertname": "CachewatchCollectorFailing",
              "exp_alerts": [
                  expected(failing_rule,
-                          {"collector": "redis_probe", "target": "flaky", "reason": "timeout"},
+                          {"collector": probe, "target": "flaky", "reason": "timeout"},
                           number(window))]},
             {"eval_time": "8m", "alertname": "CachewatchStateDown", "exp_alerts": [
                 expected(state_rule, {"instance": "r1"}, "0")]},

@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from .. import contract
+from ..metrics import contract
+from ..sources import layers
 from . import overview
 from .alerting import alert
 from .part import BundlePart, Rejections
@@ -47,14 +48,21 @@ def recording_rules(t: Thresholds, parts: Sequence[BundlePart] = PARTS) -> list[
     ]
 
 
+def generic_layers() -> list[str]:
+    """The layers the core's cache alerts cover: every registered layer that does not say it has
+    a rule of its own (``source.Layer.generic_alerts``)."""
+    return [layer.name for layer in layers() if layer.generic_alerts]
+
+
 def cache_alerts(t: Thresholds) -> list[dict[str, Any]]:
     """Hit rate and client-observed latency of the caches behind the shared lookup series."""
+    covered = "|".join(generic_layers())
     pct = f"{t.hit_rate:.0%}"
     ms = f"{t.p99_seconds * 1000:g} ms"
     return [
         alert(
             "CacheHitRateLow",
-            f'{HIT_RATIO}{{layer=~"redis|app"}} < {t.hit_rate}\n'
+            f'{HIT_RATIO}{{layer=~"{covered}"}} < {t.hit_rate}\n'
             f"and on ({t.by('layer', 'cache')}) {TOTAL} > {t.min_lookups_per_second}",
             t.hit_rate_for, "warning",
             f"Cache {{{{ $labels.cache }}}} hit rate below {pct}",

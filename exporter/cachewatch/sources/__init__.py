@@ -8,14 +8,12 @@ the exporter's sources.
 
 from __future__ import annotations
 
+import importlib
 from functools import cache
-from typing import TYPE_CHECKING
 
-from ..source import Section, Source, SourcePackage
-
-if TYPE_CHECKING:
-    from ..config import CoreSettings
-    from ..runtime import Runtime
+from ..metrics import contract
+from ..metrics.contract import MetricSpec
+from ..source import Activity, Layer, Section, SourcePackage
 
 
 @cache
@@ -31,11 +29,31 @@ def sections() -> dict[str, Section]:
     return {section.name: section for source in packages() for section in source.sections}
 
 
-def build(settings: CoreSettings, runtime: Runtime) -> list[Source]:
-    """Build the collector of every enabled section."""
-    built = []
-    for name, section in sections().items():
-        section_settings = getattr(settings, name)
-        if section_settings.enabled:
-            built.append(section.build(section_settings, runtime))
-    return built
+def specs() -> list[MetricSpec]:
+    """Every metric family: the core's, then each source's (its ``contract`` module), in
+    registration order; the metric reference lists them so."""
+    found = {spec.name: spec for spec in vars(contract).values() if isinstance(spec, MetricSpec)}
+    for source in packages():
+        if source.contract:
+            module = importlib.import_module(source.contract)
+            found.update((spec.name, spec) for spec in vars(module).values()
+                         if isinstance(spec, MetricSpec) and spec.name not in found)
+    return list(found.values())
+
+
+def layers() -> list[Layer]:
+    """Every ``layer`` label value the sources feed, in registration order."""
+    return [layer for source in packages() for layer in source.layers]
+
+
+@cache
+def activity() -> dict[str, Activity]:
+    """The status page's activity families, by family name."""
+    return {item.family: item for source in packages() for item in source.activity}
+
+
+def probe_examples() -> dict[str, str]:
+    """Section name -> an address its ``/probe`` takes, for the sections that serve ``/probe``;
+    the first is the default module."""
+    return {name: section.probe_example for name, section in sections().items()
+            if section.probe_example}

@@ -1,4 +1,4 @@
-"""Durable state: counters, de-duplication ids and app instances' last values.
+"""Durable state: counters, de-duplication ids and pushing instances' last values.
 
 ``state.url`` picks the backend: ``sqlite:///relative`` or ``sqlite:////absolute`` (the default,
 an embedded file), ``redis://host:port/db`` (shared by receiver replicas) or ``memory://``
@@ -8,45 +8,17 @@ after ``await ledger.record(...)`` returned: acknowledged means stored.
 
 from __future__ import annotations
 
-import os
 import socket
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from .base import Batch, Change, Counts, Key, Outcome, StateError, StateInUse, Store, Update
 from .ledger import Ledger, State
 from .memory import MemoryStore
-
-if TYPE_CHECKING:
-    from ..config import StateSettings
+from .settings import StateSettings, default_url, parse_url
 
 __all__ = ["Batch", "Change", "Counts", "Key", "Ledger", "MemoryStore", "Outcome", "State",
-           "StateError", "StateInUse", "Store", "Update", "default_url", "open_state",
-           "parse_url"]
-
-SCHEMES = ("sqlite://", "redis://", "rediss://", "memory://")
-
-
-def default_url() -> str:
-    """``$XDG_STATE_HOME/cachewatch/state.db`` (``~/.local/state/...``): where a user's
-    services keep state; the container image sets ``/var/lib/cachewatch/state.db``."""
-    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return "sqlite:///" + str(Path(base).absolute() / "cachewatch" / "state.db")
-
-
-def parse_url(url: str) -> tuple[str, str]:
-    """``(backend, location)``; raises ``ValueError`` saying what to write instead."""
-    if url.startswith("sqlite://"):
-        rest = url.removeprefix("sqlite://")
-        if not rest.startswith("/") or rest == "/":
-            raise ValueError("write sqlite:///relative/path or sqlite:////absolute/path")
-        return "sqlite", rest[1:]
-    if url.startswith(("redis://", "rediss://")):
-        return "redis", url
-    if url == "memory://":
-        return "memory", ""
-    raise ValueError(f"unknown state URL; it starts with one of {', '.join(SCHEMES)}")
-
+           "StateError", "StateInUse", "StateSettings", "Store", "Update", "default_url",
+           "open_state", "parse_url"]
 
 def open_state(settings: StateSettings, port: int) -> State:
     """The state for ``serve``: the store opened (a file locked, a client made), not yet read.

@@ -2,7 +2,7 @@
 
 A receiver turns one request into one ``Batch``: a ``Change`` per event (the counter increments
 it makes, and the id it is de-duplicated on, if any), and for pushed cumulative counters an
-``Update`` of one stored record (an app instance's last values). A store applies a batch whole
+``Update`` of one stored record (a pushing instance's last values). A store applies a batch whole
 or not at all and says, per change, whether it was new. Only then is the request acknowledged.
 
 Counter keys are tuples ``(series name, *label values)``; stores keep them as compact JSON.

@@ -23,8 +23,8 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from .. import contract
-from ..contract import Families
+from ..metrics import contract
+from ..metrics.contract import Families
 from .base import (
     Batch,
     Change,
@@ -41,7 +41,7 @@ from .base import (
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
 
-    from ..health import Health
+    from ..collectors.health import Health
 
 log = logging.getLogger("cachewatch.state")
 

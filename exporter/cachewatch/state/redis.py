@@ -4,10 +4,11 @@ De-duplication is shared: an event id is claimed with ``ZADD NX`` in one sorted 
 (scored by time, trimmed to the source's window, so memory stays bounded however many events
 pass), and the counters of the event that claimed it are added in the same Lua script, so a
 claim is never stored without its counts. Counters are per replica (``replica_id``): each
-replica exports what it counted, and Prometheus sums them. Cumulative records (app instances'
-last values) are shared and updated under ``WATCH``, so an instance may push to any replica.
+replica exports what it counted, and Prometheus sums them. Cumulative records (pushing
+instances' last values) are shared and updated under ``WATCH``, so an instance may push to any
+replica.
 
-Every key of a source carries the source in braces (``cachewatch:{registry}:...``): a script
+Every key of a source carries the source in braces (``cachewatch:{<source>}:...``): a script
 touches one hash slot, so Redis Cluster works too. Durability is Redis's own: with
 ``appendonly yes`` and ``appendfsync always`` an acknowledged event survives a Redis crash; with
 ``everysec`` about the last second may be lost; with no AOF, everything since the last snapshot.
@@ -15,17 +16,16 @@ touches one hash slot, so Redis Cluster works too. Durability is Redis's own: wi
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
 from typing import Any
 
-import redis
-from redis.exceptions import NoScriptError, RedisError, ResponseError, WatchError
-
 from ..fields import redact
+from ..resp import Reply, ReplyError
 from .base import Batch, Counts, Outcome, StateError, Store, decode, encode, encoded, tally
-from .resp import FastRedis, RedisReplyError, Unreachable
+from .connections import BlockingRedis, FastRedis, Unreachable, parse_address
 
 log = logging.getLogger("cachewatch.state")
 
@@ -59,6 +59,7 @@ local size = redis.call('ZCARD', KEYS[2])
 if size > window + window / 10 then redis.call('ZREMRANGEBYRANK', KEYS[2], 0, size - window - 1) end
 return applied
 """
+CLAIM_SHA = hashlib.sha1(CLAIM.encode()).hexdigest()  # what EVALSHA names it by
 WATCH_RETRIES = 20
 FAST_OFF_FOR = 10.0  # after the loop's connection failed, the writer thread takes the writes
 # A replica id that has written nothing for this long is forgotten (a pod replaced under a new
@@ -75,26 +76,31 @@ class RedisStore(Store):
         self.replica = replica
         self.where = redact(url)
         try:
-            self._redis = redis.Redis.from_url(
-                url, socket_timeout=timeout, socket_connect_timeout=timeout,
-                health_check_interval=15)
-        except ValueError as exc:
+            address = parse_address(url)
+        except (ValueError, OSError) as exc:  # a malformed URL, a CA file that cannot be read
             raise StateError(f"state.url {self.where}: {exc}") from exc
-        self._claim = self._redis.register_script(CLAIM)
-        self._fast = FastRedis(url, timeout)
+        self._redis = BlockingRedis(address, timeout)
+        self._fast = FastRedis(address, timeout)
         self._fast_off_until = 0.0
         self._warned = False
 
     def _counters(self, source: str) -> str:
         return f"cachewatch:{{{source}}}:counters:{self.replica}"
 
-    def load(self, source: str) -> Counts:
+    def _call(self, doing: str, *commands: tuple[Any, ...]) -> list[Reply]:
+        """The writer thread's commands, pipelined; a failure says what it was doing where."""
         try:
-            stored = self._redis.hgetall(self._counters(source))
-        except RedisError as exc:
-            raise StateError(f"reading {self.where}: {exc}") from exc
+            return self._redis.call(*commands)
+        except StateError as exc:
+            raise StateError(f"{doing} {self.where}: {exc}") from exc
+
+    def load(self, source: str) -> Counts:
+        (stored,) = self._call("reading", ("HGETALL", self._counters(source)))
+        if not isinstance(stored, list):
+            raise StateError(f"reading {self.where}: {stored}")
         self._check_durability()
-        return {decode(field): float(value) for field, value in stored.items()}
+        return {decode(field): float(value)
+                for field, value in zip(stored[::2], stored[1::2], strict=True)}
 
     def write(self, batches: list[Batch]) -> list[Outcome | Exception]:
         results: list[Outcome | Exception | None] = [None] * len(batches)
@@ -104,72 +110,59 @@ class RedisStore(Store):
         for i, batch in enumerate(batches):
             if batch.update is None:
                 groups.setdefault((batch.source, batch.window), []).append(i)
-        try:
-            merged = [Batch(source, [c for i in members for c in batches[i].changes], window)
-                      for (source, window), members in groups.items()]
-            replies = self._claims(merged) if merged else []
-            for members, reply in zip(groups.values(), replies, strict=True):
-                offset = 0
-                for i in members:
-                    changes = batches[i].changes
-                    if isinstance(reply, Exception):
-                        results[i] = StateError(f"writing {self.where}: {reply}")
-                        continue
-                    applied = [bool(x) for x in reply[offset:offset + len(changes)]]
-                    offset += len(changes)
-                    results[i] = Outcome(applied, tally(changes, applied))
-            for i, batch in enumerate(batches):
-                if batch.update is not None:
-                    results[i] = self._update(batch)
-        except RedisError as exc:
-            raise StateError(f"writing {self.where}: {exc}") from exc
+        merged = [Batch(source, [c for i in members for c in batches[i].changes], window)
+                  for (source, window), members in groups.items()]
+        replies = self._claims(merged) if merged else []
+        for members, reply in zip(groups.values(), replies, strict=True):
+            offset = 0
+            for i in members:
+                changes = batches[i].changes
+                if not isinstance(reply, list):
+                    results[i] = StateError(f"writing {self.where}: {reply}")
+                    continue
+                applied = [bool(x) for x in reply[offset:offset + len(changes)]]
+                offset += len(changes)
+                results[i] = Outcome(applied, tally(changes, applied))
+        for i, batch in enumerate(batches):
+            if batch.update is not None:
+                results[i] = self._update(batch)
         return [r if r is not None else StateError("not written") for r in results]
 
-    def _claims(self, batches: list[Batch]) -> list[Any]:
-        """Run the claim script once per (merged) batch, in one round trip (EVALSHA; loaded on
-        first use and again after Redis restarted without it)."""
-        for attempt in (1, 2):
-            if len(batches) == 1:
-                try:
-                    return [self._redis.evalsha(self._claim.sha, 2, *_claim_keys(self, batches[0]),
-                                                *_claim_args(batches[0]))]
-                except NoScriptError:
-                    replies: list[Any] = [NoScriptError()]
-                except ResponseError as exc:
-                    return [exc]
-            else:
-                pipe = self._redis.pipeline(transaction=False)
-                for batch in batches:
-                    pipe.evalsha(self._claim.sha, 2, *_claim_keys(self, batch),
-                                 *_claim_args(batch))
-                replies = pipe.execute(raise_on_error=False)
-            if attempt == 1 and any(isinstance(r, NoScriptError) for r in replies):
-                self._redis.script_load(CLAIM)
-                continue
-            return replies
-        raise AssertionError("unreachable")
+    def _claims(self, batches: list[Batch]) -> list[Reply]:
+        """Run the claim script once per (merged) batch, in one round trip (EVALSHA; the
+        script is loaded again, and only the refused claims sent again, after Redis restarted
+        without it)."""
+        commands = [_claim_command(self, batch) for batch in batches]
+        replies = self._call("writing", *commands)
+        missing = [i for i, reply in enumerate(replies) if _noscript(reply)]
+        if missing:
+            again = self._call("writing", ("SCRIPT", "LOAD", CLAIM),
+                               *(commands[i] for i in missing))
+            for i, reply in zip(missing, again[1:], strict=True):
+                replies[i] = reply
+        return replies
 
     async def write_now(self, batch: Batch) -> Outcome | Exception | None:
         """A plain claim (a webhook's events) goes from the loop straight to Redis; an update
-        (an app push: read, compute, write under WATCH) goes to the writer thread."""
+        (a pushed record: read, compute, write under WATCH) goes to the writer thread."""
         if batch.update is not None or time.monotonic() < self._fast_off_until:
             return None
-        command = ("EVALSHA", self._claim.sha, 2, *_claim_keys(self, batch),
-                   *_claim_args(batch))
+        command = _claim_command(self, batch)
         try:
             reply = await self._fast.call(*command)
-            if isinstance(reply, RedisReplyError) and str(reply).startswith("NOSCRIPT"):
+            if _noscript(reply):
                 await self._fast.call("SCRIPT", "LOAD", CLAIM)  # Redis restarted without it
                 reply = await self._fast.call(*command)
         except Unreachable as exc:
-            # Nothing was sent: let the general client try (it says whether Redis is down).
+            # Nothing was sent: let the writer thread's connection try (it says whether Redis
+            # is down).
             self._fast_off_until = time.monotonic() + FAST_OFF_FOR
             log.warning("redis state: the event loop's connection failed, writes go through"
                         " the writer thread for a while", extra={"error": str(exc)})
             return None
         except StateError as exc:
             return exc
-        if isinstance(reply, RedisReplyError):
+        if not isinstance(reply, list):
             return StateError(f"writing {self.where}: {reply}")
         applied = [bool(flag) for flag in reply]
         return Outcome(applied, tally(batch.changes, applied))
@@ -180,31 +173,45 @@ class RedisStore(Store):
         assert update is not None
         assert not batch.changes
         key = f"cachewatch:{{{batch.source}}}:record:{update.key}"
-        with self._redis.pipeline(transaction=True) as pipe:
-            for _ in range(WATCH_RETRIES):
-                try:
-                    pipe.watch(key)
-                    stored = pipe.get(key)
-                    record, counts, value = update.apply(
-                        json.loads(stored) if stored is not None else None)
-                    pipe.multi()
-                    pipe.set(key, json.dumps(record, separators=(",", ":")),
-                             ex=max(1, int(update.keep_for)))
-                    counters = self._counters(batch.source)
-                    for field, delta in counts.items():
-                        pipe.hincrbyfloat(counters, encode(field), delta)
-                    pipe.expire(counters, COUNTERS_TTL)
-                    pipe.execute()
-                    return Outcome([], dict(counts), value)
-                except WatchError:
-                    continue  # another replica changed the record meanwhile: read it again
+        counters = self._counters(batch.source)
+        for _ in range(WATCH_RETRIES):
+            stored = self._watch(key)
+            try:
+                record, counts, value = update.apply(
+                    json.loads(stored) if stored is not None else None)
+            except BaseException:
+                self._call("writing", ("UNWATCH",))
+                raise
+            replies = self._call(
+                "writing", ("MULTI",),
+                ("SET", key, json.dumps(record, separators=(",", ":")),
+                 "EX", max(1, int(update.keep_for))),
+                *(("HINCRBYFLOAT", counters, encode(field), repr(float(delta)))
+                  for field, delta in counts.items()),
+                ("EXPIRE", counters, COUNTERS_TTL), ("EXEC",))
+            if replies[-1] is None:
+                continue  # another replica changed the record meanwhile: read it again
+            failed = _first_error(replies)
+            if failed is not None:
+                raise StateError(f"writing {self.where}: {failed}")
+            return Outcome([], dict(counts), value)
         raise StateError(f"record {update.key!r} kept changing under {WATCH_RETRIES} tries")
+
+    def _watch(self, key: str) -> bytes | None:
+        """``key``'s value, watched: the ``EXEC`` that follows fails if it changes."""
+        _, stored = self._call("writing", ("WATCH", key), ("GET", key))
+        if isinstance(stored, ReplyError | list | int):
+            self._call("writing", ("UNWATCH",))
+            raise StateError(f"reading {self.where}: {key} holds no record ({stored})")
+        return stored
 
     def ping(self) -> None:
         try:
-            self._redis.ping()
-        except RedisError as exc:
+            (reply,) = self._redis.call(("PING",))
+        except StateError as exc:
             raise StateError(f"{self.where}: {exc}") from exc
+        if isinstance(reply, ReplyError):  # LOADING, or a changed password
+            raise StateError(f"{self.where}: {reply}")
 
     def _check_durability(self) -> None:
         """Say once if Redis would lose acknowledged state on its own crash (no AOF)."""
@@ -212,10 +219,12 @@ class RedisStore(Store):
             return
         self._warned = True
         try:
-            appendonly = self._redis.config_get("appendonly").get("appendonly")
-        except RedisError:
+            (reply,) = self._redis.call(("CONFIG", "GET", "appendonly"))
+        except StateError:
+            return
+        if not isinstance(reply, list) or len(reply) != 2:
             return  # CONFIG may be renamed or denied: nothing to say
-        if appendonly not in ("yes", b"yes"):
+        if reply[1] != b"yes":
             log.warning("redis state has no append-only file: a crash of Redis loses what was"
                         " acknowledged since its last snapshot; run it with appendonly yes",
                         extra={"state": self.where})
@@ -223,6 +232,24 @@ class RedisStore(Store):
     def close(self) -> None:
         self._fast.close()
         self._redis.close()
+
+
+def _noscript(reply: Reply) -> bool:
+    """Redis does not hold the claim script (it restarted, or its scripts were flushed)."""
+    return isinstance(reply, ReplyError) and str(reply).startswith("NOSCRIPT")
+
+
+def _first_error(replies: list[Reply]) -> ReplyError | None:
+    """The first error among a transaction's replies and the replies ``EXEC`` returned."""
+    for reply in replies:
+        for value in reply if isinstance(reply, list) else [reply]:
+            if isinstance(value, ReplyError):
+                return value
+    return None
+
+
+def _claim_command(store: RedisStore, batch: Batch) -> tuple[Any, ...]:
+    return ("EVALSHA", CLAIM_SHA, 2, *_claim_keys(store, batch), *_claim_args(batch))
 
 
 def _claim_keys(store: RedisStore, batch: Batch) -> tuple[str, str]:

@@ -28,7 +28,7 @@ from cachewatch.cli import build_cli
 from cachewatch.sources.docker.buildlog import BuildLogParser, Step
 from cachewatch.sources.docker.doctor import apply_fix, parse
 from cachewatch.sources.docker.doctor.cost import duration, matches, triggers
-from cachewatch.sources.docker.doctor.rules import Finding
+from cachewatch.sources.docker.doctor.finding import Finding
 
 from support import FIXTURES, require
 from support import settings as exporter_settings

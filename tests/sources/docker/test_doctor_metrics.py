@@ -17,7 +17,7 @@ import httpx
 import pytest
 from prometheus_client.exposition import generate_latest
 
-from cachewatch.contract import Families
+from cachewatch.metrics.contract import Families
 from cachewatch.sources.docker.doctor import RULES, analyze
 from cachewatch.sources.docker.findings import DockerfileFindings
 

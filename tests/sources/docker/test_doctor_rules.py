@@ -11,9 +11,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cachewatch.sources.docker.doctor import analyze, apply_fix, parse, to_json, to_text
-from cachewatch.sources.docker.doctor.dockerfile import expand, references, split_commands
+from cachewatch.sources.docker.doctor.dockerfile import expand, references
+from cachewatch.sources.docker.doctor.installers import classify
 from cachewatch.sources.docker.doctor.report import dockerignore_for, exit_code
-from cachewatch.sources.docker.doctor.rules import classify
+from cachewatch.sources.docker.doctor.shell import split_commands
 
 GOOD_IGNORE = ".git\nnode_modules\n"
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from cachewatch.allowlist import AllowList
 from cachewatch.config import ConfigError, load_settings
+from cachewatch.http.allowlist import AllowList
 from cachewatch.sources.redis.targets import load_secrets
 
 from support import HostileRedis, Metrics, free_port, rss_bytes, settings

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from cachewatch import contract
+from cachewatch.sources.redis import contract
 from cachewatch.sources.redis.histogram import EDGES, edge_index, parse_latency_histogram
 
 from support import FIXTURES

@@ -2,11 +2,15 @@
 in-process instrumentation (``cachewatch.instrument``) that pushes or exposes them.
 """
 
-from ...source import Section, SourcePackage
+from ...source import Layer, Section, SourcePackage
 from .settings import AppCacheSettings
 
 SOURCE = SourcePackage(
     name="app",
+    title="in-process caches",
+    layers=(Layer("app", "Application caches"),),
+    first_step="push cache counters to <code>/api/v1/caches</code>",
     sections=(Section("app", AppCacheSettings, "cachewatch.sources.app.push:build"),),
     bundle="cachewatch.sources.app.bundle",
+    contract="cachewatch.sources.app.contract",
 )

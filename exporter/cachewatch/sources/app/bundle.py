@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from ... import contract
 from ...bundle.panels import (
     NEUTRAL,
     DashboardSpec,
@@ -20,6 +19,7 @@ from ...bundle.part import BundlePart, Rejections
 from ...bundle.promtool import counter
 from ...bundle.series import BY_RESULT, HIT_RATIO, TOTAL
 from ...bundle.thresholds import Thresholds
+from . import contract
 
 L = contract
 

@@ -27,8 +27,8 @@ from bisect import bisect_left
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
-from ... import contract
-from ...contract import Families, Layer
+from ...metrics.contract import Families
+from . import contract
 
 log = logging.getLogger("cachewatch.instrument")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -152,7 +152,7 @@ class Caches:
         out = Families()
         for stats in self:
             stats.read()
-            core = {"layer": Layer.APP.value, "cache": stats.name}
+            core = {"layer": contract.LAYER, "cache": stats.name}
             out.add(contract.CACHE_LOOKUPS, {**core, "result": "hit"}, stats.hits)
             out.add(contract.CACHE_LOOKUPS, {**core, "result": "miss"}, stats.misses)
             out.add(contract.CACHE_EVICTIONS, core, stats.evictions)

@@ -34,14 +34,14 @@ from pydantic import (
     model_validator,
 )
 
-from ... import contract
-from ...cardinality import OTHER, LabelCap
-from ...contract import Families, Layer
-from ...labels import safe_label
+from ...metrics.cardinality import OTHER, LabelCap
+from ...metrics.contract import Families
+from ...metrics.labels import safe_label
 from ...receiving import body_schema, guarded_body
 from ...runtime import Runtime
 from ...source import Source
 from ...state import Change, Counts, Key, Ledger, StateError, Update
+from . import contract
 from .settings import AppCacheSettings
 
 log = logging.getLogger("cachewatch.app_caches")
@@ -240,7 +240,7 @@ def accumulate(body: CachePush, labels: Labels, max_caches: int,
         counted += 1
     for cache in body.caches:  # L1 + L2 hits, from this same push: consistent
         if cache.name in hits and cache.parent is not None:
-            counts[(EFFECTIVE, Layer.APP.value, labels.names[cache.name])] += \
+            counts[(EFFECTIVE, contract.LAYER, labels.names[cache.name])] += \
                 hits[cache.name] + hits.get(cache.parent, 0.0)
     return record, dict(counts), counted
 
@@ -378,11 +378,11 @@ class AppCacheCollector(Source):
         for cache in caches:
             out.add(contract.APP_CACHE_INSTANCES, {"cache": cache}, len(live.get(cache, ())))
             if cache in entries:
-                out.add(contract.CACHE_ENTRIES, {"layer": Layer.APP.value, "cache": cache},
+                out.add(contract.CACHE_ENTRIES, {"layer": contract.LAYER, "cache": cache},
                         entries[cache])
         for (cache, op), buckets in sorted(latency.items()):
             out.add_histogram(contract.CACHE_LATENCY,
-                              {"layer": Layer.APP.value, "cache": cache, "op": op},
+                              {"layer": contract.LAYER, "cache": cache, "op": op},
                               [(le, buckets.get(le, 0.0)) for le in _LE], buckets.get("sum", 0.0))
         for reason in REJECT_REASONS:
             out.add(contract.APP_PUSH_REJECTED, {"reason": reason},
@@ -444,7 +444,7 @@ REJECTED = contract.APP_PUSH_REJECTED.name
 EFFECTIVE = contract.CACHE_EFFECTIVE_HITS.name
 LATENCY_BUCKET = contract.CACHE_LATENCY.name + "_bucket"
 LATENCY_SUM = contract.CACHE_LATENCY.name + "_sum"
-_APP = Layer.APP.value
+_APP = contract.LAYER
 # Where each pushed counter is kept: the series key for a cache label.
 _SERIES: dict[str, Callable[[str], Key]] = {
     "hits": lambda c: (LOOKUPS, _APP, c, "hit"),

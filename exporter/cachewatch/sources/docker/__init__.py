@@ -5,15 +5,22 @@ client of ``POST /api/v1/builds``) and ``docker`` (the Engine API: build cache d
 images, events), off by default because it needs the Docker socket.
 """
 
-from ...source import Section, SourcePackage
+from ...source import Layer, Section, SourcePackage
 from .settings import BuildSettings, DockerSettings
 
 SOURCE = SourcePackage(
     name="docker",
+    title="Docker build cache",
+    layers=(Layer("docker_build", "Docker builds", generic_alerts=False, receiver="ci-team",
+                  relay_path="ci"),),
+    first_step="pipe a build into <code>cachewatch ingest-build</code>",
     sections=(
         Section("builds", BuildSettings, "cachewatch.sources.docker.builds:build"),
-        Section("docker", DockerSettings, "cachewatch.sources.docker.engine:build"),
+        Section("docker", DockerSettings, "cachewatch.sources.docker.engine:build",
+                layer="docker_build"),
     ),
     commands="cachewatch.sources.docker.commands:register",
     bundle="cachewatch.sources.docker.bundle",
+    contract="cachewatch.sources.docker.contract",
+    chatty_loggers=("docker", "urllib3"),  # the Docker SDK's requests
 )

@@ -19,14 +19,14 @@ from prometheus_client.utils import floatToGoString
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from starlette.concurrency import run_in_threadpool
 
-from ... import contract
-from ...cardinality import LabelCap
-from ...contract import Families, Layer
-from ...labels import id_bytes, safe_label
+from ...metrics.cardinality import LabelCap
+from ...metrics.contract import Families
+from ...metrics.labels import id_bytes, safe_label
 from ...receiving import body_schema, guarded_body
 from ...runtime import Runtime
 from ...source import Source
 from ...state import Change, Counts, Ledger, StateError
+from . import contract
 from .settings import BuildSettings
 
 if TYPE_CHECKING:  # the parser and the doctor load with the first build, or a Dockerfile to watch
@@ -171,7 +171,7 @@ class BuildCollector(Source):
                 if name == STEPS:
                     per_image[(labels[0], labels[2])] += value
         for (image, result), count in per_image.items():
-            out.add(contract.CACHE_LOOKUPS, {"layer": Layer.DOCKER_BUILD.value,
+            out.add(contract.CACHE_LOOKUPS, {"layer": contract.LAYER,
                                              "cache": image, "result": result}, count)
         for reason in REJECT_REASONS:
             out.add(contract.BUILD_INGEST_REJECTED, {"reason": reason},

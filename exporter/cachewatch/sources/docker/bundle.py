@@ -3,24 +3,80 @@ the Docker builds dashboard and the build receiver's refusals."""
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from typing import Any
 
-from ... import contract
 from ...bundle.alerting import alert
 from ...bundle.panels import NEUTRAL, DashboardSpec, Panel, fleet, hit_steps, legend
 from ...bundle.part import BundlePart, Rejections
 from ...bundle.promtool import before_for, counter, expected, two_phase
-from ...bundle.thresholds import Thresholds, gib, seconds
+from ...bundle.thresholds import (
+    Flag,
+    Thresholds,
+    checked,
+    duration,
+    positive,
+    ratio,
+    seconds,
+    threshold,
+)
+from . import contract
 
 L = contract
 STEPS, BUILDS = L.DOCKER_BUILD_STEPS.name, L.DOCKER_BUILDS.name
 # Recorded per build window: the series name ends with the window (``...:increase1h``).
 BUILD_RATIO = "image:cachewatch_docker_build_hit_ratio:increase"
+# A size as `docker builder prune --keep-storage` takes it: 20GiB, 20GB, 20G, bytes.
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
+_POWERS = {"": 0, "K": 1, "M": 2, "G": 3, "T": 4}
+
+
+def size_bytes(text: str) -> int:
+    """``20GiB`` / ``20GB`` / ``20G`` -> bytes, 1024-based as Docker's ``--keep-storage`` reads
+    them; a plain number is bytes."""
+    match = _SIZE.match(text)
+    if not match:
+        raise ValueError(f"{text!r} is not a size; write it like 20GiB, 512MiB or 1073741824")
+    unit = (match.group(2) or "").upper().rstrip("B").rstrip("I")
+    return int(float(match.group(1)) * 1024 ** _POWERS[unit])
+
+
+def gib(size: int) -> str:
+    """``21474836480`` -> ``20GiB``: how a budget reads in alerts and docs."""
+    return f"{size / 2**30:g}GiB"
+
+
+@dataclass(frozen=True)
+class DockerThresholds:
+    """What the build cache alerts are drawn at."""
+
+    build_hit_rate: float = threshold(0.5, check=ratio, flag=Flag(
+        "Alert when builds take fewer of their steps from cache."))
+    build_window: str = threshold("1h", check=duration, flag=Flag(
+        "The window of builds --build-hit-rate is measured over."))
+    # Fewer builds than this in the window and their hit rate says little: no alert.
+    min_builds: int = 3
+    # Held longer than the window: one burst of busted builds never fires, a lasting one does.
+    build_for: str = threshold("15m", check=duration)
+    # The build cache size a host should stay under (what `docker builder prune
+    # --keep-storage` would keep), and how long it may stay above before the alert fires.
+    build_cache_budget_bytes: int = threshold(
+        20 * 2**30, check=positive("the build cache budget"), flag=Flag(
+            "Alert when a host's build cache stays above this size (what `docker builder "
+            "prune --keep-storage` would keep), like 20GiB.", "--build-cache-budget",
+            size_bytes, gib))
+    build_cache_for: str = threshold("1h", check=duration, flag=Flag(
+        "How long the build cache must stay above --build-cache-budget before "
+        "DockerBuildCacheOverBudget fires."))
+
+    def __post_init__(self) -> None:
+        checked(self)
 
 
 def recording_rules(t: Thresholds) -> list[dict[str, Any]]:
     """Share of build steps taken from the layer cache per image, over the build window."""
-    by, w = t.by("image"), t.build_window
+    by, w = t.by("image"), t.of(DockerThresholds).build_window
     return [
         {"record": BUILD_RATIO + w,
          "expr": f'sum by ({by}) (increase({STEPS}{{result="hit"}}[{w}])) / '
@@ -28,20 +84,22 @@ def recording_rules(t: Thresholds) -> list[dict[str, Any]]:
     ]
 
 
-def panels(t: Thresholds) -> list[Panel]:
-    """Cache hit rate, time lost and the instructions busting the cache, per image."""
-    sel = fleet(t, 'image=~"$image"')
-    rate = "[$__rate_interval]"
+RATE = "[$__rate_interval]"
 
-    def per_hour(metric: str, selector: str = sel) -> str:
-        return f"(rate({metric}{selector}{rate})) * 3600"
 
+def _per_hour(metric: str, selector: str) -> str:
+    return f"(rate({metric}{selector}{RATE})) * 3600"
+
+
+def _build_panels(t: Thresholds) -> list[Panel]:
+    """What the builds take from the cache, what busts it and what it costs, per image."""
+    sel, own = fleet(t, 'image=~"$image"'), t.of(DockerThresholds)
     return [
-        Panel("timeseries", f"Build cache hit rate ({t.build_window})",
-              ((f"{BUILD_RATIO}{t.build_window}{sel}", legend(t, "{{image}}")),),
-              "percentunit", hit_steps(t.build_hit_rate), 16,
+        Panel("timeseries", f"Build cache hit rate ({own.build_window})",
+              ((f"{BUILD_RATIO}{own.build_window}{sel}", legend(t, "{{image}}")),),
+              "percentunit", hit_steps(own.build_hit_rate), 16,
               f"Share of build steps taken from the layer cache per image over "
-              f"{t.build_window}; the line is where DockerBuildCacheHitRateLow fires."),
+              f"{own.build_window}; the line is where DockerBuildCacheHitRateLow fires."),
         Panel("bargauge", "Dockerfile findings",
               ((f"sum by ({t.by('image')}) ({L.DOCKERFILE_FINDINGS.name}{sel})",
                 legend(t, "{{image}}")),),
@@ -53,7 +111,7 @@ def panels(t: Thresholds) -> list[Panel]:
               "doctor --url` on the file for the lines, the fixes and what each one costs."),
         Panel("timeseries", "Time re-running steps (per hour)",
               ((f"sum by ({t.by('image')}) "
-                + per_hour(L.DOCKER_BUILD_REBUILD_SECONDS.name), legend(t, "{{image}}")),),
+                + _per_hour(L.DOCKER_BUILD_REBUILD_SECONDS.name, sel), legend(t, "{{image}}")),),
               "s", NEUTRAL, 12,
               "Seconds spent executing steps in builds that had a usable cache, at the "
               "current rate, per hour."),
@@ -64,22 +122,29 @@ def panels(t: Thresholds) -> list[Panel]:
               "The instruction that first missed the cache, counted per build over the time "
               "range: the one to move down in the Dockerfile."),
         Panel("timeseries", "Builds by outcome (per hour)",
-              ((f"sum by ({t.by('status')}) " + per_hour(BUILDS),
+              ((f"sum by ({t.by('status')}) " + _per_hour(BUILDS, sel),
                 legend(t, "{{status}}")),), "none", NEUTRAL, 12,
               "Builds finished per hour at the current rate, by outcome."),
         Panel("heatmap", "Build duration",
-              ((f"sum by (le) (increase({L.DOCKER_BUILD_DURATION.name}_bucket{sel}{rate}))",
+              ((f"sum by (le) (increase({L.DOCKER_BUILD_DURATION.name}_bucket{sel}{RATE}))",
                 "{{le}}"),), "s", NEUTRAL, 12,
               "How long builds take: each column is the builds of one interval by duration."),
+    ]
+
+
+def _engine_panels(t: Thresholds) -> list[Panel]:
+    """What the engine holds: the build cache's size against its budget, its age, image
+    events."""
+    budget = t.of(DockerThresholds).build_cache_budget_bytes
+    return [
         Panel("timeseries", "Build cache size and reclaimable",
               ((f"sum by ({t.by('host')}) ({L.DOCKER_BUILD_CACHE_BYTES.name}{fleet(t)})",
                 legend(t, "{{host}} size")),
                (f"{L.DOCKER_BUILD_CACHE_RECLAIMABLE.name}{fleet(t)}",
                 legend(t, "{{host}} reclaimable"))),
-              "bytes", (("green", None), ("red", float(t.build_cache_budget_bytes))), 12,
+              "bytes", (("green", None), ("red", float(budget))), 12,
               "The Docker engine's build cache (/system/df) and what a prune would free; the "
-              f"line is the {gib(t.build_cache_budget_bytes)} budget of "
-              "DockerBuildCacheOverBudget."),
+              f"line is the {gib(budget)} budget of DockerBuildCacheOverBudget."),
         Panel("bargauge", "Build cache by last use",
               ((f"sum by ({t.by('within')}) "
                 f"({L.DOCKER_BUILD_CACHE_IDLE_BYTES.name}{fleet(t)})",
@@ -89,10 +154,16 @@ def panels(t: Thresholds) -> list[Panel]:
               "the oldest bars is a bloated cache; nothing older than an hour is a thrashing "
               "one, pruned before it is reused."),
         Panel("timeseries", "Image events (per hour)",
-              ((f"sum by ({t.by('action')}) " + per_hour(L.DOCKER_EVENTS.name, fleet(t)),
+              ((f"sum by ({t.by('action')}) " + _per_hour(L.DOCKER_EVENTS.name, fleet(t)),
                 legend(t, "{{action}}")),), "none", NEUTRAL, 12,
               "Image tag, pull, push and delete events from the engine, per hour."),
     ]
+
+
+def panels(t: Thresholds) -> list[Panel]:
+    """Cache hit rate, time lost and the instructions busting the cache, per image; the
+    engine's build cache."""
+    return [*_build_panels(t), *_engine_panels(t)]
 
 
 def variables(t: Thresholds) -> tuple[tuple[str, str], ...]:
@@ -105,30 +176,30 @@ DASHBOARD = DashboardSpec("builds", "cachewatch-docker-builds", "cachewatch: Doc
 
 
 def _hit_rate_alert(t: Thresholds) -> dict[str, Any]:
-    by = t.by("image")
+    by, own = t.by("image"), t.of(DockerThresholds)
     return alert(
         "DockerBuildCacheHitRateLow",
-        f"{BUILD_RATIO}{t.build_window} < {t.build_hit_rate}\n"
+        f"{BUILD_RATIO}{own.build_window} < {own.build_hit_rate}\n"
         f"and on ({by}) sum by ({by}) (increase({BUILDS}"
-        f"[{t.build_window}])) >= {t.min_builds}",
-        t.build_for, "warning",
-        f"Builds of {{{{ $labels.image }}}} reuse under {t.build_hit_rate:.0%} of layers",
-        f"Over {t.build_window}, builds of {{{{ $labels.image }}}} took "
+        f"[{own.build_window}])) >= {own.min_builds}",
+        own.build_for, "warning",
+        f"Builds of {{{{ $labels.image }}}} reuse under {own.build_hit_rate:.0%} of layers",
+        f"Over {own.build_window}, builds of {{{{ $labels.image }}}} took "
         f"{{{{ $value | humanizePercentage }}}} of their steps from the layer cache; the "
         "Docker builds dashboard names the instruction that keeps busting it.",
         DASHBOARD.uid, t, layer="docker_build")
 
 
 def _budget_alert(t: Thresholds) -> dict[str, Any]:
-    by = t.by("host")
-    budget = gib(t.build_cache_budget_bytes)
+    by, own = t.by("host"), t.of(DockerThresholds)
+    budget = gib(own.build_cache_budget_bytes)
     return alert(
         "DockerBuildCacheOverBudget",
-        f"sum by ({by}) ({L.DOCKER_BUILD_CACHE_BYTES.name}) > {t.build_cache_budget_bytes}",
-        t.build_cache_for, "warning",
+        f"sum by ({by}) ({L.DOCKER_BUILD_CACHE_BYTES.name}) > {own.build_cache_budget_bytes}",
+        own.build_cache_for, "warning",
         f"Build cache on {{{{ $labels.host }}}} above its {budget} budget",
         f"The build cache on {{{{ $labels.host }}}} holds {{{{ $value | humanize1024 }}}}B, "
-        f"over the {budget} budget for {t.build_cache_for}: prune it to the budget with "
+        f"over the {budget} budget for {own.build_cache_for}: prune it to the budget with "
         f"`docker builder prune --keep-storage {budget}`, or raise the budget.",
         DASHBOARD.uid, t, layer="docker_build")
 
@@ -140,10 +211,10 @@ def alerts(t: Thresholds) -> list[dict[str, Any]]:
 
 
 def _hit_rate_case(t: Thresholds) -> dict[str, Any]:
-    rule = _hit_rate_alert(t)
-    window = seconds(t.build_window) // 60
+    rule, own = _hit_rate_alert(t), t.of(DockerThresholds)
+    window = seconds(own.build_window) // 60
     minutes = window * 3
-    bad = t.build_hit_rate / 2
+    bad = own.build_hit_rate / 2
 
     def image(name: str, hit_ratio: float, builds_per_hour: int, until: int = minutes,
               then: float | None = None) -> list[dict[str, str]]:
@@ -163,13 +234,13 @@ def _hit_rate_case(t: Thresholds) -> dict[str, Any]:
     return {
         "interval": "1m",
         "input_series": [
-            *image("busted", bad, t.min_builds * 4),
-            *image("healthy", (1 + t.build_hit_rate) / 2, t.min_builds * 4),
-            *image("rare", bad, max(1, t.min_builds // 3)),  # too few builds to judge
-            *image("fixed", bad, t.min_builds * 4, until=window, then=0.95),
+            *image("busted", bad, own.min_builds * 4),
+            *image("healthy", (1 + own.build_hit_rate) / 2, own.min_builds * 4),
+            *image("rare", bad, max(1, own.min_builds // 3)),  # too few builds to judge
+            *image("fixed", bad, own.min_builds * 4, until=window, then=0.95),
         ],
         "alert_rule_test": [
-            before_for(t.build_for, "DockerBuildCacheHitRateLow"),
+            before_for(own.build_for, "DockerBuildCacheHitRateLow"),
             {"eval_time": f"{window - 2}m", "alertname": "DockerBuildCacheHitRateLow",
              "exp_alerts": [expected(rule, {"image": "busted"}, value),
                             expected(rule, {"image": "fixed"}, value)]},
@@ -180,9 +251,9 @@ def _hit_rate_case(t: Thresholds) -> dict[str, Any]:
 
 
 def _budget_case(t: Thresholds) -> dict[str, Any]:
-    rule = _budget_alert(t)
-    hold = seconds(t.build_cache_for) // 60
-    budget = t.build_cache_budget_bytes
+    rule, own = _budget_alert(t), t.of(DockerThresholds)
+    hold = seconds(own.build_cache_for) // 60
+    budget = own.build_cache_budget_bytes
     big = budget + budget // 2
     name = L.DOCKER_BUILD_CACHE_BYTES.name
 
@@ -199,7 +270,7 @@ def _budget_case(t: Thresholds) -> dict[str, Any]:
             host("pruned", f"{big}x{hold // 2} {budget // 4}x{hold + hold // 2}"),
         ],
         "alert_rule_test": [
-            before_for(t.build_cache_for, "DockerBuildCacheOverBudget"),
+            before_for(own.build_cache_for, "DockerBuildCacheOverBudget"),
             {"eval_time": f"{hold + 5}m", "alertname": "DockerBuildCacheOverBudget",
              "exp_alerts": [expected(rule, {"host": "big"}, _humanize1024(big))]},
         ],
@@ -222,8 +293,9 @@ def tests(t: Thresholds) -> list[dict[str, Any]]:
 
 
 PART = BundlePart(
+    targets="Docker engines",
     dashboard=DASHBOARD, recording_rules=recording_rules,
-    alert_rules=alerts, alert_tests=tests,
+    alert_rules=alerts, alert_tests=tests, thresholds=DockerThresholds,
     rejections=Rejections(
         L.BUILD_INGEST_REJECTED.name, "builds", position=1, benign_reason="duplicate",
         test_series=(('reason="duplicate"', "0x5 1+1x35"),)))  # duplicates go on: no alert

@@ -21,12 +21,12 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client.metrics_core import Metric
 from prometheus_client.utils import floatToGoString
 
-from ... import contract
-from ...contract import Families
-from ...health import Health
-from ...labels import safe_label
+from ...collectors.health import Health
+from ...collectors.target_collector import TargetCollector
+from ...metrics.contract import Families
+from ...metrics.labels import safe_label
 from ...runtime import Runtime
-from ...target_collector import TargetCollector
+from . import contract
 from .history import BuildHistory
 from .settings import DockerSettings
 

@@ -20,8 +20,8 @@ from collections import defaultdict
 from collections.abc import Mapping
 from pathlib import Path
 
-from ... import contract
-from ...contract import Families
+from ...metrics.contract import Families
+from . import contract
 from .doctor import RULES, analyze, dockerignore_for
 
 log = logging.getLogger("cachewatch.dockerfiles")

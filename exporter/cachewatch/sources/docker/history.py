@@ -27,10 +27,9 @@ from dataclasses import dataclass
 from prometheus_client.metrics_core import Metric
 from prometheus_client.samples import Sample
 
-from ... import contract
-from ...cardinality import LabelCap
-from ...contract import Layer
-from ...labels import safe_label
+from ...metrics.cardinality import LabelCap
+from ...metrics.labels import safe_label
+from . import contract
 from .buildlog import normalise_instruction
 
 SOURCE = "engine"
@@ -216,7 +215,7 @@ class BuildHistory:
                 per_image[(image, result)] += count
             for (image, result), count in per_image.items():
                 lookups.samples.append(Sample(contract.CACHE_LOOKUPS.name, {
-                    "layer": Layer.DOCKER_BUILD.value, "cache": image, "result": result}, count))
+                    "layer": contract.LAYER, "cache": image, "result": result}, count))
             for image, count in self._builds.items():
                 builds.samples.append(Sample(contract.DOCKER_BUILDS.name, {
                     "image": image, "target": "", "status": "success", "source": SOURCE}, count))

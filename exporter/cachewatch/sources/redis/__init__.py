@@ -6,11 +6,16 @@ Everything about how Redis is measured lives in this package: its settings, targ
 its bundle part.
 """
 
-from ...source import Section, SourcePackage
+from ...source import Layer, Section, SourcePackage
 from .settings import RedisSettings
 
 SOURCE = SourcePackage(
     name="redis",
-    sections=(Section("redis", RedisSettings, "cachewatch.sources.redis.collector:build"),),
+    title="Redis",
+    layers=(Layer("redis", "Redis"),),
+    first_step="Give cachewatch a Redis to read (<code>--redis-target redis://host:6379</code>)",
+    sections=(Section("redis", RedisSettings, "cachewatch.sources.redis.collector:build",
+                      probe_example="redis://host:6379"),),
     bundle="cachewatch.sources.redis.bundle",
+    contract="cachewatch.sources.redis.contract",
 )

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from ... import contract
 from ...bundle import series
 from ...bundle.alerting import alert
 from ...bundle.panels import (
@@ -21,6 +20,7 @@ from ...bundle.panels import (
 from ...bundle.part import BundlePart
 from ...bundle.promtool import before_for, duration, expected, histogram, interpolated_p99
 from ...bundle.thresholds import Thresholds
+from . import contract
 
 L = contract
 HISTOGRAM = L.REDIS_COMMAND_LATENCY.name
@@ -153,4 +153,5 @@ def tests(t: Thresholds) -> list[dict[str, Any]]:
 
 
 PART = BundlePart(dashboard=DASHBOARD, recording_rules=recording_rules, alert_rules=alerts,
-                  alert_tests=tests)
+                  alert_tests=tests, cache_alerts=("RedisServerLatencyP99High",),
+                  targets="Redis servers")

@@ -1,5 +1,7 @@
-"""A small Redis client on asyncio streams: the three commands cachewatch sends (AUTH, INFO, PING),
-pipelined, over TCP, TLS or a unix socket, with ACL users and password files.
+"""A small Redis client on asyncio streams: the commands a scrape sends (AUTH, INFO, PING,
+LATENCY HISTOGRAM), pipelined, over TCP, TLS or a unix socket, with ACL users and password
+files. RESP itself (encoding, parsing within ``redis.max_reply_bytes``, the AUTH set-up, TLS)
+is ``cachewatch.resp``, shared with the Redis state store.
 
 Why not redis-py: the exporter sends three commands, and importing redis-py cost a tenth of a
 sidecar's memory (about 6 MB RSS) while its pipeline machinery cost more per scrape than the
@@ -18,93 +20,28 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
+from ...resp import (
+    MAX_LINE,
+    Incomplete,
+    ProtocolError,
+    RedisError,
+    Replies,
+    Reply,
+    ReplyError,
+    ReplyTooLarge,
+    encode_all,
+    handshake,
+    tls_context,
+)
 from .settings import DEFAULT_MAX_REPLY_BYTES, RedisTarget
 
 REASONS = ("timeout", "connection", "auth", "permission", "tls", "loading", "protocol", "other")
-# A reply line (a simple string, an error) longer than this is not what Redis sends.
-MAX_LINE = 64 << 10
 _AUTH_ERRORS = ("NOAUTH", "WRONGPASS", "ERR invalid password", "ERR invalid username",
                 "ERR Client sent AUTH", "ERR AUTH", "ERR wrong number of arguments for 'auth'")
-
-Reply = bytes | int | list["Reply"] | None
-
-
-class RedisError(Exception):
-    """A Redis call failed; the subclass says how. Messages never hold credentials."""
-
-
-class ReplyError(RedisError):
-    """The server answered with an error reply (``-ERR ...``, ``-NOPERM ...``)."""
-
-
-# What ``call(..., raise_errors=False)`` answers: an error reply stays in its place.
-Answer = Reply | ReplyError
-
-
-class ProtocolError(RedisError):
-    """What came back is not RESP2, or is too large to be an answer to our commands."""
-
-
-class ReplyTooLarge(ProtocolError):
-    """A reply over ``redis.max_reply_bytes``: not what a Redis server sends to INFO or PING."""
 
 
 class CredentialsFileError(RedisError):
     """The password file could not be read when a connection needed it."""
-
-
-def _encode(command: tuple[str | bytes, ...]) -> bytes:
-    parts = [b"*%d\r\n" % len(command)]
-    for arg in command:
-        data = arg.encode() if isinstance(arg, str) else arg
-        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    return b"".join(parts)
-
-
-class _Incomplete(Exception):
-    """The buffer ends inside a reply: read more and parse again."""
-
-
-def _parse(data: bytes, pos: int, budget: int) -> tuple[Answer, int]:
-    """One reply starting at ``pos``: ``(value, end)``. Parsed from bytes already read, not
-    awaited element by element: a LATENCY HISTOGRAM reply has hundreds of elements."""
-    end = data.find(b"\r\n", pos)
-    if end < 0:
-        if len(data) - pos > MAX_LINE:
-            raise ProtocolError(f"a reply line over {MAX_LINE} bytes")
-        raise _Incomplete
-    kind, rest = data[pos], data[pos + 1:end]
-    if kind == 36:  # $ bulk string
-        size = int(rest)
-        if size < 0:
-            return None, end + 2
-        if size > budget:  # refused before a byte of it is read
-            raise ReplyTooLarge(f"reply declares {size} bytes, over {budget} "
-                                "(redis.max_reply_bytes)")
-        stop = end + 2 + size
-        if len(data) < stop + 2:
-            raise _Incomplete
-        return data[end + 2:stop], stop + 2
-    if kind == 43:  # + simple string
-        return rest, end + 2
-    if kind == 45:  # - error
-        return ReplyError(rest.decode("utf-8", "replace")), end + 2
-    if kind == 58:  # : integer
-        return int(rest), end + 2
-    if kind == 42:  # * array
-        count = int(rest)
-        if count * 4 > budget:  # every element takes at least 4 bytes
-            raise ReplyTooLarge(f"reply declares {count} elements, over {budget} bytes "
-                                "(redis.max_reply_bytes)")
-        items: list[Reply] = []
-        cursor = end + 2
-        for _ in range(max(count, 0)):
-            item, cursor = _parse(data, cursor, budget)
-            if isinstance(item, ReplyError):
-                raise item
-            items.append(item)
-        return (items if count >= 0 else None), cursor
-    raise ProtocolError(f"not a Redis reply (starts with {data[pos:pos + 16]!r})")
 
 
 class Connection:
@@ -118,20 +55,21 @@ class Connection:
                  max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES) -> None:
         self._reader = reader
         self._writer = writer
-        self._max_reply_bytes = max_reply_bytes
-        self._buffer = b""  # received, not parsed yet
+        self._replies = Replies(max_reply_bytes)
         self._lock = asyncio.Lock()
         self._retired = False
         self.broken = False
 
     async def call(self, *commands: tuple[str | bytes, ...], raise_errors: bool = True
-                   ) -> list[Answer]:
+                   ) -> list[Reply]:
         """Send ``commands`` in one write; their replies in order. The first error reply is
         raised once every reply has been read, so the connection stays usable; with
-        ``raise_errors=False`` error replies are returned in their place instead."""
+        ``raise_errors=False`` error replies are returned in their place instead. An error
+        inside an array reply is a value of that array either way (none of the commands sent
+        here answers one)."""
         async with self._lock:
             try:
-                self._writer.write(b"".join(_encode(c) for c in commands))
+                self._writer.write(encode_all(commands))
                 replies = [await self._reply() for _ in commands]
             except BaseException:
                 self.close()
@@ -144,32 +82,27 @@ class Connection:
                 raise reply
         return replies
 
-    async def _reply(self) -> Answer:
+    async def _reply(self) -> Reply:
         """The next reply, of at most ``max_reply_bytes`` (declared or received): whatever
         answers at an address, a bulk of 500 MB, a line that never ends or an endless array,
         cannot grow the exporter's memory past it. Time is the caller's deadline."""
+        replies = self._replies
         while True:
             try:
-                value, end = _parse(self._buffer, 0, self._max_reply_bytes)
-            except _Incomplete:
-                if len(self._buffer) > self._max_reply_bytes:
-                    raise ReplyTooLarge(f"reply over {self._max_reply_bytes} bytes "
-                                        "(redis.max_reply_bytes)") from None
-                data = await self._reader.read(1 << 16)
-                if not data:
-                    raise asyncio.IncompleteReadError(self._buffer, None) from None
-                self._buffer += data
-                continue
-            if end > self._max_reply_bytes:
-                raise ReplyTooLarge(f"reply over {self._max_reply_bytes} bytes "
-                                    "(redis.max_reply_bytes)")
-            self._buffer = self._buffer[end:]
-            return value
+                return replies.pop()
+            except Incomplete:
+                pass
+            except ReplyTooLarge as exc:
+                raise ReplyTooLarge(f"{exc} (redis.max_reply_bytes)") from None
+            data = await self._reader.read(1 << 16)
+            if not data:
+                raise asyncio.IncompleteReadError(replies.buffer, None)
+            replies.feed(data)
 
     @property
     def usable(self) -> bool:
         """Neither failed nor closed by the server (an idle ``timeout``, ``CLIENT KILL``)."""
-        return not self.broken and not self._reader.at_eof() and not self._buffer
+        return not self.broken and not self._reader.at_eof() and not self._replies.buffer
 
     def close(self) -> None:
         """Close the socket (without waiting for the peer)."""
@@ -183,20 +116,14 @@ class Connection:
             self.close()
 
 
-def tls_context(target: RedisTarget) -> ssl.SSLContext:
+def _tls(target: RedisTarget) -> ssl.SSLContext:
     """Verify against the target's CA (or the system's); a client certificate for mutual TLS."""
-    context = ssl.create_default_context(
-        cafile=str(target.tls_ca_file) if target.tls_ca_file else None)
-    if target.tls_cert_file and target.tls_key_file:
-        context.load_cert_chain(str(target.tls_cert_file), str(target.tls_key_file))
-    if target.tls_insecure_skip_verify:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    return context
+    return tls_context(target.tls_ca_file, target.tls_cert_file, target.tls_key_file,
+                       verify=not target.tls_insecure_skip_verify)
 
 
-def _credentials(target: RedisTarget) -> tuple[str, ...]:
-    """``AUTH`` arguments; a password file is read at each new connection, so a rotated
+def _password(target: RedisTarget) -> str | None:
+    """The target's password; a password file is read at each new connection, so a rotated
     password needs no restart."""
     if target.password_file is not None:
         try:
@@ -207,8 +134,8 @@ def _credentials(target: RedisTarget) -> tuple[str, ...]:
     elif target.password is not None:
         password = target.password.get_secret_value()
     else:
-        return ()
-    return (target.username, password) if target.username else (password,)
+        return None
+    return password
 
 
 def _host_port(url: str) -> tuple[str, int]:
@@ -229,10 +156,10 @@ async def connect(target: RedisTarget, context: ssl.SSLContext | None,
         reader, writer = await asyncio.open_connection(
             host, port, ssl=context, server_hostname=host if context else None, limit=MAX_LINE)
     connection = Connection(reader, writer, max_reply_bytes)
-    try:
-        credentials = _credentials(target)
-        if credentials:
-            await connection.call(("AUTH", *credentials))
+    try:  # no SELECT: INFO and PING are server-wide, and +info +ping is all a user needs
+        setup = handshake(target.username, _password(target))
+        if setup:
+            await connection.call(*setup)
     except BaseException:
         connection.close()
         raise
@@ -288,7 +215,7 @@ class ClientCache:
         self._others: dict[asyncio.AbstractEventLoop, list[Connection]] = {}
 
     async def call(self, target: RedisTarget, *commands: tuple[str | bytes, ...],
-                   raise_errors: bool = True) -> list[Answer]:
+                   raise_errors: bool = True) -> list[Reply]:
         """``commands`` on a connection to ``target``. A reused connection that turns out to be
         closed (the server dropped it between scrapes) is replaced once; a new one is not."""
         connection, fresh = await self._get(target)
@@ -327,7 +254,7 @@ class ClientCache:
         if not target.tls:
             return None
         if key not in self._contexts:  # loading a CA bundle takes milliseconds: once per target
-            self._contexts[key] = tls_context(target)
+            self._contexts[key] = _tls(target)
         return self._contexts[key]
 
     def close_loop(self) -> None:

@@ -16,13 +16,13 @@ from collections.abc import Iterable, Sequence
 
 from prometheus_client.metrics_core import Metric
 
-from ... import contract
-from ...allowlist import AllowList
-from ...cardinality import OTHER, LabelCap
-from ...contract import Families, Layer
+from ...collectors.target_collector import AsyncTargetCollector
+from ...http.allowlist import AllowList
+from ...metrics.cardinality import OTHER, LabelCap
+from ...metrics.contract import Families
 from ...runtime import Runtime
 from ...source import ProbeTargetError
-from ...target_collector import AsyncTargetCollector
+from . import contract
 from .client import REASONS, ClientCache, ReplyError, classify
 from .histogram import CommandLatency, parse_latency_histogram
 from .info import parse_info, parse_nested
@@ -140,7 +140,7 @@ class RedisCollector(AsyncTargetCollector):
 
     def _families(self, cache: str, info: dict[str, str]) -> Families:
         out = Families()
-        core = {"layer": Layer.REDIS.value, "cache": cache}
+        core = {"layer": contract.LAYER, "cache": cache}
         one = {"cache": cache}
         if "keyspace_hits" not in info:
             raise ValueError("INFO has no keyspace_hits: not a Redis data server (a Sentinel?)")

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from prometheus_client.utils import floatToGoString
 
-from ... import contract
+from . import contract
 
 EDGES = contract.REDIS_COMMAND_LATENCY_BUCKETS
 LE = tuple(floatToGoString(edge) for edge in EDGES)  # how client libraries write `le`

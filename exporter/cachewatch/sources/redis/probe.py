@@ -20,9 +20,8 @@ from dataclasses import dataclass, field
 from prometheus_client.metrics_core import Metric
 from prometheus_client.utils import floatToGoString
 
-from ... import contract
-from ...contract import Layer
-from ...health import Health
+from ...collectors.health import Health
+from . import contract
 from .client import REASONS, ClientCache, classify
 from .settings import DEFAULT_MAX_REPLY_BYTES, RedisTarget
 
@@ -116,7 +115,7 @@ class LatencyProbe:
         for name, buckets in self._buckets.items():
             if wanted is None or name in wanted:
                 out.add_histogram(contract.CACHE_LATENCY,
-                                  {"layer": Layer.REDIS.value, "cache": name, "op": OP},
+                                  {"layer": contract.LAYER, "cache": name, "op": OP},
                                   buckets.cumulative(), buckets.total)
         for target, reason, count in self._health.errors(COLLECTOR, wanted):
             out.add(contract.COLLECTOR_ERRORS,

@@ -12,9 +12,9 @@ from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 
-from ...allowlist import AllowList
 from ...config import ConfigError
 from ...fields import redact, yaml_error
+from ...http.allowlist import AllowList
 from .settings import (
     RedisSettings,
     RedisTarget,

@@ -3,17 +3,30 @@ registry dashboard and the webhook receiver's refusals."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from ... import contract
 from ...bundle.alerting import alert
 from ...bundle.panels import NEUTRAL, DashboardSpec, Panel, fleet, hit_steps, legend
 from ...bundle.part import BundlePart, Rejections
 from ...bundle.promtool import counter, expected, lookups
 from ...bundle.series import HIT_RATIO, TOTAL
-from ...bundle.thresholds import Thresholds, seconds
+from ...bundle.thresholds import Flag, Thresholds, checked, duration, ratio, seconds, threshold
+from . import contract
 
 L = contract
+
+
+@dataclass(frozen=True)
+class RegistryThresholds:
+    """What the pull-through cache alert is drawn at."""
+
+    registry_hit_rate: float = threshold(contract.HIT_RATE_TARGET, check=ratio, flag=Flag(
+        "Alert below this pull-through cache hit ratio."))
+    registry_for: str = threshold("15m", check=duration)
+
+    def __post_init__(self) -> None:
+        checked(self)
 
 
 def _top(t: Thresholds, metric: str, sel: str) -> str:
@@ -40,7 +53,7 @@ def panels(t: Thresholds) -> list[Panel]:
               "Bps", NEUTRAL, 12, "Bytes served per second, the ten heaviest repositories."),
         Panel("timeseries", "Pull-through cache hit rate",
               ((f"{HIT_RATIO}{registry}", legend(t, "{{cache}}")),),
-              "percentunit", hit_steps(t.registry_hit_rate), 12,
+              "percentunit", hit_steps(t.of(RegistryThresholds).registry_hit_rate), 12,
               "Share of the pull-through cache's requests served from its own storage; the "
               "line is where RegistryPullThroughHitRateLow fires."),
         Panel("timeseries", "Layer reuse: mounts and HEAD checks",
@@ -81,13 +94,14 @@ DASHBOARD = DashboardSpec("registry", "cachewatch-registry", "cachewatch: regist
 
 
 def _pull_through_alert(t: Thresholds) -> dict[str, Any]:
+    own = t.of(RegistryThresholds)
     return alert(
         "RegistryPullThroughHitRateLow",
-        f'{HIT_RATIO}{{layer="registry"}} < {t.registry_hit_rate}\n'
+        f'{HIT_RATIO}{{layer="registry"}} < {own.registry_hit_rate}\n'
         f"and on ({t.by('layer', 'cache')}) {TOTAL} > {t.min_lookups_per_second / 10}",
-        t.registry_for, "warning",
+        own.registry_for, "warning",
         f"Pull-through cache {{{{ $labels.cache }}}} hit rate below "
-        f"{t.registry_hit_rate:.0%}",
+        f"{own.registry_hit_rate:.0%}",
         "The pull-through cache {{ $labels.cache }} served "
         "{{ $value | humanizePercentage }} of requests from its own storage.",
         DASHBOARD.uid, t, layer="registry")
@@ -99,10 +113,10 @@ def alerts(t: Thresholds) -> list[dict[str, Any]]:
 
 
 def _pull_through_case(t: Thresholds) -> dict[str, Any]:
-    rule = _pull_through_alert(t)
-    hold = seconds(t.registry_for) // 60
+    rule, own = _pull_through_alert(t), t.of(RegistryThresholds)
+    hold = seconds(own.registry_for) // 60
     minutes = hold + 30
-    bad, good = t.registry_hit_rate / 2, (1 + t.registry_hit_rate) / 2
+    bad, good = own.registry_hit_rate / 2, (1 + own.registry_hit_rate) / 2
     busy = t.min_lookups_per_second  # pulls are rarer than cache lookups
     value = f"{bad * 100:.4g}%"
     return {
@@ -131,7 +145,8 @@ def tests(t: Thresholds) -> list[dict[str, Any]]:
 
 
 PART = BundlePart(
-    dashboard=DASHBOARD, alert_rules=alerts, alert_tests=tests,
+    targets="registries",
+    dashboard=DASHBOARD, alert_rules=alerts, alert_tests=tests, thresholds=RegistryThresholds,
     rejections=Rejections(
         L.REGISTRY_REJECTED.name, "registry", position=0,
         # a refusal every minute from minute 6 to 25: 5 in the last 5 minutes at minute 20

@@ -19,14 +19,14 @@ from collections import defaultdict
 from typing import Any
 from urllib.parse import parse_qs
 
-from ... import contract
-from ...cardinality import LabelCap
-from ...contract import Families
-from ...labels import id_bytes
-from ...receiving import bearer_ok, refused
+from ...metrics.cardinality import LabelCap
+from ...metrics.contract import Families
+from ...metrics.labels import id_bytes
+from ...receiving import RawReceiver, Receive, Scope, Send, refused, send_json
 from ...runtime import Runtime
 from ...source import Source
 from ...state import Change, Counts, Ledger, StateError
+from . import contract
 from .settings import RegistrySettings
 
 log = logging.getLogger("cachewatch.registry")
@@ -188,9 +188,12 @@ class RegistryEventCollector(Source):
         return Change(dict(counts), key, _DUPLICATE["harbor"]), action
 
     def reject(self, source: str, reason: str) -> None:
-        """Count a refusal; nobody waits for it to be stored."""
-        self.ledger.record_later([_rejection(source, reason)])
+        """Count and log a refusal; nobody waits for it to be stored."""
+        self.count_refusal(source, reason)
         refused(f"registry.{source}", reason)
+
+    def count_refusal(self, source: str, reason: str) -> None:
+        self.ledger.record_later([_rejection(source, reason)])
 
     def collect(self) -> Any:
         out = Families()
@@ -215,17 +218,9 @@ class RegistryEventCollector(Source):
     def bearer_paths(self) -> tuple[str, ...]:
         return ("/webhooks/registry", "/webhooks/harbor") if self.settings.token else ()
 
-    def authorised(self, source: str, authorization: bytes) -> bool:
-        """Checked before the body is read: an unknown client gets nothing buffered."""
-        if not bearer_ok(self.settings.token, authorization):
-            self.reject(source, "auth")
-            return False
-        return True
-
-    async def handle(self, source: str, raw: bytes | None, registry: str | None,
+    async def handle(self, source: str, raw: bytes, registry: str | None,
                      from_registry: bool = False) -> tuple[int, dict[str, Any]]:
-        """One webhook request, already read: ``(status, JSON body)``. ``raw`` is ``None``
-        when the body was over the limit.
+        """One webhook request, authorised and read within the limit: ``(status, JSON body)``.
 
         A Distribution registry retries every non-2xx answer, forever and in order, so a
         body that can never be counted would stop its whole queue: a request that carries
@@ -240,12 +235,8 @@ class RegistryEventCollector(Source):
             return 202, {**body, "retry": False}
         return status, body
 
-    async def _handle(self, source: str, raw: bytes | None, registry: str | None
+    async def _handle(self, source: str, raw: bytes, registry: str | None
                       ) -> tuple[int, dict[str, Any]]:
-        if raw is None:
-            self.reject(source, "too_large")
-            return 413, {"error": f"body over {self.settings.max_body_bytes} bytes "
-                                  "(registry.max_body_bytes)"}
         try:
             payload = json.loads(raw)
         except (ValueError, UnicodeDecodeError, RecursionError) as exc:
@@ -297,52 +288,28 @@ class RegistryEventCollector(Source):
 
 
 class _Webhook:
-    """The ASGI endpoint: read the body (bounded), hand it to the collector, answer JSON."""
+    """The ASGI endpoint: the receiver kit reads the body (authorised, bounded), the collector
+    counts it, the answer is JSON."""
 
     def __init__(self, collector: RegistryEventCollector, source: str) -> None:
         self.collector = collector
         self.source = source
+        self.receiver = RawReceiver(
+            "registry", collector.settings.token, collector.settings.max_body_bytes,
+            lambda reason: collector.count_refusal(source, reason), f"registry.{source}")
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["method"] != "POST":
-            await _answer(send, 405, {"error": "POST only"}, [(b"allow", b"POST")])
-            return
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = dict(scope["headers"])
-        if not self.collector.authorised(self.source, headers.get(b"authorization", b"")):
-            await _answer(send, 401, {"error": "missing or wrong bearer token (registry.token)"},
-                          [(b"www-authenticate", b"Bearer")])
-            return
-        limit = self.collector.settings.max_body_bytes
-        declared = headers.get(b"content-length", b"")
-        raw: bytes | None = None if declared.isdigit() and int(declared) > limit else b""
-        more = raw is not None
-        chunks = bytearray()
-        while more:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return  # the sender went away: nothing to count, nobody to answer
-            chunks += message.get("body", b"")
-            more = message.get("more_body", False)
-            if len(chunks) > limit:
-                more, raw = False, None
-        if raw is not None:
-            raw = bytes(chunks)
+        raw = await self.receiver.body(scope, receive, send, headers)
+        if raw is None:
+            return  # answered (405, 401, 413), or the sender went away
         registry = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("registry")
         from_registry = self.source == "distribution" and headers.get(
             b"content-type", b"").decode("latin-1").startswith(REGISTRY_MEDIA)
         status, body = await self.collector.handle(self.source, raw,
                                                    registry[0][:MAX_NAME] if registry else None,
                                                    from_registry)
-        await _answer(send, status, body, [(b"retry-after", b"1")] if status == 503 else [])
-
-
-async def _answer(send: Any, status: int, body: dict[str, Any],
-                  extra: list[tuple[bytes, bytes]]) -> None:
-    payload = json.dumps(body).encode()
-    headers = [(b"content-type", b"application/json"),
-               (b"content-length", str(len(payload)).encode()), *extra]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": payload})
+        await send_json(send, status, body, {"Retry-After": "1"} if status == 503 else None)
 
 
 def _rejection(source: str, reason: str) -> Change:

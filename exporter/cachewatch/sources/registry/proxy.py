@@ -23,11 +23,11 @@ from typing import Any
 
 import httpx
 
-from ... import contract
-from ...contract import Families, Layer
-from ...labels import safe_label
+from ...collectors.target_collector import TargetCollector
+from ...metrics.contract import Families
+from ...metrics.labels import safe_label
 from ...runtime import Runtime
-from ...target_collector import TargetCollector
+from . import contract
 from .settings import ProxyTarget, RegistryProxySettings
 
 REASONS = ("timeout", "connection", "protocol", "other")
@@ -90,7 +90,7 @@ def _lookups(out: Families, registry: str,
     """``counts``: type -> (hits, misses, bytes from upstream, requests)."""
     hits = sum(c[0] for c in counts.values())
     misses = sum(c[1] for c in counts.values())
-    core = {"layer": Layer.REGISTRY.value, "cache": registry}
+    core = {"layer": contract.LAYER, "cache": registry}
     out.add(contract.CACHE_LOOKUPS, {**core, "result": "hit"}, hits)
     out.add(contract.CACHE_LOOKUPS, {**core, "result": "miss"}, misses)
     for kind, (kind_hits, kind_misses, pulled, requests) in sorted(counts.items()):

@@ -31,8 +31,12 @@ import re
 from dataclasses import dataclass
 
 from ..buildlog import normalise_instruction
+from .copies import broad_copy
 from .dockerfile import Dockerfile, Instruction, expand
-from .rules import Finding, _apt_steps, _broad_copy, _stage_state, run_info
+from .finding import Finding
+from .rules.apt_update import apt_steps
+from .runs import run_info
+from .stages import stage_state
 
 __all__ = ["Buster", "Cost", "History", "cost_of", "describe", "duration", "matches",
            "rank", "triggers"]
@@ -158,14 +162,14 @@ def triggers(df: Dockerfile, finding: Finding) -> list[Instruction]:
     stage = df.stages[ins.stage]
     if finding.rule == "source-before-deps":
         return [i for i in stage.instructions
-                if i.start_line <= ins.start_line and _broad_copy(i)][:1]
+                if i.start_line <= ins.start_line and broad_copy(i)][:1]
     if finding.rule == "latest-tag" and ins.keyword == "FROM":
         first = [i for i in stage.instructions if i.keyword in (*_STEPS, "WORKDIR")][:1]
         # A copy from the context busts on source changes too: nothing tells them apart.
         return [] if not first or first[0].keyword in ("COPY", "ADD") else first
     if finding.rule == "apt-update-separate":  # the install is what misses, on a stale index
         installs = [i for i in stage.instructions if i.start_line > ins.start_line
-                    and i.keyword == "RUN" and "os-install" in _apt_steps(run_info(i))]
+                    and i.keyword == "RUN" and "os-install" in apt_steps(run_info(i))]
         return [ins, *installs[:1]]
     if finding.rule == "volatile-arg-early":
         return [i for i in stage.instructions
@@ -179,7 +183,7 @@ def _texts(df: Dockerfile, ins: Instruction) -> list[str]:
     texts = [text]
     if "$" in ins.rest and 0 <= ins.stage < len(df.stages):
         stage = df.stages[ins.stage]
-        env = _stage_state(df, stage).env_before[stage.instructions.index(ins)]
+        env = stage_state(df, stage).env_before[stage.instructions.index(ins)]
         expanded = expand(ins.rest, env)
         if expanded is not None and expanded != ins.rest:
             texts.append(f"{ins.keyword} {expanded}")

@@ -10,7 +10,8 @@ the JSON exec form and leading ``--flags``.
 
 It never raises: a Dockerfile is user input, and an unknown instruction, an unterminated
 heredoc or a stray quote must become something rules can skip, not a traceback in CI.
-Nothing here knows about caches; the rules live in ``rules.py``.
+Nothing here knows about caches; the rules live in the ``rules`` package, and splitting a
+RUN script into commands in ``shell.py``.
 """
 
 from __future__ import annotations
@@ -22,23 +23,26 @@ import shlex
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from .shell import Command, raw_words, shell_words, split_commands
+
 __all__ = [
-    "Command",
     "Dockerfile",
     "Flag",
     "Heredoc",
     "Instruction",
     "Stage",
+    "arg_pairs",
+    "env_pairs",
     "expand",
+    "instruction_text",
     "names_in",
     "parse",
     "references",
     "run_commands",
-    "shell_words",
+    "run_script",
 ]
 
-# Only these are parser directives; anything else shaped like one is an ordinary comment and,
-# like any comment, ends the directive block (BuildKit's rule).
+
 _KNOWN_DIRECTIVES = frozenset({"syntax", "escape", "check"})
 _DIRECTIVE_RE = re.compile(r"^\s*#\s*([a-zA-Z][a-zA-Z0-9_-]*)\s*=\s*(.*?)\s*$")
 _KEYWORD_RE = re.compile(r"^\s*(\S+)(.*)$", re.DOTALL)
@@ -275,7 +279,7 @@ def _build(
 def _heredoc_names(rest: str) -> list[tuple[str, bool]]:
     """Heredoc delimiters in an instruction line, as BuildKit finds them (word by word)."""
     found = []
-    for word in _raw_words(rest):
+    for word in raw_words(rest):
         match = _HEREDOC_WORD_RE.match(word)
         if not match:
             continue
@@ -285,30 +289,6 @@ def _heredoc_names(rest: str) -> list[tuple[str, bool]]:
         if name:
             found.append((name, match.group(2) == "-"))
     return found
-
-
-def _raw_words(text: str) -> list[str]:
-    """Split on unquoted whitespace but keep quotes, so ``<<"EOF"`` stays one word."""
-    words: list[str] = []
-    current: list[str] = []
-    quote = ""
-    for char in text:
-        if quote:
-            current.append(char)
-            if char == quote:
-                quote = ""
-        elif char in "\"'":
-            quote = char
-            current.append(char)
-        elif char.isspace():
-            if current:
-                words.append("".join(current))
-                current = []
-        else:
-            current.append(char)
-    if current:
-        words.append("".join(current))
-    return words
 
 
 def _read_heredoc(lines: list[str], index: int, name: str, chomp: bool) -> tuple[str, int, bool]:
@@ -415,14 +395,6 @@ def env_pairs(ins: Instruction) -> list[tuple[str, str]]:
     return pairs
 
 
-def shell_words(text: str) -> list[str]:
-    """POSIX-shell word splitting that falls back to whitespace when quotes do not balance."""
-    try:
-        return shlex.split(text, posix=True)
-    except ValueError:
-        return text.split()
-
-
 _VAR_RE = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)([^}]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
 _MODIFIER_RE = re.compile(r"^(:?[-+])(.*)$", re.DOTALL)
 
@@ -462,27 +434,9 @@ def references(text: str, names: set[str] | frozenset[str]) -> bool:
     return any((match.group(1) or match.group(3)) in names for match in _VAR_RE.finditer(text))
 
 
-@dataclass(frozen=True)
-class Command:
-    """One simple command from a RUN script, with its span in that script.
-
-    ``words`` has inline ``NAME=value`` assignments and wrappers (``sudo``, ``exec``) removed;
-    they are kept in ``env``. ``end`` is where the command's text stops and ``separator`` is
-    the operator that follows it (``&&``, ``||``, ``;``, ``|``, newline or "").
-    """
-
-    words: tuple[str, ...]
-    env: tuple[tuple[str, str], ...]
-    start: int
-    end: int
-    separator: str
-
-
-_WRAPPERS = frozenset({"sudo", "exec", "time", "nice", "nohup", "command", "builtin", "!"})
-_KEYWORDS = frozenset({
-    "if", "then", "else", "elif", "fi", "do", "done", "while", "until", "for", "case", "esac",
-    "in", "{", "}", "(", ")", ";;",
-})
+def instruction_text(ins: Instruction) -> str:
+    """Everything an instruction says, heredoc bodies included, for variable references."""
+    return ins.rest + "".join(h.body for h in ins.heredocs)
 
 
 def run_script(ins: Instruction) -> tuple[str, bool]:
@@ -495,7 +449,7 @@ def run_script(ins: Instruction) -> tuple[str, bool]:
         return " ".join(shlex.quote(word) for word in form), True
     if not ins.heredocs:
         return ins.args, True
-    line = " ".join(w for w in _raw_words(ins.args) if not _HEREDOC_WORD_RE.match(w))
+    line = " ".join(w for w in raw_words(ins.args) if not _HEREDOC_WORD_RE.match(w))
     words = shell_words(line)
     if words and posixpath.basename(words[0]) not in _SHELLS:
         return line, True  # the heredoc is data fed to a program (cat <<EOF > file)
@@ -516,97 +470,3 @@ def run_commands(ins: Instruction) -> tuple[list[Command], bool]:
     if not is_shell:
         return [], False
     return split_commands(script), True
-
-
-def split_commands(script: str) -> list[Command]:
-    """Split a shell script into simple commands (a best effort, never raising)."""
-    script = re.sub(r"\\\r?\n", "  ", script)
-    commands: list[Command] = []
-    for start, end, separator in _segments(script):
-        text = _strip_comment(script[start:end])
-        words = shell_words(text)
-        if words and words[0] in ("for", "case", "select", "function"):
-            continue  # a loop or case header names variables and patterns, not commands
-        env: list[tuple[str, str]] = []
-        while words and (words[0] in _WRAPPERS or words[0] in _KEYWORDS
-                         or re.match(r"^[A-Za-z_][A-Za-z0-9_]*=", words[0])):
-            word = words.pop(0)
-            if "=" in word and word not in _KEYWORDS:
-                name, _, value = word.partition("=")
-                env.append((name, value))
-        if words and words[0] == "env":
-            words.pop(0)
-            while words and re.match(r"^[A-Za-z_][A-Za-z0-9_]*=", words[0]):
-                name, _, value = words.pop(0).partition("=")
-                env.append((name, value))
-        if words or env:
-            commands.append(Command(tuple(words), tuple(env), start, end, separator))
-    return commands
-
-
-def _strip_comment(text: str) -> str:
-    """Drop an unquoted ``# comment`` (heredoc scripts keep theirs)."""
-    quote = ""
-    for position, char in enumerate(text):
-        if quote:
-            if char == quote:
-                quote = ""
-        elif char in "\"'":
-            quote = char
-        elif char == "#" and (position == 0 or text[position - 1].isspace()):
-            return text[:position]
-    return text
-
-
-def _segments(script: str) -> list[tuple[int, int, str]]:
-    """Spans of text between unquoted shell operators, with the operator after each."""
-    spans: list[tuple[int, int, str]] = []
-    quote = ""
-    start = 0
-    position = 0
-    length = len(script)
-    while position < length:
-        char = script[position]
-        if quote:
-            if char == "\\" and quote == '"':
-                position += 2
-                continue
-            if char == quote:
-                quote = ""
-            position += 1
-            continue
-        if char == "\\":
-            position += 2
-            continue
-        if char == "$" and script[position + 1:position + 2] == "{":
-            closing = script.find("}", position)
-            position = closing + 1 if closing > 0 else length
-            continue
-        if char in "\"'":
-            quote = char
-            position += 1
-            continue
-        operator = _operator_at(script, position)
-        if operator:
-            spans.append((start, position, operator))
-            position += len(operator)
-            start = position
-            continue
-        position += 1
-    spans.append((start, length, ""))
-    return spans
-
-
-def _operator_at(script: str, position: int) -> str:
-    """The shell operator starting at ``position``, or ""."""
-    two = script[position:position + 2]
-    if two in ("&&", "||", ";;", "$("):
-        return two
-    char = script[position]
-    if char in ";|\n()`":
-        return char
-    if char == "&" and script[position + 1:position + 2] != ">" and (
-        position == 0 or script[position - 1] not in "<>"
-    ):
-        return char
-    return ""

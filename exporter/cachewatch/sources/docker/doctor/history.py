@@ -19,7 +19,7 @@ import urllib.parse
 import urllib.request
 from collections import defaultdict
 
-from .... import contract
+from .. import contract
 from .cost import Buster, History
 
 __all__ = ["HistoryError", "from_exporter", "from_prometheus", "parse_exposition",

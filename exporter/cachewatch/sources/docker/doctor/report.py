@@ -14,7 +14,8 @@ import re
 from pathlib import Path
 
 from .dockerfile import parse
-from .rules import Context, Finding, run_all
+from .finding import Context, Finding
+from .rules import run_all
 
 __all__ = ["analyze", "apply_fix", "dockerignore_for", "exit_code", "to_dicts", "to_json",
            "to_text"]

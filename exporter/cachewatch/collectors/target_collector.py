@@ -20,10 +20,10 @@ from typing import Any, ClassVar
 
 from prometheus_client.metrics_core import Metric
 
-from . import contract
-from .contract import Families
-from .runtime import Runtime
-from .source import Source
+from ..metrics import contract
+from ..metrics.contract import Families
+from ..runtime import Runtime
+from ..source import Source
 
 
 class DeadlineExceeded(TimeoutError):

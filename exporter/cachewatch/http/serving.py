@@ -39,7 +39,7 @@ from .webconfig import WebConfigError, load, load_certificate, peer_allowed
 
 log = logging.getLogger("cachewatch.web")
 
-# File descriptors kept free of connections: Redis and Docker sockets, files, the listener.
+# File descriptors kept free of connections: the collectors' sockets, files, the listener.
 FD_RESERVE = 128
 # How often the web config file (and the files it names) is checked for changes.
 RELOAD_INTERVAL = 5.0
@@ -259,7 +259,8 @@ def connection_cap(wanted: int, open_files: int) -> int:
 
 def make_server(app: Any, host: str, port: int, web: Any, live: LiveWebConfig,
                 refusals: RefusalLog) -> CachewatchServer:
-    """The server for ``app`` with the ``web`` settings (``config.WebSettings``)."""
+    """The server for the ASGI application with the ``web`` settings
+    (``config.WebSettings``)."""
     tls = live.current.tls
     limits = Limits(
         header_timeout=web.header_timeout, body_timeout=web.body_timeout,

@@ -1,6 +1,6 @@
 """The ASGI layer ahead of every endpoint: the web config's headers, rate limit and basic auth.
 
-It wraps the whole app, the raw webhook fast paths included, so no endpoint is left out by
+It wraps the whole application, the raw webhook fast paths included, so no endpoint is left out by
 accident. Paths listed in ``auth_excluded_paths`` and receivers that check a bearer token of
 their own (``Source.bearer_paths``; a sender has one ``Authorization`` header) skip basic auth;
 everything else needs a user of ``basic_auth_users`` when any is configured.

@@ -1,9 +1,10 @@
 """The ``/`` page: the first look a user needs, without Grafana.
 
 Every source's caches with their hit rate over the last 5 minutes and the last hour, P99 where
-latency is measured, a sparkline of the hour, state and last error; registry repositories with
-their pulls. The numbers come from the exposition itself (``history``), so a new source shows up
-with no code here. Server-rendered HTML with inline SVG, no script, refreshing itself.
+latency is measured, a sparkline of the hour, state and last error; the activity families the
+sources declare (pulls per repository...). The numbers come from the exposition itself
+(``history``) and the sections from the sources' declarations, so a new source shows up with no
+code here. Server-rendered HTML with inline SVG, no script, refreshing itself.
 """
 
 from __future__ import annotations
@@ -14,16 +15,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
-from . import __version__, contract
-from .contract import Layer
-from .health import TargetState
-from .history import ACTIVITY, WINDOWS, Key, Snapshot, View, quantile
+from .. import __version__
+from ..collectors.health import TargetState
+from ..metrics import contract
+from ..sources import activity, layers, packages, probe_examples, sections
+from .history import WINDOWS, Key, Snapshot, View, quantile
 
 REFRESH_SECONDS = 10
-_TITLES = {Layer.REDIS.value: "Redis", Layer.DOCKER_BUILD.value: "Docker builds",
-           Layer.REGISTRY.value: "Registry pull-through caches",
-           Layer.APP.value: "Application caches"}
-_ORDER = [Layer.REDIS.value, Layer.DOCKER_BUILD.value, Layer.REGISTRY.value, Layer.APP.value]
 _WIDTH, _HEIGHT = 120, 24
 _STYLE = """
 body{font:14px/1.4 system-ui,sans-serif;margin:1.5em 2em;color:#1f2328}
@@ -54,10 +52,9 @@ class Row:
 
 
 def _layer_of(collector: str) -> str:
-    """The layer a collector's targets belong to, by name: ``registry_proxy`` reads the
-    ``registry`` layer, ``docker`` the ``docker_build`` one; a new source follows the same rule."""
-    head = collector.split("_")[0]
-    return next((layer for layer in _ORDER if layer.split("_")[0] == head), collector)
+    """The layer a collector's targets belong to, as its section declares it."""
+    section = sections().get(collector)
+    return section.shown_layer if section else collector
 
 
 def rows(view: View, now_snapshot: Snapshot, now: float,
@@ -90,8 +87,9 @@ def rows(view: View, now_snapshot: Snapshot, now: float,
         if buckets:
             row.p99 = quantile(0.99, view.latency_increase((layer, cache), buckets, WINDOWS[0],
                                                            now))
+    order = [layer.name for layer in layers()]
     return sorted(by_key.values(), key=lambda r: (
-        _ORDER.index(r.layer) if r.layer in _ORDER else len(_ORDER), r.layer, r.cache))
+        order.index(r.layer) if r.layer in order else len(order), r.layer, r.cache))
 
 
 def _percent(ratio: float | None) -> str:
@@ -148,9 +146,12 @@ def _row_html(row: Row) -> str:
     text, css, error = _state(row)
     name = html.escape(row.cache)
     probe = ""
-    if row.state is not None and row.state.collector == "redis":
+    modules = list(probe_examples())
+    if row.state is not None and row.state.collector in modules:
+        # the default module (the first) needs no ``module=``
+        module = "" if row.state.collector == modules[0] else f"&module={row.state.collector}"
         probe = (f' <a class="probe" href="probe?target='
-                 f'{html.escape(quote(row.cache, safe=""), quote=True)}">probe</a>')
+                 f'{html.escape(quote(row.cache, safe="") + module, quote=True)}">probe</a>')
     spark = sparkline(row.minutes, target=contract.HIT_RATE_TARGET,
                       label=f"hit rate of {row.cache} per minute, last hour") \
         if row.minutes else "–"
@@ -165,9 +166,10 @@ def _row_html(row: Row) -> str:
 
 
 def _activity_html(view: View, snapshot: Snapshot, now: float) -> str:
-    """Registry repositories (and any other ``ACTIVITY`` family) with their counts."""
-    sections = []
-    for kind, group_label, item_label in ACTIVITY.values():
+    """Every declared activity family (pulls per repository...) with its counts."""
+    tables = []
+    for family in activity().values():
+        kind, group_label, item_label = family.kind, family.group, family.item
         keys = sorted(k for k in snapshot.counters if k[0] == kind)
         if not keys:
             continue
@@ -185,23 +187,32 @@ def _activity_html(view: View, snapshot: Snapshot, now: float) -> str:
                 f"<td>{html.escape(key[2])}</td>"
                 + "".join(f'<td class="num">{count:.0f}</td>' for count in counts)
                 + f"<td>{spark}</td></tr>")
-        sections.append(
-            f"<section><h2>Registry {kind} by repository</h2><table><thead><tr>"
+        tables.append(
+            f"<section><h2>{html.escape(family.title)}</h2><table><thead><tr>"
             f"<th>{group_label}</th>"
             f"<th>{item_label}</th><th>{kind}, 5 min</th><th>{kind}, 1 h</th>"
             f"<th>per minute, last hour</th></tr></thead><tbody>{''.join(body)}</tbody>"
             "</table></section>")
-    return "".join(sections)
+    return "".join(tables)
+
+
+def _empty() -> str:
+    """What the page says before anything is measured: each source's first step."""
+    steps = [source.first_step for source in packages() if source.first_step]
+    listed = ", ".join(steps[:-1]) + " or " + steps[-1] if len(steps) > 1 else "".join(steps)
+    return (f"<p class=\"empty\">Nothing measured yet. {listed[:1].upper()}{listed[1:]} "
+            "(see <a href=\"docs\">the API docs</a>).</p>")
 
 
 def render(view: View, snapshot: Snapshot, now: float, states: Iterable[TargetState],
            ready: dict[str, bool]) -> str:
     """The whole page."""
+    titles = {layer.name: layer.title for layer in layers()}
     by_layer: dict[str, list[Row]] = {}
     for row in rows(view, snapshot, now, states):
         by_layer.setdefault(row.layer, []).append(row)
     sections = "".join(
-        f"<section><h2>{html.escape(_TITLES.get(layer, layer))}</h2><table><thead><tr>"
+        f"<section><h2>{html.escape(titles.get(layer, layer))}</h2><table><thead><tr>"
         "<th>cache</th><th>hit rate, 5 min</th><th>hit rate, 1 h</th>"
         "<th>hit rate per minute, last hour</th><th>lookups/s</th><th>P99, 5 min</th>"
         "<th>state</th><th>last error</th></tr></thead><tbody>"
@@ -209,11 +220,7 @@ def render(view: View, snapshot: Snapshot, now: float, states: Iterable[TargetSt
         for layer, layer_rows in by_layer.items())
     activity = _activity_html(view, snapshot, now)
     if not sections and not activity:
-        sections = ("<p class=\"empty\">Nothing measured yet. Give cachewatch a Redis to read "
-                    "(<code>--redis-target redis://host:6379</code>), pipe a build into "
-                    "<code>cachewatch ingest-build</code>, point a registry's notifications at "
-                    "<code>/webhooks/registry</code> or push cache counters to "
-                    "<code>/api/v1/caches</code> (see <a href=\"docs\">the API docs</a>).</p>")
+        sections = _empty()
     readiness = ", ".join(f"{html.escape(name)} {'ready' if done else 'starting'}"
                           for name, done in ready.items()) or "no collectors read targets"
     return f"""<!doctype html>

@@ -32,7 +32,7 @@ from pydantic import (
     model_validator,
 )
 
-from .fields import Seconds, yaml_error
+from ..fields import Seconds, yaml_error
 
 log = logging.getLogger("cachewatch.web")
 

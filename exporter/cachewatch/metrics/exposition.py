@@ -1,6 +1,6 @@
 """Turns collectors into one exposition: collected concurrently, families merged by name.
 
-Several collectors may feed one contract family (Redis and, later, builds both feed
+Several collectors may feed one contract family (every source's feed
 ``cachewatch_cache_lookups_total``); a text exposition may name a family only once, so the
 families are merged here before encoding.
 """
@@ -22,10 +22,11 @@ from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
 
-from . import __version__, contract
+from .. import __version__
+from ..collectors.target_collector import BaseTargetCollector
+from . import contract
 from .contract import Families, Kind
 from .labels import safe_text
-from .target_collector import BaseTargetCollector
 
 log = logging.getLogger("cachewatch.exposition")
 
@@ -86,7 +87,8 @@ class ProcessMetrics(Collector):
 
 
 class Exposition:
-    """A registry-like object (``collect()``) that prometheus_client's encoders accept."""
+    """A ``CollectorRegistry``-like object (``collect()``) that prometheus_client's encoders
+    accept."""
 
     def __init__(self, collectors: Sequence[Collector],
                  observe: Callable[[list[Metric]], None] | None = None) -> None:
@@ -240,7 +242,7 @@ class _Fixed:
 
 
 class _Safe:
-    """A registry's families with every label value and help text made encodable."""
+    """A ``CollectorRegistry``'s families with every label value and help text made encodable."""
 
     def __init__(self, registry: Collector) -> None:
         self._registry = registry

@@ -16,8 +16,8 @@ from collections.abc import Callable, Iterator
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
-from . import contract
-from .contract import Families
+from ..metrics import contract
+from ..metrics.contract import Families
 
 log = logging.getLogger("cachewatch.refused")
 

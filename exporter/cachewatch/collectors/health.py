@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .cardinality import LabelCap
+from ..metrics.cardinality import LabelCap
 
 log = logging.getLogger("cachewatch.health")
 

@@ -5,7 +5,7 @@ Prometheus next to it. Rather than asking every source for numbers, the history 
 exposition's own families, so every source, present and future, shows up with no code of its
 own: ``cachewatch_cache_lookups_total`` (hit rate per layer and cache), the
 ``cachewatch_cache_latency_seconds`` buckets (P99 where latency is measured) and the activity
-families listed in ``ACTIVITY`` (registry image pulls per repository).
+families the sources declare as activity (``SourcePackage.activity``).
 
 A sample is taken at most every ``interval`` seconds, from a scrape or from the page itself
 (``observe``), or by ``run`` when nobody scrapes. Counters live in fixed-size arrays of doubles
@@ -26,12 +26,11 @@ from dataclasses import dataclass, field
 
 from prometheus_client.metrics_core import Metric
 
-from . import contract
-from .cardinality import OTHER, LabelCap
+from ..metrics import contract
+from ..metrics.cardinality import OTHER, LabelCap
+from ..sources import activity
 
 WINDOWS = (300.0, 3600.0)  # the page's two windows: 5 minutes and the hour
-# Counter families shown as activity (a rate, no hit rate): kind, and the two labels kept.
-ACTIVITY = {contract.REGISTRY_IMAGE_PULLS.family_name: ("pulls", "registry", "repository")}
 _LOOKUPS = contract.CACHE_LOOKUPS.family_name
 _LATENCY_BUCKET = contract.CACHE_LATENCY.name + "_bucket"
 _NAN = math.nan
@@ -51,6 +50,7 @@ class Snapshot:
     def of(cls, metrics: Iterable[Metric]) -> Snapshot:
         snapshot = cls()
         counters = snapshot.counters
+        shown = activity()
         for metric in metrics:
             if metric.name == _LOOKUPS:
                 for sample in metric.samples:
@@ -64,10 +64,10 @@ class Snapshot:
                         buckets = snapshot.latency.setdefault(
                             (labels["layer"], labels["cache"]), {})
                         buckets[labels["le"]] = buckets.get(labels["le"], 0.0) + sample.value
-            elif (activity := ACTIVITY.get(metric.name)) is not None:
-                kind, first, second = activity
+            elif (family := shown.get(metric.name)) is not None:
                 for sample in metric.samples:
-                    key = (kind, sample.labels[first], sample.labels[second], "")
+                    key = (family.kind, sample.labels[family.group], sample.labels[family.item],
+                           "")
                     counters[key] = counters.get(key, 0.0) + sample.value
         return snapshot
 
@@ -100,7 +100,7 @@ class History:
             self.record(self.fold(Snapshot.of(metrics)), now)
 
     def fold(self, snapshot: Snapshot) -> Snapshot:
-        """Caches beyond the cap, summed into ``other`` of their layer (or registry)."""
+        """Caches beyond the cap, summed into ``other`` of their layer (or activity group)."""
         folded = Snapshot()
         for (kind, group, item, result), value in snapshot.counters.items():
             key = (kind, group, self._admit(kind, group, item), result)
@@ -175,7 +175,7 @@ class View:
     def increase(self, key: Key, now_value: float, window: float, now: float) -> float:
         """How much a counter grew over ``window``: from the counters seen so far when the
         history is younger than the window (or the series newer), and across a reset (a
-        restarted Redis, a restarted app) from zero, as Prometheus' ``increase`` does."""
+        restarted server, a restarted application) from zero, as Prometheus' ``increase`` does."""
         start = self.value_at(key, now - window)
         if start is None or now_value < start:
             return now_value

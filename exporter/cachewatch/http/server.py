@@ -1,4 +1,4 @@
-"""The FastAPI app: routes wired to collectors, nothing else.
+"""The FastAPI application: routes wired to collectors, nothing else.
 
 A scrape runs on the event loop (``Exposition.render_async``): targets read by coroutines wait
 side by side under their deadline, collectors that block read on worker threads, and everything
@@ -12,7 +12,7 @@ import gc
 import gzip
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -21,15 +21,17 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Res
 from fastapi_offline import FastAPIOffline
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from . import __version__, status_page
+from .. import __version__
+from ..collectors.health import Health
+from ..metrics.exposition import BuildInfo, Exposition, ProcessMetrics
+from ..runtime import Runtime
+from ..source import ProbeTargetError, Source
+from ..sources import layers, probe_examples, sections
+from ..status import page as status_page
+from ..status.history import History, Snapshot
 from .allowlist import AllowList
-from .exposition import BuildInfo, Exposition, ProcessMetrics
 from .guard import Guard, LiveWebConfig
-from .history import History, Snapshot
 from .refusals import RefusalCollector
-from .runtime import Runtime
-from .source import ProbeTargetError, Source
-from .target_collector import BaseTargetCollector
 from .webconfig import WebConfig
 
 log = logging.getLogger("cachewatch.app")
@@ -37,7 +39,8 @@ MAX_CONCURRENT_PROBES = 16
 
 
 class FastPaths:
-    """Serves a few exact paths straight from raw ASGI apps, everything else by ``app``.
+    """Serves a few exact paths straight from raw ASGI applications, everything else by the
+    FastAPI application.
 
     Webhook receivers take thousands of small requests a second; skipping the framework's
     routing and middleware for them doubles what one core can take.
@@ -58,18 +61,40 @@ def create_app(collectors: Sequence[Source], runtime: Runtime, *,
     behind the web config's basic auth, headers and rate limit (``guard``).
 
     ``probe_allow`` (``probe.allow``): the hosts ``/probe`` may read besides configured
-    targets; none by default. The app owns ``runtime``: its pools close when the app shuts down.
+    targets; none by default. The application owns ``runtime``: its pools close when it shuts down.
     """
-    health = runtime.health
     allow = probe_allow if probe_allow is not None else AllowList()
     web = web if web is not None else LiveWebConfig(WebConfig())
     # The status page's last hour, sampled from scrapes (or on its own when nobody scrapes).
     history = History()
     exposition = Exposition([*collectors, BuildInfo(), RefusalCollector(runtime.refusals),
                              runtime.state, ProcessMetrics()], observe=history.observe)
-    by_name = {c.name: c for c in collectors}
-    # Probes beyond this many at once are refused (503) rather than queued without bound.
-    probes = asyncio.Semaphore(MAX_CONCURRENT_PROBES)
+    closing: list[Callable[[], None]] = [runtime.close]
+    # /docs and /redoc with their assets from an installed package: no CDN, works offline.
+    app = FastAPIOffline(title="cachewatch", version=__version__,
+                         lifespan=_lifespan(collectors, exposition, history, closing),
+                         redirect_slashes=False, description=_description(),
+                         favicon_url="data:,", openapi_tags=_TAGS)
+    _document(app, collectors)
+    app.state.exposition = exposition
+    for collector in collectors:
+        if (router := collector.router()) is not None:
+            app.include_router(router)
+    _scrape_routes(app, exposition, {c.name: c for c in collectors}, allow)
+    _page_routes(app, runtime.health, exposition, history)
+    fast: dict[str, ASGIApp] = {}
+    for collector in collectors:
+        fast.update(collector.fast_routes())
+    guarded = Guard(FastPaths(app, fast), web, runtime.refusals,
+                    bearer_paths=[p for c in collectors for p in c.bearer_paths()])
+    closing.append(guarded.auth.close)
+    return guarded
+
+
+def _lifespan(collectors: Sequence[Source], exposition: Exposition, history: History,
+              closing: list[Callable[[], None]]) -> Callable[[FastAPI], Any]:
+    """Start the collectors and the history's sampler; on shutdown stop them, then ``closing``
+    in order (the runtime's pools, the guard's auth workers)."""
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -87,26 +112,26 @@ def create_app(collectors: Sequence[Source], runtime: Runtime, *,
         sampler.cancel()
         for collector in collectors:
             collector.close()
-        runtime.close()
-        guarded.auth.close()
+        for close in closing:
+            close()
         log.info("cachewatch stopped")
 
-    # /docs and /redoc with their assets from an installed package: no CDN, works offline.
-    app = FastAPIOffline(title="cachewatch", version=__version__, lifespan=lifespan,
-                         redirect_slashes=False, description=_DESCRIPTION,
-                         favicon_url="data:,", openapi_tags=_TAGS)
-    _document(app, collectors)
-    app.state.exposition = exposition
-    for collector in collectors:
-        if (router := collector.router()) is not None:
-            app.include_router(router)
+    return lifespan
+
+
+def _scrape_routes(app: FastAPI, exposition: Exposition, by_name: dict[str, Source],
+                   allow: AllowList) -> None:
+    """``/metrics`` and ``/probe``."""
+    # Probes beyond this many at once are refused (503) rather than queued without bound.
+    probes = asyncio.Semaphore(MAX_CONCURRENT_PROBES)
+    default_module = next(iter(probe_examples()), "")
 
     @app.get("/metrics", tags=["scrape"], summary="Every enabled collector, for Prometheus",
              response_class=Response, responses=_EXPOSITION)
     async def metrics(request: Request) -> Response:
         """Prometheus text format, or OpenMetrics when the `Accept` header asks for it; gzip
         when `Accept-Encoding` asks and the body is over 4 KiB. Targets are read now, side by
-        side, each under `redis.timeout` (a slow one reports `up 0`)."""
+        side, each under its collector's `timeout` (a slow one reports `up 0`)."""
         body, content_type = await exposition.render_async(request.headers.get("accept"))
         return _maybe_gzip(request, body, content_type)
 
@@ -115,14 +140,15 @@ def create_app(collectors: Sequence[Source], runtime: Runtime, *,
              responses={**_EXPOSITION, 400: {"description": "Unknown target or module, or a "
                                              "malformed address; the text says which"},
                         503: {"description": "Too many probes at once; retry"}},
-             openapi_extra={"parameters": _PROBE_PARAMETERS})
+             openapi_extra={"parameters": _probe_parameters()})
     async def probe(request: Request) -> Response:
         """What `/metrics` says about one target, like blackbox_exporter's `/probe`: a
         configured target's name or an address. Credentials are never taken from the query."""
-        # Read here, documented in _PROBE_PARAMETERS: typed query parameters would make FastAPI
+        # Read here, documented in _probe_parameters: typed query parameters would make FastAPI
         # load pydantic's v1 compatibility layer at start-up, most of a megabyte for two strings.
         query = request.query_params
-        one = _probe_collector(by_name, query.get("target"), query.get("module", "redis"), allow)
+        one = _probe_collector(by_name, query.get("target"),
+                               query.get("module", default_module), allow)
         if isinstance(one, Response):
             return one
         if probes.locked():
@@ -133,6 +159,11 @@ def create_app(collectors: Sequence[Source], runtime: Runtime, *,
             body, content_type = await Exposition([one]).render_async(
                 request.headers.get("accept"))
         return _maybe_gzip(request, body, content_type)
+
+
+def _page_routes(app: FastAPI, health: Health, exposition: Exposition,
+                 history: History) -> None:
+    """``/healthz``, ``/readyz`` and the status page ``/``."""
 
     @app.get("/healthz", tags=["health"], summary="Liveness: 200 while the process serves",
              response_class=PlainTextResponse)
@@ -154,21 +185,14 @@ def create_app(collectors: Sequence[Source], runtime: Runtime, *,
             history.view(), history.fold(Snapshot.of(now_metrics)), time.time(),
             health.states(), health.readiness()))
 
-    fast: dict[str, ASGIApp] = {}
-    for collector in collectors:
-        fast.update(collector.fast_routes())
-    guarded = Guard(FastPaths(app, fast), web, runtime.refusals,
-                    bearer_paths=[p for c in collectors for p in c.bearer_paths()])
-    return guarded
-
 
 def _probe_collector(by_name: dict[str, Source], target: str | None, module: str,
-                     allow: AllowList) -> BaseTargetCollector | Response:
+                     allow: AllowList) -> Source | Response:
     """The one-target collector ``/probe`` reads, or the 400 that says why there is none."""
     if target is None:
         return PlainTextResponse(
             "missing target: /probe?target=<a configured target name, or an address "
-            "probe.allow lists, like redis://host:6379>\n", status_code=400)
+            f"probe.allow lists, like {_probe_example()}>\n", status_code=400)
     collector = by_name.get(module)
     if collector is None:
         known = ", ".join(by_name) or "none enabled"
@@ -180,18 +204,37 @@ def _probe_collector(by_name: dict[str, Source], target: str | None, module: str
         return PlainTextResponse(f"{exc}\n", status_code=400)
 
 
-_DESCRIPTION = ("Cache hit rate and latency for Prometheus: Redis, Docker builds, registries "
-                "and application caches under one metric contract. The status page is at `/`.")
+
+
+def _description() -> str:
+    """The API's description, naming the registered sources' layers."""
+    titles = [layer.title for layer in layers()]
+    listed = ", ".join(titles[:-1]) + " and " + titles[-1] if len(titles) > 1 else "".join(titles)
+    return (f"Cache hit rate and latency for Prometheus: {listed} under one metric contract. "
+            "The status page is at `/`.")
+
+
+def _probe_example() -> str:
+    """An address the default ``/probe`` module takes."""
+    return next(iter(probe_examples().values()), "proto://host:port")
+
+
 _TAGS = [{"name": "scrape", "description": "What Prometheus reads"},
          {"name": "health", "description": "For orchestrators' probes"}]
-_PROBE_PARAMETERS = [
-    {"name": "target", "in": "query", "required": True, "schema": {"type": "string"},
-     "description": "A configured target name or an address that probe.allow lists, like "
-     "redis://host:port"},
-    {"name": "module", "in": "query", "required": False,
-     "schema": {"type": "string", "default": "redis"},
-     "description": "Which collector reads the target."},
-]
+
+
+def _probe_parameters() -> list[dict[str, Any]]:
+    """``/probe``'s query parameters, for the OpenAPI document."""
+    return [
+        {"name": "target", "in": "query", "required": True, "schema": {"type": "string"},
+         "description": "A configured target name or an address that probe.allow lists, like "
+         f"{_probe_example()}"},
+        {"name": "module", "in": "query", "required": False,
+         "schema": {"type": "string", "default": next(iter(probe_examples()), "")},
+         "description": "Which collector reads the target."},
+    ]
+
+
 _EXPOSITION: dict[int | str, dict[str, Any]] = {200: {
     "description": "The exposition",
     "content": {"text/plain; version=0.0.4": {"schema": {"type": "string"}},
@@ -200,7 +243,7 @@ _EXPOSITION: dict[int | str, dict[str, Any]] = {200: {
 
 def _document(app: FastAPI, collectors: Sequence[Source]) -> None:
     """The OpenAPI document also lists the raw endpoints served ahead of the framework (the
-    registry webhooks), and the bearer token the receivers take."""
+    receivers' webhooks), and the bearer token the receivers take."""
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -210,11 +253,16 @@ def _document(app: FastAPI, collectors: Sequence[Source]) -> None:
                 schema["paths"].update(collector.openapi_paths())
             schema.setdefault("components", {}).setdefault("securitySchemes", {})["bearer"] = {
                 "type": "http", "scheme": "bearer",
-                "description": "The receiver's token (`registry.token`, `builds.token`, "
-                "`app.token`), when one is set"}
+                "description": f"The receiver's token ({_token_settings()}), when one is set"}
         return app.openapi_schema  # type: ignore[return-value]
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _token_settings() -> str:
+    """The settings that hold a receiver's token (```builds.token```, ...)."""
+    return ", ".join(f"`{name}.token`" for name, section in sections().items()
+                     if "token" in section.settings.model_fields)
 
 
 def _maybe_gzip(request: Request, body: bytes, content_type: str) -> Response:

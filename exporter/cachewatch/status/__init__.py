@@ -1,0 +1,1 @@
+"""The ``/`` status page and the in-memory history of the exposition it reads."""

@@ -1,0 +1,42 @@
+"""Redis' golden scenario: the collector reads INFO and the LATENCY HISTOGRAM captured together
+from a real 7.0 redis-server (tests/fixtures/redis); the golden file is about our output, not
+Redis'."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from cachewatch.sources.redis.client import ClientCache
+
+from support import FIXTURES, Exporter, Golden
+
+
+async def _captured_replies(self: ClientCache, target: object, *commands: tuple[str, ...],
+                            raise_errors: bool = True) -> list[object]:
+    return [_captured(command) for command in commands]
+
+
+def _captured(command: tuple[str, ...]) -> object:
+    """The captured reply: INFO text as bytes, the histogram as RESP2 lists of bytes and ints."""
+    if command == ("LATENCY", "HISTOGRAM"):
+        def resp2(value: object) -> object:
+            if isinstance(value, list):
+                return [resp2(item) for item in value]
+            return value.encode() if isinstance(value, str) else value
+
+        return resp2(json.loads((FIXTURES / "redis" / "latency-histogram.json").read_text()))
+    return (FIXTURES / "redis" / f"info-{command[1]}.txt").read_bytes()
+
+
+def _replay(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ClientCache, "call", _captured_replies)
+
+
+def _feed(exporter: Exporter) -> None:
+    """Nothing to send: the collector reads the captured INFO."""
+
+
+GOLDEN = Golden(("redis",), _feed, {"redis.targets": ["golden=redis://127.0.0.1:1"]},
+                prepare=_replay)
