@@ -26,7 +26,7 @@ from . import contract
 from .client import REASONS, ClientCache, ReplyError, classify
 from .histogram import CommandLatency, parse_latency_histogram
 from .info import parse_info, parse_nested
-from .probe import LatencyProbe
+from .probe import RedisProbe
 from .settings import DEFAULT_MAX_REPLY_BYTES, RedisSettings, RedisTarget, TargetAddressError
 from .targets import UnknownTarget, load_secrets, resolve_probe_target, with_secrets
 
@@ -54,7 +54,7 @@ class RedisCollector(AsyncTargetCollector):
         *,
         settings: RedisSettings | None = None,
         secrets: dict[str, dict[str, str]] | None = None,
-        probe: LatencyProbe | None = None,
+        probe: RedisProbe | None = None,
         clients: ClientCache | None = None,
         remember: bool = True,
         probe_of: RedisCollector | None = None,
@@ -249,7 +249,7 @@ def build(section: RedisSettings, runtime: Runtime) -> RedisCollector:
     targets = [with_secrets(t, secrets) for t in section.targets]
     probe = None
     if section.probe_interval > 0 and targets:
-        probe = LatencyProbe(targets, section.probe_interval, section.timeout, runtime.health,
+        probe = RedisProbe(targets, section.probe_interval, section.timeout, runtime.health,
                              section.max_reply_bytes)
     return RedisCollector(targets, section.timeout, runtime, settings=section, secrets=secrets,
                           probe=probe, histogram_commands=section.latency_histogram_commands)
