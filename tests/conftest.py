@@ -16,12 +16,20 @@ import pytest
 from cachewatch.collectors.health import Health
 from cachewatch.config import CoreSettings as Settings
 
-from support import DockerEngine, Exporter, Prometheus, RedisServer, RegistryServer
+from support import (
+    DockerEngine,
+    Exporter,
+    MemcachedServer,
+    Prometheus,
+    RedisServer,
+    RegistryServer,
+)
 
 ACL_PASSWORD = "s3cret-acl-Pw"
 # Fixtures that start a real service or a subprocess: a test using one is end-to-end.
 E2E_FIXTURES = frozenset({"redis_factory", "redis_plain", "redis_auth", "docker_engine",
-                          "prometheus_factory", "registry_factory", "serve"})
+                          "prometheus_factory", "registry_factory", "serve",
+                          "memcached_factory"})
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -58,6 +66,26 @@ def redis_factory(tmp_path: Path) -> Iterator[Callable[..., RedisServer]]:
 @pytest.fixture
 def redis_plain(redis_factory: Callable[..., RedisServer]) -> RedisServer:
     return redis_factory()
+
+
+@pytest.fixture
+def memcached_factory() -> Iterator[Callable[..., MemcachedServer]]:
+    """Start as many real memcached servers as a test needs; all are killed at the end."""
+    started: list[MemcachedServer] = []
+
+    def start(*args: str) -> MemcachedServer:
+        server = MemcachedServer(*args).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def memcached(memcached_factory: Callable[..., MemcachedServer]) -> MemcachedServer:
+    return memcached_factory()
 
 
 @pytest.fixture

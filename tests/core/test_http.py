@@ -95,9 +95,9 @@ def test_probe_without_target_or_with_unknown_module(exporter_factory):
     missing = exporter.get("/probe")
     assert missing.status_code == 400
     assert "missing target: /probe?target=" in missing.text
-    response = exporter.get("/probe", params={"target": "x:1", "module": "memcached"})
+    response = exporter.get("/probe", params={"target": "x:1", "module": "nosuchsource"})
     assert response.status_code == 400
-    assert "unknown module 'memcached'" in response.text
+    assert "unknown module 'nosuchsource'" in response.text
 
 
 def test_probe_reads_only_configured_targets_by_default(exporter_factory):

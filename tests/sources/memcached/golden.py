@@ -1,11 +1,7 @@
-"""The golden scenario of the Memcached source: its whole ``/metrics`` on a fixed ``stats``.
-
-The collector reads the ``stats`` reply captured from a real memcached 1.6.18
-(``fixtures/stats-1.6.18.txt``, see ``fixtures/README.md``) instead of a live server, so the
-golden file (``tests/golden/memcached.prom``) is about cachewatch's output. The probe is off:
-its round trips are timings, not inputs. Shaped like the core golden test's feeds (sections to
-enable, settings overrides, a feed), plus ``patch`` for the captured reply.
-"""
+"""Memcached's golden scenario: the collector reads the ``stats`` reply captured from a real
+memcached 1.6.18 (``fixtures/stats-1.6.18.txt``, see ``fixtures/README.md``) instead of a live
+server, so the golden file is about cachewatch's output. The probe is off: its round trips are
+timings, not inputs."""
 
 from __future__ import annotations
 
@@ -16,13 +12,9 @@ import pytest
 from cachewatch.sources.memcached.client import Connections, parse_stats
 from cachewatch.sources.memcached.settings import MemcachedTarget
 
-from support import Exporter
+from support import Exporter, Golden
 
 CAPTURED = Path(__file__).parent / "fixtures" / "stats-1.6.18.txt"
-SECTIONS = ("memcached",)
-OVERRIDES: dict[str, object] = {
-    "memcached.enabled": True, "memcached.targets": ["golden=127.0.0.1:1"],
-    "memcached.probe_interval": 0}
 
 
 async def _captured_stats(self: Connections, target: MemcachedTarget) -> dict[str, str]:
@@ -32,10 +24,13 @@ async def _captured_stats(self: Connections, target: MemcachedTarget) -> dict[st
     return parse_stats(lines[:-2])
 
 
-def patch(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Serve every ``stats`` from the capture."""
+def _replay(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(Connections, "stats", _captured_stats)
 
 
-def feed(exporter: Exporter) -> None:
+def _feed(exporter: Exporter) -> None:
     """Nothing to send: the collector reads the captured stats."""
+
+
+GOLDEN = Golden(("memcached",), _feed, {"memcached.targets": ["golden=127.0.0.1:1"],
+                                        "memcached.probe_interval": 0}, prepare=_replay)

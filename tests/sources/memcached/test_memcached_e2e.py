@@ -127,15 +127,20 @@ def test_status_page_shows_the_memcached_caches(memcached, exporter_factory):
     exporter.scrape()
     page = exporter.get("/").text
     assert '<tr data-layer="memcached" data-cache="main">' in page
-    assert "<h2>memcached</h2>" in page
+    assert "<h2>Memcached</h2>" in page
 
 
 def test_serve_with_memcached_off_never_imports_its_collector():
-    """Off by default: only the settings and metric specs load; with it on, the collector."""
+    """Off by default: only the package and its settings load (the settings model is part of
+    every configuration); with it on, the collector, client, probe and metric families."""
     code = ("import sys\nfrom cachewatch.config import load_settings\n"
-            "from cachewatch.runtime import Runtime\nfrom cachewatch.sources import build\n"
-            "build(load_settings(**{'state.url': 'memory://', 'memcached.enabled': %s}), "
-            "Runtime())\nprint(' '.join(m for m in sys.modules if 'memcache' in m))")
+            "from cachewatch.runtime import Runtime\n"
+            "from cachewatch.collectors.enabled import build\n"
+            "from cachewatch.http.server import create_app\n"
+            "runtime = Runtime()\n"
+            "create_app(build(load_settings(**{'state.url': 'memory://', "
+            "'memcached.enabled': %s}), runtime), runtime)\n"
+            "print(' '.join(m for m in sys.modules if 'memcache' in m))")
     env = {"PYTHONPATH": str(ROOT / "exporter")}
 
     def loaded(enabled: bool) -> set[str]:
@@ -143,5 +148,6 @@ def test_serve_with_memcached_off_never_imports_its_collector():
                                   text=True, check=True, env=env, timeout=60).stdout.split())
 
     package = "cachewatch.sources.memcached"
-    assert loaded(False) == {package, f"{package}.metrics", f"{package}.settings"}
-    assert {f"{package}.collector", f"{package}.client", f"{package}.probe"} <= loaded(True)
+    assert loaded(False) == {package, f"{package}.settings"}
+    assert {f"{package}.collector", f"{package}.client", f"{package}.probe",
+            f"{package}.contract"} <= loaded(True)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 
-from cachewatch.allowlist import AllowList
 from cachewatch.config import ConfigError, load_settings
+from cachewatch.http.allowlist import AllowList
 from cachewatch.runtime import Runtime
 from cachewatch.source import ProbeTargetError
 from cachewatch.sources.memcached.client import (
@@ -23,7 +24,9 @@ from cachewatch.sources.memcached.settings import (
     TargetAddressError,
     normalise_address,
 )
-from golden import CAPTURED
+
+# A real memcached 1.6.18's stats reply (fixtures/README.md says how it was captured).
+CAPTURED = Path(__file__).parent / "fixtures" / "stats-1.6.18.txt"
 
 
 def _captured() -> dict[str, str]:

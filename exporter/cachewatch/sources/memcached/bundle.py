@@ -1,14 +1,14 @@
-"""Memcached's part of the bundle: its dashboard and the promtool cases proving that the core's
-generic cache alerts (hit rate below target, client-observed P99 above target) cover
-``layer="memcached"``. The source adds no alert of its own: its lookups and latency feed the
-shared families, so the shared rules are its rules.
+"""Memcached's part of the bundle: its dashboard and the promtool case of the core's P99 alert
+for ``layer="memcached"``. The source adds no alert of its own: its layer is declared with
+``generic_alerts`` (``SOURCE.layers``), so the core's CacheHitRateLow selects it and the core's
+hit-rate case gives it a failing cache; the core draws its latency case on the first covered
+layer only, hence this part's.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from ... import contract
 from ...bundle import series
 from ...bundle.panels import (
     NEUTRAL,
@@ -22,16 +22,14 @@ from ...bundle.panels import (
 from ...bundle.part import BundlePart
 from ...bundle.promtool import (
     before_for,
-    counter,
     duration,
     expected,
     histogram,
     interpolated_p99,
-    lookups,
 )
 from ...bundle.thresholds import Thresholds, seconds
-from . import metrics
-from .metrics import LAYER
+from . import contract
+from .contract import LAYER
 from .probe import OP
 
 
@@ -42,7 +40,7 @@ def panels(t: Thresholds) -> list[Panel]:
     one = fleet(t, 'cache=~"$cache"')
     rate = "[$__rate_interval]"
     by = t.by("cache")
-    stored = f"sum by ({by}) (rate({metrics.ITEMS_STORED.name}{one}{rate}))"
+    stored = f"sum by ({by}) (rate({contract.MEMCACHED_ITEMS_STORED.name}{one}{rate}))"
     return [
         Panel("timeseries", "Hit rate", ((f"{series.HIT_RATIO}{sel}", legend(t, "{{cache}}")),),
               "percentunit", hit_steps(t.hit_rate), 12,
@@ -54,9 +52,9 @@ def panels(t: Thresholds) -> list[Panel]:
               "The probe's `version` round trip, network included (it reads no key, so the hit"
               " rate is untouched); the line is the target CacheLatencyP99High alerts above."),
         Panel("timeseries", "Stored and never read",
-              ((f"sum by ({by}) (rate({metrics.EVICTED_UNFETCHED.name}{one}{rate}))\n"
+              ((f"sum by ({by}) (rate({contract.MEMCACHED_EVICTED_UNFETCHED.name}{one}{rate}))\n"
                 f"/ ({stored} > 0)", legend(t, "{{cache}} evicted unread")),
-               (f"sum by ({by}) (rate({metrics.EXPIRED_UNFETCHED.name}{one}{rate}))\n"
+               (f"sum by ({by}) (rate({contract.MEMCACHED_EXPIRED_UNFETCHED.name}{one}{rate}))\n"
                 f"/ ({stored} > 0)", legend(t, "{{cache}} expired unread"))),
               "percentunit", NEUTRAL, 12,
               "Items evicted or expired without a single read, as a share of items stored: "
@@ -68,12 +66,12 @@ def panels(t: Thresholds) -> list[Panel]:
               "Items evicted to make room (the memory limit reached) while still live."),
         Panel("timeseries", "Memory vs limit",
               ((f"{contract.CACHE_BYTES.name}{sel}", legend(t, "{{cache}} used")),
-               (f"{metrics.LIMIT_BYTES.name}{one}", legend(t, "{{cache}} limit"))),
+               (f"{contract.MEMCACHED_LIMIT_BYTES.name}{one}", legend(t, "{{cache}} limit"))),
               "bytes", NEUTRAL, 12,
               "Bytes of items stored against limit_maxbytes (the -m option)."),
         Panel("timeseries", "Items and connections",
               ((f"{contract.CACHE_ENTRIES.name}{sel}", legend(t, "{{cache}} items")),
-               (f"{metrics.CONNECTIONS.name}{one}", legend(t, "{{cache}} connections"))),
+               (f"{contract.MEMCACHED_CONNECTIONS.name}{one}", legend(t, "{{cache}} connections"))),
               "none", NEUTRAL, 12,
               "Items held now, and client connections open (cachewatch's own included)."),
     ]
@@ -90,8 +88,9 @@ DASHBOARD = DashboardSpec("memcached", "cachewatch-memcached", "cachewatch: Memc
 
 
 def _generic(name: str, t: Thresholds) -> dict[str, Any]:
-    """The core's generic alert ``name``: the one this layer's cases test."""
-    from ...bundle.rules import cache_alerts  # the rules module reads this part at import
+    """The core's generic alert ``name``: the one this layer's case tests."""
+    # Imported here: the rules module reads the parts (this one included) when it is imported.
+    from ...bundle.rules import cache_alerts
 
     return next(rule for rule in cache_alerts(t) if rule["alert"] == name)
 
@@ -126,38 +125,9 @@ def latency_case(t: Thresholds) -> dict[str, Any]:
     }
 
 
-def hit_rate_case(t: Thresholds) -> dict[str, Any]:
-    """CacheHitRateLow for a memcached serving half its gets, not for one over the target nor
-    one too quiet to judge.
-
-    Not among ``PART.alert_tests`` yet: today's generic rule selects ``layer=~"redis|app"``, a
-    list in the core. Once the core derives that list from the sources' declarations, this
-    case joins ``alert_tests`` unchanged (its test runs it against the widened rule now).
-    """
-    rule = _generic("CacheHitRateLow", t)
-    busy = t.min_lookups_per_second * 4
-    bad, good = t.hit_rate / 2, (1 + t.hit_rate) / 2
-    minutes = 30 + seconds(t.hit_rate_for) // 60
-
-    def cache(name: str, per_second: float, ratio: float) -> list[dict[str, str]]:
-        return lookups(LAYER, name, counter(per_second * ratio, minutes),
-                       counter(per_second * (1 - ratio), minutes))
-
-    return {
-        "interval": "1m",
-        "input_series": [*cache("sessions", busy, bad), *cache("pages", busy, good),
-                         *cache("rare", t.min_lookups_per_second / 4, bad)],
-        "alert_rule_test": [
-            before_for(t.hit_rate_for, "CacheHitRateLow"),
-            {"eval_time": f"{minutes - 2}m", "alertname": "CacheHitRateLow", "exp_alerts": [
-                expected(rule, {"layer": LAYER, "cache": "sessions"}, f"{bad * 100:.4g}%")]},
-        ],
-    }
-
-
 def tests(t: Thresholds) -> list[dict[str, Any]]:
-    """The generic alerts' cases for this layer."""
+    """The generic latency alert's case for this layer."""
     return [latency_case(t)]
 
 
-PART = BundlePart(dashboard=DASHBOARD, alert_tests=tests)
+PART = BundlePart(dashboard=DASHBOARD, alert_tests=tests, targets="Memcached servers")

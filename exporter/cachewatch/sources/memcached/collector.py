@@ -12,15 +12,14 @@ from urllib.parse import urlsplit
 
 from prometheus_client.metrics_core import Metric
 
-from ... import contract
-from ...allowlist import AllowList
-from ...contract import Families
+from ...collectors.target_collector import AsyncTargetCollector
+from ...http.allowlist import AllowList
+from ...metrics.contract import Families
 from ...runtime import Runtime
 from ...source import ProbeTargetError
-from ...target_collector import AsyncTargetCollector
-from . import metrics
+from . import contract
 from .client import REASONS, Connections, classify
-from .probe import LatencyProbe
+from .probe import MemcachedProbe
 from .settings import (
     DEFAULT_MAX_REPLY_BYTES,
     MemcachedSettings,
@@ -37,19 +36,19 @@ def families(cache: str, stats: dict[str, str]) -> Families:
     if "get_hits" not in stats:
         raise ValueError("stats has no get_hits: not a memcached server")
     out = Families()
-    core = {"layer": metrics.LAYER, "cache": cache}
+    core = {"layer": contract.LAYER, "cache": cache}
     one = {"cache": cache}
     out.add(contract.CACHE_LOOKUPS, {**core, "result": "hit"}, float(stats["get_hits"]))
     out.add(contract.CACHE_LOOKUPS, {**core, "result": "miss"}, float(stats["get_misses"]))
     out.add(contract.CACHE_EVICTIONS, core, float(stats["evictions"]))
     out.add(contract.CACHE_ENTRIES, core, float(stats["curr_items"]))
     out.add(contract.CACHE_BYTES, core, float(stats["bytes"]))
-    out.add(metrics.LIMIT_BYTES, one, float(stats["limit_maxbytes"]))
-    out.add(metrics.ITEMS_STORED, one, float(stats["total_items"]))
-    out.add(metrics.EVICTED_UNFETCHED, one, float(stats["evicted_unfetched"]))
-    out.add(metrics.EXPIRED_UNFETCHED, one, float(stats["expired_unfetched"]))
-    out.add(metrics.CONNECTIONS, one, float(stats["curr_connections"]))
-    out.add(metrics.INFO, {"cache": cache, "version": stats.get("version", "")}, 1)
+    out.add(contract.MEMCACHED_LIMIT_BYTES, one, float(stats["limit_maxbytes"]))
+    out.add(contract.MEMCACHED_ITEMS_STORED, one, float(stats["total_items"]))
+    out.add(contract.MEMCACHED_EVICTED_UNFETCHED, one, float(stats["evicted_unfetched"]))
+    out.add(contract.MEMCACHED_EXPIRED_UNFETCHED, one, float(stats["expired_unfetched"]))
+    out.add(contract.MEMCACHED_CONNECTIONS, one, float(stats["curr_connections"]))
+    out.add(contract.MEMCACHED_INFO, {"cache": cache, "version": stats.get("version", "")}, 1)
     return out
 
 
@@ -66,7 +65,7 @@ class MemcachedCollector(AsyncTargetCollector):
         runtime: Runtime,
         *,
         settings: MemcachedSettings | None = None,
-        probe: LatencyProbe | None = None,
+        probe: MemcachedProbe | None = None,
         connections: Connections | None = None,
         remember: bool = True,
         probe_of: MemcachedCollector | None = None,
@@ -174,7 +173,7 @@ def build(section: MemcachedSettings, runtime: Runtime) -> MemcachedCollector:
     """The configured targets, with a latency probe if one is wanted."""
     probe = None
     if section.probe_interval > 0 and section.targets:
-        probe = LatencyProbe(section.targets, section.probe_interval, section.timeout,
+        probe = MemcachedProbe(section.targets, section.probe_interval, section.timeout,
                              runtime.health, section.max_reply_bytes)
     return MemcachedCollector(section.targets, section.timeout, runtime, settings=section,
                               probe=probe)
