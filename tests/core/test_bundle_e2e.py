@@ -1,10 +1,10 @@
 """The bundle on real components: Prometheus (with the generated rules) scraping a real exporter
-that reads a real Redis, a real Docker engine and a real pull-through registry, and real
-Alertmanager notifying a receiver here. The exporter is scraped as two members of a fleet (one
-cluster, namespaces team-a and team-b), so every dashboard query, with its variables set for
-that fleet, must parse and return data, and return each namespace apart; a Redis hit rate driven
-below the target must raise CacheHitRateLow in both namespaces, each alert carrying its own, and
-restoring it must resolve them."""
+that reads a real Redis, a real Memcached, a real Docker engine and a real pull-through
+registry, and real Alertmanager notifying a receiver here. The exporter is scraped as two
+members of a fleet (one cluster, namespaces team-a and team-b), so every dashboard query, with
+its variables set for that fleet, must parse and return data, and return each namespace apart; a
+Redis hit rate driven below the target must raise CacheHitRateLow in both namespaces, each alert
+carrying its own, and restoring it must resolve them."""
 
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ def redis_main(redis_factory):
 
 
 @pytest.fixture
-def stack(tmp_path, redis_main, docker_engine, exporter_factory, registry_factory,
+def stack(tmp_path, redis_main, memcached, docker_engine, exporter_factory, registry_factory,
           prometheus_factory):
     """Everything wired together; yields (exporter, prometheus, receiver, upstream, mirror)."""
     bundle.write(tmp_path, SHORT)
@@ -70,6 +70,8 @@ def stack(tmp_path, redis_main, docker_engine, exporter_factory, registry_factor
         [f"main={redis_main.url}"], **{
             # Deadlines under Prometheus' 1 s scrape here: a slow read is up=0, not a lost scrape.
             "redis.probe_interval": "200ms", "redis.timeout": "500ms", "docker.enabled": True,
+            "memcached.enabled": True, "memcached.targets": [f"sessions={memcached.address}"],
+            "memcached.probe_interval": "200ms", "memcached.timeout": "500ms",
             "docker.host": docker_engine.host, "docker.timeout": "700ms",
             "registry_proxy.targets": [f"mirror={mirror.debug_url}"],
             "registry_proxy.timeout": "500ms",
@@ -132,16 +134,22 @@ def _feed(exporter, redis_plain, docker_engine, upstream, mirror, tmp_path, roun
 
 
 def test_every_query_returns_data_and_the_hit_rate_alert_fires_and_resolves(
-    stack, redis_main, docker_engine, tmp_path
+    stack, redis_main, memcached, docker_engine, tmp_path
 ):
     exporter, prometheus, receiver, upstream, mirror = stack
     # Drive the Redis hit rate down: a steady stream of misses, well above the traffic guard.
+    # Memcached stores, hits and misses all the time, so each of its rates has a value.
     stop = threading.Event()
 
     def misses() -> None:
         client = redis_main.client()
+        n = 0
         while not stop.is_set():
             client.get(f"absent-{uuid.uuid4()}")
+            if n % 5 == 0:
+                memcached.set(f"k{n}")
+                memcached.get(f"k{n}", f"absent{n}")
+            n += 1
             time.sleep(0.02)
 
     thread = threading.Thread(target=misses, daemon=True)
