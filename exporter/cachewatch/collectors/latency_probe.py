@@ -1,5 +1,6 @@
 """An active latency probe: times real round trips to each target in the background, into the
-core latency histogram (``cachewatch_cache_latency_seconds``, client-observed, network included).
+core latency histogram (``cachewatch_cache_latency_seconds``, client-observed, network included);
+and ``ProbedCollector``, the target collector that owns one.
 
 A source that reads a remote cache subclasses ``LatencyProbe`` with the one command it times,
 chosen so it reads no key: a probe that moved the hit and miss counters would change the very
@@ -17,13 +18,17 @@ from abc import ABC, abstractmethod
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from prometheus_client.metrics_core import Metric
 from prometheus_client.utils import floatToGoString
 
 from ..metrics import contract
 from .health import Health
+from .target_collector import AsyncTargetCollector
+
+if TYPE_CHECKING:
+    from ..runtime import Runtime
 
 Target = TypeVar("Target")
 _LE = [floatToGoString(edge) for edge in contract.LATENCY_BUCKETS] + ["+Inf"]
@@ -134,3 +139,50 @@ class LatencyProbe(ABC, Generic[Target]):
             out.add(contract.COLLECTOR_ERRORS,
                     {"collector": self.collector, "target": target, "reason": reason}, count)
         yield from out
+
+
+class ProbedCollector(AsyncTargetCollector):
+    """A target collector read on the event loop with an optional ``LatencyProbe`` beside it,
+    whose histogram it exports on every scrape (``standing``).
+
+    Only the main collector (``owner``) starts and stops the probe and closes the connections;
+    the ``/probe`` collectors it makes borrow them. A subclass says what to log of its targets
+    (``described``) and which connections it owns (``release``).
+    """
+
+    def __init__(self, runtime: Runtime, timeout: float, *, probe: LatencyProbe[Any] | None,
+                 owner: bool, remember: bool = True,
+                 probe_of: AsyncTargetCollector | None = None) -> None:
+        super().__init__(runtime, timeout, remember=remember, probe_of=probe_of)
+        self._probe = probe
+        self._owner = owner
+
+    @abstractmethod
+    def described(self) -> str:
+        """The targets for the start-up log line (``name=address,...``), without secrets."""
+
+    @abstractmethod
+    def release(self) -> None:
+        """Close every connection this collector opened (its own and its ``/probe`` ones)."""
+
+    def standing(self) -> Iterable[Metric]:
+        if self._probe is None:
+            return ()
+        return self._probe.families(self.targets())
+
+    def start(self) -> None:
+        super().start()
+        if not self._owner:
+            return
+        logging.getLogger(f"cachewatch.{self.name}").info(
+            f"reading {self.name} targets",
+            extra={"targets": self.described(), "latency_probe": self._probe is not None})
+        if self._probe is not None:
+            self._probe.start()
+
+    def close(self) -> None:
+        if not self._owner:
+            return
+        if self._probe is not None:
+            self._probe.stop()
+        self.release()

@@ -7,12 +7,10 @@ never moves the hit and miss counters it reports.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from urllib.parse import urlsplit
 
-from prometheus_client.metrics_core import Metric
-
-from ...collectors.target_collector import AsyncTargetCollector
+from ...collectors.latency_probe import ProbedCollector
 from ...http.allowlist import AllowList
 from ...metrics.contract import Families
 from ...runtime import Runtime
@@ -52,7 +50,7 @@ def families(cache: str, stats: dict[str, str]) -> Families:
     return out
 
 
-class MemcachedCollector(AsyncTargetCollector):
+class MemcachedCollector(ProbedCollector):
     """Reads a fixed list of memcached targets on every scrape."""
 
     name = "memcached"
@@ -70,13 +68,12 @@ class MemcachedCollector(AsyncTargetCollector):
         remember: bool = True,
         probe_of: MemcachedCollector | None = None,
     ) -> None:
-        super().__init__(runtime, timeout, remember=remember, probe_of=probe_of)
-        self._targets = {t.label: t for t in targets}
-        self._settings = settings
-        self._probe = probe
         # A /probe collector borrows the main collector's connections and probe; only the main
         # one (the one built without connections) owns and closes them.
-        self._owner = connections is None
+        super().__init__(runtime, timeout, probe=probe, owner=connections is None,
+                         remember=remember, probe_of=probe_of)
+        self._targets = {t.label: t for t in targets}
+        self._settings = settings
         self._connections = connections or Connections(
             settings.max_reply_bytes if settings else DEFAULT_MAX_REPLY_BYTES,
             size=len(self._targets) + 1)
@@ -94,30 +91,12 @@ class MemcachedCollector(AsyncTargetCollector):
         return families(target, await self._connections.stats(self._targets[target]))
 
     def close_loop(self) -> None:
-        self._connections.close()
-        if self._probe_connections is not None:
-            self._probe_connections.close()
+        self.release()
 
-    def standing(self) -> Iterable[Metric]:
-        if self._probe is None:
-            return ()
-        return self._probe.families(self._targets)
+    def described(self) -> str:
+        return ",".join(f"{name}={t.address}" for name, t in self._targets.items())
 
-    def start(self) -> None:
-        super().start()
-        if not self._owner:
-            return
-        log.info("reading memcached targets", extra={
-            "targets": ",".join(f"{name}={t.address}" for name, t in self._targets.items()),
-            "latency_probe": self._probe is not None})
-        if self._probe is not None:
-            self._probe.start()
-
-    def close(self) -> None:
-        if not self._owner:
-            return
-        if self._probe is not None:
-            self._probe.stop()
+    def release(self) -> None:
         self._connections.close()
         if self._probe_connections is not None:
             self._probe_connections.close()

@@ -12,11 +12,9 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
-from prometheus_client.metrics_core import Metric
-
-from ...collectors.target_collector import AsyncTargetCollector
+from ...collectors.latency_probe import ProbedCollector
 from ...http.allowlist import AllowList
 from ...metrics.cardinality import OTHER, LabelCap
 from ...metrics.contract import Families
@@ -40,7 +38,7 @@ _QUANTILES = {"p50": "0.5", "p99": "0.99", "p99.9": "0.999"}
 _INFO = (("INFO", "default"), ("INFO", "latencystats"), ("INFO", "commandstats"))
 
 
-class RedisCollector(AsyncTargetCollector):
+class RedisCollector(ProbedCollector):
     """Reads a fixed list of Redis targets on every scrape."""
 
     name = "redis"
@@ -60,14 +58,13 @@ class RedisCollector(AsyncTargetCollector):
         probe_of: RedisCollector | None = None,
         histogram_commands: int = 10,
     ) -> None:
-        super().__init__(runtime, timeout, remember=remember, probe_of=probe_of)
+        # A /probe collector borrows the main collector's clients and probe; only the main one
+        # (the one built with settings) owns and closes them.
+        super().__init__(runtime, timeout, probe=probe, owner=clients is None, remember=remember,
+                         probe_of=probe_of)
         self._targets = {t.name or "": t for t in targets}
         self._settings = settings
         self._secrets = secrets or {}
-        self._probe = probe
-        # A /probe collector borrows the main collector's clients and probe; only the main one
-        # (the one built with settings) owns and closes them.
-        self._owner = clients is None
         self._clients = clients or ClientCache(
             settings.max_reply_bytes if settings else DEFAULT_MAX_REPLY_BYTES,
             size=len(self._targets) + 1)
@@ -199,26 +196,10 @@ class RedisCollector(AsyncTargetCollector):
             warned.add(cache)
             return True
 
-    def standing(self) -> Iterable[Metric]:
-        if self._probe is None:
-            return ()
-        return self._probe.families(self._targets)
+    def described(self) -> str:
+        return ",".join(f"{name}={target.url}" for name, target in self._targets.items())
 
-    def start(self) -> None:
-        super().start()
-        if not self._owner:
-            return
-        log.info("reading redis targets", extra={
-            "targets": ",".join(f"{name}={target.url}" for name, target in self._targets.items()),
-            "latency_probe": self._probe is not None})
-        if self._probe is not None:
-            self._probe.start()
-
-    def close(self) -> None:
-        if not self._owner:
-            return
-        if self._probe is not None:
-            self._probe.stop()
+    def release(self) -> None:
         self._clients.close()
         if self._probe_clients is not None:
             self._probe_clients.close()
