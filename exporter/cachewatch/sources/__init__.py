@@ -1,7 +1,7 @@
 """The one registration list: every source cachewatch knows, in the order they are documented.
 
 Adding a source is a new package under ``sources/`` declaring a ``SOURCE`` and one line in
-``packages()``; the core (settings, CLI, app wiring, bundle) reads everything else from that
+``REGISTERED``; the core (settings, CLI, app wiring, bundle) reads everything else from that
 declaration. Imported on first use, so ``cachewatch.instrument`` inside an application never loads
 the exporter's sources.
 """
@@ -16,12 +16,20 @@ from ..metrics.contract import MetricSpec
 from ..source import Activity, Layer, Section, SourcePackage
 
 
+# The registration list: each source's package name, one a line, in the order they are documented.
+REGISTERED = (
+    "redis",
+    "docker",
+    "registry",
+    "app",
+    "memcached",
+)
+
+
 @cache
 def packages() -> tuple[SourcePackage, ...]:
     """Every source package, in registration order."""
-    from . import app, docker, memcached, redis, registry
-
-    return (redis.SOURCE, docker.SOURCE, registry.SOURCE, app.SOURCE, memcached.SOURCE)
+    return tuple(importlib.import_module(f"{__name__}.{name}").SOURCE for name in REGISTERED)
 
 
 def sections() -> dict[str, Section]:
