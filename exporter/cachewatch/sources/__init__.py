@@ -15,7 +15,6 @@ from ..metrics import contract
 from ..metrics.contract import MetricSpec
 from ..source import Activity, Layer, Section, SourcePackage
 
-
 # The registration list: each source's package name, one a line, in the order they are documented.
 REGISTERED = (
     "redis",
