@@ -69,5 +69,5 @@ class DockerSettings(BaseModel):
         " rebuilt and the cache buster per image, with no log piping (needs `events`)")
     history_max_images: int = Field(
         default=200, ge=1,
-        description="distinct `image` label values from the engine's history, and apart from"
-        " them from its pulls; more fold into `other`")
+        description="distinct `image` label values from the engine's history, and as many again"
+        " from its pulls; more fold into `other`")
