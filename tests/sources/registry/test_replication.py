@@ -8,6 +8,7 @@ import asyncio
 import http.server
 import json
 import threading
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -30,6 +31,7 @@ from cachewatch.sources.registry.settings import RegistrySettings
 from cachewatch.state import MemoryStore, State
 
 from support import settings as exporter_settings
+from support import wait_until
 
 EXECUTIONS = "cachewatch_registry_replication_executions_total"
 ARTIFACTS = "cachewatch_registry_replication_artifacts_total"
@@ -189,3 +191,19 @@ def test_a_poll_past_its_deadline_is_an_error_not_a_wait(harbor):
     assert items == {}
     errors = {reason: count for _, reason, count in health.errors("registry")}
     assert errors == {"timeout": 1, "connection": 0, "auth": 0, "protocol": 0, "state": 0}
+
+
+def test_a_slow_harbor_never_holds_up_a_scrape(exporter_factory, harbor):
+    harbor.server.RequestHandlerClass.do_GET = lambda self: threading.Event().wait(3)
+    exporter = exporter_factory(exporter_settings([], **{
+        "redis.enabled": False, "registry.harbor_url": harbor.url,
+        "registry.harbor_timeout": 1.0}))
+    started = time.monotonic()
+    metrics = exporter.scrape()
+    assert time.monotonic() - started < 0.5
+    assert metrics.value("cachewatch_collector_errors_total", collector="registry",
+                         target="harbor", reason="timeout") == 0
+    wait_until(lambda: exporter.scrape().value(
+        "cachewatch_collector_errors_total", collector="registry", target="harbor",
+        reason="timeout") == 1, timeout=5)
+    assert exporter.get("/readyz").status_code == 200

@@ -209,6 +209,8 @@ class RegistryEventCollector(Source):
                 spec = contract.SPECS[key[0]]
                 out.add(spec, dict(zip(spec.labels, key[1:], strict=True)), value)
         self.replication.families(items, out)
+        if self.poller is not None:
+            self.poller.add_to(out)
         yield from out
 
     def start(self) -> None:

@@ -21,6 +21,8 @@ from urllib.parse import urlsplit
 import httpx
 
 from ...collectors.health import Health
+from ...metrics import contract
+from ...metrics.contract import Families
 from ...state import Ledger, StateError
 from .replication import Replication, destination_name, final_status, last_success
 from .settings import RegistrySettings
@@ -52,6 +54,12 @@ class HarborPoller:
         self._auth = (settings.harbor_username, password) if settings.harbor_username else None
         # its errors at 0 from the start; a Harbor that is down never holds up /readyz
         health.expect(COLLECTOR, [self.target], REASONS, gates_readiness=False)
+
+    def add_to(self, out: Families) -> None:
+        """The polls' errors so far, to a scrape (``cachewatch_collector_errors_total``)."""
+        for target, reason, count in self.health.errors(COLLECTOR, [self.target]):
+            out.add(contract.COLLECTOR_ERRORS,
+                    {"collector": COLLECTOR, "target": target, "reason": reason}, count)
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
