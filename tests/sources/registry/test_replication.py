@@ -1,12 +1,10 @@
 """Harbor replication from its webhooks and its API, replayed from Harbor's own payloads
 (``harbor_payloads`` names each origin): Harbor cannot run here, so a stand-in HTTP server
-answers the API as Harbor does."""
+answers the API as Harbor does (``support.HarborStandIn``)."""
 
 from __future__ import annotations
 
 import asyncio
-import http.server
-import json
 import threading
 import time
 from collections.abc import Iterator
@@ -30,8 +28,8 @@ from cachewatch.sources.registry.replication import Replication
 from cachewatch.sources.registry.settings import RegistrySettings
 from cachewatch.state import MemoryStore, State
 
+from support import HarborStandIn, wait_until
 from support import settings as exporter_settings
-from support import wait_until
 
 EXECUTIONS = "cachewatch_registry_replication_executions_total"
 ARTIFACTS = "cachewatch_registry_replication_artifacts_total"
@@ -91,55 +89,17 @@ def test_a_replication_event_without_its_data_is_refused(exporter_factory):
     assert "replication" in response.json()["error"]
 
 
-class StandIn:
-    """A stand-in Harbor API: answers each poll with the next page of executions."""
-
-    def __init__(self, pages: list[list[dict]]) -> None:
-        self.pages = pages
-        self.polls = 0
-        self.auth: list[str] = []
-        stand_in = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                stand_in.auth.append(self.headers.get("Authorization", ""))
-                if self.path.startswith("/api/v2.0/replication/executions"):
-                    page = stand_in.pages[min(stand_in.polls, len(stand_in.pages) - 1)]
-                    stand_in.polls += 1
-                    body = json.dumps(page).encode()
-                elif self.path.startswith("/api/v2.0/replication/policies/"):
-                    body = json.dumps(POLICIES[int(self.path.rsplit("/", 1)[1])]).encode()
-                else:
-                    self.send_error(404)
-                    return
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-
-
 @pytest.fixture
-def harbor() -> Iterator[StandIn]:
-    stand_in = StandIn([])
+def harbor() -> Iterator[HarborStandIn]:
+    stand_in = HarborStandIn([], POLICIES)
     yield stand_in
     stand_in.stop()
 
 
-def poll(harbor: StandIn, pages: list[list[dict]], **settings: object
+def poll(harbor: HarborStandIn, pages: list[list[dict]], **settings: object
          ) -> tuple[list[int], dict, Health]:
     """Poll the stand-in once per page; the executions counted by each poll and the ledger."""
-    harbor.pages = pages
+    harbor.pages = lambda n: pages[min(n, len(pages) - 1)]
     state, health = State(MemoryStore(), "r"), Health()
     ledger = state.ledger("registry")
     options = RegistrySettings(harbor_url=harbor.url, harbor_username="robot$cachewatch",
