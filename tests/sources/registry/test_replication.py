@@ -87,6 +87,14 @@ def test_a_replication_event_without_its_data_is_refused(exporter_factory):
     response = post(exporter, {"type": "REPLICATION", "occur_at": 1, "event_data": {}})
     assert response.status_code == 400
     assert "replication" in response.json()["error"]
+    odd = {"type": "REPLICATION", "occur_at": True, "event_data": {"replication": {
+        "job_status": "Error", "failed_artifact": 5, "dest_resource": "edge",
+        "execution_id": {"x": 1}, "trigger_type": ["EVENT"]}}}
+    assert post(exporter, odd).json()["counted"] == 2  # an artifact and its execution
+    assert post(exporter, {"type": ["REPLICATION"], "event_data": {}}).status_code == 400
+    metrics = exporter.scrape()
+    assert metrics.value(ARTIFACTS, registry="harbor", destination="unknown",
+                         result="failed") == 1
 
 
 @pytest.fixture

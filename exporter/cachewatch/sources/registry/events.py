@@ -295,7 +295,7 @@ class RegistryEventCollector(Source):
         return (400 if rejected and not accepted and not duplicates else 200), body
 
     async def _harbor(self, payload: Any, registry: str | None) -> tuple[int, dict[str, Any]]:
-        if isinstance(payload, dict) and payload.get("type") in replication.TYPES:
+        if isinstance(payload, dict) and str(payload.get("type")) in replication.TYPES:
             return await self._replication(payload, registry)
         try:
             change, action = self.harbor_change(payload, registry)

@@ -123,7 +123,7 @@ class Replication:
         reg, dest = self.labels(registry, destination_name(rep.get("dest_resource")))
         execution = _webhook_execution(rep, occur_at)
         listed = [a for key in ("successful_artifact", "failed_artifact")
-                  for a in rep.get(key) or [] if isinstance(a, dict)]
+                  if isinstance(rep.get(key), list) for a in rep[key] if isinstance(a, dict)]
         changes = []
         for artifact in listed or [{}]:
             task = rep.get("task_id") or artifact.get("name_tag") or occur_at
