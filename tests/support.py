@@ -609,3 +609,47 @@ def promtool_clean(exposition: str) -> None:
                              capture_output=True, text=True, timeout=30, check=False)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert checked.stdout + checked.stderr == "", checked.stdout + checked.stderr
+
+
+class HarborStandIn:
+    """A stand-in for Harbor's replication API (Harbor cannot run here): each
+    ``GET /api/v2.0/replication/executions`` answers ``pages(n)`` for the n-th poll (from 0),
+    ``GET /api/v2.0/replication/policies/{id}`` answers ``policies[id]``."""
+
+    def __init__(self, pages: Callable[[int], list[dict]] | list[dict],
+                 policies: dict[int, dict]) -> None:
+        import http.server
+        import json
+
+        self.pages = pages if callable(pages) else (lambda n: pages)
+        self.polls = 0
+        self.auth: list[str] = []
+        stand_in = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                stand_in.auth.append(self.headers.get("Authorization", ""))
+                if self.path.startswith("/api/v2.0/replication/executions"):
+                    body = json.dumps(stand_in.pages(stand_in.polls)).encode()
+                    stand_in.polls += 1
+                elif self.path.startswith("/api/v2.0/replication/policies/"):
+                    body = json.dumps(policies[int(self.path.rsplit("/", 1)[1])]).encode()
+                else:
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

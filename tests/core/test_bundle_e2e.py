@@ -26,6 +26,7 @@ from support import (
     FIXTURES,
     Alertmanager,
     BuildContext,
+    HarborStandIn,
     WebhookReceiver,
     free_port,
     wait_until,
@@ -63,6 +64,8 @@ def stack(tmp_path, redis_main, memcached, docker_engine, exporter_factory, regi
     receiver = WebhookReceiver()
     alertmanager = Alertmanager(tmp_path / "am", receiver.url).start()
     port = free_port()
+    harbor = HarborStandIn(_replications, {1: {"id": 1, "dest_registry": {
+        "name": "edge", "url": "https://edge.example.com"}}})
     upstream = registry_factory()
     mirror = registry_factory(proxy_of=upstream.url,
                               notify=f"http://127.0.0.1:{port}/webhooks/registry")
@@ -75,6 +78,7 @@ def stack(tmp_path, redis_main, memcached, docker_engine, exporter_factory, regi
             "docker.host": docker_engine.host, "docker.timeout": "700ms",
             "registry_proxy.targets": [f"mirror={mirror.debug_url}"],
             "registry_proxy.timeout": "500ms",
+            "registry.harbor_url": harbor.url, "registry.harbor_poll_interval": "5s",
             "builds.dockerfiles": {"shop": str(FIXTURES / "dockerfiles" / "OR13__camcam__Dockerfile"
                                                / "Dockerfile")}}), port=port)
     prometheus = prometheus_factory([exporter.url.removeprefix("http://")],
@@ -86,6 +90,16 @@ def stack(tmp_path, redis_main, memcached, docker_engine, exporter_factory, regi
     yield exporter, prometheus, receiver, upstream, mirror
     alertmanager.stop()
     receiver.stop()
+    harbor.stop()
+
+
+def _replications(poll: int) -> list[dict]:
+    """A Harbor whose every poll lists one more finished execution (each counted on the poll
+    after it first appears): the replication panels' rates have data."""
+    return [{"id": n, "policy_id": 1, "status": "Succeed", "trigger": "scheduled",
+             "start_time": "2024-05-29T16:00:00.000Z", "end_time": "2024-05-29T16:01:40.000Z",
+             "total": 2, "succeed": 2, "failed": 0, "stopped": 0, "in_progress": 0}
+            for n in range(1, poll + 2)]
 
 
 def _feed(exporter, redis_plain, docker_engine, upstream, mirror, tmp_path, round_: int):

@@ -2,7 +2,7 @@
 
 Two sections: ``builds`` (logs pushed by ``cachewatch ingest-build`` / ``cachewatch build`` or any
 client of ``POST /api/v1/builds``) and ``docker`` (the Engine API: build cache disk usage,
-images, events), off by default because it needs the Docker socket.
+images, events, layer reuse of pulls), off by default because it needs the Docker socket.
 """
 
 from ...source import Layer, Section, SourcePackage
@@ -12,7 +12,10 @@ SOURCE = SourcePackage(
     name="docker",
     title="Docker build cache",
     layers=(Layer("docker_build", "Docker builds", generic_alerts=False, receiver="ci-team",
-                  relay_path="ci"),),
+                  relay_path="ci"),
+            # the engine's pulls: a layer already on the node is a hit (pulls.PullTracker)
+            Layer("image_pull", "Node image pulls", receiver="platform-team",
+                  relay_path="platform")),
     first_step="pipe a build into <code>cachewatch ingest-build</code>",
     sections=(
         Section("builds", BuildSettings, "cachewatch.sources.docker.builds:build"),

@@ -11,6 +11,7 @@ from ...bundle.alerting import alert
 from ...bundle.panels import NEUTRAL, DashboardSpec, Panel, fleet, hit_steps, legend
 from ...bundle.part import BundlePart, Rejections
 from ...bundle.promtool import before_for, counter, expected, two_phase
+from ...bundle.series import HIT_RATIO
 from ...bundle.thresholds import (
     Flag,
     Thresholds,
@@ -160,10 +161,34 @@ def _engine_panels(t: Thresholds) -> list[Panel]:
     ]
 
 
+def _pull_panels(t: Thresholds) -> list[Panel]:
+    """What the nodes' pulls took from their own layers and what they downloaded."""
+    sel, pulls = fleet(t), fleet(t, 'layer="image_pull"')
+    layers, size = L.DOCKER_PULL_LAYERS.name, L.DOCKER_PULL_LAYER_BYTES.name
+    return [
+        Panel("timeseries", "Image pulls: layers already on the node",
+              ((f"{HIT_RATIO}{pulls}",
+                legend(t, "{{cache}}")),),
+              "percentunit", hit_steps(t.hit_rate), 8,
+              "Share of pulled images' layers each node already held (reused, not "
+              "downloaded), per image; the line is where CacheHitRateLow fires."),
+        Panel("timeseries", "Pulled layers reused and fetched (per hour)",
+              ((f"sum by ({t.by('result')}) " + _per_hour(layers, sel),
+                legend(t, "{{result}}")),), "none", NEUTRAL, 8,
+              "Layers of pulled images per hour, at the current rate: reused (on the node "
+              "before the pull) or fetched (downloaded)."),
+        Panel("timeseries", "Pulled bytes reused and fetched",
+              ((f"sum by ({t.by('host', 'result')}) (rate({size}{sel}{RATE}))",
+                legend(t, "{{host}} {{result}}")),), "Bps", NEUTRAL, 8,
+              "Uncompressed bytes of pulled layers per second, by node: fetched is what the "
+              "node downloaded (unpacked size), reused what it already held."),
+    ]
+
+
 def panels(t: Thresholds) -> list[Panel]:
     """Cache hit rate, time lost and the instructions busting the cache, per image; the
-    engine's build cache."""
-    return [*_build_panels(t), *_engine_panels(t)]
+    engine's build cache; the layers the nodes' pulls reused."""
+    return [*_build_panels(t), *_engine_panels(t), *_pull_panels(t)]
 
 
 def variables(t: Thresholds) -> tuple[tuple[str, str], ...]:

@@ -107,3 +107,13 @@ DOCKERFILE_FINDINGS = declare(
     "Findings of `cachewatch doctor` per rule in the image's Dockerfile (builds.dockerfiles);"
     " 0 for a rule with none.",
     ("image", "rule"), DOCKER_BUILD)
+DOCKER_PULL_LAYERS = declare(
+    "docker_pull_layers_total", Kind.COUNTER,
+    "Layers of images pulled, by result: reused (already on the node before the pull) or"
+    " fetched (downloaded). From the engine's pull events.",
+    ("host", "image", "result"), DOCKER_ENGINE)
+DOCKER_PULL_LAYER_BYTES = declare(
+    "docker_pull_layer_bytes_total", Kind.COUNTER,
+    "Uncompressed bytes of the layers of images pulled (the size the engine reports, as"
+    " `docker history` shows it), by result: reused or fetched.",
+    ("host", "image", "result"), DOCKER_ENGINE)

@@ -3,7 +3,8 @@
 ``GET /system/df`` on each scrape (the docker SDK, on ``DOCKER_HOST``), in either of its two
 shapes: before API 1.52 it lists ``BuildCache`` records and ``Images``; from 1.52 on it answers
 ``BuildCacheDiskUsage`` / ``ImagesDiskUsage`` summaries whose ``Items`` hold the same records.
-An events watcher (its own thread, reconnecting with back-off) counts image and builder events.
+An events watcher (its own thread, reconnecting with back-off) counts image and builder events,
+and judges each image pull against the node's layers (``pulls.PullTracker``).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from ...metrics.labels import safe_label
 from ...runtime import Runtime
 from . import contract
 from .history import BuildHistory
+from .pulls import PullTracker
 from .settings import DockerSettings
 
 if TYPE_CHECKING:
@@ -152,7 +154,9 @@ class EventCounter:
     """Counts engine events in a thread of its own; reconnects with back-off when cut off.
 
     ``image tag`` events also feed the build history (``history.BuildHistory``) when it is on:
-    every ``docker build -t`` emits one, fully cached builds included.
+    every ``docker build -t`` emits one, fully cached builds included. Image events keep the
+    node's layer inventory current and ``pull`` events are judged against it
+    (``pulls.PullTracker``).
     """
 
     def __init__(self, settings: DockerSettings, health: Health, collector: str) -> None:
@@ -170,6 +174,7 @@ class EventCounter:
         self._stream: Any = None
         self.connected = threading.Event()
         self.history: BuildHistory | None = None
+        self.pulls: PullTracker | None = None
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="cachewatch-docker-events",
@@ -196,12 +201,14 @@ class EventCounter:
                     self.history = BuildHistory(api.history, api.images,
                                                 self._settings.history_max_images)
                     self.history.prime()
+                self._inventory(self._client.api)
                 self.connected.set()
                 log.info("watching docker events", extra={"host": self._settings.name})
                 backoff = 0.5
                 for event in stream:
                     self._count(event)
                     self._build(event)
+                    self._pull(event)
                     if self._stop.is_set():
                         return
             except Exception as exc:
@@ -226,6 +233,31 @@ class EventCounter:
         with self._lock:
             self._counts[key] = self._counts.get(key, 0) + 1
 
+    def _inventory(self, api: Any) -> None:
+        """The node's layers, read in full on each (re)connection: events may have been
+        missed while the stream was down."""
+        if self.pulls is None:
+            self.pulls = PullTracker(
+                api.inspect_image, api.history,
+                lambda: [str(i) for i in api.images(all=True, quiet=True)],
+                self._settings.name, self._settings.history_max_images)
+        self.pulls.sync()
+
+    def _pull(self, event: dict[str, Any]) -> None:
+        """Image events keep the layer inventory current; a ``pull`` is judged against it."""
+        if self.pulls is None or event.get("Type") != "image":
+            return
+        try:
+            pull = self.pulls.on_event(event)
+        except Exception as exc:  # the image may be gone already; one pull lost, not the watch
+            self._health.count_error(self._collector, self._settings.name, "pulls")
+            log.debug("pulled image unreadable", extra={"event": event.get("id"),
+                                                        "error": str(exc)})
+            return
+        if pull is not None:
+            log.info("image pulled", extra={"image": pull.image, "reused": pull.reused,
+                                            "fetched": pull.fetched})
+
     def _build(self, event: dict[str, Any]) -> None:
         """A ``tag`` event is a build (or a re-tag): read the history it points at."""
         if self.history is None or event.get("Type") != "image" or event.get("Action") != "tag":
@@ -248,6 +280,8 @@ class EventCounter:
         out = Families()
         if self.history is not None:
             out.extend(self.history.families())
+        if self.pulls is not None:
+            out.extend(self.pulls.families())
         with self._lock:
             for (type_, action), count in sorted(self._counts.items()):
                 out.add(contract.DOCKER_EVENTS,
@@ -259,7 +293,7 @@ class DockerEngineCollector(TargetCollector):
     """One engine (``docker.host``), read with ``GET /system/df`` on each scrape."""
 
     name = "docker"
-    reasons = (*REASONS, "events", "history")
+    reasons = (*REASONS, "events", "history", "pulls")
 
     def __init__(self, settings: DockerSettings, runtime: Runtime) -> None:
         super().__init__(runtime, settings.timeout)

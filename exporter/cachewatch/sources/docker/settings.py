@@ -61,12 +61,13 @@ class DockerSettings(BaseModel):
     timeout: Seconds = Field(default=5.0, gt=0, le=60,
                              description="deadline for `GET /system/df`",
                              json_schema_extra=flag(default="5s"))
-    events: bool = Field(default=True, description="count image and builder events")
+    events: bool = Field(default=True, description="count image and builder events, and the"
+                         " layers each image pull reused or fetched")
     history: bool = Field(
         default=True,
         description="count builds from `image tag` events and image history: steps reused or"
         " rebuilt and the cache buster per image, with no log piping (needs `events`)")
     history_max_images: int = Field(
         default=200, ge=1,
-        description="distinct `image` label values from the engine's history; more fold into"
-        " `other`")
+        description="distinct `image` label values from the engine's history, and as many again"
+        " from its pulls; more fold into `other`")

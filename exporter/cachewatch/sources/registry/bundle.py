@@ -12,7 +12,7 @@ from ...bundle.part import BundlePart, Rejections
 from ...bundle.promtool import counter, expected, lookups
 from ...bundle.series import HIT_RATIO, TOTAL
 from ...bundle.thresholds import Flag, Thresholds, checked, duration, ratio, seconds, threshold
-from . import contract
+from . import contract, replication_bundle
 
 L = contract
 
@@ -24,6 +24,11 @@ class RegistryThresholds:
     registry_hit_rate: float = threshold(contract.HIT_RATE_TARGET, check=ratio, flag=Flag(
         "Alert below this pull-through cache hit ratio."))
     registry_for: str = threshold("15m", check=duration)
+    # Twice a 30-minute replication schedule: one late or skipped run is not an alert.
+    replication_stale: str = threshold("1h", check=duration, flag=Flag(
+        "Alert when a destination has had no successful replication for this long."))
+    replication_window: str = threshold("1h", check=duration)
+    replication_failing_for: str = threshold("5m", check=duration)
 
     def __post_init__(self) -> None:
         checked(self)
@@ -80,6 +85,7 @@ def panels(t: Thresholds) -> list[Panel]:
               "none", (("green", None), ("orange", 100)), 12,
               "Events the registry has queued for an endpoint and not delivered yet: a growing "
               "queue means cachewatch is not receiving them."),
+        *replication_bundle.panels(t, t.of(RegistryThresholds).replication_stale),
     ]
 
 
@@ -108,8 +114,13 @@ def _pull_through_alert(t: Thresholds) -> dict[str, Any]:
 
 
 def alerts(t: Thresholds) -> list[dict[str, Any]]:
-    """A pull-through cache going upstream for what it should serve itself."""
-    return [_pull_through_alert(t)]
+    """A pull-through cache going upstream for what it should serve itself; replication to a
+    destination failing, or not succeeding for too long."""
+    own = t.of(RegistryThresholds)
+    return [_pull_through_alert(t),
+            replication_bundle.failing_alert(t, own.replication_window,
+                                             own.replication_failing_for, DASHBOARD.uid),
+            replication_bundle.stale_alert(t, own.replication_stale, DASHBOARD.uid)]
 
 
 def _pull_through_case(t: Thresholds) -> dict[str, Any]:
@@ -140,8 +151,14 @@ def _pull_through_case(t: Thresholds) -> dict[str, Any]:
 
 
 def tests(t: Thresholds) -> list[dict[str, Any]]:
-    """A cold mirror alerts once ``for`` has passed; warm, idle and trickling ones do not."""
-    return [_pull_through_case(t)]
+    """A cold mirror alerts once ``for`` has passed; warm, idle and trickling ones do not.
+    A failed replication alerts while its window holds it; a stale destination alerts, a
+    fresh one of another namespace does not."""
+    own = t.of(RegistryThresholds)
+    return [_pull_through_case(t),
+            replication_bundle.failing_case(t, own.replication_window,
+                                            own.replication_failing_for, DASHBOARD.uid),
+            replication_bundle.stale_case(t, own.replication_stale, DASHBOARD.uid)]
 
 
 PART = BundlePart(

@@ -84,3 +84,25 @@ REGISTRY_NOTIFICATIONS = declare(
     "registry_notifications_total", Kind.COUNTER,
     "Notification deliveries by the registry, by result (success, failure, error).",
     ("registry", "endpoint", "result"), REGISTRY)
+# Seconds: Harbor replicates to edge sites every half hour or so; an execution takes seconds
+# to hours.
+REPLICATION_DURATION_BUCKETS: tuple[float, ...] = (
+    10.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 21600.0)
+REGISTRY_REPLICATION_EXECUTIONS = declare(
+    "registry_replication_executions_total", Kind.COUNTER,
+    "Harbor replication executions counted once, when they end, by final status (succeeded,"
+    " failed, stopped), destination registry and trigger (manual, scheduled, event_based).",
+    ("registry", "destination", "trigger", "status"), REGISTRY)
+REGISTRY_REPLICATION_ARTIFACTS = declare(
+    "registry_replication_artifacts_total", Kind.COUNTER,
+    "Artifacts Harbor replicated, each counted once per execution, by result (succeeded,"
+    " failed, stopped).",
+    ("registry", "destination", "result"), REGISTRY)
+REGISTRY_REPLICATION_DURATION = declare(
+    "registry_replication_duration_seconds", Kind.HISTOGRAM,
+    "Duration of finished replication executions, start to end (from Harbor's API).",
+    ("registry", "destination"), REGISTRY)
+REGISTRY_REPLICATION_LAST_SUCCESS = declare(
+    "registry_replication_last_success_timestamp_seconds", Kind.GAUGE,
+    "When a replication to this destination last succeeded (Unix seconds).",
+    ("registry", "destination"), REGISTRY)

@@ -15,7 +15,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -26,7 +28,7 @@ from ...receiving import RawReceiver, Receive, Scope, Send, refused, send_json
 from ...runtime import Runtime
 from ...source import Source
 from ...state import Change, Counts, Ledger, StateError
-from . import contract
+from . import contract, replication
 from .settings import RegistrySettings
 
 log = logging.getLogger("cachewatch.registry")
@@ -69,17 +71,21 @@ class RegistryEventCollector(Source):
 
     name = "registry"
 
-    def __init__(self, settings: RegistrySettings, ledger: Ledger) -> None:
+    def __init__(self, settings: RegistrySettings, ledger: Ledger,
+                 poller: Callable[[replication.Replication], Any] | None = None) -> None:
         self.settings = settings
         self.ledger = ledger
         self._repositories = LabelCap(settings.max_repositories)
         self._registries = LabelCap(settings.max_registries)
         self._tags = LabelCap(settings.max_repositories)
+        self.replication = replication.Replication(self._registries, settings.max_registries)
         positions = {name: index for index, name in enumerate(REPOSITORY_LABELS)}
         for key, _ in ledger.items():  # restored series keep their own labels after a restart
             if key[0] in _BY_REPOSITORY:
                 self._registries(key[1 + positions["registry"]])
                 self._repositories(key[1 + positions["repository"]])
+            self.replication.restore(key)
+        self.poller = poller(self.replication) if poller is not None else None
         self._zero: Counts = {}
         for source in ("distribution", "harbor"):
             for reason in REASONS:
@@ -197,10 +203,23 @@ class RegistryEventCollector(Source):
 
     def collect(self) -> Any:
         out = Families()
-        for key, value in {**self._zero, **dict(self.ledger.items())}.items():
-            spec = contract.SPECS[key[0]]
-            out.add(spec, dict(zip(spec.labels, key[1:], strict=True)), value)
+        items = {**self._zero, **dict(self.ledger.items())}.items()
+        for key, value in items:
+            if key[0] not in replication.KEYED:
+                spec = contract.SPECS[key[0]]
+                out.add(spec, dict(zip(spec.labels, key[1:], strict=True)), value)
+        self.replication.families(items, out)
+        if self.poller is not None:
+            self.poller.add_to(out)
         yield from out
+
+    def start(self) -> None:
+        if self.poller is not None:
+            self.poller.start()
+
+    def close(self) -> None:
+        if self.poller is not None:
+            self.poller.close()
 
     # --- HTTP ---------------------------------------------------------------------------------
     def fast_routes(self) -> dict[str, Any]:
@@ -276,6 +295,8 @@ class RegistryEventCollector(Source):
         return (400 if rejected and not accepted and not duplicates else 200), body
 
     async def _harbor(self, payload: Any, registry: str | None) -> tuple[int, dict[str, Any]]:
+        if isinstance(payload, dict) and str(payload.get("type")) in replication.TYPES:
+            return await self._replication(payload, registry)
         try:
             change, action = self.harbor_change(payload, registry)
         except BadEvent as exc:
@@ -285,6 +306,39 @@ class RegistryEventCollector(Source):
             return 200, {"accepted": 0, "action": action}
         outcome = await self.ledger.record([change])
         return 200, {"accepted": int(outcome.applied[0]), "action": action}
+
+
+    def replication_changes(self, payload: dict[str, Any], registry: str | None
+                            ) -> tuple[list[Change], Any]:
+        """What one replication webhook counts (``replication.Replication.from_webhook``),
+        after the events counter, de-duplicated on a CloudEvents id. Raises BadEvent."""
+        cloud = "specversion" in payload
+        when = replication.timestamp(payload.get("time") if cloud else payload.get("occur_at"))
+        try:
+            changes, update = self.replication.from_webhook(
+                payload.get("data") if cloud else payload.get("event_data"),
+                when or time.time(), (registry or "harbor")[:MAX_NAME],
+                executions=self.poller is None)
+        except ValueError as exc:
+            raise BadEvent("bad_shape", f"{payload.get('type')}: {exc}") from exc
+        if self.poller is not None:
+            changes = []  # the API counts executions and artifacts; the webhook only dates
+        event_id = payload.get("id") if cloud else None
+        key = hashlib.blake2b(b"harbor:" + id_bytes(str(event_id)), digest_size=16).digest() \
+            if event_id else None
+        return [Change({(EVENTS, "harbor", "replication"): 1.0}, key, _DUPLICATE["harbor"]),
+                *changes], update
+
+    async def _replication(self, payload: dict[str, Any], registry: str | None
+                           ) -> tuple[int, dict[str, Any]]:
+        try:
+            changes, update = self.replication_changes(payload, registry)
+        except BadEvent as exc:
+            self.reject("harbor", exc.reason)
+            return 400, {"error": str(exc)}
+        outcome = await self.ledger.record(changes, update)
+        return 200, {"accepted": int(outcome.applied[0]), "action": "replication",
+                     "counted": sum(outcome.applied[1:])}
 
 
 class _Webhook:
@@ -325,6 +379,13 @@ _DUPLICATE = {source: {(contract.REGISTRY_DUPLICATES.name, source): 1.0}
 
 
 def build(section: RegistrySettings, runtime: Runtime) -> RegistryEventCollector:
-    """The webhook receivers, counting into the runtime's state store."""
-    return RegistryEventCollector(section, runtime.state.ledger("registry",
-                                                                 section.dedup_window))
+    """The webhook receivers, counting into the runtime's state store, and the Harbor poller
+    when ``harbor_url`` is set."""
+    ledger = runtime.state.ledger("registry", section.dedup_window)
+    poller = None
+    if section.harbor_url:
+        from .harbor import HarborPoller
+
+        def poller(rep: replication.Replication) -> HarborPoller:
+            return HarborPoller(section, rep, ledger, runtime.health)
+    return RegistryEventCollector(section, ledger, poller)

@@ -92,9 +92,11 @@ def _harbor() -> dict[str, Any]:
     return {
         "tags": ["registry"],
         "summary": "Receive Harbor webhooks (Default or CloudEvents payloads)",
-        "description": "Add a Harbor webhook for artifact pushed, pulled and deleted "
-        "pointing here. CloudEvents are de-duplicated on `id`; Default payloads carry no "
-        "id, so each one is counted. Other event types are accepted and ignored.",
+        "description": "Add a Harbor webhook for artifact pushed, pulled and deleted, and "
+        "replication status changed, pointing here. CloudEvents are de-duplicated on `id`; "
+        "Default payloads carry no id, so each one is counted (replication tasks are counted "
+        "once per execution and artifact whatever the format). Other event types are "
+        "accepted and ignored.",
         "parameters": [_REGISTRY],
         "security": [{"bearer": []}],
         "requestBody": {"required": True, "content": {"application/json": {"schema": {
@@ -114,7 +116,8 @@ def _harbor() -> dict[str, Any]:
             ]}}}},
         "responses": {
             "200": {"description": "`accepted` (0 for a duplicate or an ignored type) and "
-                    "the `action`."},
+                    "the `action`; for a replication event, `counted`: the artifacts and "
+                    "executions it counted for the first time."},
             "400": {"description": "Not JSON, or not a Harbor event."},
             **_ANSWERS,
         },

@@ -37,6 +37,34 @@ class RegistrySettings(BaseModel):
         " refused (`too_many_resources`) rather than counted as that many pulls")
     dedup_window: int = Field(default=100_000, ge=100,
                               description="event ids remembered to drop redeliveries")
+    harbor_url: str | None = Field(
+        default=None, description="poll this Harbor's replication executions (`GET"
+        " /api/v2.0/replication/executions`), like `https://harbor.example.com`; then the API"
+        " alone counts executions and artifacts (webhooks only say when one last succeeded)",
+        json_schema_extra=flag(default="none"))
+    harbor_name: str = Field(default="harbor",
+                             description="the `registry` label of the polled executions")
+    harbor_username: str | None = Field(
+        default=None, description="robot account that polls (basic auth; read replication)",
+        json_schema_extra=flag(default="none"))
+    harbor_password: SecretStr | None = Field(
+        default=None, description="its secret; prefer the env var",
+        json_schema_extra=flag(default="none"))
+    harbor_poll_interval: Seconds = Field(default=60.0, ge=5, le=3600,
+                                          description="time between polls",
+                                          json_schema_extra=flag(default="1m"))
+    harbor_timeout: Seconds = Field(default=10.0, gt=0, le=120,
+                                    description="deadline of one poll, all its requests",
+                                    json_schema_extra=flag(default="10s"))
+
+    @model_validator(mode="after")
+    def _harbor_url(self) -> RegistrySettings:
+        if self.harbor_url is not None:
+            parts = urlsplit(self.harbor_url)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise ValueError(f"harbor_url {self.harbor_url!r} is not an http(s) URL; write"
+                                 " https://host")
+        return self
 
 
 class ProxyTarget(BaseModel):
