@@ -19,9 +19,9 @@ from ..source import Activity, Layer, Section, SourcePackage
 @cache
 def packages() -> tuple[SourcePackage, ...]:
     """Every source package, in registration order."""
-    from . import app, docker, redis, registry
+    from . import app, ci, docker, redis, registry
 
-    return (redis.SOURCE, docker.SOURCE, registry.SOURCE, app.SOURCE)
+    return (redis.SOURCE, docker.SOURCE, registry.SOURCE, app.SOURCE, ci.SOURCE)
 
 
 def sections() -> dict[str, Section]:

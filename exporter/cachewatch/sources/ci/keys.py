@@ -13,7 +13,8 @@ MAX_NAME_CHARS = 128
 _PARTS = re.compile(r"[-_|/:.]+|[^-_|/:.]+")
 # A hex run of 7+ (a commit, a hash), a base64 checksum (CircleCI's ``{{ checksum }}``), a
 # run or build number of 5+ digits, or an Azure fingerprint part.
-_HASHY = re.compile(r"[0-9a-fA-F]{7,}|[A-Za-z0-9+/]{20,}=*|\d{5,}|[A-Za-z0-9+/]*[+=][A-Za-z0-9+/=]*")
+_HASHY = re.compile(
+    r"[0-9a-fA-F]{7,}|[A-Za-z0-9+/]{20,}=*|\d{5,}|[A-Za-z0-9+/]*[+=][A-Za-z0-9+/=]*")
 # CircleCI's ``{{ checksum "f" }}``: a SHA-256 in URL-safe base64, 43 characters and ``=``.
 _CHECKSUM = re.compile(r"[A-Za-z0-9+/_-]{43}=$")
 # GitLab appends the ref's protection and, after a cache clear, a counter: ``main-protected``,

@@ -19,7 +19,8 @@ from typing import IO, Any
 MAX_LINE_BYTES = 256 * 1024  # longer lines are cut; a build step name is never this long
 
 # Every alternative starts with a rare byte ('#', 'S', '>', 'T', 'C', 'A', 'f', 'E', '{', 'u',
-# '"'), so the regex engine only stops there. A vertex's output lines, prefixed or not, are one match.
+# '"'), so the regex engine only stops there. A vertex's output lines, prefixed or not, are one
+# match.
 _MARKERS = re.compile(
     rb"#(?P<vertex>\d+) (?:(?P<output>\d)(?:[^\n]*\n[^#\n]*#(?P=vertex) \d)*|(?!sha256:))"
     rb"|Step \d|STEP \d|>(?<=-->)|Successfully (?:built|tagged) |The command '|COMMIT"
