@@ -21,6 +21,7 @@ REGISTERED = (
     "docker",
     "registry",
     "app",
+    "ci",
     "memcached",
 )
 

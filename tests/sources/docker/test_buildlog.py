@@ -526,12 +526,12 @@ def test_piped_logs_report_their_own_duration_not_the_streams(monkeypatch):
     log = "\n".join(f"2025-07-04T13:39:{second:02d}.{nanos}Z {line}" for second, nanos, line in [
         (10, "002281888", "#8 [ 2/2] RUN npm ci"), (12, "20768264", "#8 0.1 added 12 packages"),
         (14, "5", "#8 DONE 4.0s")]).encode()
-    summary = ingest.from_stream(io.BytesIO(log), "app", "", out=io.BytesIO())
+    [summary] = ingest.from_stream(io.BytesIO(log), "app", "", out=io.BytesIO())
     assert summary.duration_seconds == pytest.approx(4.497718112, abs=1e-6)
-    clock = iter([100.0, 107.5])
+    clock = iter([100.0] + [107.5] * 8)  # the start, then every line and the end
     monkeypatch.setattr(ingest, "now", lambda: next(clock))
-    plain = ingest.from_stream(io.BytesIO(b"#8 [1/1] RUN x\n#8 DONE 1.0s\n"), "app", "",
-                               out=io.BytesIO())
+    [plain] = ingest.from_stream(io.BytesIO(b"#8 [1/1] RUN x\n#8 DONE 1.0s\n"), "app", "",
+                                 out=io.BytesIO())
     assert plain.duration_seconds == 7.5  # no timestamps: the stream's wall-clock time
 
 
@@ -556,9 +556,9 @@ def test_rawjson_span_logs_and_layer_pulls():
 @pytest.mark.e2e  # starts a shell
 def test_a_wrapped_builds_exit_code_outranks_what_its_log_looks_like():
     cut = "printf '#5 [1/2] COPY . /src\\n#5 CACHED\\n#6 [2/2] RUN make\\n#6 1.0 cc\\n'"
-    summary, code = ingest.run(["sh", "-c", f"{cut}; exit 0"], "app", "")
+    [summary], code = ingest.run(["sh", "-c", f"{cut}; exit 0"], "app", "")
     assert (code, summary.status, summary.truncated) == (0, "success", True)
-    summary, code = ingest.run(["sh", "-c", f"{cut}; exit 3"], "app", "")
+    [summary], code = ingest.run(["sh", "-c", f"{cut}; exit 3"], "app", "")
     assert (code, summary.status) == (3, "failed")
-    summary, code = ingest.run(["sh", "-c", f"{cut}; kill -TERM $$"], "app", "")
+    [summary], code = ingest.run(["sh", "-c", f"{cut}; kill -TERM $$"], "app", "")
     assert (code, summary.status) == (143, "cancelled")

@@ -287,9 +287,10 @@ def test_system_df_after_api_1_52_is_read_too():
 
 def test_build_output_cut_short_by_head_never_hangs_the_build(tmp_path):
     """`cachewatch build ... | head`: the build must still run to its end, not block."""
-    script = "i=0; while [ $i -lt 20000 ]; do echo \"#1 0.$i output line $i\"; i=$((i+1)); done"
+    script = ("echo \"#1 [1/1] RUN x\"; i=0; while [ $i -lt 20000 ]; do "
+              "echo \"#1 0.$i output line $i\"; i=$((i+1)); done")
     command = " ".join(CW) + f" build --image x --url '' -- sh -c '{script}' | head -n 1"
     done = subprocess.run(["bash", "-o", "pipefail", "-c", command], capture_output=True,
                           timeout=60, check=False)
-    assert done.stdout.startswith(b"#1 0.0 output line 0")
+    assert done.stdout.startswith(b"#1 [1/1] RUN x")
     assert b"build of x" in done.stderr

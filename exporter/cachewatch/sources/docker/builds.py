@@ -216,27 +216,52 @@ class BuildCollector(Source):
         except (ValidationError, ValueError) as exc:
             self.reject("malformed")
             return JSONResponse({"error": _describe(exc)}, status_code=400)
-        from .buildlog import BuildSummary, parse_bytes
+        from .buildlog import BuildSummary, parse_builds
 
         if submission.summary is not None:
-            summary: SubmittedSummary | BuildSummary = submission.summary
+            summaries: list[SubmittedSummary | BuildSummary] = [submission.summary]
         else:
-            summary = await run_in_threadpool(
-                parse_bytes, (submission.log or "").encode("utf-8", "replace"),
-                submission.image, submission.target, submission.exit_code)
-            if submission.duration_seconds is not None:
-                summary.duration_seconds = submission.duration_seconds
+            summaries = list(await run_in_threadpool(
+                parse_builds, (submission.log or "").encode("utf-8", "replace"),
+                submission.image, submission.target, submission.exit_code))
+            if not summaries:
+                return JSONResponse({"error": "no docker build in this log: nothing counted"},
+                                    status_code=422)
+            if submission.duration_seconds is not None and len(summaries) == 1:
+                summaries[0].duration_seconds = submission.duration_seconds
         try:
-            counted = await self.record(summary, submission.image, submission.target,
-                                        submission.id)
+            counted = await self.record_all(summaries, submission)
         except StateError as exc:
             return JSONResponse({"error": f"build not stored, retry: {exc}"}, status_code=503,
                                 headers={"Retry-After": "1"})
         if not counted:
             return JSONResponse({"accepted": False, "duplicate": True}, status_code=200)
-        shown = {k: v for k, v in (summary.to_dict() if isinstance(summary, BuildSummary)
-                                   else summary.model_dump()).items() if k != "records"}
-        return JSONResponse({"accepted": True, "summary": shown}, status_code=202)
+        shown = [{k: v for k, v in (summary.to_dict() if isinstance(summary, BuildSummary)
+                                    else summary.model_dump()).items() if k != "records"}
+                 for summary in summaries]
+        answer = {"accepted": True, "summary": shown[0]} if len(shown) == 1 else \
+            {"accepted": True, "builds": shown}
+        return JSONResponse(answer, status_code=202)
+
+    async def record_all(self, summaries: list[SubmittedSummary | BuildSummary],
+                         submission: BuildSubmission) -> bool:
+        """Count every build of one submission at once; a raw log's builds after the first
+        are de-duplicated on ``<id>#<n>``. ``False`` if the submission was counted before."""
+        changes = []
+        for number, summary in enumerate(summaries, 1):
+            image = getattr(summary, "image", "") if len(summaries) > 1 else submission.image
+            build_id = submission.id if number == 1 or submission.id is None \
+                else f"{submission.id}#{number}"
+            changes.append(self.change(summary, image or submission.image, submission.target,
+                                       build_id))
+        outcome = await self.ledger.record(changes)
+        for summary, applied in zip(summaries, outcome.applied, strict=True):
+            if applied:
+                log.info("build ingested", extra={
+                    "image": getattr(summary, "image", submission.image),
+                    "status": summary.status, "hits": summary.hits,
+                    "lookups": summary.lookups, "cache_buster": summary.cache_buster})
+        return outcome.applied[0]
 
 
 def _submission(request: Request, body: bytes) -> BuildSubmission:

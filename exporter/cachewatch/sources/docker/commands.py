@@ -15,7 +15,11 @@ import typer
 from ...defaults import DEFAULT_PORT, ENV_PREFIX
 from ...failing import fail
 
-ImageOption = Annotated[str, typer.Option(help="Image (or job) name: the `image` label.")]
+ImageOption = Annotated[str, typer.Option(
+    help="The `image` label of a log's lone build; in a log of several builds, of those that"
+    " name no image of their own (each is counted under its compose service, else the image"
+    " its log names: `naming to`, `Successfully tagged`, `-t`). Default: the log's name,"
+    " else `unnamed`.")]
 TargetOption = Annotated[str, typer.Option(help="Dockerfile --target, if any.")]
 UrlOption = Annotated[str, typer.Option(
     envvar="CACHEWATCH_URL",
@@ -29,7 +33,7 @@ EXPORTER_URL = f"http://127.0.0.1:{DEFAULT_PORT}"
 
 
 def ingest_build(
-    image: ImageOption,
+    image: ImageOption = "",
     target: TargetOption = "",
     url: UrlOption = EXPORTER_URL,
     token: TokenOption = None,
@@ -37,35 +41,39 @@ def ingest_build(
         help="The build's exit code, if known (a pipe hides it).")] = None,
     json_summary: JsonOption = False,
 ) -> None:
-    """Read a build log on stdin, pass it through to stdout, then report its cache use.
+    """Read a build log on stdin, pass it through to stdout, then report its cache use: one
+    report per build in it (a CI job, a compose/bake build of several services). A log that
+    shows no build counts nothing and exits with code 3.
 
     docker build --progress=plain . 2>&1 | cachewatch ingest-build --image app
     """
     from . import ingest
 
-    summary = ingest.from_stream(sys.stdin.buffer, image, target, exit_code)
-    ingest.deliver(summary, url, token, json_summary)
+    summaries = ingest.from_stream(sys.stdin.buffer, image, target, exit_code)
+    if not ingest.deliver(summaries, url, token, json_summary):
+        raise typer.Exit(ingest.NO_BUILD)
 
 
 def build_command(
     ctx: typer.Context,
-    image: ImageOption,
+    image: ImageOption = "",
     target: TargetOption = "",
     url: UrlOption = EXPORTER_URL,
     token: TokenOption = None,
     json_summary: JsonOption = False,
 ) -> None:
-    """Run a build command, stream its output, report its cache use; exit with its exit code.
+    """Run a build command, stream its output, report its cache use; exit with its exit code
+    (a failed command is a failed build, even one that failed before building).
 
-    cachewatch build --image app -- docker build --progress=plain -t app .
+    cachewatch build -- docker build --progress=plain -t app .
     """
     from . import ingest
 
     if not ctx.args:
-        fail("give the build command after --, like: cachewatch build --image app -- "
+        fail("give the build command after --, like: cachewatch build -- "
              "docker build -t app .")
-    summary, code = ingest.run(ctx.args, image, target)
-    ingest.deliver(summary, url, token, json_summary)
+    summaries, code = ingest.run(ctx.args, image or ingest.tag_of(ctx.args), target)
+    ingest.deliver(summaries, url, token, json_summary)
     raise typer.Exit(code)
 
 

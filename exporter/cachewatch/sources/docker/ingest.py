@@ -14,16 +14,19 @@ import time
 import uuid
 from typing import IO
 
-from .buildlog import BuildLogParser, BuildSummary, now, stream_lines
+from .buildlog import BuildSummary, now, stream_lines
+from .buildlog.split import BuildSplitter, repository
 
 SEND_ATTEMPTS = 3  # a 503 (state store busy) is retried; anything else is reported at once
+NO_BUILD = 3  # ingest-build's exit code when the log shows no build at all
 
 
 def from_stream(stream: IO[bytes], image: str, target: str, exit_code: int | None = None,
-                out: IO[bytes] | None = None) -> BuildSummary:
-    """Parse a build log from ``stream`` while copying every byte to ``out`` (stdout).
+                out: IO[bytes] | None = None) -> list[BuildSummary]:
+    """Parse a log of any number of builds from ``stream`` while copying every byte to
+    ``out`` (stdout).
 
-    The build's duration is the log's own (CI timestamps, rawjson times) when it has them:
+    A build's duration is the log's own (CI timestamps, rawjson times) when it has them:
     a piped saved log streams in a blink. Otherwise it is the time the stream took.
     """
     parser, seconds, interrupted = _read(stream, out)
@@ -31,15 +34,15 @@ def from_stream(stream: IO[bytes], image: str, target: str, exit_code: int | Non
 
 
 def _read(stream: IO[bytes], out: IO[bytes] | None = None
-          ) -> tuple[BuildLogParser, float, bool]:
-    """Feed the whole stream to a parser: (parser, wall-clock seconds, interrupted).
+          ) -> tuple[BuildSplitter, float, bool]:
+    """Feed the whole stream to a splitter: (splitter, wall-clock seconds, interrupted).
 
     If whoever reads our output goes away (``| head``), copying stops but reading goes on:
     the build is never left blocked on a full pipe, and the summary stays complete. Ctrl-C
     ends the reading and still gives the summary of what was seen.
     """
     sink = out if out is not None else sys.stdout.buffer
-    parser = BuildLogParser(clock=now)
+    parser = BuildSplitter(clock=now)
     started = now()
     copying = True
 
@@ -61,7 +64,7 @@ def _read(stream: IO[bytes], out: IO[bytes] | None = None
     return parser, now() - started, interrupted
 
 
-def run(command: list[str], image: str, target: str) -> tuple[BuildSummary, int]:
+def run(command: list[str], image: str, target: str) -> tuple[list[BuildSummary], int]:
     """Run ``command`` (stdout and stderr merged), stream and parse it; return its exit code.
 
     The exit code outranks the log: a command that failed is a failed build, one that
@@ -88,29 +91,65 @@ def run(command: list[str], image: str, target: str) -> tuple[BuildSummary, int]
     return parser.finish(image, target, code, duration=seconds), code
 
 
-def deliver(summary: BuildSummary, url: str, token: str | None, as_json: bool) -> None:
-    """Print the report on stderr and send the summary; a failed send never fails the build."""
-    sent = send(summary, url, token) if url else "not sent (no --url)"
+def tag_of(command: list[str]) -> str:
+    """The repository of the first ``-t``/``--tag`` of a build command, or ``""``."""
+    for index, word in enumerate(command):
+        value = None
+        if word in ("-t", "--tag") and index + 1 < len(command):
+            value = command[index + 1]
+        elif word.startswith("--tag="):
+            value = word.removeprefix("--tag=")
+        elif word.startswith("-t") and len(word) > 2 and not word.startswith("--"):
+            value = word[2:]
+        if value:
+            return repository(value)
+    return ""
+
+
+def deliver(summaries: list[BuildSummary], url: str, token: str | None,
+            as_json: bool) -> bool:
+    """Print the report on stderr and send each build; a failed send never fails the build.
+    ``False`` (and one line saying so) when the log shows no build at all."""
+    if not summaries:
+        print("cachewatch: no docker build in this log (nothing counted): was it "
+              "`docker build ... 2>&1`?", file=sys.stderr)
+        return False
+    shown = []
+    for summary in summaries:
+        sent = send(summary, url, token) if url else "not sent (no --url)"
+        shown.append({**summary.to_dict(), "sent": sent})
+        if not as_json:
+            print(human(summary, sent), file=sys.stderr)
     if as_json:
-        print(json.dumps({**summary.to_dict(), "sent": sent}, indent=2), file=sys.stderr)
-    else:
-        print(human(summary, sent), file=sys.stderr)
+        document = shown[0] if len(shown) == 1 else {"builds": shown}
+        print(json.dumps(document, indent=2), file=sys.stderr)
+    return True
 
 
-def send(summary: BuildSummary, url: str, token: str | None) -> str:
-    """POST the summary to the exporter; return what happened, in words."""
+def send(summary: BuildSummary, url: str, token: str | None, build_id: str | None = None
+         ) -> str:
+    """POST the summary to the exporter under ``build_id`` (a new one by default); return
+    what happened, in words."""
+    payload = {"image": summary.image, "target": summary.target,
+               "id": build_id or str(uuid.uuid4()),
+               "summary": {k: v for k, v in summary.to_dict().items() if k != "records"}}
+    return post(url, "/api/v1/builds", payload, token)
+
+
+def post(url: str, path: str, payload: dict[str, object], token: str | None,
+         sender: str = "build") -> str:
+    """POST ``payload`` to the exporter, again on 503 (the same id: counted once whatever
+    happened); return what happened, in words."""
     import httpx  # here, not at the top: it is most of this command's start-up time
 
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    payload = {"image": summary.image, "target": summary.target, "id": str(uuid.uuid4()),
-               "summary": {k: v for k, v in summary.to_dict().items() if k != "records"}}
-    endpoint = url.rstrip("/") + "/api/v1/builds"
+    endpoint = url.rstrip("/") + path
     for attempt in range(1, SEND_ATTEMPTS + 1):
         try:
             response = httpx.post(endpoint, json=payload, headers=headers, timeout=10)
         except httpx.HTTPError as exc:
-            return f"not sent: {endpoint} unreachable ({exc}); the build itself is unaffected"
-        # 503: the exporter could not store it now. The same id is sent again, so a build the
+            return f"not sent: {endpoint} unreachable ({exc}); the {sender} itself is unaffected"
+        # 503: the exporter could not store it now. The same id is sent again, so what the
         # exporter did store after all is still counted once.
         if response.status_code != 503 or attempt == SEND_ATTEMPTS:
             break

@@ -13,7 +13,8 @@ parsing). The three formats, told apart line by line, whatever prefix CI or a to
 
 Where to read on: ``kinds`` lists every kind of line and what it does, ``summary`` holds the
 counting rules (lookups, hits, misses, cache buster, status, cut-off logs), ``scan`` the
-fast path that skips step output in C.
+fast path that skips step output in C, ``split`` how a log of several builds (a CI job, a
+compose/bake build) is told apart into one summary per build.
 """
 
 from __future__ import annotations
@@ -25,11 +26,12 @@ from .kinds import LINE_KINDS
 from .model import BuildSummary, Step, normalise_instruction
 from .parser import BuildLogParser
 from .scan import MAX_LINE_BYTES, relevant_lines, stream_lines
+from .split import BuildSplitter
 from .times import now
 
-__all__ = ["LINE_KINDS", "MAX_LINE_BYTES", "BuildLogParser", "BuildSummary", "Step",
-           "normalise_instruction", "now", "parse_bytes", "parse_lines", "relevant_lines",
-           "stream_lines"]
+__all__ = ["LINE_KINDS", "MAX_LINE_BYTES", "BuildLogParser", "BuildSplitter", "BuildSummary",
+           "Step", "normalise_instruction", "now", "parse_builds", "parse_bytes", "parse_lines",
+           "relevant_lines", "stream_lines"]
 
 
 def parse_bytes(data: bytes, image: str = "", target: str = "",
@@ -39,6 +41,15 @@ def parse_bytes(data: bytes, image: str = "", target: str = "",
     for line in stream_lines(io.BytesIO(data)):
         parser.feed(line)
     return parser.finish(image, target, exit_code)
+
+
+def parse_builds(data: bytes, image: str = "", target: str = "",
+                 exit_code: int | None = None, one_command: bool = True) -> list[BuildSummary]:
+    """Every build of a whole log held in memory (see ``split``), through the fast path."""
+    splitter = BuildSplitter(one_command=one_command)
+    for line in stream_lines(io.BytesIO(data)):
+        splitter.feed(line)
+    return splitter.finish(image, target, exit_code)
 
 
 def parse_lines(lines: Iterable[bytes | str], image: str = "", target: str = "",

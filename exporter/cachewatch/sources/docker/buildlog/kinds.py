@@ -18,7 +18,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .model import Label, classify
+from .model import MAX_NAME_CHARS, Label, classify
 from .rawjson import apply as apply_rawjson
 from .state import BuildState
 
@@ -60,6 +60,7 @@ def on_banner(build: BuildState, m: re.Match[str]) -> None:
     """``#0 building with "default" instance``: buildx's opening line, not a vertex (it never
     gets a DONE); it says the log is BuildKit's."""
     build.claim("buildkit-plain")
+    build.banner = True
 
 
 def on_cached(build: BuildState, m: re.Match[str]) -> None:
@@ -117,11 +118,25 @@ def on_vertex(build: BuildState, m: re.Match[str]) -> None:
     step = build.steps.get(key)
     if step is None:
         label = classify(text)
+        if label.kind == "internal":
+            build.serve(label.service)
         if build.add(key, text, label) is not None and (text.startswith("[") or
                                                         label.kind == "from"):
             build.claim("buildkit-plain")
-    elif step.index is None and text.startswith("[") and classify(text).index is not None:
-        build.rename(step, text)
+    elif text.startswith("["):
+        label = classify(text)
+        if step.index is None and label.index is not None:
+            build.rename(step, text)
+        elif label.kind == "internal":
+            build.serve(label.service)
+        else:
+            build.share(step, label.service)
+
+
+def on_naming(build: BuildState, m: re.Match[str]) -> None:
+    """``#12 naming to docker.io/library/app:1.0 done``: the image the build makes (its
+    repository names the build when the log holds several)."""
+    build.name(m["naming_ref"])
 
 
 # --- the legacy builder: "Step k/N : ..." and " ---> ..." -----------------------------------
@@ -178,9 +193,24 @@ def on_layer(build: BuildState, m: re.Match[str]) -> None:
 
 
 def on_built(build: BuildState, m: re.Match[str]) -> None:
-    """``Successfully built <id>`` (Podman: ``Successfully tagged``): the build finished."""
+    """``Successfully built <id>`` (Podman: ``Successfully tagged``): the build finished.
+    ``Successfully tagged app:1.0`` also names the image."""
     close_legacy_step(build)
     build.legacy.success = True
+    if m.group(0).startswith("Successfully tagged "):
+        build.name(m.group(0).removeprefix("Successfully tagged "))
+
+
+def on_cli_error(build: BuildState, m: re.Match[str]) -> None:
+    """The docker command's own error (``unknown flag: --progress``, a missing Dockerfile,
+    no daemon): before any step it is the build's failure, a build that never started.
+    During a legacy step, the daemon's error is that step's failure; otherwise it is another
+    command's and changes nothing."""
+    if not build.steps:
+        build.cli_error = build.cli_error or m.group(0)[:MAX_NAME_CHARS]
+        build.fail(m.group(0))
+    elif build.legacy.current is not None and m.group(0).startswith("Error response"):
+        on_step_failed(build, m)
 
 
 def on_commit(build: BuildState, m: re.Match[str]) -> None:
@@ -260,6 +290,8 @@ LINE_KINDS: tuple[LineKind, ...] = (
              "#8 ..."),
     LineKind("extracting", VERTEX, r"extracting sha256:", on_extracting,
              "#17 extracting sha256:fe0768... 0.1s done"),
+    LineKind("naming", VERTEX, r"naming to (?P<naming_ref>[^\s,]+)", on_naming,
+             "#12 naming to docker.io/library/app:1.0 done"),
     LineKind("named", VERTEX, r"(?P<named_text>.*)", on_vertex,
              "#5 [builder 2/5] RUN make / #5 transferring context: 2B done"),
     # the legacy builder (and Podman's "docker" on Fedora/RHEL: "STEP 2/5:", "-->", "COMMIT")
@@ -288,6 +320,14 @@ LINE_KINDS: tuple[LineKind, ...] = (
              on_step_failed, "COPY failed: file not found in build context"),
     LineKind("podman_failed", ("Error: building at STEP",), r"Error: building at STEP .*",
              on_step_failed, 'Error: building at STEP "RUN make": while running runtime: exit 2'),
+    # the docker command itself, before a build starts
+    LineKind("cli_error", ("unknown flag: ", "unknown shorthand flag: ",
+                           "unable to prepare context: ", "Cannot connect to the Docker daemon",
+                           "Error response from daemon: ", '"docker build" requires ',
+                           '"docker buildx build" requires '),
+             r"(?:unknown (?:shorthand )?flag: |unable to prepare context: |Cannot connect to "
+             r'the Docker daemon|Error response from daemon: |"docker (?:buildx )?build" '
+             r"requires ).*", on_cli_error, "unknown flag: --progress"),
     # BuildKit, either format
     LineKind("solve_failed", ("ERROR: failed to ", "error: failed to ", "failed to solve"),
              r"(?:(?:ERROR|error): )?(?P<solve_failed_text>(?:failed to build: )?"

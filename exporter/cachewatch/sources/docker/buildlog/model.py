@@ -47,6 +47,7 @@ class Step:
     duration: float | None = None
     error: str | None = None
     seen: int = 0  # order of first appearance: Dockerfile order's tie-break
+    service: str = ""  # the compose/bake service its label names, if any
     ran: bool = False  # printed output of its own (BuildKit) or "Running in" (legacy)
     pulled: bool = False  # printed "extracting sha256:...": layers came from a registry
     started_at: float | None = field(default=None, repr=False)
@@ -125,6 +126,7 @@ class Label:
     platform: str = ""
     index: int | None = None
     total: int | None = None
+    service: str = ""  # compose/bake: ``[web builder 2/5]``, ``[web internal]``
 
 
 def classify(name: str) -> Label:
@@ -132,7 +134,10 @@ def classify(name: str) -> Label:
 
     The label's words are, in order, optional platform (``linux/amd64``, ``linux/amd64->arm64``),
     optional compose/bake service, optional stage name, then ``k/N`` (padded: ``[ 3/11]``). A
-    vertex with no ``k/N`` (``[internal] load ...``, ``exporting to image``) is internal.
+    vertex with no ``k/N`` (``[internal] load ...``, ``exporting to image``) is internal; its
+    label still names the service when it has one (``[web internal]``, ``[web] exporting``).
+    A single word before ``k/N`` is read as the stage: only the build's internal vertices
+    tell whether it is a service (see ``services``).
     """
     match = _LABEL.match(name)
     if match is None:
@@ -141,17 +146,25 @@ def classify(name: str) -> Label:
     words, instruction = match.group(1).split(), match.group(2)
     position = _K_OF_N.match(words[-1]) if words else None
     if position is None or _NOT_CACHEABLE_LABELS.intersection(words):
-        return Label("internal", instruction)
+        return Label("internal", instruction, service=_service_of_internal(words))
     others = words[:-1]
     platform = next((w for w in others if "/" in w), "")
     stages = [w for w in others if w != platform]
+    service = stages[0] if len(stages) > 1 else ""
     kind: Kind = "step"
     if instruction.split(" ", 1)[0].upper() == "FROM":
         kind = "from"
     elif instruction.startswith(_NOT_CACHEABLE_NAMES):
         kind = "internal"
     return Label(kind, instruction, stages[-1] if stages else "", platform,
-                 int(position.group(1)), int(position.group(2)))
+                 int(position.group(1)), int(position.group(2)), service)
+
+
+def _service_of_internal(words: list[str]) -> str:
+    """The service an internal vertex's label names: ``[web internal]`` -> ``web``,
+    ``[web] exporting to image`` -> ``web``; ``[internal]``, ``[auth]`` name none."""
+    named = [w for w in words if w not in _NOT_CACHEABLE_LABELS and "/" not in w]
+    return named[0] if len(named) == 1 and not _K_OF_N.match(named[0]) else ""
 
 
 def normalise_instruction(instruction: str, limit: int = 100) -> str:

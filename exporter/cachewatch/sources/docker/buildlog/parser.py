@@ -6,6 +6,7 @@ wins, whatever prefix precedes it) and runs that kind's handler on the build's s
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 from .kinds import KINDS, find_marker
@@ -17,6 +18,14 @@ from .summary import summarise
 # What a handler may raise on a mangled line: the line is skipped, the build's others count.
 _MANGLED = (ValueError, TypeError, KeyError, AttributeError, IndexError, OverflowError,
             RecursionError)
+
+
+def read(line: bytes | str) -> re.Match[str] | None:
+    """A line's marker (its kind is ``lastgroup``; ``string`` is the line without colour
+    codes or line end), or ``None`` for a line that says nothing about a build."""
+    if isinstance(line, bytes):
+        line = line[:MAX_LINE_BYTES].decode("utf-8", "replace")
+    return find_marker(strip_ansi(line[:MAX_LINE_BYTES]).rstrip("\r\n"))
 
 
 class BuildLogParser:
@@ -42,18 +51,23 @@ class BuildLogParser:
         """Steps past ``MAX_STEPS``, not kept."""
         return self._build.dropped_steps
 
+    @property
+    def state(self) -> BuildState:
+        """What the build's lines said so far (read by the splitter of a multi-build log)."""
+        return self._build
+
     def feed(self, line: bytes | str) -> None:
         """Parse one line (with or without its newline). Never raises on bad input."""
-        if isinstance(line, bytes):
-            line = line[:MAX_LINE_BYTES].decode("utf-8", "replace")
-        text = strip_ansi(line[:MAX_LINE_BYTES]).rstrip("\r\n")
-        match = find_marker(text)
-        if match is None:
-            return
+        match = read(line)
+        if match is not None:
+            self.apply(match)
+
+    def apply(self, match: re.Match[str]) -> None:
+        """Run the handler of a line already read (``read``) on this build."""
         kind = KINDS[match.lastgroup or ""]
         try:
             if kind.timed and match.start():
-                self._build.stamp(text[: match.start()])
+                self._build.stamp(match.string[: match.start()])
             kind.handler(self._build, match)
         except _MANGLED:
             return

@@ -18,12 +18,15 @@ from typing import IO, Any
 
 MAX_LINE_BYTES = 256 * 1024  # longer lines are cut; a build step name is never this long
 
-# Every alternative starts with a rare byte ('#', 'S', '>', 'T', 'C', 'A', 'f', 'E', '{'), so the
-# regex engine only stops there. A vertex's output lines, prefixed or not, are one match.
+# Every alternative starts with a rare byte ('#', 'S', '>', 'T', 'C', 'A', 'f', 'E', '{', 'u',
+# '"'), so the regex engine only stops there. A vertex's output lines, prefixed or not, are one
+# match.
 _MARKERS = re.compile(
     rb"#(?P<vertex>\d+) (?:(?P<output>\d)(?:[^\n]*\n[^#\n]*#(?P=vertex) \d)*|(?!sha256:))"
     rb"|Step \d|STEP \d|>(?<=-->)|Successfully (?:built|tagged) |The command '|COMMIT"
     rb"|COPY failed|ADD failed|failed to (?:solve|build)|Error: building at STEP"
+    rb"|unknown (?:shorthand )?flag: |unable to prepare context: |Cannot connect to the Docker"
+    rb'|Error response from daemon: |"docker (?:buildx )?build" requires '
     rb'|\{[ \t]*"(?:[Vv]ertexes|[Ss]tatuses|[Ll]ogs)"'
 )
 

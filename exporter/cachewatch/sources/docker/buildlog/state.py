@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from .model import MAX_NAME_CHARS, Format, Label, Step, classify
 
 MAX_STEPS = 10_000  # records kept per build; a real Dockerfile has tens
+MAX_NAMES = 64  # image names and services kept per build
 MAX_STAMP_CHARS = 64  # a line's timestamp is at the start of its prefix
 _STAMP_LEADS = frozenset("0123456789[")
 
@@ -50,6 +51,11 @@ class BuildState:
     json_started: float | None = None  # rawjson: earliest start and latest end of any vertex
     json_completed: float | None = None
     dropped_steps: int = 0
+    banner: bool = False  # ``#0 building with ...`` seen
+    names: list[str] = field(default_factory=list)  # image references it names (``naming to``)
+    services: list[str] = field(default_factory=list)  # compose/bake services its labels name
+    shared: dict[str, set[str]] = field(default_factory=dict)  # step key -> other services
+    cli_error: str | None = None  # the docker command's own error before any step
 
     def claim(self, fmt: Format) -> None:
         """The log's format is the one of its first real build step."""
@@ -63,7 +69,7 @@ class BuildState:
             return None
         step = Step(key, name[:MAX_NAME_CHARS], label.kind, label.instruction[:MAX_NAME_CHARS],
                     label.stage, label.platform, label.index, label.total,
-                    seen=len(self.steps), ran=key in self.ran_keys)
+                    seen=len(self.steps), ran=key in self.ran_keys, service=label.service)
         self.steps[key] = step
         return step
 
@@ -75,6 +81,7 @@ class BuildState:
             label.instruction[:MAX_NAME_CHARS]
         step.stage, step.platform, step.index, step.total = label.stage, label.platform, \
             label.index, label.total
+        step.service = label.service
 
     def mark_ran(self, key: str) -> None:
         """The step ``key`` printed output of its own: a command ran."""
@@ -83,6 +90,22 @@ class BuildState:
             step.ran = True
         elif len(self.ran_keys) < MAX_STEPS:
             self.ran_keys.add(key)
+
+    def name(self, reference: str) -> None:
+        """The build names its image (``naming to``, ``Successfully tagged``); a few kept."""
+        if reference and reference not in self.names and len(self.names) < MAX_NAMES:
+            self.names.append(reference[:MAX_NAME_CHARS])
+
+    def serve(self, service: str) -> None:
+        """A compose/bake service named by an internal vertex's label."""
+        if service and service not in self.services and len(self.services) < MAX_NAMES:
+            self.services.append(service[:MAX_NAME_CHARS])
+
+    def share(self, step: Step, service: str) -> None:
+        """BuildKit prints one vertex that several services share under each of their names:
+        the step belongs to each of them."""
+        if service and service != step.service and len(self.shared) < MAX_STEPS:
+            self.shared.setdefault(step.key, set()).add(service[:MAX_NAME_CHARS])
 
     def fail(self, text: str, cancelled: bool = False) -> None:
         """The build's closing error; the first one is the cause, later ones its echoes."""
