@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import time
 from collections.abc import Iterable, Sequence
 
 from prometheus_client.metrics_core import Metric
@@ -23,12 +24,15 @@ from ...metrics.contract import Families
 from ...runtime import Runtime
 from ...source import ProbeTargetError
 from . import contract
-from .client import REASONS, ClientCache, ReplyError, classify
+from .client import REASONS, ClientCache, classify
+from .cluster import Cluster, ClusterError, Outcome, is_cluster, per_node
 from .histogram import CommandLatency, parse_latency_histogram
-from .info import parse_info, parse_nested
+from .info import parse_nested
+from .node import NodeRead, read_node
 from .probe import LatencyProbe
 from .settings import DEFAULT_MAX_REPLY_BYTES, RedisSettings, RedisTarget, TargetAddressError
 from .targets import UnknownTarget, load_secrets, resolve_probe_target, with_secrets
+from .topology import Node
 
 log = logging.getLogger("cachewatch.redis")
 
@@ -36,8 +40,6 @@ _DB = re.compile(r"^db(\d+)$")
 _LATENCY = re.compile(r"^latency_percentiles_usec_(.+)$")
 # INFO latencystats keys -> the quantile label Prometheus users expect.
 _QUANTILES = {"p50": "0.5", "p99": "0.99", "p99.9": "0.999"}
-# Three INFO calls, not one with three sections: Redis < 7 takes one section per call.
-_INFO = (("INFO", "default"), ("INFO", "latencystats"), ("INFO", "commandstats"))
 
 
 class RedisCollector(AsyncTargetCollector):
@@ -80,6 +82,10 @@ class RedisCollector(AsyncTargetCollector):
         # configured targets, so a scrape through either keeps the same series.
         self._command_caps: dict[str, LabelCap] = (
             probe_of._command_caps if probe_of is not None and remember else {})
+        # Targets found to be a Redis Cluster, with their nodes: shared with /probe of
+        # configured targets, so a probe does not ask for a layout the scrapes know.
+        self._clusters: dict[str, Cluster] = (
+            probe_of._clusters if probe_of is not None and remember else {})
         if remember:
             self.health.expect(self.name, self._targets, self.reasons)
 
@@ -90,19 +96,45 @@ class RedisCollector(AsyncTargetCollector):
         return classify(exc)
 
     async def read_async(self, target: str) -> Families:
-        commands = (*_INFO, ("LATENCY", "HISTOGRAM")) if self._histogram_commands else _INFO
-        # Errors come back as values: a refused LATENCY HISTOGRAM must not fail the read.
-        replies = await self._clients.call(self._targets[target], *commands, raise_errors=False)
-        info: dict[str, str] = {}
-        for reply in replies[:3]:
-            if isinstance(reply, ReplyError):
-                raise reply
-            if not isinstance(reply, bytes):
-                raise ValueError(f"INFO answered {type(reply).__name__}, not text")
-            info.update(parse_info(reply))
-        out = self._families(target, info)
-        if self._histogram_commands:
-            self._add_histograms(out, target, replies[3], info)
+        started = time.perf_counter()
+        histogram = bool(self._histogram_commands)
+        cluster = self._clusters.get(target)
+        if cluster is None:
+            read = await read_node(self._clients, self._targets[target], histogram)
+            if not is_cluster(read.info):
+                return self._node_families(target, read)
+            cluster = self._clusters[target] = Cluster(self._targets[target], self._clients,
+                                                       histogram)
+        outcomes = await cluster.read(self.timeout - (time.perf_counter() - started))
+        self._clients.grow(len(self._targets) + 1 + sum(
+            len(c.nodes) for c in self._clusters.values()))
+        return self._cluster_families(target, outcomes)
+
+    def _node_families(self, cache: str, read: NodeRead) -> Families:
+        """One server's families under the ``cache`` label."""
+        out = self._families(cache, read.info)
+        if read.histogram is not None:
+            self._add_histograms(out, cache, read.histogram, read.info)
+        return out
+
+    def _cluster_families(self, cache: str, outcomes: dict[Node, Outcome]) -> Families:
+        """Every node's families with its ``node`` and ``role``, whether it answered, and
+        whether the cluster is ``partial``; a failure only when no node answered."""
+        out = Families()
+        failed: list[BaseException] = []
+        for node, outcome in outcomes.items():
+            labels = {"cache": cache, "node": node.address, "role": node.role}
+            out.add(contract.REDIS_CLUSTER_NODE_UP, labels, float(isinstance(outcome, NodeRead)))
+            if isinstance(outcome, NodeRead):
+                out.extend(per_node(self._node_families(cache, outcome), node))
+                continue
+            failed.append(outcome)
+            reason, message = classify(outcome)
+            log.debug("cluster node not read", extra={"target": cache, "node": node.address,
+                                                      "reason": reason, "error": message})
+        if len(failed) == len(outcomes):
+            raise failed[0] if failed else ClusterError(f"{cache} lists no nodes")
+        out.add(contract.REDIS_CLUSTER_PARTIAL, {"cache": cache}, float(bool(failed)))
         return out
 
     def _add_histograms(self, out: Families, cache: str, reply: object,
