@@ -20,12 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable, Iterator, Sequence
-
-from prometheus_client.metrics_core import Metric
+from collections.abc import Sequence
 
 from ...resp import Reply, ReplyError
-from . import contract
 from .client import ClientCache
 from .node import NodeRead, read_node
 from .settings import RedisTarget, address_label
@@ -36,12 +33,6 @@ CLUSTER_INFO = ("CLUSTER", "INFO")
 # layout and the reads of the nodes it adds.
 FIRST_ROUND = 0.6
 _INFO_ROLE = {"master": MASTER, "slave": "replica"}
-# The size of the cache is its masters' data: a replica holds a copy, and counting it again
-# would double the entries and bytes that `sum by (cache)` reports.
-_MASTERS_ONLY = frozenset({contract.CACHE_ENTRIES.family_name,
-                           contract.CACHE_BYTES.family_name})
-# Labels kept last, as in every exposition: the bucket or quantile of a sample.
-_LAST = ("le", "quantile")
 
 
 def is_cluster(info: dict[str, str]) -> bool:
@@ -154,25 +145,3 @@ def _nodes(shards: Reply, nodes: Reply | None, host: str, tls: bool) -> list[Nod
     return from_nodes(nodes, host) if nodes is not None else from_shards(shards, host, tls)
 
 
-def per_node(metrics: Iterable[Metric], node: Node) -> Iterator[Metric]:
-    """One node's families with its ``node`` (host:port) and ``role`` labels, so series of
-    different nodes never collide and ``sum by (cache)`` adds them up; a replica's entries and
-    bytes are left out (see ``_MASTERS_ONLY``). ``redis_info`` has a ``role`` of its own (the
-    server's word: ``slave``) and gets ``node`` only."""
-    for metric in metrics:
-        if node.role != MASTER and metric.name in _MASTERS_ONLY:
-            continue
-        extra = {"node": node.address}
-        if metric.name != contract.REDIS_INFO.family_name:
-            extra["role"] = node.role
-        copy = Metric(metric.name, metric.documentation, metric.type, metric.unit)
-        copy.samples = [sample._replace(labels=_with(sample.labels, extra))
-                        for sample in metric.samples]
-        yield copy
-
-
-def _with(labels: dict[str, str], extra: dict[str, str]) -> dict[str, str]:
-    out = {k: v for k, v in labels.items() if k not in _LAST}
-    out.update(extra)
-    out.update((k, labels[k]) for k in _LAST if k in labels)
-    return out

@@ -19,15 +19,14 @@ from prometheus_client.metrics_core import Metric
 
 from ...collectors.target_collector import AsyncTargetCollector
 from ...http.allowlist import AllowList
-from ...metrics.cardinality import OTHER, LabelCap
+from ...metrics.cardinality import LabelCap
 from ...metrics.contract import Families
 from ...runtime import Runtime
 from ...source import ProbeTargetError
 from . import contract
 from .client import REASONS, ClientCache, classify
-from .cluster import Cluster, ClusterError, Outcome, is_cluster, per_node
-from .histogram import CommandLatency, parse_latency_histogram
-from .info import parse_nested
+from .cluster import Cluster, ClusterError, Outcome, is_cluster
+from .families import NodeSink, Sink, add_histograms, add_info
 from .node import NodeRead, read_node
 from .probe import LatencyProbe
 from .settings import DEFAULT_MAX_REPLY_BYTES, RedisSettings, RedisTarget, TargetAddressError
@@ -102,7 +101,9 @@ class RedisCollector(AsyncTargetCollector):
         if cluster is None:
             read = await read_node(self._clients, self._targets[target], histogram)
             if not is_cluster(read.info):
-                return self._node_families(target, read)
+                out = Families()
+                self._node_families(target, read, out)
+                return out
             cluster = self._clusters[target] = Cluster(self._targets[target], self._clients,
                                                        histogram)
         outcomes = await cluster.read(self.timeout - (time.perf_counter() - started))
@@ -110,12 +111,14 @@ class RedisCollector(AsyncTargetCollector):
             len(c.nodes) for c in self._clusters.values()))
         return self._cluster_families(target, outcomes)
 
-    def _node_families(self, cache: str, read: NodeRead) -> Families:
-        """One server's families under the ``cache`` label."""
-        out = self._families(cache, read.info)
+    def _node_families(self, cache: str, read: NodeRead, out: Sink) -> None:
+        """One server's families under the ``cache`` label, into ``out``."""
+        if not add_info(out, cache, read.info) and self._first_warning(cache):
+            log.info("INFO latencystats is empty: Redis older than 7.0 or latency-tracking is"
+                     " off; server-side percentiles are not exported for this target",
+                     extra={"target": cache})
         if read.histogram is not None:
             self._add_histograms(out, cache, read.histogram, read.info)
-        return out
 
     def _cluster_families(self, cache: str, outcomes: dict[Node, Outcome]) -> Families:
         """Every node's families with its ``node`` and ``role``, whether it answered, and
@@ -126,7 +129,7 @@ class RedisCollector(AsyncTargetCollector):
             labels = {"cache": cache, "node": node.address, "role": node.role}
             out.add(contract.REDIS_CLUSTER_NODE_UP, labels, float(isinstance(outcome, NodeRead)))
             if isinstance(outcome, NodeRead):
-                out.extend(per_node(self._node_families(cache, outcome), node))
+                self._node_families(cache, outcome, NodeSink(out, node))
                 continue
             failed.append(outcome)
             reason, message = classify(outcome)
@@ -137,91 +140,23 @@ class RedisCollector(AsyncTargetCollector):
         out.add(contract.REDIS_CLUSTER_PARTIAL, {"cache": cache}, float(bool(failed)))
         return out
 
-    def _add_histograms(self, out: Families, cache: str, reply: object,
+    def _add_histograms(self, out: Sink, cache: str, reply: object,
                         info: dict[str, str]) -> None:
-        """The per-command histogram, the busiest commands by name and the rest as ``other``;
-        nothing for a server that refused the command (older than 7.0, or no permission)."""
+        """The per-command histogram; nothing for a server that refused the command (no
+        permission), said once."""
         if not isinstance(reply, list | dict):  # an error reply, returned as a value
             if self._first_warning(f"histogram:{cache}"):
-                log.info("LATENCY HISTOGRAM refused (Redis older than 7.0 or no permission):"
-                         " the command latency histogram is not exported for this target",
+                log.info("LATENCY HISTOGRAM refused (no permission?): the command latency"
+                         " histogram is not exported for this target",
                          extra={"target": cache, "error": str(reply)})
             return
         cap = self._command_caps.setdefault(cache, LabelCap(self._histogram_commands))
-        kept: dict[str, tuple[CommandLatency, float]] = {}
-        commands = parse_latency_histogram(reply)
-        for command, latency in sorted(commands.items(), key=lambda c: -c[1].calls):
-            stats = parse_nested(info.get(f"cmdstat_{command}", ""))
-            usec = float(stats.get("usec", 0))
-            label = cap(command)
-            if label in kept:
-                folded, total = kept[label]
-                folded.add(latency)
-                kept[label] = (folded, total + usec)
-            else:
-                kept[label] = (latency, usec)
-        for command in sorted(kept, key=lambda c: (c == OTHER, c)):
-            latency, usec = kept[command]
-            out.add_histogram(contract.REDIS_COMMAND_LATENCY, {"cache": cache, "command": command},
-                              latency.buckets(), usec / 1e6)
+        add_histograms(out, cache, reply, info, cap)
 
     def close_loop(self) -> None:
         self._clients.close_loop()
         if self._probe_clients is not None:
             self._probe_clients.close_loop()
-
-    def _families(self, cache: str, info: dict[str, str]) -> Families:
-        out = Families()
-        core = {"layer": contract.LAYER, "cache": cache}
-        one = {"cache": cache}
-        if "keyspace_hits" not in info:
-            raise ValueError("INFO has no keyspace_hits: not a Redis data server (a Sentinel?)")
-        out.add(contract.CACHE_LOOKUPS, {**core, "result": "hit"}, float(info["keyspace_hits"]))
-        out.add(contract.CACHE_LOOKUPS, {**core, "result": "miss"},
-                float(info["keyspace_misses"]))
-        out.add(contract.CACHE_EVICTIONS, core, float(info["evicted_keys"]))
-        out.add(contract.CACHE_BYTES, core, float(info["used_memory"]))
-        total_keys = 0.0
-        latency_found = False
-        for key, value in info.items():
-            if key[:1] not in ("d", "l"):  # neither db<N> nor latency_percentiles_usec_<command>
-                continue
-            if (db := _DB.match(key)) is not None:
-                counts = parse_nested(value)
-                labels = {"cache": cache, "db": db.group(1)}
-                total_keys += float(counts.get("keys", 0))
-                out.add(contract.REDIS_DB_KEYS, labels, float(counts.get("keys", 0)))
-                out.add(contract.REDIS_DB_KEYS_EXPIRING, labels, float(counts.get("expires", 0)))
-            elif (latency := _LATENCY.match(key)) is not None:
-                latency_found = True
-                command = latency.group(1)
-                percentiles = parse_nested(value)
-                calls = parse_nested(info.get(f"cmdstat_{command}", ""))
-                out.add_summary(
-                    contract.REDIS_SERVER_LATENCY, {"cache": cache, "command": command},
-                    count=float(calls.get("calls", 0)),
-                    sum_value=float(calls.get("usec", 0)) / 1e6,
-                    quantiles={q: float(percentiles[p]) / 1e6
-                               for p, q in _QUANTILES.items() if p in percentiles},
-                )
-        out.add(contract.CACHE_ENTRIES, core, total_keys)
-        out.add(contract.REDIS_EXPIRED_KEYS, one, float(info["expired_keys"]))
-        out.add(contract.REDIS_MAXMEMORY, one, float(info.get("maxmemory", 0)))
-        out.add(contract.REDIS_CONNECTED_CLIENTS, one, float(info["connected_clients"]))
-        out.add(contract.REDIS_COMMANDS_PROCESSED, one, float(info["total_commands_processed"]))
-        out.add(contract.REDIS_INFO, {
-            "cache": cache,
-            "version": info.get("redis_version", ""),
-            "role": info.get("role", ""),
-            "mode": info.get("redis_mode", ""),
-        }, 1)
-        if not latency_found and self._first_warning(cache):
-            log.info(
-                "INFO latencystats is empty: Redis older than 7.0 or latency-tracking is off;"
-                " server-side percentiles are not exported for this target",
-                extra={"target": cache},
-            )
-        return out
 
     def _first_warning(self, cache: str) -> bool:
         warned, lock = self._warned
