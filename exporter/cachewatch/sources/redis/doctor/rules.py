@@ -23,6 +23,9 @@ HOT_MIN_FREQUENCY = 20  # LFU counter (log scale: a few hundred reads at lfu-log
 HOT_OVER_MEDIAN = 4  # ... and this many times the sample's median
 LISTED = 5  # keys named in a finding
 CHURN_SECONDS = 600  # evicted bytes to take back in: ten minutes of the measured rate
+# Evictions in the window below this are not a rate: at maxmemory the doctor's own commands
+# (INFO, PING: their buffers count as memory) evict a few keys (measured on Redis 7.0).
+MIN_WINDOW_EVICTIONS = 50
 # The client's P99 at the contract's target or above, inside the server a fifth of it or less.
 SLOW_CLIENT = contract.LATENCY_P99_TARGET_SECONDS
 FAST_SERVER = contract.LATENCY_P99_TARGET_SECONDS / 5
@@ -58,6 +61,8 @@ def cache_too_small(s: Signals, _: Options) -> Finding | None:
         return None
     keys, _ = s.keyspace()
     rate = s.rates.get("evicted_keys", 0.0)
+    if rate * s.window < MIN_WINDOW_EVICTIONS:
+        rate = 0.0
     if rate > 0 and keys > 0:
         grow = rate * (used / keys) * CHURN_SECONDS
         size, basis = limit + grow, (f"{rate:.1f} evictions/s at {_mb(used / keys)} a key: "
