@@ -130,6 +130,9 @@ class Layer:
     generic_alerts: bool = True
     receiver: str = "service-owners"
     relay_path: str = "services"
+    # A gauge family with ``cache`` and ``rule`` labels (as collected): rules at 1 are listed
+    # under the caches of this layer on the status page, as what a doctor found.
+    findings: str = ""
 
 
 @dataclass(frozen=True)
@@ -148,9 +151,9 @@ class Doctor:
     """A source's ``cachewatch doctor``: the arguments it takes and the command that reads them.
 
     ``cachewatch doctor ARG ...`` goes to the doctor whose ``schemes`` name ARG's URL scheme
-    (``redis`` for ``redis://host``), else to the one with no schemes (files). ``command`` is a
+    (``proto`` for ``proto://host``), else to the one with no schemes (files). ``command`` is a
     ``"module:function"`` Typer command, imported only when chosen; ``usage`` is its line in
-    ``cachewatch --help`` ("a Dockerfile").
+    ``cachewatch --help`` (what ARG is).
     """
 
     command: str

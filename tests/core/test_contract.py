@@ -16,7 +16,7 @@ from cachewatch.sources.redis.settings import TargetAddressError, split_redis_ad
 
 def test_every_spec_follows_the_naming_rules():
     every = specs()
-    assert len(every) == len({spec.name for spec in every}) == 70  # the core's and each source's
+    assert len(every) == len({spec.name for spec in every}) == 73  # the core's and each source's
     for spec in every:
         assert spec.name.startswith("cachewatch_")
         assert (spec.kind is Kind.COUNTER) == spec.name.endswith("_total")

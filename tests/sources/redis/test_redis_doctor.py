@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from cachewatch.cli import build_cli
 
-from support import wait_until
+from support import settings, wait_until
 
 pytestmark = pytest.mark.e2e  # every test here drives real redis-servers
 
@@ -232,3 +232,23 @@ def test_auth_tls_and_errors_exit_2_without_showing_the_password(redis_factory, 
     assert code == 2
     assert "(connection)" in err
     assert "s3cret" not in err
+
+
+def test_the_exporter_reports_the_info_rules_as_a_metric_and_on_the_status_page(
+        redis_factory, exporter_factory):
+    volatile = redis_factory("--maxmemory", "64mb", "--maxmemory-policy", "volatile-lru")
+    volatile.client().set("forever", 1)
+    healthy = redis_factory(*HEALTHY)
+    exporter = exporter_factory(settings([f"sessions={volatile.url}", f"ok={healthy.url}"]))
+    metrics = exporter.scrape()
+    found = {rule: metrics.value("cachewatch_redis_findings", cache="sessions", rule=rule)
+             for rule in metrics.label_values("cachewatch_redis_findings", "rule")}
+    assert found == {"cache-too-small": 0, "maxmemory-unset": 0, "noeviction": 0,
+                     "volatile-without-ttl": 1, "expirations-dominate-misses": 0}
+    assert not [v for v in metrics.find("cachewatch_redis_findings", cache="ok") if v]
+    # the same rule, the same verdict, as the doctor's
+    assert rules(doctor(volatile.url)[1]) == {"volatile-without-ttl"}
+    page = exporter.get("/").text
+    redis_section = page.split("<h2>Redis</h2>", 1)[1].split("</section>", 1)[0]
+    assert "<li><b>sessions</b>: volatile-without-ttl</li>" in redis_section
+    assert "<b>ok</b>" not in redis_section

@@ -7,12 +7,13 @@ its bundle part.
 """
 
 from ...source import Doctor, Layer, Section, SourcePackage
+from .contract import REDIS_FINDINGS
 from .settings import RedisSettings
 
 SOURCE = SourcePackage(
     name="redis",
     title="Redis",
-    layers=(Layer("redis", "Redis"),),
+    layers=(Layer("redis", "Redis", findings=REDIS_FINDINGS.family_name),),
     first_step="Give cachewatch a Redis to read (<code>--redis-target redis://host:6379</code>)",
     sections=(Section("redis", RedisSettings, "cachewatch.sources.redis.collector:build",
                       probe_example="redis://host:6379"),),

@@ -68,3 +68,9 @@ REDIS_CLUSTER_PARTIAL = declare(
     "1 if some node of a Redis Cluster target did not answer in this scrape (its figures are"
     " missing from the sums by cache), 0 if every node did (cluster targets only).",
     ("cache",), REDIS)
+REDIS_FINDINGS = declare(
+    "redis_findings", Kind.GAUGE,
+    "1 while a `cachewatch doctor` rule that INFO alone can judge finds this cause of misses"
+    " (or trouble ahead) on the server, 0 while it does not; `cachewatch doctor redis://...`"
+    " gives the evidence and the fix, and the rules that need a key sample or timed PINGs.",
+    ("cache", "rule"), REDIS)

@@ -15,6 +15,7 @@ from dataclasses import replace
 from ...metrics.cardinality import OTHER, LabelCap
 from ...metrics.contract import Families, MetricSpec
 from . import contract
+from .doctor.rules import from_info
 from .histogram import CommandLatency, parse_latency_histogram
 from .info import parse_nested
 from .topology import MASTER, Node
@@ -114,6 +115,8 @@ def add_info(out: Sink, cache: str, info: dict[str, str]) -> bool:
         "role": info.get("role", ""),
         "mode": info.get("redis_mode", ""),
     }, 1)
+    for rule, found in from_info(info).items():
+        out.add(contract.REDIS_FINDINGS, {"cache": cache, "rule": rule}, float(found))
     return latency_found
 
 

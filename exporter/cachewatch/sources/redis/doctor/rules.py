@@ -203,6 +203,20 @@ RULES: tuple[Callable[[Signals, Options], Finding | None], ...] = (
     expirations_dominate_misses, hot_keys, big_keys, network_latency)
 
 
+# The rules INFO alone can judge: the exporter runs them on every scrape.
+FROM_INFO: tuple[tuple[str, Callable[[Signals, Options], Finding | None]], ...] = (
+    ("cache-too-small", cache_too_small), ("maxmemory-unset", maxmemory_unset),
+    ("noeviction", noeviction), ("volatile-without-ttl", volatile_without_ttl),
+    ("expirations-dominate-misses", expirations_dominate_misses))
+
+
+def from_info(info: dict[str, str]) -> dict[str, bool]:
+    """Rule name -> whether it finds something in one ``INFO``, for the rules of
+    ``FROM_INFO`` (no window: the too-small rule sizes from the cumulative counters)."""
+    signals, options = Signals(info, {}, 0.0), Options()
+    return {name: rule(signals, options) is not None for name, rule in FROM_INFO}
+
+
 def diagnose(signals: Signals, options: Options | None = None) -> list[Finding]:
     """Every finding, in the order of ``RULES``."""
     options = options or Options()
