@@ -1,10 +1,11 @@
 """Redis collector: ``INFO``, ``INFO latencystats`` and ``LATENCY HISTOGRAM`` of each target,
-as contract families.
+as contract families; a target that is a Redis Cluster is read node by node (``cluster``).
 
-One pipelined round trip per target per scrape, on the event loop (``client``). ``INFO`` does not
+One pipelined round trip per server per scrape, on the event loop (``node``). ``INFO`` does not
 touch the keyspace, so reading it never moves the hit/miss counters it reports.
-``LATENCY HISTOGRAM`` needs Redis 7 (and the permission to run it): where the server refuses it,
-that family is left out for the target and the rest of the read stands.
+``LATENCY HISTOGRAM`` is sent only to Redis 7.0+ (decided once per connection); where the server
+refuses it (no permission), that family is left out for the target and the rest of the read
+stands.
 """
 
 from __future__ import annotations
