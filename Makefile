@@ -21,6 +21,7 @@ stack:  ## cachewatch + Redis + registry + Prometheus + Alertmanager + Grafana (
 
 bench:  ## run the benchmarks (needs prometheus-redis-exporter for the side-by-side)
 	scripts/venv.sh test && .venv/bin/python benchmarks/scrape_redis.py \
+	  && .venv/bin/python benchmarks/scrape_redis_cluster.py \
 	  && .venv/bin/python benchmarks/parse_buildlog.py \
 	  && .venv/bin/python benchmarks/instrument_overhead.py \
 	  && .venv/bin/python benchmarks/webhook_throughput.py

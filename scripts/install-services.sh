@@ -6,6 +6,7 @@ set -euo pipefail
 # command on PATH -> Debian package that provides it
 declare -A NEEDED=(
   [redis-server]=redis-server
+  [redis-cli]=redis-tools  # creates the Redis Cluster of the cluster tests
   [promtool]=prometheus
   [dockerd]=docker.io
   [busybox]=busybox-static

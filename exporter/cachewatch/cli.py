@@ -7,6 +7,7 @@ then env vars, then the file. A flag that is not given leaves the lower sources 
 from __future__ import annotations
 
 import errno
+import importlib
 import inspect
 import logging
 import socket
@@ -23,6 +24,7 @@ from .failing import fail
 
 if TYPE_CHECKING:
     from .config import Settings
+    from .source import Doctor
 
 cli = typer.Typer(
     name="cachewatch",
@@ -247,6 +249,27 @@ def version() -> None:
     typer.echo(f"cachewatch {__version__}")
 
 
+def _doctor_command(doctors: list[Doctor]) -> Callable[..., None]:
+    """``doctor``, handed to the source doctor its first argument is for (``Doctor.takes``),
+    with every argument as given: each source's doctor keeps its own options and help."""
+    default = next((d for d in doctors if not d.schemes), doctors[0])
+
+    def doctor(ctx: typer.Context) -> None:
+        first = next((arg for arg in ctx.args if not arg.startswith("-")), "")
+        chosen = next((d for d in doctors if d.takes(first)), default)
+        module, _, function = chosen.command.partition(":")
+        one = typer.Typer(add_completion=False, pretty_exceptions_enable=False,
+                          context_settings={"help_option_names": ["-h", "--help"]})
+        one.command()(getattr(importlib.import_module(module), function))
+        typer.main.get_command(one).main(ctx.args, prog_name="cachewatch doctor")
+
+    kinds = "; ".join(f"cachewatch doctor {d.usage}" for d in doctors)
+    doctor.__doc__ = (f"Say why a cache misses, with evidence and a fix: {kinds}. Exit code 1 "
+                      "with findings, 0 without, 2 on an error; --help after the argument "
+                      "shows that doctor's options.")
+    return doctor
+
+
 def build_cli() -> typer.Typer:
     """The whole command: the core commands, then each source's own (once)."""
     from .sources import packages
@@ -260,6 +283,11 @@ def build_cli() -> typer.Typer:
         cli.command("bundle")(_bundle_command())
         for source in packages():
             source.add_commands(cli)
+        doctors = [source.doctor for source in packages() if source.doctor]
+        if doctors:
+            cli.command("doctor", add_help_option=False, context_settings={
+                "allow_extra_args": True, "ignore_unknown_options": True,
+                "help_option_names": []})(_doctor_command(doctors))
     return cli
 
 

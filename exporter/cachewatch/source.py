@@ -130,6 +130,9 @@ class Layer:
     generic_alerts: bool = True
     receiver: str = "service-owners"
     relay_path: str = "services"
+    # A gauge family with ``cache`` and ``rule`` labels (as collected): rules at 1 are listed
+    # under the caches of this layer on the status page, as what a doctor found.
+    findings: str = ""
 
 
 @dataclass(frozen=True)
@@ -144,6 +147,26 @@ class Activity:
 
 
 @dataclass(frozen=True)
+class Doctor:
+    """A source's ``cachewatch doctor``: the arguments it takes and the command that reads them.
+
+    ``cachewatch doctor ARG ...`` goes to the doctor whose ``schemes`` name ARG's URL scheme
+    (``proto`` for ``proto://host``), else to the one with no schemes (files). ``command`` is a
+    ``"module:function"`` Typer command, imported only when chosen; ``usage`` is its line in
+    ``cachewatch --help`` (what ARG is).
+    """
+
+    command: str
+    usage: str
+    schemes: tuple[str, ...] = ()
+
+    def takes(self, argument: str) -> bool:
+        """Whether ``argument`` (the first one that is not an option) is for this doctor."""
+        scheme, sep, _ = argument.partition("://")
+        return bool(sep) and scheme.lower() in self.schemes
+
+
+@dataclass(frozen=True)
 class SourcePackage:
     """Everything the core needs from a source, declared once in ``sources/<name>/__init__.py``.
 
@@ -152,9 +175,9 @@ class SourcePackage:
     ``/probe`` modules (``Section.probe_example``), the metric reference (``contract``), the
     ``layer`` values with their status-page sections, generic alerts and Alertmanager routes
     (``layers``), the status page's activity tables (``activity``) and what it suggests when
-    nothing is measured (``first_step``), the CLI commands (``commands``), and the bundle part
-    (``bundle``: dashboard, rules, promtool cases, thresholds and ``bundle`` flags; see
-    ``bundle.part.BundlePart``).
+    nothing is measured (``first_step``), the CLI commands (``commands``) and ``doctor``, and
+    the bundle part (``bundle``: dashboard, rules, promtool cases, thresholds and ``bundle``
+    flags; see ``bundle.part.BundlePart``).
     """
 
     name: str
@@ -167,6 +190,8 @@ class SourcePackage:
     first_step: str = ""
     # "module:function" adding the source's own commands to the CLI (lazily imported).
     commands: str | None = None
+    # Its ``cachewatch doctor``, if it has one (the core dispatches by argument).
+    doctor: Doctor | None = None
     # Module holding the source's bundle part (``PART``): rules, tests, dashboard.
     bundle: str | None = None
     # Module declaring the source's metric families (``contract.declare``) and its ``LAYER``.

@@ -183,7 +183,7 @@ def _page_routes(app: FastAPI, health: Health, exposition: Exposition,
         now_metrics = await exposition.collect_async()
         return HTMLResponse(status_page.render(
             history.view(), history.fold(Snapshot.of(now_metrics)), time.time(),
-            health.states(), health.readiness()))
+            health.states(), health.readiness(), status_page.findings(now_metrics)))
 
 
 def _probe_collector(by_name: dict[str, Source], target: str | None, module: str,

@@ -15,6 +15,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
+from prometheus_client.metrics_core import Metric
+
 from .. import __version__
 from ..collectors.health import TargetState
 from ..metrics import contract
@@ -204,9 +206,32 @@ def _empty() -> str:
             "(see <a href=\"docs\">the API docs</a>).</p>")
 
 
+def findings(metrics: Iterable[Metric]) -> dict[str, dict[str, set[str]]]:
+    """Layer -> cache -> the rules found now, from the families the layers declare
+    (``Layer.findings``), over every node of a cache."""
+    families = {layer.findings: layer.name for layer in layers() if layer.findings}
+    found: dict[str, dict[str, set[str]]] = {}
+    for metric in metrics:
+        if (layer := families.get(metric.name)) is not None:
+            for sample in metric.samples:
+                if sample.value > 0:
+                    found.setdefault(layer, {}).setdefault(
+                        sample.labels["cache"], set()).add(sample.labels["rule"])
+    return found
+
+
+def _findings_html(found: dict[str, set[str]]) -> str:
+    if not found:
+        return ""
+    items = "".join(f"<li><b>{html.escape(cache)}</b>: {html.escape(', '.join(sorted(rules)))}"
+                    "</li>" for cache, rules in sorted(found.items()))
+    return (f'<div class="findings"><p class="note">Found now (<code>cachewatch doctor '
+            f"ADDRESS</code> gives the evidence and the fix):</p><ul>{items}</ul></div>")
+
+
 def render(view: View, snapshot: Snapshot, now: float, states: Iterable[TargetState],
-           ready: dict[str, bool]) -> str:
-    """The whole page."""
+           ready: dict[str, bool], found: dict[str, dict[str, set[str]]] | None = None) -> str:
+    """The whole page; ``found``: what ``findings`` says of the metrics now."""
     titles = {layer.name: layer.title for layer in layers()}
     by_layer: dict[str, list[Row]] = {}
     for row in rows(view, snapshot, now, states):
@@ -216,7 +241,8 @@ def render(view: View, snapshot: Snapshot, now: float, states: Iterable[TargetSt
         "<th>cache</th><th>hit rate, 5 min</th><th>hit rate, 1 h</th>"
         "<th>hit rate per minute, last hour</th><th>lookups/s</th><th>P99, 5 min</th>"
         "<th>state</th><th>last error</th></tr></thead><tbody>"
-        + "".join(_row_html(row) for row in layer_rows) + "</tbody></table></section>"
+        + "".join(_row_html(row) for row in layer_rows) + "</tbody></table>"
+        + _findings_html((found or {}).get(layer, {})) + "</section>"
         for layer, layer_rows in by_layer.items())
     activity = _activity_html(view, snapshot, now)
     if not sections and not activity:

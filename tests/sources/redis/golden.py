@@ -13,9 +13,17 @@ from cachewatch.sources.redis.client import ClientCache
 from support import FIXTURES, Exporter, Golden
 
 
-async def _captured_replies(self: ClientCache, target: object, *commands: tuple[str, ...],
-                            raise_errors: bool = True) -> list[object]:
-    return [_captured(command) for command in commands]
+class _Captured:
+    """A connection that answers every command with its captured reply."""
+
+    version = None
+
+    async def call(self, *commands: tuple[str, ...], raise_errors: bool = True) -> list[object]:
+        return [_captured(command) for command in commands]
+
+
+async def _captured_replies(self: ClientCache, target: object, work) -> object:
+    return await work(_Captured())
 
 
 def _captured(command: tuple[str, ...]) -> object:
@@ -31,7 +39,7 @@ def _captured(command: tuple[str, ...]) -> object:
 
 
 def _replay(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ClientCache, "call", _captured_replies)
+    monkeypatch.setattr(ClientCache, "using", _captured_replies)
 
 
 def _feed(exporter: Exporter) -> None:

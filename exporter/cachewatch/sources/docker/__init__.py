@@ -5,7 +5,7 @@ client of ``POST /api/v1/builds``) and ``docker`` (the Engine API: build cache d
 images, events, layer reuse of pulls), off by default because it needs the Docker socket.
 """
 
-from ...source import Layer, Section, SourcePackage
+from ...source import Doctor, Layer, Section, SourcePackage
 from .settings import BuildSettings, DockerSettings
 
 SOURCE = SourcePackage(
@@ -23,6 +23,7 @@ SOURCE = SourcePackage(
                 layer="docker_build"),
     ),
     commands="cachewatch.sources.docker.commands:register",
+    doctor=Doctor("cachewatch.sources.docker.commands:doctor", "[DOCKERFILE] (a Dockerfile)"),
     bundle="cachewatch.sources.docker.bundle",
     contract="cachewatch.sources.docker.contract",
     chatty_loggers=("docker", "urllib3"),  # the Docker SDK's requests

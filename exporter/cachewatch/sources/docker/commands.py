@@ -116,6 +116,5 @@ def doctor(
 def register(cli: typer.Typer) -> None:
     """Add this source's commands to the ``cachewatch`` command."""
     cli.command("ingest-build")(ingest_build)
-    cli.command("doctor")(doctor)
     cli.command("build", context_settings={"allow_extra_args": True,
                                            "ignore_unknown_options": True})(build_command)

@@ -48,6 +48,8 @@ def panels(t: Thresholds) -> list[Panel]:
     sel = fleet(t, 'layer="redis"', 'cache=~"$cache"')
     one = fleet(t, 'cache=~"$cache"')
     served = fleet(t, 'cache=~"$cache"', f'command!~"{ADMIN_COMMANDS}"')
+    # A cluster's capacity is its masters'; a server of its own has no role label.
+    masters = fleet(t, 'cache=~"$cache"', 'role!="replica"')
     rate = "[$__rate_interval]"
     return [
         Panel("timeseries", "Hit rate", ((f"{series.HIT_RATIO}{sel}", legend(t, "{{cache}}")),),
@@ -72,13 +74,24 @@ def panels(t: Thresholds) -> list[Panel]:
                 legend(t, "{{cache}} expired"))), "ops", NEUTRAL, 12,
               "Keys evicted to make room (maxmemory reached) and keys expired by their TTL."),
         Panel("timeseries", "Memory vs maxmemory",
-              ((f"{L.CACHE_BYTES.name}{sel}", legend(t, "{{cache}} used")),
-               (f"{L.REDIS_MAXMEMORY.name}{one} > 0", legend(t, "{{cache}} maxmemory"))),
+              ((f"sum by ({t.by('cache')}) ({L.CACHE_BYTES.name}{sel})",
+                legend(t, "{{cache}} used")),
+               (f"sum by ({t.by('cache')}) ({L.REDIS_MAXMEMORY.name}{masters}) > 0",
+                legend(t, "{{cache}} maxmemory"))),
               "bytes", NEUTRAL, 12,
-              "used_memory against the maxmemory limit (no line: no limit set)."),
+              "used_memory against the maxmemory limit (no line: no limit set); a cluster's "
+              "masters added up (a replica holds a copy)."),
         Panel("timeseries", "Connected clients",
-              ((f"{L.REDIS_CONNECTED_CLIENTS.name}{one}", legend(t, "{{cache}}")),), "none",
-              NEUTRAL, 12, "Client connections open now, cachewatch's own included."),
+              ((f"sum by ({t.by('cache')}) ({L.REDIS_CONNECTED_CLIENTS.name}{one})",
+                legend(t, "{{cache}}")),), "none",
+              NEUTRAL, 12, "Client connections open now, cachewatch's own included (a "
+              "cluster's nodes added up)."),
+        Panel("table", "Findings (cachewatch doctor)",
+              ((f"sum by ({t.by('cache', 'rule')}) ({L.REDIS_FINDINGS.name}{one}) > 0",
+                legend(t, "{{cache}} {{rule}}")),), "none", NEUTRAL, 12,
+              "Causes of misses (or trouble ahead) that INFO shows now, per cache: the value "
+              "is how many of its servers (cluster nodes) show it. `cachewatch doctor "
+              "redis://host:port` gives the evidence and the fix, and samples hot and big keys."),
         Panel("timeseries", "Commands per second",
               ((f"sum by ({t.by('cache')}) "
                 f"(rate({L.REDIS_COMMANDS_PROCESSED.name}{one}{rate}))", legend(t, "{{cache}}")),),

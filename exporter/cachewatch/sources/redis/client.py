@@ -17,8 +17,9 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ...resp import (
     MAX_LINE,
@@ -35,6 +36,7 @@ from ...resp import (
 )
 from .settings import DEFAULT_MAX_REPLY_BYTES, RedisTarget
 
+T = TypeVar("T")
 REASONS = ("timeout", "connection", "auth", "permission", "tls", "loading", "protocol", "other")
 _AUTH_ERRORS = ("NOAUTH", "WRONGPASS", "ERR invalid password", "ERR invalid username",
                 "ERR Client sent AUTH", "ERR AUTH", "ERR wrong number of arguments for 'auth'")
@@ -59,6 +61,9 @@ class Connection:
         self._lock = asyncio.Lock()
         self._retired = False
         self.broken = False
+        # What this connection learnt about its server, once (the version, from INFO server):
+        # a reconnect may reach an upgraded server, so it is not kept past the connection.
+        self.version: tuple[int, ...] | None = None
 
     async def call(self, *commands: tuple[str | bytes, ...], raise_errors: bool = True
                    ) -> list[Reply]:
@@ -218,13 +223,23 @@ class ClientCache:
                    raise_errors: bool = True) -> list[Reply]:
         """``commands`` on a connection to ``target``. A reused connection that turns out to be
         closed (the server dropped it between scrapes) is replaced once; a new one is not."""
+        return await self.using(
+            target, lambda connection: connection.call(*commands, raise_errors=raise_errors))
+
+    async def using(self, target: RedisTarget, work: Callable[[Connection], Awaitable[T]]) -> T:
+        """``work`` on a connection to ``target`` (several calls that depend on each other),
+        replaced once like ``call``'s when a reused connection turns out to be closed."""
         connection, fresh = await self._get(target)
         try:
-            return await connection.call(*commands, raise_errors=raise_errors)
+            return await work(connection)
         except (ConnectionError, asyncio.IncompleteReadError):
             if fresh:
                 raise
-        return await (await self.connection(target)).call(*commands, raise_errors=raise_errors)
+        return await work(await self.connection(target))
+
+    def grow(self, size: int) -> None:
+        """Keep at least ``size`` connections (a cluster target needs one per node)."""
+        self._size = max(self._size, size)
 
     async def connection(self, target: RedisTarget) -> Connection:
         """An open connection to ``target``, reused while it works."""

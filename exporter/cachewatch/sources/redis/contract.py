@@ -58,3 +58,19 @@ REDIS_COMMAND_LATENCY = declare(
     " buckets, since the last stats reset: take rate() for a window); sum from INFO"
     " commandstats; the busiest commands by name, the rest folded into command=\"other\".",
     ("cache", "command"), REDIS)
+REDIS_CLUSTER_NODE_UP = declare(
+    "redis_cluster_node_up", Kind.GAUGE,
+    "1 if this node of a Redis Cluster target answered in this scrape, 0 if not; the"
+    " target's other nodes are reported all the same (cluster targets only).",
+    ("cache", "node", "role"), REDIS)
+REDIS_CLUSTER_PARTIAL = declare(
+    "redis_cluster_partial", Kind.GAUGE,
+    "1 if some node of a Redis Cluster target did not answer in this scrape (its figures are"
+    " missing from the sums by cache), 0 if every node did (cluster targets only).",
+    ("cache",), REDIS)
+REDIS_FINDINGS = declare(
+    "redis_findings", Kind.GAUGE,
+    "1 while a `cachewatch doctor` rule that INFO alone can judge finds this cause of misses"
+    " (or trouble ahead) on the server, 0 while it does not; `cachewatch doctor redis://...`"
+    " gives the evidence and the fix, and the rules that need a key sample or timed PINGs.",
+    ("cache", "rule"), REDIS)

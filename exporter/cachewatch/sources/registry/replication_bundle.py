@@ -77,8 +77,10 @@ def stale_alert(t: Thresholds, stale: str, uid: str) -> dict[str, Any]:
 
 
 def _identity(t: Thresholds, team: str) -> dict[str, str]:
-    """A fleet member's identity labels: ``team`` is its namespace."""
-    return {label: team if label == "namespace" else "fleet" for label in t.identity_labels}
+    """A fleet member's identity labels: ``team`` is its namespace, or whichever identity label
+    tells members apart when the user's labels have no namespace (as the core's cases do)."""
+    apart = "namespace" if "namespace" in t.identity_labels else t.identity_labels[0]
+    return {label: team if label == apart else "fleet" for label in t.identity_labels}
 
 
 def _series(t: Thresholds, team: str) -> str:

@@ -1,0 +1,142 @@
+"""One server's answers as contract families: ``INFO`` (keyspace, memory, clients, latencystats)
+and the ``LATENCY HISTOGRAM``, for a server of its own or for a node of a cluster.
+
+A node's series carry ``node`` (host:port) and ``role`` besides their own labels (``NodeSink``),
+so series of different nodes never collide and ``sum by (cache)`` adds them up; a server of its
+own gets no new label, and its exposition is what it always was.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
+
+from ...metrics.cardinality import OTHER, LabelCap
+from ...metrics.contract import Families, MetricSpec
+from . import contract
+from .doctor.rules import from_info
+from .histogram import CommandLatency, parse_latency_histogram
+from .info import parse_nested
+from .topology import MASTER, Node
+
+_DB = re.compile(r"^db(\d+)$")
+_LATENCY = re.compile(r"^latency_percentiles_usec_(.+)$")
+# INFO latencystats keys -> the quantile label Prometheus users expect.
+_QUANTILES = {"p50": "0.5", "p99": "0.99", "p99.9": "0.999"}
+# The size of a cluster is its masters' data: a replica holds a copy, and counting it again
+# would double the entries and bytes that `sum by (cache)` reports.
+_MASTERS_ONLY = frozenset({contract.CACHE_ENTRIES.name, contract.CACHE_BYTES.name})
+
+
+class NodeSink:
+    """``Families`` for one node of a cluster: each sample gets the node's ``node`` and
+    ``role``, through twins of the contract's specs that take the two labels (not registered:
+    the metric reference lists each family once, with the labels every target has).
+    ``redis_info`` has a ``role`` of its own (the server's word, ``slave``) and gets ``node``
+    only; a replica's entries and bytes are left out (``_MASTERS_ONLY``)."""
+
+    def __init__(self, out: Families, node: Node) -> None:
+        self._out = out
+        self._node = node
+        self._twins: dict[str, MetricSpec] = {}
+
+    def _spec(self, spec: MetricSpec) -> MetricSpec:
+        twin = self._twins.get(spec.name)
+        if twin is None:
+            extra = ("node",) if spec is contract.REDIS_INFO else ("node", "role")
+            twin = self._twins[spec.name] = replace(spec, labels=spec.labels + extra)
+        return twin
+
+    def _labels(self, spec: MetricSpec, labels: Mapping[str, str]) -> dict[str, str]:
+        if spec is contract.REDIS_INFO:
+            return {**labels, "node": self._node.address}
+        return {**labels, "node": self._node.address, "role": self._node.role}
+
+    def add(self, spec: MetricSpec, labels: Mapping[str, str], value: float) -> None:
+        if self._node.role == MASTER or spec.name not in _MASTERS_ONLY:
+            self._out.add(self._spec(spec), self._labels(spec, labels), value)
+
+    def add_histogram(self, spec: MetricSpec, labels: Mapping[str, str],
+                      buckets: Iterable[tuple[str, float]], sum_value: float) -> None:
+        self._out.add_histogram(self._spec(spec), self._labels(spec, labels), buckets,
+                                sum_value)
+
+    def add_summary(self, spec: MetricSpec, labels: Mapping[str, str], count: float,
+                    sum_value: float, quantiles: Mapping[str, float]) -> None:
+        self._out.add_summary(self._spec(spec), self._labels(spec, labels), count, sum_value,
+                              quantiles)
+
+
+Sink = Families | NodeSink
+
+
+def add_info(out: Sink, cache: str, info: dict[str, str]) -> bool:
+    """The families ``INFO`` gives; whether it held server-side percentiles (latencystats)."""
+    core = {"layer": contract.LAYER, "cache": cache}
+    one = {"cache": cache}
+    if "keyspace_hits" not in info:
+        raise ValueError("INFO has no keyspace_hits: not a Redis data server (a Sentinel?)")
+    out.add(contract.CACHE_LOOKUPS, {**core, "result": "hit"}, float(info["keyspace_hits"]))
+    out.add(contract.CACHE_LOOKUPS, {**core, "result": "miss"}, float(info["keyspace_misses"]))
+    out.add(contract.CACHE_EVICTIONS, core, float(info["evicted_keys"]))
+    out.add(contract.CACHE_BYTES, core, float(info["used_memory"]))
+    total_keys = 0.0
+    latency_found = False
+    for key, value in info.items():
+        if key[:1] not in ("d", "l"):  # neither db<N> nor latency_percentiles_usec_<command>
+            continue
+        if (db := _DB.match(key)) is not None:
+            counts = parse_nested(value)
+            labels = {"cache": cache, "db": db.group(1)}
+            total_keys += float(counts.get("keys", 0))
+            out.add(contract.REDIS_DB_KEYS, labels, float(counts.get("keys", 0)))
+            out.add(contract.REDIS_DB_KEYS_EXPIRING, labels, float(counts.get("expires", 0)))
+        elif (latency := _LATENCY.match(key)) is not None:
+            latency_found = True
+            command = latency.group(1)
+            percentiles = parse_nested(value)
+            calls = parse_nested(info.get(f"cmdstat_{command}", ""))
+            out.add_summary(
+                contract.REDIS_SERVER_LATENCY, {"cache": cache, "command": command},
+                count=float(calls.get("calls", 0)),
+                sum_value=float(calls.get("usec", 0)) / 1e6,
+                quantiles={q: float(percentiles[p]) / 1e6
+                           for p, q in _QUANTILES.items() if p in percentiles},
+            )
+    out.add(contract.CACHE_ENTRIES, core, total_keys)
+    out.add(contract.REDIS_EXPIRED_KEYS, one, float(info["expired_keys"]))
+    out.add(contract.REDIS_MAXMEMORY, one, float(info.get("maxmemory", 0)))
+    out.add(contract.REDIS_CONNECTED_CLIENTS, one, float(info["connected_clients"]))
+    out.add(contract.REDIS_COMMANDS_PROCESSED, one, float(info["total_commands_processed"]))
+    out.add(contract.REDIS_INFO, {
+        "cache": cache,
+        "version": info.get("redis_version", ""),
+        "role": info.get("role", ""),
+        "mode": info.get("redis_mode", ""),
+    }, 1)
+    for rule, found in from_info(info).items():
+        out.add(contract.REDIS_FINDINGS, {"cache": cache, "rule": rule}, float(found))
+    return latency_found
+
+
+def add_histograms(out: Sink, cache: str, reply: list | dict, info: dict[str, str],
+                   cap: LabelCap) -> None:
+    """The per-command histogram: the busiest commands by name (``cap`` admits them) and the
+    rest folded into ``other``; sums from INFO commandstats."""
+    kept: dict[str, tuple[CommandLatency, float]] = {}
+    commands = parse_latency_histogram(reply)
+    for command, latency in sorted(commands.items(), key=lambda c: -c[1].calls):
+        stats = parse_nested(info.get(f"cmdstat_{command}", ""))
+        usec = float(stats.get("usec", 0))
+        label = cap(command)
+        if label in kept:
+            folded, total = kept[label]
+            folded.add(latency)
+            kept[label] = (folded, total + usec)
+        else:
+            kept[label] = (latency, usec)
+    for command in sorted(kept, key=lambda c: (c == OTHER, c)):
+        latency, usec = kept[command]
+        out.add_histogram(contract.REDIS_COMMAND_LATENCY, {"cache": cache, "command": command},
+                          latency.buckets(), usec / 1e6)
