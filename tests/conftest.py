@@ -16,12 +16,19 @@ import pytest
 from cachewatch.config import CoreSettings as Settings
 from cachewatch.health import Health
 
-from support import DockerEngine, Exporter, Prometheus, RedisServer, RegistryServer
+from support import (
+    BuildkitDaemon,
+    DockerEngine,
+    Exporter,
+    Prometheus,
+    RedisServer,
+    RegistryServer,
+)
 
 ACL_PASSWORD = "s3cret-acl-Pw"
 # Fixtures that start a real service or a subprocess: a test using one is end-to-end.
 E2E_FIXTURES = frozenset({"redis_factory", "redis_plain", "redis_auth", "docker_engine",
-                          "prometheus_factory", "registry_factory", "serve"})
+                          "prometheus_factory", "registry_factory", "serve", "buildkitd"})
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -141,3 +148,11 @@ def registry_factory(tmp_path: Path) -> Iterator[Callable[..., RegistryServer]]:
     yield start
     for server in started:
         server.stop()
+
+
+@pytest.fixture
+def buildkitd() -> Iterator[BuildkitDaemon]:
+    """A real BuildKit daemon (v0.11.6, the build history API) of this test's own."""
+    daemon = BuildkitDaemon().start()
+    yield daemon
+    daemon.remove()
