@@ -204,3 +204,46 @@ def test_an_unreachable_daemon_is_down_and_metrics_answer(exporter_factory, tmp_
         reason="connection")[0] >= 2 and m)
     assert metrics.value("cachewatch_collector_up", collector="buildkit", target="gone") == 0
     assert exporter.get("/readyz").status_code == 200
+
+
+@pytest.mark.e2e
+def test_tcp_with_mutual_tls_as_buildkitd_expects_it(exporter_factory, tmp_path):
+    """buildkitd --tlscacert/--tlscert/--tlskey verifies its clients too: the target gives the
+    CA, a client certificate and its key (buildctl's --tlscacert/--tlscert/--tlskey)."""
+    import trustme
+
+    from support import free_port
+
+    ca = trustme.CA()
+    files = {"ca": tmp_path / "ca.pem", "cert": tmp_path / "server.pem",
+             "key": tmp_path / "server.key", "client": tmp_path / "client.pem",
+             "client_key": tmp_path / "client.key"}
+    ca.cert_pem.write_to_path(str(files["ca"]))
+    server = ca.issue_cert("127.0.0.1")
+    server.cert_chain_pems[0].write_to_path(str(files["cert"]))
+    server.private_key_pem.write_to_path(str(files["key"]))
+    client = ca.issue_cert("cachewatch")
+    client.cert_chain_pems[0].write_to_path(str(files["client"]))
+    client.private_key_pem.write_to_path(str(files["client_key"]))
+    port = free_port()
+    daemon = BuildkitDaemon(tcp=(port, files)).start()
+    try:
+        target = {"name": "tls", "address": f"tcp://127.0.0.1:{port}",
+                  "tls_ca_file": str(files["ca"]), "tls_cert_file": str(files["client"]),
+                  "tls_key_file": str(files["client_key"])}
+        exporter = exporter_factory(settings(
+            [], **{"redis.enabled": False, "buildkit.enabled": True, "state.url": "memory://",
+                   "buildkit.targets": [target, {**target, "name": "no-client-cert",
+                                                 "tls_cert_file": None,
+                                                 "tls_key_file": None}],
+                   "buildkit.reconnect_max": 0.5}))
+        built(daemon, BuildContext(tmp_path / "ctx").path, "registry.test/tls:1")
+        metrics = counted(exporter, 1)
+        assert steps(metrics, "registry.test/tls") == (0, 4)
+        assert metrics.value("cachewatch_collector_up", collector="buildkit", target="tls") == 1
+        assert metrics.value("cachewatch_collector_up", collector="buildkit",
+                             target="no-client-cert") == 0
+        assert metrics.value("cachewatch_collector_errors_total", collector="buildkit",
+                             target="no-client-cert", reason="tls") >= 1
+    finally:
+        daemon.remove()

@@ -11,12 +11,12 @@ Imports grpc: only the buildkit collector imports this module, only when it is e
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import grpc
 
 from ._proto import content_pb2, control_pb2
+from .tunnel import TlsTunnel, tls_context
 
 if TYPE_CHECKING:
     from .settings import BuildkitTarget
@@ -24,39 +24,35 @@ if TYPE_CHECKING:
 HISTORY = "/moby.buildkit.v1.Control/ListenBuildHistory"
 READ = "/containerd.services.content.v1.Content/Read"
 MAX_MESSAGE_BYTES = 64 << 20  # a record with its exporter response (image config) is small
-# History records arrive as the daemon sends them; keepalives find a dead TCP peer without a
-# build to wait for (a unix socket's peer closing is seen at once).
+# Keepalive pings find a dead TCP peer while the stream waits for builds (a unix socket's
+# peer closing is seen at once). Not more often than every 5 minutes: buildkitd keeps grpc-go's
+# default enforcement, which answers more frequent pings with GOAWAY ("too_many_pings").
 _OPTIONS = [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.keepalive_time_ms", 60_000), ("grpc.keepalive_timeout_ms", 20_000),
+            ("grpc.keepalive_time_ms", 360_000), ("grpc.keepalive_timeout_ms", 20_000),
             ("grpc.keepalive_permit_without_calls", 0)]
 
 
-def open_channel(target: BuildkitTarget) -> grpc.Channel:
-    """A channel to ``target``: the one place that knows how each address kind is reached
-    (a later kind, such as Docker Engine's ``/grpc`` upgrade, is a branch here)."""
+def open_channel(target: BuildkitTarget, timeout: float) -> tuple[grpc.Channel, TlsTunnel | None]:
+    """A channel to ``target``: the one place that knows how each address kind is reached (a
+    later kind, such as Docker Engine's ``/grpc`` upgrade, is a branch here). TLS goes through
+    a ``TlsTunnel`` (see there why not grpc's own)."""
     address = target.parsed
     if not target.tls:
-        return grpc.insecure_channel(address.grpc_target, options=_OPTIONS)
-    credentials = grpc.ssl_channel_credentials(
-        root_certificates=_read(target.tls_ca_file),
-        private_key=_read(target.tls_key_file),
-        certificate_chain=_read(target.tls_cert_file))
-    options = list(_OPTIONS)
-    if target.tls_server_name:
-        options.append(("grpc.ssl_target_name_override", target.tls_server_name))
-    return grpc.secure_channel(address.grpc_target, credentials, options=options)
-
-
-def _read(path: Path | None) -> bytes | None:
-    return path.read_bytes() if path is not None else None
+        return grpc.insecure_channel(address.grpc_target, options=_OPTIONS), None
+    host, _, port = address.where.rpartition(":")  # tcp: settings allow TLS on no other kind
+    tunnel = TlsTunnel(host, int(port), tls_context(
+        target.tls_ca_file, target.tls_cert_file, target.tls_key_file),
+        target.tls_server_name or host.strip("[]"), timeout)
+    return grpc.insecure_channel(tunnel.grpc_target, options=_OPTIONS), tunnel
 
 
 class HistoryClient:
     """The daemon's history and content reads, on one channel."""
 
-    def __init__(self, channel: grpc.Channel, timeout: float) -> None:
-        self.channel = channel
+    def __init__(self, target: BuildkitTarget, timeout: float) -> None:
+        self.channel, self.tunnel = open_channel(target, timeout)
         self.timeout = timeout
+        channel = self.channel
         self._listen = channel.unary_stream(
             HISTORY, request_serializer=control_pb2.BuildHistoryRequest.SerializeToString,
             response_deserializer=control_pb2.BuildHistoryEvent.FromString)
@@ -90,6 +86,13 @@ class HistoryClient:
                 break
         return b"".join(chunks)[:limit]
 
+    @property
+    def tls_error(self) -> str | None:
+        """Why the last TLS connection failed, if it did (gRPC only sees the socket close)."""
+        return self.tunnel.error if self.tunnel is not None else None
+
     def close(self) -> None:
         self.channel.close()
+        if self.tunnel is not None:
+            self.tunnel.close()
 

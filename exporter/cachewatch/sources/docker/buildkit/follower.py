@@ -23,7 +23,7 @@ import grpc
 from ....state import StateError
 from ..buildlog import BuildSummary
 from ._proto import control_pb2
-from .client import HistoryClient, open_channel
+from .client import HistoryClient
 from .record import MAX_LOGS_BYTES, summary
 from .settings import BuildkitTarget
 
@@ -80,7 +80,7 @@ class Follower:
     def _run(self) -> None:
         delay = FIRST_DELAY
         while not self._stop.is_set():
-            client = HistoryClient(open_channel(self.target), self.timeout)
+            client = HistoryClient(self.target, self.timeout)
             try:
                 self._session(client)
             except Exception as exc:  # every failure is reported, then retried
@@ -89,7 +89,7 @@ class Follower:
                 if self.up:
                     delay = FIRST_DELAY  # it was working: reconnect soon
                 self.up = False
-                self.report(False, *classify(exc))
+                self.report(False, *classify(exc, client.tls_error))
             finally:
                 with self._lock:
                     self._call = None
@@ -147,9 +147,13 @@ class Follower:
             return b""
 
 
-def classify(exc: BaseException) -> tuple[str, str]:
+def classify(exc: BaseException, tls_error: str | None = None) -> tuple[str, str]:
     """``(reason, message)`` for a failed session; never holds a secret (no URL credentials
-    exist here: addresses are paths or host:port)."""
+    exist here: addresses are paths or host:port). ``tls_error``: why the TLS tunnel's last
+    connection failed, the cause behind gRPC's "unavailable"."""
+    if tls_error is not None and isinstance(exc, grpc.RpcError):
+        return ("tls" if "SSL" in tls_error or "certificate" in tls_error else "connection",
+                tls_error)
     if isinstance(exc, StateError):
         return "state", f"builds not stored, retried on reconnect: {exc}"
     if isinstance(exc, grpc.RpcError):
@@ -159,8 +163,6 @@ def classify(exc: BaseException) -> tuple[str, str]:
             return "timeout", text
         if code == grpc.StatusCode.UNIMPLEMENTED:
             return "unsupported", text + " (the build history API needs BuildKit v0.11+)"
-        if "ssl" in (details or "").lower() or "handshake" in (details or "").lower():
-            return "tls", text
         if code == grpc.StatusCode.UNAVAILABLE:
             return "connection", text
         return "other", text

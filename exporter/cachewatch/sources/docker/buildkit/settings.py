@@ -49,6 +49,8 @@ class BuildkitTarget(BaseModel):
         parsed = parse_address(self.address)  # AddressError is a ValueError: a settings error
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
             raise ValueError("tls_cert_file and tls_key_file go together; set both or neither")
+        if self.tls and parsed.kind != "tcp":
+            raise ValueError("TLS settings need a tcp://host:port address")
         if not self.name:
             self.name = parsed.label
         return self
