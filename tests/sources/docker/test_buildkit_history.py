@@ -247,3 +247,30 @@ def test_tcp_with_mutual_tls_as_buildkitd_expects_it(exporter_factory, tmp_path)
                              target="no-client-cert", reason="tls") >= 1
     finally:
         daemon.remove()
+
+
+def test_doctor_ranks_by_the_daemons_own_history(buildkitd, tmp_path):
+    from typer.testing import CliRunner
+
+    from cachewatch.cli import build_cli
+
+    context = BuildContext(tmp_path / "ctx", (
+        "FROM scratch\n"
+        "COPY busybox /bin/busybox\n"
+        "COPY . /app\n"
+        'RUN ["/bin/busybox","sh","-c","/bin/busybox cat /app/app.txt > /copy.txt"]\n'))
+    built(buildkitd, context.path, "registry.test/doc:1")
+    context.touch_app("v2\n")
+    built(buildkitd, context.path, "registry.test/doc:1")
+    built(buildkitd, BuildContext(tmp_path / "other").path, "registry.test/other:1")
+    result = CliRunner().invoke(build_cli(), [
+        "doctor", str(context.path / "Dockerfile"), "--image", "registry.test/doc",
+        "--buildkit-target", f"bk={buildkitd.address}"])
+    assert result.exit_code == 1, result.output
+    cost = [line for line in result.stdout.splitlines() if line.startswith("    cost: ")]
+    assert cost, result.output
+    assert cost[0].startswith("    cost: `COPY . /app` (line 3) busted the cache in 1 of the 2"
+                              " builds of registry.test/doc in bk's build history (3 builds"
+                              " kept); re-running the steps after it took ")
+    assert result.stderr.endswith("ranked by what they cost in 2 builds of registry.test/doc in"
+                                  " bk's build history (3 builds kept)\n")
