@@ -52,6 +52,7 @@ class HistoryClient:
     def __init__(self, target: BuildkitTarget, timeout: float) -> None:
         self.channel, self.tunnel = open_channel(target, timeout)
         self.timeout = timeout
+        self.going_away = False  # the connection stopped being ready under the live stream
         channel = self.channel
         self._listen = channel.unary_stream(
             HISTORY, request_serializer=control_pb2.BuildHistoryRequest.SerializeToString,
@@ -71,8 +72,26 @@ class HistoryClient:
 
     def live(self) -> grpc.Call:
         """The history stream, without end: the backlog again, then STARTED, COMPLETE and
-        DELETED events as they happen. Iterate it; ``cancel()`` it to stop."""
-        return self._listen(control_pb2.BuildHistoryRequest())
+        DELETED events as they happen. Iterate it; ``cancel()`` it to stop.
+
+        A daemon told to stop sends GOAWAY, then waits for its open calls to end before it
+        exits (grpc-go's GracefulStop), and its history stream never ends by itself. So the
+        call is cancelled as soon as the connection stops being ready (``going_away``): an
+        exporter following a daemon never holds up its shutdown or restart.
+        """
+        call = self._listen(control_pb2.BuildHistoryRequest())
+        ready = False
+
+        def watch(state: grpc.ChannelConnectivity) -> None:
+            nonlocal ready
+            if state == grpc.ChannelConnectivity.READY:
+                ready = True
+            elif ready and not self.going_away:
+                self.going_away = True
+                call.cancel()
+
+        self.channel.subscribe(watch, try_to_connect=False)
+        return call
 
     def blob(self, digest: str, limit: int) -> bytes:
         """A content blob (a record's logs), at most ``limit`` bytes of it."""

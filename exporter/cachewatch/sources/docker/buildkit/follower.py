@@ -113,9 +113,15 @@ class Follower:
             self._call = call
         if self._stop.is_set():
             call.cancel()
-        for event in call:
-            if event.type == control_pb2.COMPLETE:
-                self._count(client, event.record)
+        try:
+            for event in call:
+                if event.type == control_pb2.COMPLETE:
+                    self._count(client, event.record)
+        except grpc.RpcError:
+            if client.going_away and not self._stop.is_set():
+                raise ConnectionError("the daemon closed the connection (GOAWAY: it is"
+                                      " stopping or restarting)") from None
+            raise
         raise ConnectionError("the daemon ended the history stream")
 
     def _count(self, client: HistoryClient, record: control_pb2.BuildHistoryRecord) -> None:
