@@ -11,6 +11,8 @@ Imports grpc: only the buildkit collector imports this module, only when it is e
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import TYPE_CHECKING
 
 import grpc
@@ -23,6 +25,7 @@ if TYPE_CHECKING:
 
 HISTORY = "/moby.buildkit.v1.Control/ListenBuildHistory"
 READ = "/containerd.services.content.v1.Content/Read"
+LOGS_RETRIES = (0.1, 0.2, 0.4, 0.8, 1.6)  # seconds between reads of a logs blob not found yet
 MAX_MESSAGE_BYTES = 64 << 20  # a record with its exporter response (image config) is small
 # Keepalive pings find a dead TCP peer while the stream waits for builds (a unix socket's
 # peer closing is seen at once). Not more often than every 5 minutes: buildkitd keeps grpc-go's
@@ -104,6 +107,26 @@ class HistoryClient:
             if size >= limit:
                 break
         return b"".join(chunks)[:limit]
+
+    def logs(self, record: control_pb2.BuildHistoryRecord, limit: int,
+             stop: threading.Event | None = None) -> bytes | None:
+        """A record's logs blob (empty if it has none); ``None`` if the daemon does not have it.
+
+        Right after a build completes, v0.11 may answer NOT_FOUND for a moment (seen under
+        load: the blob passes from the build's temporary lease to the record's), so that
+        answer is retried for a few seconds first; ``stop`` cuts the waits short.
+        """
+        if not record.HasField("logs") or not record.logs.digest:
+            return b""
+        for delay in (*LOGS_RETRIES, None):
+            try:
+                return self.blob(record.logs.digest, limit)
+            except grpc.RpcError as exc:
+                if exc.code() != grpc.StatusCode.NOT_FOUND:  # type: ignore[attr-defined]
+                    raise
+            if delay is None or (stop.wait(delay) if stop is not None else time.sleep(delay)):
+                break
+        return None
 
     @property
     def tls_error(self) -> str | None:

@@ -38,8 +38,7 @@ def from_daemon(spec: str, image: str, timeout: float = TIMEOUT) -> History:
     try:
         records = client.backlog()
         images = sorted({image_of(record) for record in records})
-        builds = [summary(record, client.blob(record.logs.digest, MAX_LOGS_BYTES)
-                          if record.logs.digest else b"")
+        builds = [summary(record, client.logs(record, MAX_LOGS_BYTES) or b"")
                   for record in records if image_of(record) == image]
     except grpc.RpcError as exc:
         raise HistoryError(f"cannot read BuildKit's history at {target.address}: "

@@ -30,7 +30,6 @@ from .settings import BuildkitTarget
 log = logging.getLogger("cachewatch.buildkit")
 
 FIRST_DELAY = 0.5  # seconds before the first reconnect; doubled up to reconnect_max
-LOGS_RETRIES = (0.1, 0.2, 0.4, 0.8, 1.6)  # seconds between reads of a logs blob not found yet
 REASONS = ("connection", "timeout", "tls", "unsupported", "logs", "state", "other")
 
 
@@ -141,25 +140,12 @@ class Follower:
 
     def _logs(self, client: HistoryClient, record: control_pb2.BuildHistoryRecord) -> bytes:
         """The record's logs blob; empty (the build counted without its steps) if the daemon
-        does not have it. Any other failure ends the session: the next one reads it again.
-
-        Right after a build completes, v0.11 may answer NOT_FOUND for a moment (seen under
-        load: the blob moves from the build's temporary lease to the record's), so that
-        answer is retried for a few seconds first.
-        """
-        if not record.HasField("logs") or not record.logs.digest:
-            return b""
-        for delay in (*LOGS_RETRIES, None):
-            try:
-                return client.blob(record.logs.digest, MAX_LOGS_BYTES)
-            except grpc.RpcError as exc:
-                if exc.code() != grpc.StatusCode.NOT_FOUND:  # type: ignore[attr-defined]
-                    raise
-            if delay is None or self._stop.wait(delay):
-                break
-        self.report(True, "logs", f"logs of build {record.Ref} are gone: counted without its"
-                    " steps")
-        return b""
+        does not have it. Any other failure ends the session: the next one reads it again."""
+        logs = client.logs(record, MAX_LOGS_BYTES, self._stop)
+        if logs is None:
+            self.report(True, "logs", f"logs of build {record.Ref} are gone: counted without"
+                        " its steps")
+        return logs or b""
 
 
 def classify(exc: BaseException, tls_error: str | None = None) -> tuple[str, str]:
