@@ -19,6 +19,8 @@ declare -A NEEDED=(
   [chromium]=chromium  # the status page and /docs in a real browser (Playwright drives it)
   [wrk]=wrk  # make bench: the load generator of benchmarks/scrape_redis.py
   [prometheus-redis-exporter]=prometheus-redis-exporter  # make bench: the peer it compares with
+  [go]=golang-go  # builds the BuildKit daemon the buildkit collector is tested against
+  [runc]=runc  # ... which runs its build steps with it
 )
 
 missing=()

@@ -17,6 +17,7 @@ from cachewatch.collectors.health import Health
 from cachewatch.config import CoreSettings as Settings
 
 from support import (
+    BuildkitDaemon,
     DockerEngine,
     Exporter,
     MemcachedServer,
@@ -29,7 +30,7 @@ ACL_PASSWORD = "s3cret-acl-Pw"
 # Fixtures that start a real service or a subprocess: a test using one is end-to-end.
 E2E_FIXTURES = frozenset({"redis_factory", "redis_plain", "redis_auth", "docker_engine",
                           "prometheus_factory", "registry_factory", "serve",
-                          "memcached_factory"})
+                          "memcached_factory", "buildkitd"})
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -169,3 +170,11 @@ def registry_factory(tmp_path: Path) -> Iterator[Callable[..., RegistryServer]]:
     yield start
     for server in started:
         server.stop()
+
+
+@pytest.fixture
+def buildkitd() -> Iterator[BuildkitDaemon]:
+    """A real BuildKit daemon (v0.11.6, the build history API) of this test's own."""
+    daemon = BuildkitDaemon().start()
+    yield daemon
+    daemon.remove()

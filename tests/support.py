@@ -653,3 +653,91 @@ class HarborStandIn:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+class BuildkitDaemon:
+    """A real buildkitd (v0.11.6, built from ``../shared/buildkit/`` once and cached), as root,
+    on a unix socket in a short temporary folder (socket paths ~100 bytes). ``stop()`` then
+    ``start()`` restarts it on the same root: its history survives, as in production."""
+
+    BUILD_SCRIPT = ROOT.parent / "shared" / "buildkit" / "build.sh"
+
+    def __init__(self, tcp: tuple[int, dict[str, Path]] | None = None) -> None:
+        """``tcp``: also listen on 127.0.0.1:port with TLS (CA, server cert and key files)."""
+        import tempfile
+
+        require("runc", "runc")
+        require("go", "golang-go")
+        message = ""
+        if os.geteuid() != 0:
+            message = "buildkitd needs root here"
+        elif not self.BUILD_SCRIPT.is_file():
+            message = f"{self.BUILD_SCRIPT} not found (the BuildKit source for tests)"
+        if message:
+            if IN_CI:
+                pytest.fail(message)
+            pytest.skip(message)
+        built = subprocess.run(["bash", str(self.BUILD_SCRIPT)], capture_output=True, text=True,
+                               timeout=1200, check=False)
+        if built.returncode != 0:
+            pytest.fail("building buildkitd failed: " + built.stderr[-2000:])
+        self.bin = Path(built.stdout.strip())
+        self.root = Path(tempfile.mkdtemp(prefix="cw-bk."))
+        self.address = f"unix://{self.root / 's'}"
+        self.tcp = tcp
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> BuildkitDaemon:
+        args = [str(self.bin / "buildkitd"), "--root", str(self.root / "root"),
+                "--addr", self.address, "--oci-worker=true", "--containerd-worker=false"]
+        if self.tcp is not None:
+            port, files = self.tcp
+            args += ["--addr", f"tcp://127.0.0.1:{port}", "--tlscacert", str(files["ca"]),
+                     "--tlscert", str(files["cert"]), "--tlskey", str(files["key"])]
+        log = (self.root / "buildkitd.log").open("ab")
+        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        wait_until(self._ready, timeout=60, interval=0.1)
+        return self
+
+    def _ready(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise RuntimeError("buildkitd exited: " +
+                               (self.root / "buildkitd.log").read_text()[-2000:])
+        return self.ctl("debug", "workers").returncode == 0
+
+    def ctl(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(self.bin / "buildctl"), "--addr", self.address, *args],
+                              capture_output=True, text=True, timeout=300, check=False)
+
+    def build_args(self, context: Path, image: str | None = None, *opts: str) -> list[str]:
+        """``buildctl build`` of a Dockerfile context, plain progress; ``image`` names the
+        image exporter (the ``image`` label), ``opts`` are frontend options (``target=x``)."""
+        args = [str(self.bin / "buildctl"), "--addr", self.address, "build",
+                "--frontend", "dockerfile.v0", "--local", f"context={context}",
+                "--local", f"dockerfile={context}", "--progress", "plain"]
+        if image:
+            args += ["--output", f"type=image,name={image}"]
+        for opt in opts:
+            args += ["--opt", opt]
+        return args
+
+    def build(self, context: Path, image: str | None = None,
+              *opts: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(self.build_args(context, image, *opts), capture_output=True,
+                              text=True, timeout=300, check=False)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def remove(self) -> None:
+        self.stop()
+        subprocess.run(["umount", "-R", str(self.root / "root")], capture_output=True,
+                       check=False)
+        shutil.rmtree(self.root, ignore_errors=True)

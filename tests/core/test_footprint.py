@@ -16,7 +16,8 @@ from support import ROOT, free_port, wait_until
 pytestmark = pytest.mark.e2e  # subprocesses: a fresh interpreter is the only honest measure
 
 # Loaded only when something asks for them: a source enabled, a file configured, a first build.
-NOT_BY_DEFAULT = ("redis", "yaml", "httpx", "docker", "bcrypt", "pydantic.v1",
+NOT_BY_DEFAULT = ("redis", "yaml", "httpx", "docker", "bcrypt", "pydantic.v1", "grpc",
+                  "google.protobuf", "cachewatch.sources.docker.buildkit.client",
                   "cachewatch.sources.docker.buildlog", "cachewatch.sources.docker.doctor")
 SERVE_PATH = """
 import sys

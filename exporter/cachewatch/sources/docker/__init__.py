@@ -1,11 +1,13 @@
 """Docker builds: the build log parser and ingestion (CLI and HTTP), the Engine collector.
 
-Two sections: ``builds`` (logs pushed by ``cachewatch ingest-build`` / ``cachewatch build`` or any
-client of ``POST /api/v1/builds``) and ``docker`` (the Engine API: build cache disk usage,
-images, events, layer reuse of pulls), off by default because it needs the Docker socket.
+Three sections: ``builds`` (logs pushed by ``cachewatch ingest-build`` / ``cachewatch build`` or
+any client of ``POST /api/v1/builds``), ``docker`` (the Engine API: build cache disk usage,
+images, events, layer reuse of pulls) and ``buildkit`` (BuildKit daemons' build history), the
+last two off by default because they need a socket.
 """
 
 from ...source import Doctor, Layer, Section, SourcePackage
+from .buildkit.settings import BuildkitSettings
 from .settings import BuildSettings, DockerSettings
 
 SOURCE = SourcePackage(
@@ -21,6 +23,8 @@ SOURCE = SourcePackage(
         Section("builds", BuildSettings, "cachewatch.sources.docker.builds:build"),
         Section("docker", DockerSettings, "cachewatch.sources.docker.engine:build",
                 layer="docker_build"),
+        Section("buildkit", BuildkitSettings,
+                "cachewatch.sources.docker.buildkit.collector:build", layer="docker_build"),
     ),
     commands="cachewatch.sources.docker.commands:register",
     doctor=Doctor("cachewatch.sources.docker.commands:doctor", "[DOCKERFILE] (a Dockerfile)"),

@@ -92,9 +92,12 @@ class BuildCollector(Source):
 
     name = "builds"
 
-    def __init__(self, settings: BuildSettings, ledger: Ledger) -> None:
+    def __init__(self, settings: BuildSettings, ledger: Ledger, source: str = SOURCE) -> None:
+        """``source``: the ``source`` label of what this ledger holds. BuildKit's history
+        (``buildkit.collector``) counts through one of these on a ledger of its own."""
         self.settings = settings
         self.ledger = ledger
+        self.source = source
         self._pairs = LabelCap(settings.max_images)  # (image, target) pairs, not each apart
         self._buster_labels = LabelCap(settings.max_cache_busters)
         self._dockerfiles: DockerfileFindings | None = None
@@ -165,15 +168,15 @@ class BuildCollector(Source):
                 durations[labels]["sum"] = value
             elif name != REJECTED:
                 spec = contract.SPECS[name]
-                if "source" in spec.labels:  # stored without it: every build here is a log's
-                    labels = (*labels, SOURCE)
+                if "source" in spec.labels:  # stored without it: one ledger, one source
+                    labels = (*labels, self.source)
                 out.add(spec, dict(zip(spec.labels, labels, strict=True)), value)
                 if name == STEPS:
                     per_image[(labels[0], labels[2])] += value
         for (image, result), count in per_image.items():
             out.add(contract.CACHE_LOOKUPS, {"layer": contract.LAYER,
                                              "cache": image, "result": result}, count)
-        for reason in REJECT_REASONS:
+        for reason in REJECT_REASONS if self.source == SOURCE else ():  # the receiver's
             out.add(contract.BUILD_INGEST_REJECTED, {"reason": reason},
                     stored.get((REJECTED, reason), 0.0))
         for (image, target), buckets in durations.items():

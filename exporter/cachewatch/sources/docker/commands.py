@@ -98,14 +98,21 @@ def doctor(
     window: Annotated[str | None, typer.Option(
         help="With --prometheus, the window to count over, as a Prometheus duration. "
              "Default: 7d.", show_default=False)] = None,
+    buildkit_target: Annotated[str | None, typer.Option(
+        "--buildkit-target", metavar="[NAME=]ADDR",
+        help="A BuildKit daemon (unix:///path or tcp://host:port): rank the findings by the "
+             "builds its own history keeps (needs cachewatch[buildkit]).",
+        show_default=False)] = None,
 ) -> None:
     """Find why a Dockerfile's build cache breaks, and what fixing it would save: a
     PATH:LINE: rule: message line per finding, its fix below as a diff (git apply takes it).
-    Exit code 1 when something was found, 0 when not, 2 on a usage error; --url and
-    --prometheus rank the findings by what they cost, and never change the exit code."""
+    Exit code 1 when something was found, 0 when not, 2 on a usage error; --url,
+    --prometheus and --buildkit-target rank the findings by what they cost, and never change
+    the exit code."""
     from .doctor.command import Options, UsageError, run
 
-    options = Options(dockerfile, context, json_output, url, prometheus, image, window)
+    options = Options(dockerfile, context, json_output, url, prometheus, image, window,
+                      buildkit_target)
     try:
         code = run(options)
     except UsageError as exc:

@@ -18,7 +18,8 @@ BUILD_DURATION_BUCKETS: tuple[float, ...] = (
     1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0)
 DOCKER_BUILDS = declare(
     "docker_builds_total", Kind.COUNTER,
-    "Builds by outcome (success, failed, cancelled); source: log (ingested) or engine (history).",
+    "Builds by outcome (success, failed, cancelled); source: log (ingested), engine (image"
+    " history) or buildkit (the daemon's build history).",
     ("image", "target", "status", "source"), DOCKER_BUILD)
 DOCKER_BUILD_DURATION = declare(
     "docker_build_duration_seconds", Kind.HISTOGRAM,

@@ -185,8 +185,8 @@ class BuildHistory:
                         del self._known[step.key]
 
     def count(self, build: EngineBuild) -> None:
-        """Count one build: the seam where another reader of build records (BuildKit's build
-        history API on Docker 25+) would hand its builds in."""
+        """Count one build (BuildKit's own history is counted by ``buildkit``, exactly, with
+        ``source="buildkit"``)."""
         image = self._images(build.image)  # made safe, or other past the cap
         with self._lock:
             self._builds[image] += 1

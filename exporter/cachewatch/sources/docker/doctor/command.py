@@ -39,6 +39,7 @@ class Options:
     prometheus: str | None = None
     image: str | None = None
     window: str | None = None
+    buildkit_target: str | None = None
 
 
 def _read(options: Options) -> tuple[str, str, Path, Path | None]:
@@ -73,9 +74,10 @@ def _context_ignore(context: Path) -> str | None:
 
 def _check(options: Options) -> None:
     """Refuse option combinations that cannot mean anything."""
-    if options.url and options.prometheus:
-        raise UsageError("give --url (an exporter's counters) or --prometheus (a window of "
-                         "them), not both")
+    if sum(bool(given) for given in (options.url, options.prometheus,
+                                     options.buildkit_target)) > 1:
+        raise UsageError("give --url (an exporter's counters), --prometheus (a window of them)"
+                         " or --buildkit-target (a BuildKit daemon's own history), not several")
     if options.window is not None and not valid_window(options.window):
         raise UsageError(f"--window {options.window!r} is not a Prometheus duration: write it "
                          "like 7d, 24h or 90m")
@@ -94,11 +96,15 @@ def _image(options: Options, context: Path) -> str:
 
 def _history(options: Options, context: Path, err: IO[str]) -> History | None:
     """The image's build history when asked for and readable; a warning line otherwise."""
-    if not options.url and not options.prometheus:
+    if not options.url and not options.prometheus and not options.buildkit_target:
         return None
     image = _image(options, context)
     try:
-        if options.prometheus:
+        if options.buildkit_target:
+            from ..buildkit.doctor import from_daemon
+
+            history = from_daemon(options.buildkit_target, image)
+        elif options.prometheus:
             history = from_prometheus(options.prometheus, image,
                                       options.window or DEFAULT_WINDOW)
         else:
@@ -128,7 +134,7 @@ def run(options: Options, out: IO[str] | None = None, err: IO[str] | None = None
     ignore = dockerignore_for(path, context) if path else _context_ignore(context)
     findings = analyze(text, shown, ignore, vcs_in_context=(context / ".git").exists())
     history = _history(options, context, err) if findings else None
-    asked = bool(options.url or options.prometheus)
+    asked = bool(options.url or options.prometheus or options.buildkit_target)
     if history is not None:
         ranked = rank(findings, parse(text), history)
         findings = [finding for finding, _ in ranked]

@@ -2,9 +2,10 @@
 
 Two places hold them. The exporter's ``/metrics`` has counters since it started counting (a
 plain GET, parsed here: doctor stays free of HTTP client libraries). Prometheus has them over
-any window, as ``increase(...[7d])``. Builds counted from ingested logs (``source="log"``) and
-from the engine's history (``source="engine"``) may be the same builds seen twice, so one source
-is used per image: the logs when there are any (they have step times), else the engine's.
+any window, as ``increase(...[7d])``. Builds counted from BuildKit's history
+(``source="buildkit"``), ingested logs (``source="log"``) and the engine's history
+(``source="engine"``) may be the same builds seen twice, so one source is used per image:
+BuildKit's when there are any (exact, with step times), else the logs, else the engine's.
 
 Anything that goes wrong (refused connection, an HTTP error, a body that is not what was asked
 for) is a :class:`HistoryError` whose message is one line for the user.
@@ -91,7 +92,7 @@ def _history(samples: Samples, image: str, window: str) -> History:
             images.add(labels.get("image", ""))
             if labels.get("image") == image:
                 builds[labels.get("source", "log")] += value
-    source = "log" if builds.get("log") or not builds.get("engine") else "engine"
+    source = next((s for s in ("buildkit", "log", "engine") if builds.get(s)), "log")
     busts: dict[str, float] = defaultdict(float)
     seconds: dict[str, float] = defaultdict(float)
     for name, labels, value in samples:
@@ -101,7 +102,7 @@ def _history(samples: Samples, image: str, window: str) -> History:
             busts[labels.get("instruction", "")] += value
         elif name == BUSTER_SECONDS:
             seconds[labels.get("instruction", "")] += value
-    timed = source == "log"
+    timed = source != "engine"
     busters = tuple(Buster(label, count, seconds.get(label, 0.0) if timed else None)
                     for label, count in sorted(busts.items()))
     return History(image, builds.get(source, 0.0), busters, window, timed,
