@@ -183,11 +183,10 @@ def _bundle(out: Path, check: bool, **options: Any) -> None:
     are fractions (0.85 = 85 %). Example: cachewatch bundle --out . --hit-rate 0.9 --p99 25ms
     """
     from . import bundle as generator
-    from .bundle.parts import PARTS
     from .bundle.thresholds import from_options
 
     try:
-        thresholds = from_options(options, [p.thresholds for p in PARTS if p.thresholds])
+        thresholds = from_options(options, _source_thresholds())
     except ValueError as exc:
         fail(str(exc))
     if not thresholds.p99_is_bucket_edge:
@@ -205,17 +204,24 @@ def _bundle(out: Path, check: bool, **options: Any) -> None:
         typer.echo(f"wrote {path}")
 
 
+def _source_thresholds() -> list[type]:
+    """The sources' thresholds models, in registration order (their own light modules: the
+    CLI is built for ``serve`` too, which must not load the bundle's parts)."""
+    from .sources import packages
+
+    return [model for source in packages() if (model := source.thresholds_model())]
+
+
 def _bundle_command() -> Callable[..., None]:
     """``bundle`` with one option per threshold that has a flag, derived from the core's
     thresholds model and the sources' parts' models (``thresholds.options``), in registration
     order: a threshold's flag, help and default are defined once."""
-    from .bundle.parts import PARTS
     from .bundle.thresholds import Thresholds, options
 
     params = [inspect.Parameter("out", inspect.Parameter.KEYWORD_ONLY, default=Path("."),
                                 annotation=Annotated[Path, typer.Option(
                                     help="Folder to write alerts/ (and dashboards/) into.")])]
-    for option in options([Thresholds, *(p.thresholds for p in PARTS if p.thresholds)]):
+    for option in options([Thresholds, *_source_thresholds()]):
         params.append(inspect.Parameter(
             option.param, inspect.Parameter.KEYWORD_ONLY, default=option.default,
             annotation=Annotated[type(option.default), typer.Option(

@@ -176,8 +176,8 @@ class SourcePackage:
     ``layer`` values with their status-page sections, generic alerts and Alertmanager routes
     (``layers``), the status page's activity tables (``activity``) and what it suggests when
     nothing is measured (``first_step``), the CLI commands (``commands``) and ``doctor``, and
-    the bundle part (``bundle``: dashboard, rules, promtool cases, thresholds and ``bundle``
-    flags; see ``bundle.part.BundlePart``).
+    the bundle part (``bundle``: dashboard, rules, promtool cases; see
+    ``bundle.part.BundlePart``) and its thresholds model (``thresholds``: ``bundle`` flags).
     """
 
     name: str
@@ -194,11 +194,24 @@ class SourcePackage:
     doctor: Doctor | None = None
     # Module holding the source's bundle part (``PART``): rules, tests, dashboard.
     bundle: str | None = None
+    # "module:Class" of its own alert thresholds: a frozen dataclass of
+    # ``bundle.thresholds.threshold()`` fields, whose flags become options of ``cachewatch
+    # bundle`` and which the part's functions read with ``t.of(Class)``. A module apart from
+    # the part, so building the CLI loads no dashboard or rule code.
+    thresholds: str | None = None
     # Module declaring the source's metric families (``contract.declare``) and its ``LAYER``.
     contract: str | None = None
     # Loggers of its clients that log every request at info: kept to warnings (unless the log
     # level is debug), so a scrape does not log a line per request.
     chatty_loggers: tuple[str, ...] = ()
+
+    def thresholds_model(self) -> type | None:
+        """The source's thresholds model, imported on first use (``thresholds``)."""
+        if not self.thresholds:
+            return None
+        module, _, name = self.thresholds.partition(":")
+        model: type = getattr(importlib.import_module(module), name)
+        return model
 
     def add_commands(self, cli: typer.Typer) -> None:
         """Let the source register its own CLI commands."""

@@ -20,7 +20,7 @@ from cachewatch import bundle
 from cachewatch.bundle import dashboards, rules
 from cachewatch.bundle.thresholds import Thresholds
 from cachewatch.instrument import Caches, CacheStats
-from cachewatch.sources.registry.bundle import RegistryThresholds
+from cachewatch.sources.registry.thresholds import RegistryThresholds
 
 from support import (
     FIXTURES,

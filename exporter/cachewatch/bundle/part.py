@@ -69,10 +69,6 @@ class BundlePart:
     # Its alerts about one cache's health, inhibited (like the core's cache alerts) while
     # cachewatch cannot read that cache.
     cache_alerts: tuple[str, ...] = ()
-    # Its own thresholds: a frozen dataclass of ``thresholds.threshold()`` fields, whose flags
-    # become options of ``cachewatch bundle``; the part's functions read it with
-    # ``t.of(model)``.
-    thresholds: type | None = None
     # What its collectors read, in the plural ("cache servers"): the overview dashboard names
     # them where it counts the targets cachewatch cannot read.
     targets: str = ""

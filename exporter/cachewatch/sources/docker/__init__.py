@@ -29,6 +29,7 @@ SOURCE = SourcePackage(
     commands="cachewatch.sources.docker.commands:register",
     doctor=Doctor("cachewatch.sources.docker.commands:doctor", "[DOCKERFILE] (a Dockerfile)"),
     bundle="cachewatch.sources.docker.bundle",
+    thresholds="cachewatch.sources.docker.thresholds:DockerThresholds",
     contract="cachewatch.sources.docker.contract",
     chatty_loggers=("docker", "urllib3"),  # the Docker SDK's requests
 )

@@ -20,6 +20,7 @@ SOURCE = SourcePackage(
                 "cachewatch.sources.registry.proxy:build", layer="registry"),
     ),
     bundle="cachewatch.sources.registry.bundle",
+    thresholds="cachewatch.sources.registry.thresholds:RegistryThresholds",
     contract="cachewatch.sources.registry.contract",
     chatty_loggers=("httpx", "httpcore"),  # the pull-through cache reader: one per scrape
 )

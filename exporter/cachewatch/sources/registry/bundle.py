@@ -3,7 +3,6 @@ registry dashboard and the webhook receiver's refusals."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from ...bundle.alerting import alert
@@ -11,27 +10,11 @@ from ...bundle.panels import NEUTRAL, DashboardSpec, Panel, fleet, hit_steps, le
 from ...bundle.part import BundlePart, Rejections
 from ...bundle.promtool import counter, expected, lookups
 from ...bundle.series import HIT_RATIO, TOTAL
-from ...bundle.thresholds import Flag, Thresholds, checked, duration, ratio, seconds, threshold
+from ...bundle.thresholds import Thresholds, seconds
 from . import contract, replication_bundle
+from .thresholds import RegistryThresholds
 
 L = contract
-
-
-@dataclass(frozen=True)
-class RegistryThresholds:
-    """What the pull-through cache alert is drawn at."""
-
-    registry_hit_rate: float = threshold(contract.HIT_RATE_TARGET, check=ratio, flag=Flag(
-        "Alert below this pull-through cache hit ratio."))
-    registry_for: str = threshold("15m", check=duration)
-    # Twice a 30-minute replication schedule: one late or skipped run is not an alert.
-    replication_stale: str = threshold("1h", check=duration, flag=Flag(
-        "Alert when a destination has had no successful replication for this long."))
-    replication_window: str = threshold("1h", check=duration)
-    replication_failing_for: str = threshold("5m", check=duration)
-
-    def __post_init__(self) -> None:
-        checked(self)
 
 
 def _top(t: Thresholds, metric: str, sel: str) -> str:
@@ -163,7 +146,7 @@ def tests(t: Thresholds) -> list[dict[str, Any]]:
 
 PART = BundlePart(
     targets="registries",
-    dashboard=DASHBOARD, alert_rules=alerts, alert_tests=tests, thresholds=RegistryThresholds,
+    dashboard=DASHBOARD, alert_rules=alerts, alert_tests=tests,
     rejections=Rejections(
         L.REGISTRY_REJECTED.name, "registry", position=0,
         # a refusal every minute from minute 6 to 25: 5 in the last 5 minutes at minute 20
