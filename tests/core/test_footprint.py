@@ -57,7 +57,8 @@ def test_memory_after_200_scrapes_stays_near_the_floor_of_its_stack(redis_plain,
     """The floor: a bare interpreter importing exactly the third-party modules a serving
     cachewatch imports. What cachewatch adds on top (its code, the default SQLite state store,
     200 scrapes' worth of working set) stays within 8 MB (7 MB with four sources; the CI-cache
-    receiver, on by default, and the Redis Cluster and doctor code cost about 0.6 MB more); the README's benchmark shows both."""
+    receiver, on by default, and the Redis Cluster and doctor code cost about 0.6 MB more);
+    the README's benchmark shows both."""
     modules = [m for m in _python(SERVE_PATH).split()
                if m.split(".")[0] not in sys.stdlib_module_names and not m.startswith(
                    ("cachewatch", "_"))]
