@@ -133,6 +133,11 @@ class Layer:
     # A gauge family with ``cache`` and ``rule`` labels (as collected): rules at 1 are listed
     # under the caches of this layer on the status page, as what a doctor found.
     findings: str = ""
+    # The field of the source's thresholds model its hit rate is held to on the status page
+    # (and alerted at); the core's hit rate when empty.
+    hit_rate_goal: str = ""
+    # Whether its caches' lookups can have a latency: no P99 on its tile or table when not.
+    latency: bool = True
 
 
 @dataclass(frozen=True)
@@ -204,6 +209,9 @@ class SourcePackage:
     # Loggers of its clients that log every request at info: kept to warnings (unless the log
     # level is debug), so a scrape does not log a line per request.
     chatty_loggers: tuple[str, ...] = ()
+    # "module:function" rendering the source's own part of the status page from a
+    # ``status.context.PageContext`` (HTML), shown after its layers' tables.
+    status: str | None = None
 
     def thresholds_model(self) -> type | None:
         """The source's thresholds model, imported on first use (``thresholds``)."""

@@ -19,7 +19,8 @@ import pytest
 from cachewatch.metrics import contract
 from cachewatch.metrics.contract import Families
 from cachewatch.status.history import History, Snapshot, quantile
-from cachewatch.status.page import rows, sparkline
+from cachewatch.status.row import rows
+from cachewatch.status.spark import bars
 
 from support import FIXTURES, IN_CI, require, settings, wait_until
 
@@ -79,11 +80,12 @@ def test_until_a_window_has_filled_the_rate_is_the_counters_seen_so_far():
     view = history.view()
     row, = rows(view, snapshot(history, ("app", "users", 90, 10)), T0 + 1, [])
     assert row.rates == [pytest.approx(0.9), pytest.approx(0.9)]
-    assert row.per_second is None  # a rate per second needs a full window
+    assert row.per_second == 0.0  # from the first scrape: nothing more since the first sample
     # two minutes later: the hour is still the counters so far, 5 minutes too
     history.observe(lookups(("app", "users", 100, 100)), T0 + 120)
     row, = rows(history.view(), snapshot(history, ("app", "users", 100, 100)), T0 + 120, [])
     assert row.rates == [pytest.approx(0.5), pytest.approx(0.5)]
+    assert row.per_second == pytest.approx(100 / 120)  # what was seen over what has passed
 
 
 def test_a_counter_reset_counts_from_zero_like_prometheus_increase():
@@ -125,13 +127,28 @@ def test_p99_from_the_latency_buckets_of_the_window():
     assert quantile(0.99, {"+Inf": 0.0}) is None
 
 
-def test_sparkline_is_inline_svg_broken_where_data_is_missing():
-    svg = sparkline([0.5, None, 0.9, 1.0], target=0.85, label="hit rate")
-    assert svg.startswith("<svg")
-    assert "<polyline" in svg
-    assert "<circle" in svg
+def test_sparkline_is_a_bar_per_point_scaled_to_the_data_with_the_goal_and_titles():
+    svg = bars([0.5, None, 0.9, 1.0], goal=0.85, label="hit rate", step_seconds=60,
+               text=lambda v: f"{v:.0%}")
+    heights = [float(h) for h in re.findall(r'<rect class="bar"[^>]* height="([\d.]+)"', svg)]
+    assert len(heights) == 3  # the missing minute stays empty
+    assert heights[2] == 24.0  # the top of the axis is the data's maximum
+    assert heights[0] == pytest.approx(24 * 0.1 / 0.6, abs=0.1)  # axis from 0.4 (room below)
+    assert "<title>50%, 3 min ago</title>" in svg and "<title>100%, now</title>" in svg
     assert 'class="target"' in svg
-    assert "http" not in svg.replace('xmlns="http', "")
+    assert "http" not in svg
+
+
+def test_sparklines_have_ten_second_bars_for_the_first_ten_minutes_then_one_a_minute():
+    history = History(interval=10)
+    now, hits, misses = feed(history, 120, 10, 9, 1)  # two minutes
+    row, = rows(history.view(), snapshot(history, ("redis", "main", hits, misses)), now, [])
+    assert row.step == 10
+    assert [m for m in row.minutes if m is not None] == [pytest.approx(0.9)] * 12
+    now, hits, misses = feed(history, 900, 10, 9, 1, start=now + 10)  # past ten minutes
+    row, = rows(history.view(), snapshot(history, ("redis", "main", hits, misses)), now, [])
+    assert row.step == 60
+    assert len([m for m in row.minutes if m is not None]) == 17
 
 
 class _Links(HTMLParser):

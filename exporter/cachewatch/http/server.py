@@ -28,6 +28,7 @@ from ..runtime import Runtime
 from ..source import ProbeTargetError, Source
 from ..sources import layers, probe_examples, sections
 from ..status import page as status_page
+from ..status.goals import Goals
 from ..status.history import History, Snapshot
 from .allowlist import AllowList
 from .guard import Guard, LiveWebConfig
@@ -81,7 +82,7 @@ def create_app(collectors: Sequence[Source], runtime: Runtime, *,
         if (router := collector.router()) is not None:
             app.include_router(router)
     _scrape_routes(app, exposition, {c.name: c for c in collectors}, allow)
-    _page_routes(app, runtime.health, exposition, history)
+    _page_routes(app, runtime.health, exposition, history, {c.name: c for c in collectors})
     fast: dict[str, ASGIApp] = {}
     for collector in collectors:
         fast.update(collector.fast_routes())
@@ -162,8 +163,10 @@ def _scrape_routes(app: FastAPI, exposition: Exposition, by_name: dict[str, Sour
 
 
 def _page_routes(app: FastAPI, health: Health, exposition: Exposition,
-                 history: History) -> None:
-    """``/healthz``, ``/readyz`` and the status page ``/``."""
+                 history: History, sources: dict[str, Source]) -> None:
+    """``/healthz``, ``/readyz`` and the status page ``/`` (``sources``: the collectors, for
+    their sections of it)."""
+    goals = Goals.of()
 
     @app.get("/healthz", tags=["health"], summary="Liveness: 200 while the process serves",
              response_class=PlainTextResponse)
@@ -183,7 +186,8 @@ def _page_routes(app: FastAPI, health: Health, exposition: Exposition,
         now_metrics = await exposition.collect_async()
         return HTMLResponse(status_page.render(
             history.view(), history.fold(Snapshot.of(now_metrics)), time.time(),
-            health.states(), health.readiness(), status_page.findings(now_metrics)))
+            health.states(), health.readiness(), status_page.findings(now_metrics),
+            goals=goals, metrics=now_metrics, sources=sources))
 
 
 def _probe_collector(by_name: dict[str, Source], target: str | None, module: str,

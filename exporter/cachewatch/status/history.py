@@ -181,17 +181,36 @@ class View:
             return now_value
         return now_value - start
 
-    def minutes(self, key: Key, now_value: float, now: float, points: int = 60
-                ) -> list[float | None]:
-        """The counter's increase per minute over the last ``points`` minutes, oldest first;
-        ``None`` where the history has no sample."""
+    def per_second(self, key: Key, now_value: float, window: float, now: float
+                   ) -> float | None:
+        """How fast a counter grew over ``window``, or over what the history has seen while it
+        is younger (from the first scrape on); ``None`` before any time has passed."""
+        if not self._times:
+            return None
+        since = max(now - window, self._times[0])
+        if now - since < 1.0:
+            return None
+        start = self.value_at(key, since)
+        grown = now_value if start is None or now_value < start else now_value - start
+        return grown / (now - since)
+
+    def step(self, now: float) -> float:
+        """The sparklines' resolution: 10 s while the history is younger than ten minutes,
+        then a minute."""
+        young = not self._times or now - self._times[0] < 600
+        return min(self._history.interval, 10.0) if young else 60.0
+
+    def minutes(self, key: Key, now_value: float, now: float, points: int = 60,
+                step: float = 60.0) -> list[float | None]:
+        """The counter's increase per ``step`` seconds (a minute) over the last ``points``
+        steps, oldest first; ``None`` where the history has no sample."""
         out: list[float | None] = []
-        for minute in range(points, 0, -1):
-            end = now - (minute - 1) * 60
-            end_value = now_value if minute == 1 else self.value_at(key, end)
-            start_value = self.value_at(key, end - 60)
+        for index in range(points, 0, -1):
+            end = now - (index - 1) * step
+            end_value = now_value if index == 1 else self.value_at(key, end)
+            start_value = self.value_at(key, end - step)
             if start_value is None and self._times and self._times[0] < end:
-                start_value = self.value_at(key, self._times[0])  # a minute not yet full
+                start_value = self.value_at(key, self._times[0])  # a step not yet full
             if end_value is None or start_value is None:
                 out.append(None)
             else:

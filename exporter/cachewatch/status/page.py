@@ -1,134 +1,59 @@
 """The ``/`` page: the first look a user needs, without Grafana.
 
-Every source's caches with their hit rate over the last 5 minutes and the last hour, P99 where
-latency is measured, a sparkline of the hour, state and last error; the activity families the
-sources declare (pulls per repository...). The numbers come from the exposition itself
-(``history``) and the sections from the sources' declarations, so a new source shows up with no
-code here. Server-rendered HTML with inline SVG, no script, refreshing itself.
+The frame: a tile per layer (hit rate over 5 minutes, lookups a second, P99 where measured,
+coloured against the goals the bundle's alerts are drawn at, ``goals``), the caches below goal
+in words, then each source in turn: its layers' caches (rates over 5 minutes and the hour, a
+sparkline, state and last error), its findings and the section it declares
+(``SourcePackage.status``), or, while it has seen nothing, what feeds it. The numbers come from
+the exposition itself (``history``) and every list from the sources' declarations, so a new
+source shows up with no code here. Server-rendered HTML with inline SVG, no script, refreshing
+itself.
 """
 
 from __future__ import annotations
 
 import html
+import importlib
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping
 from urllib.parse import quote
 
 from prometheus_client.metrics_core import Metric
 
 from .. import __version__
 from ..collectors.health import TargetState
-from ..metrics import contract
-from ..sources import activity, layers, packages, probe_examples, sections
-from .history import WINDOWS, Key, Snapshot, View, quantile
+from ..source import Layer, Source, SourcePackage
+from ..sources import activity, layers, packages, probe_examples
+from .context import PageContext, percent
+from .goals import Goals
+from .history import WINDOWS, Snapshot, View
+from .row import Row, duration, rows
+from .spark import bars
+from .tiles import below_goal, tile_html, tiles
 
 REFRESH_SECONDS = 10
-_WIDTH, _HEIGHT = 120, 24
 _STYLE = """
 body{font:14px/1.4 system-ui,sans-serif;margin:1.5em 2em;color:#1f2328}
 h1{margin:0 0 .2em} h1 small{font-size:.5em;color:#656d76}
 h2{font-size:1.1em;margin:1.4em 0 .4em}
 table{border-collapse:collapse} th,td{padding:.25em .7em;text-align:left;vertical-align:middle}
 th{font-weight:600;border-bottom:1px solid #d0d7de;font-size:.9em}
-tr:nth-child(even){background:#f6f8fa}
+tr:nth-child(even){background:#f6f8fa} .wide{overflow-x:auto;max-width:100%}
 .num{text-align:right;font-variant-numeric:tabular-nums} .up{color:#1a7f37} .down{color:#cf222e}
 .waiting,.pushed{color:#656d76} .error{color:#cf222e;font-size:.85em;max-width:28em}
-.spark polyline{fill:none;stroke:#0969da;stroke-width:1.5} .spark circle{fill:#0969da}
-.spark .target{stroke:#d0d7de;stroke-dasharray:3 2} .probe{font-size:.8em}
-nav a{margin-right:.8em} .note{color:#656d76;font-size:.9em}
+.spark .bar{fill:#0969da} .spark .target{stroke:#cf222e;stroke-dasharray:3 2}
+.probe{font-size:.8em} nav a{margin-right:.8em} .note,.idle{color:#656d76;font-size:.9em}
+.tiles{display:flex;flex-wrap:wrap;gap:.7em;margin:1em 0}
+.tile{border:1px solid #d0d7de;border-left:6px solid #d0d7de;border-radius:6px;
+padding:.5em .9em;min-width:10em;flex:1 1 10em}
+.tile h3{margin:0;font-size:.95em} .tile .big{font-size:2.2em;font-weight:600;line-height:1.1}
+.tile .goal{color:#656d76;font-size:.8em}
+.tile.good{border-left-color:#1a7f37} .tile.bad{border-left-color:#cf222e}
+.tile.bad .big,.p99.bad b{color:#cf222e} .tile.good .big{color:#1a7f37}
+#below-goal{border:1px solid #d0d7de;border-radius:6px;padding:.5em .9em}
+#below-goal ul{margin:.3em 0}
+@media (max-width:600px){body{margin:.8em} .tile{min-width:8em}}
 """
-
-
-@dataclass
-class Row:
-    """One cache as the page shows it."""
-
-    layer: str
-    cache: str
-    rates: list[float | None] = field(default_factory=list)  # hit ratio per window
-    per_second: float | None = None  # lookups per second over the first window
-    p99: float | None = None  # seconds, over the first window
-    minutes: list[float | None] = field(default_factory=list)  # hit ratio per minute
-    state: TargetState | None = None
-
-
-def _layer_of(collector: str) -> str:
-    """The layer a collector's targets belong to, as its section declares it."""
-    section = sections().get(collector)
-    return section.shown_layer if section else collector
-
-
-def rows(view: View, now_snapshot: Snapshot, now: float,
-         states: Iterable[TargetState]) -> list[Row]:
-    """Every cache with lookups, plus every target the exporter reads (a down target has no
-    lookups, and is the row a user most needs to see)."""
-    counters = now_snapshot.counters
-    caches = sorted({(layer, cache) for kind, layer, cache, _ in counters if kind == "lookups"})
-    by_key = {key: Row(*key) for key in caches}
-    for state in states:
-        key = (_layer_of(state.collector), state.target)
-        by_key.setdefault(key, Row(*key)).state = state
-    for (layer, cache), row in by_key.items():
-        hit: Key = ("lookups", layer, cache, "hit")
-        miss: Key = ("lookups", layer, cache, "miss")
-        if hit not in counters and miss not in counters:
-            continue
-        hits_now, misses_now = counters.get(hit, 0.0), counters.get(miss, 0.0)
-        for window in WINDOWS:
-            hits = view.increase(hit, hits_now, window, now)
-            total = hits + view.increase(miss, misses_now, window, now)
-            row.rates.append(hits / total if total > 0 else None)
-        if view.value_at(hit, now - WINDOWS[0]) is not None:  # a rate needs a full window
-            row.per_second = (view.increase(hit, hits_now, WINDOWS[0], now)
-                              + view.increase(miss, misses_now, WINDOWS[0], now)) / WINDOWS[0]
-        row.minutes = [None if h is None or m is None or h + m <= 0 else h / (h + m)
-                       for h, m in zip(view.minutes(hit, hits_now, now),
-                                       view.minutes(miss, misses_now, now), strict=True)]
-        buckets = now_snapshot.latency.get((layer, cache))
-        if buckets:
-            row.p99 = quantile(0.99, view.latency_increase((layer, cache), buckets, WINDOWS[0],
-                                                           now))
-    order = [layer.name for layer in layers()]
-    return sorted(by_key.values(), key=lambda r: (
-        order.index(r.layer) if r.layer in order else len(order), r.layer, r.cache))
-
-
-def _percent(ratio: float | None) -> str:
-    return "–" if ratio is None else f"{ratio * 100:.1f}%"
-
-
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "–"
-    return f"{seconds * 1000:.2f} ms" if seconds < 1 else f"{seconds:.2f} s"
-
-
-def sparkline(points: list[float | None], *, ceiling: float = 1.0, target: float | None = None,
-              label: str) -> str:
-    """An inline SVG line of ``points`` (0..ceiling), broken where a point is missing, with a
-    dashed line at ``target``."""
-    step = _WIDTH / max(len(points) - 1, 1)
-
-    def y(value: float) -> float:
-        return round(_HEIGHT - 2 - (_HEIGHT - 4) * min(value / ceiling, 1.0), 1) if ceiling \
-            else _HEIGHT - 2
-
-    segments: list[list[str]] = [[]]
-    for index, value in enumerate(points):
-        if value is None:
-            segments.append([])
-        else:
-            segments[-1].append(f"{round(index * step, 1)},{y(value)}")
-    lines = "".join(
-        f'<polyline points="{" ".join(s)}"/>' if len(s) > 1 else
-        f'<circle cx="{s[0].split(",")[0]}" cy="{s[0].split(",")[1]}" r="1.5"/>'
-        for s in segments if s)
-    guide = (f'<line class="target" x1="0" x2="{_WIDTH}" y1="{y(target)}" y2="{y(target)}"/>'
-             if target is not None else "")
-    return (f'<svg class="spark" width="{_WIDTH}" height="{_HEIGHT}" '
-            f'viewBox="0 0 {_WIDTH} {_HEIGHT}" role="img" aria-label="{html.escape(label)}">'
-            f"{guide}<g>{lines}</g></svg>")
 
 
 def _state(row: Row) -> tuple[str, str, str]:
@@ -144,7 +69,8 @@ def _state(row: Row) -> tuple[str, str, str]:
     return f"down ({state.reason})", "down", state.message or ""
 
 
-def _row_html(row: Row) -> str:
+def _row_html(row: Row, goals: Goals, latency: bool) -> str:
+    """A cache's row; ``latency``: whether its layer measures any (the P99 column)."""
     text, css, error = _state(row)
     name = html.escape(row.cache)
     probe = ""
@@ -154,15 +80,17 @@ def _row_html(row: Row) -> str:
         module = "" if row.state.collector == modules[0] else f"&module={row.state.collector}"
         probe = (f' <a class="probe" href="probe?target='
                  f'{html.escape(quote(row.cache, safe="") + module, quote=True)}">probe</a>')
-    spark = sparkline(row.minutes, target=contract.HIT_RATE_TARGET,
-                      label=f"hit rate of {row.cache} per minute, last hour") \
+    every = f"{row.step:g} s" if row.step < 60 else "minute"
+    spark = bars(row.minutes, goal=goals.hit_rate_of(row.layer), step_seconds=row.step,
+                 label=f"hit rate of {row.cache}, one bar per {every}", text=percent) \
         if row.minutes else "–"
-    rates = "".join(f'<td class="num rate">{_percent(rate)}</td>' for rate in row.rates) \
+    rates = "".join(f'<td class="num rate">{percent(rate)}</td>' for rate in row.rates) \
         or '<td class="num">–</td>' * len(WINDOWS)
-    per_second = "–" if row.per_second is None else f"{row.per_second:.2f}"
+    per_second = "–" if row.per_second is None else f"{row.per_second:,.2f}"
+    p99 = f'<td class="num">{duration(row.p99)}</td>' if latency else ""
     return (f'<tr data-layer="{html.escape(row.layer)}" data-cache="{name}">'
             f"<td>{name}{probe}</td>{rates}<td>{spark}</td>"
-            f'<td class="num">{per_second}</td><td class="num">{_duration(row.p99)}</td>'
+            f'<td class="num">{per_second}</td>{p99}'
             f'<td class="{css}">{html.escape(text)}</td><td class="error">{html.escape(error)}'
             "</td></tr>")
 
@@ -179,10 +107,11 @@ def _activity_html(view: View, snapshot: Snapshot, now: float) -> str:
         for key in keys:
             value = snapshot.counters[key]
             counts = [view.increase(key, value, window, now) for window in WINDOWS]
-            minutes = view.minutes(key, value, now)
-            ceiling = max((m for m in minutes if m is not None), default=0.0)
-            spark = sparkline(minutes, ceiling=ceiling,
-                              label=f"{kind} of {key[2]} per minute, last hour")
+            step = view.step(now)
+            minutes = view.minutes(key, value, now, step=step)
+            every = f"{step:g} s" if step < 60 else "minute"
+            spark = bars(minutes, step_seconds=step, text=lambda v, k=kind: f"{v:.0f} {k}",
+                         label=f"{kind} of {key[2]}, one bar per {every}")
             body.append(
                 f'<tr data-{group_label}="{html.escape(key[1])}" '
                 f'data-{item_label}="{html.escape(key[2])}"><td>{html.escape(key[1])}</td>'
@@ -193,7 +122,7 @@ def _activity_html(view: View, snapshot: Snapshot, now: float) -> str:
             f"<section><h2>{html.escape(family.title)}</h2><table><thead><tr>"
             f"<th>{group_label}</th>"
             f"<th>{item_label}</th><th>{kind}, 5 min</th><th>{kind}, 1 h</th>"
-            f"<th>per minute, last hour</th></tr></thead><tbody>{''.join(body)}</tbody>"
+            f"<th>recent</th></tr></thead><tbody>{''.join(body)}</tbody>"
             "</table></section>")
     return "".join(tables)
 
@@ -229,24 +158,76 @@ def _findings_html(found: dict[str, set[str]]) -> str:
             f"ADDRESS</code> gives the evidence and the fix):</p><ul>{items}</ul></div>")
 
 
+
+
+def _layer_html(layer: Layer, layer_rows: list[Row], goals: Goals,
+                found: dict[str, set[str]]) -> str:
+    """A layer's table of caches (no P99 column where the layer measures no latency)."""
+    p99 = "<th>P99, 5 min</th>" if layer.latency else ""
+    return (f'<section data-layer="{html.escape(layer.name)}"><h2>{html.escape(layer.title)}'
+            '</h2><div class="wide"><table><thead><tr>'
+            "<th>cache</th><th>hit rate, 5 min</th><th>hit rate, 1 h</th><th>recent</th>"
+            f"<th>lookups/s</th>{p99}<th>state</th><th>last error</th></tr></thead><tbody>"
+            + "".join(_row_html(row, goals, layer.latency) for row in layer_rows)
+            + "</tbody></table></div>" + _findings_html(found) + "</section>")
+
+
+def _section(source: SourcePackage, page: PageContext) -> str:
+    """The HTML the source declares for the page (``SourcePackage.status``), if any."""
+    if not source.status:
+        return ""
+    module, _, function = source.status.partition(":")
+    render_section: Callable[[PageContext], str] = getattr(importlib.import_module(module),
+                                                           function)
+    return render_section(page)
+
+
+def _sources_html(page: PageContext, by_layer: dict[str, list[Row]],
+                  found: dict[str, dict[str, set[str]]]) -> str:
+    """Each source: its layers' tables and its own section, or what feeds it while idle."""
+    out = []
+    for source in packages():
+        enabled = any(section.name in page.sources for section in source.sections)
+        tables = "".join(_layer_html(layer, by_layer[layer.name], page.goals,
+                                     found.get(layer.name, {}))
+                         for layer in source.layers if layer.name in by_layer)
+        own = _section(source, page) if enabled or tables else ""
+        if tables or own:
+            out.append(tables + own)
+        elif enabled and source.first_step:
+            out.append(f'<p class="idle" data-source="{html.escape(source.name)}"><b>'
+                       f"{html.escape(source.title or source.name)}</b>: nothing seen yet; "
+                       f"to feed it, {source.first_step} (README, &ldquo;Sources&rdquo;).</p>")
+    known = {layer.name for layer in layers()}
+    out += [_layer_html(Layer(name, name), layer_rows, page.goals, found.get(name, {}))
+            for name, layer_rows in by_layer.items() if name not in known]
+    return "".join(out)
+
+
+def _shown_layers(page: PageContext, by_layer: dict[str, list[Row]]) -> list[Layer]:
+    """The layers with a tile: those with caches and those of every enabled source."""
+    return [layer for source in packages() for layer in source.layers
+            if layer.name in by_layer
+            or any(section.name in page.sources for section in source.sections)]
+
+
 def render(view: View, snapshot: Snapshot, now: float, states: Iterable[TargetState],
-           ready: dict[str, bool], found: dict[str, dict[str, set[str]]] | None = None) -> str:
-    """The whole page; ``found``: what ``findings`` says of the metrics now."""
-    titles = {layer.name: layer.title for layer in layers()}
+           ready: dict[str, bool], found: dict[str, dict[str, set[str]]] | None = None, *,
+           goals: Goals | None = None, metrics: list[Metric] | None = None,
+           sources: Mapping[str, Source] | None = None) -> str:
+    """The whole page; ``found``: what ``findings`` says of the metrics now; ``metrics``: the
+    exposition now; ``sources``: the running collectors by name."""
+    page = PageContext(view, snapshot, now, goals or Goals(), metrics or [], sources or {})
+    all_rows = rows(view, snapshot, now, states)
     by_layer: dict[str, list[Row]] = {}
-    for row in rows(view, snapshot, now, states):
+    for row in all_rows:
         by_layer.setdefault(row.layer, []).append(row)
-    sections = "".join(
-        f"<section><h2>{html.escape(titles.get(layer, layer))}</h2><table><thead><tr>"
-        "<th>cache</th><th>hit rate, 5 min</th><th>hit rate, 1 h</th>"
-        "<th>hit rate per minute, last hour</th><th>lookups/s</th><th>P99, 5 min</th>"
-        "<th>state</th><th>last error</th></tr></thead><tbody>"
-        + "".join(_row_html(row) for row in layer_rows) + "</tbody></table>"
-        + _findings_html((found or {}).get(layer, {})) + "</section>"
-        for layer, layer_rows in by_layer.items())
-    activity = _activity_html(view, snapshot, now)
-    if not sections and not activity:
-        sections = _empty()
+    titles = {layer.name: layer.title for layer in layers()}
+    top = "".join(tile_html(tile, page.goals)
+                  for tile in tiles(_shown_layers(page, by_layer), all_rows))
+    body = _sources_html(page, by_layer, found or {}) + _activity_html(view, snapshot, now)
+    if not by_layer and "<table" not in body:
+        body = _empty() + body
     readiness = ", ".join(f"{html.escape(name)} {'ready' if done else 'starting'}"
                           for name, done in ready.items()) or "no collectors read targets"
     return f"""<!doctype html>
@@ -258,10 +239,13 @@ def render(view: View, snapshot: Snapshot, now: float, states: Iterable[TargetSt
 <h1>cachewatch <small>{html.escape(__version__)}</small></h1>
 <nav><a href="metrics">/metrics</a><a href="docs">API docs</a><a href="readyz">/readyz</a>
 <a href="healthz">/healthz</a></nav>
+<div class="tiles">{top}</div>
+{below_goal(all_rows, page.goals, titles)}
 <p class="note">Collectors: {readiness}. Hit rates over the last 5 minutes and the last hour,
 from counters kept in memory (until a window has filled: over what was seen so far); the dashed
-line is the {contract.HIT_RATE_TARGET:.0%} alert threshold. Refreshes every {REFRESH_SECONDS} s;
-Grafana dashboards and alerts: <code>cachewatch bundle</code>.</p>
-{sections}{activity}
+line is the goal the alerts fire at ({page.goals.hit_rate:.0%} unless the layer has its own).
+Bars: one a minute, one per 10 s for the first ten minutes. Refreshes every
+{REFRESH_SECONDS} s; Grafana dashboards and alerts: <code>cachewatch bundle</code>.</p>
+{body}
 </body></html>
 """

@@ -13,4 +13,5 @@ SOURCE = SourcePackage(
     sections=(Section("app", AppCacheSettings, "cachewatch.sources.app.push:build"),),
     bundle="cachewatch.sources.app.bundle",
     contract="cachewatch.sources.app.contract",
+    status="cachewatch.sources.app.status:section",
 )

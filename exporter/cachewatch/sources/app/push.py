@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -64,6 +64,7 @@ Count = Annotated[float, Field(ge=0, allow_inf_nan=False), BeforeValidator(_exac
 Name = Annotated[str, Field(min_length=1, max_length=128), AfterValidator(safe_label)]
 # Latency histograms kept with their own (cache, op) labels; more fold into (other, other).
 MAX_HISTOGRAMS = 64
+MAX_EXPIRED = 20  # expired instances the status page lists
 _LE = [*(repr(float(b)) for b in contract.LATENCY_BUCKETS), "+Inf"]
 COUNTERS = ("hits", "misses", "load_success", "load_failure", "load_seconds", "evictions",
             "eviction_weight", "puts")
@@ -295,6 +296,8 @@ class AppCacheCollector(Source):
                 self._histograms(f"{key[1]} {key[2]}")
         self._live: dict[str, _Live] = {}
         self._parents: dict[str, tuple[str, str]] = {}
+        # Instances that expired -> when, the latest MAX_EXPIRED: the status page says so.
+        self.expired: OrderedDict[str, float] = OrderedDict()
 
     # --- accumulation -------------------------------------------------------------------------
     async def push(self, body: CachePush) -> int:
@@ -316,6 +319,7 @@ class AppCacheCollector(Source):
         with self._lock:
             live = self._live.setdefault(body.instance, _Live(now))
             live.last_push = now
+            self.expired.pop(body.instance, None)  # back again
             for cache in body.caches:
                 if cache.name in live.entries or len(live.entries) < self.settings.max_caches:
                     live.entries[cache.name] = (labels.names[cache.name], cache.entries())
@@ -340,6 +344,10 @@ class AppCacheCollector(Source):
         cutoff = now - self.settings.instance_ttl
         for name in [n for n, i in self._live.items() if i.last_push < cutoff]:
             del self._live[name]
+            self.expired.pop(name, None)
+            self.expired[name] = now
+            while len(self.expired) > MAX_EXPIRED:
+                self.expired.popitem(last=False)
             log.info("instance expired", extra={"app_instance": name,
                                                 "ttl_s": self.settings.instance_ttl})
 

@@ -14,7 +14,7 @@ SOURCE = SourcePackage(
     name="docker",
     title="Docker build cache",
     layers=(Layer("docker_build", "Docker builds", generic_alerts=False, receiver="ci-team",
-                  relay_path="ci"),
+                  relay_path="ci", hit_rate_goal="build_hit_rate", latency=False),
             # the engine's pulls: a layer already on the node is a hit (pulls.PullTracker)
             Layer("image_pull", "Node image pulls", receiver="platform-team",
                   relay_path="platform")),
@@ -31,5 +31,6 @@ SOURCE = SourcePackage(
     bundle="cachewatch.sources.docker.bundle",
     thresholds="cachewatch.sources.docker.thresholds:DockerThresholds",
     contract="cachewatch.sources.docker.contract",
-    chatty_loggers=("docker", "urllib3"),  # the Docker SDK's requests
+    chatty_loggers=("docker", "urllib3"),
+    status="cachewatch.sources.docker.status:section",  # the Docker SDK's requests
 )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from collections import defaultdict
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -28,6 +29,7 @@ from ...source import Source
 from ...state import Change, Counts, Ledger, StateError
 from . import contract
 from .settings import BuildSettings
+from .status import LastBuild, LastBuilds
 
 if TYPE_CHECKING:  # the parser and the doctor load with the first build, or a Dockerfile to watch
     from .buildlog import BuildSummary
@@ -101,6 +103,7 @@ class BuildCollector(Source):
         self._pairs = LabelCap(settings.max_images)  # (image, target) pairs, not each apart
         self._buster_labels = LabelCap(settings.max_cache_busters)
         self._dockerfiles: DockerfileFindings | None = None
+        self.last_builds = LastBuilds()  # for the status page
         if settings.dockerfiles:
             from .findings import DockerfileFindings
 
@@ -146,11 +149,18 @@ class BuildCollector(Source):
         """Count one build once stored; ``False`` if ``build_id`` was already counted."""
         outcome = await self.ledger.record([self.change(summary, image, target, build_id)])
         if outcome.applied[0]:
+            self._remember(summary, image)
             log.info("build ingested", extra={
                 "image": image, "target": target, "status": summary.status,
                 "hits": summary.hits, "lookups": summary.lookups,
                 "cache_buster": summary.cache_buster})
         return outcome.applied[0]
+
+    def _remember(self, summary: SubmittedSummary | BuildSummary, image: str) -> None:
+        """Keep the build as its image's last, for the status page."""
+        self.last_builds.add(LastBuild(
+            safe_label(image), self.source, summary.status, summary.hits, summary.misses,
+            summary.cache_buster, summary.rebuild_seconds, time.time()))
 
     def reject(self, reason: str) -> None:
         self.ledger.record_later([Change({(REJECTED, reason): 1.0})])
@@ -260,6 +270,7 @@ class BuildCollector(Source):
         outcome = await self.ledger.record(changes)
         for summary, applied in zip(summaries, outcome.applied, strict=True):
             if applied:
+                self._remember(summary, getattr(summary, "image", "") or submission.image)
                 log.info("build ingested", extra={
                     "image": getattr(summary, "image", submission.image),
                     "status": summary.status, "hits": summary.hits,
