@@ -134,7 +134,8 @@ def test_sparkline_is_a_bar_per_point_scaled_to_the_data_with_the_goal_and_title
     assert len(heights) == 3  # the missing minute stays empty
     assert heights[2] == 24.0  # the top of the axis is the data's maximum
     assert heights[0] == pytest.approx(24 * 0.1 / 0.6, abs=0.1)  # axis from 0.4 (room below)
-    assert "<title>50%, 3 min ago</title>" in svg and "<title>100%, now</title>" in svg
+    assert "<title>50%, 3 min ago</title>" in svg
+    assert "<title>100%, now</title>" in svg
     assert 'class="target"' in svg
     assert "http" not in svg
 
@@ -345,3 +346,43 @@ def test_the_readme_push_example_pasted_as_is_shows_on_the_page(exporter_factory
     assert _cells(page, "app", "products") == ["91.2%", "91.2%"]
     assert _cells(page, "app", "products-redis") == ["69.3%", "69.3%"]
     assert re.search(r"`products` at 91\.2 % and `products-redis` at 69\.3 %", readme)
+
+
+@pytest.mark.e2e
+def test_status_page_tiles_below_goal_chains_and_bars_in_a_browser_at_400px(
+        browser, exporter_factory, tmp_path):
+    """What a person sees after a controlled feed, wide and at 400 px; a screenshot per state
+    is kept in the test's tmp dir."""
+    exporter = exporter_factory(settings([], **{"redis.enabled": False}))
+    page, problems = _open(browser, exporter.url + "/", "#below-goal")
+    assert "nothing seen yet" in page.inner_text("body")  # idle sources say what feeds them
+    page.screenshot(path=str(tmp_path / "empty.png"), full_page=True)
+    # a two-level cache: L1 at 80 % of 1000, L2 answering 150 of L1's 200 misses
+    assert httpx.post(exporter.url + "/api/v1/caches", json={"instance": "w1", "caches": [
+        {"name": "l1", "stats": {"hitCount": 800, "missCount": 200},
+         "parent": "l2"},
+        {"name": "l2", "stats": {"hitCount": 150, "missCount": 50}}]}).status_code == 202
+    _push_every_source(exporter.url)
+    for width in (1200, 400):
+        page.set_viewport_size({"width": width, "height": 900})
+        page.reload(wait_until="load")
+        tile = page.query_selector(".tile[data-layer=app]")
+        # l1, l2 and users: (800 + 150 + 75) / (1000 + 200 + 100)
+        assert tile.query_selector(".big").inner_text() == f"{1025 / 1300:.1%}"
+        assert "bad" in tile.get_attribute("class")
+        below = page.inner_text("#below-goal")
+        assert below.startswith("Below goal:")
+        assert "l1 (Application caches): hit rate 80.0% < 85%" in below
+        assert "users (Application caches): hit rate 75.0% < 85%" in below  # 100 lookups
+        assert "l2 (Application caches): hit rate 75.0% < 85%" in below
+        assert "Docker builds" not in below  # 4 steps: fewer than 100 lookups
+        assert page.inner_text("tr[data-chain=l1] .effective") == "95.0%"
+        bars_ = page.query_selector_all("tr[data-cache=l1] svg.spark rect.bar")
+        assert bars_, "a cache pushed seconds ago has its first bar"
+        assert bars_[-1].query_selector("title").text_content() == "80.0%, now"
+        assert "P99" not in page.inner_text(".tile[data-layer=docker_build]")
+        assert page.query_selector("tr[data-image=app]")
+        overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 0, f"{overflow} px wider than {width}"
+        page.screenshot(path=str(tmp_path / f"fed-{width}.png"), full_page=True)
+    assert problems == []

@@ -211,8 +211,10 @@ class View:
             start_value = self.value_at(key, end - step)
             if start_value is None and self._times and self._times[0] < end:
                 start_value = self.value_at(key, self._times[0])  # a step not yet full
-            if end_value is None or start_value is None:
+            if end_value is None:
                 out.append(None)
+            elif start_value is None:  # the series appeared in this step: from zero
+                out.append(end_value)
             else:
                 out.append(end_value - start_value if end_value >= start_value else end_value)
         return out

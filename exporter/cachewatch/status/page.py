@@ -52,6 +52,7 @@ padding:.5em .9em;min-width:10em;flex:1 1 10em}
 .tile.bad .big,.p99.bad b{color:#cf222e} .tile.good .big{color:#1a7f37}
 #below-goal{border:1px solid #d0d7de;border-radius:6px;padding:.5em .9em}
 #below-goal ul{margin:.3em 0}
+code,li,p{overflow-wrap:anywhere}
 @media (max-width:600px){body{margin:.8em} .tile{min-width:8em}}
 """
 
@@ -119,11 +120,11 @@ def _activity_html(view: View, snapshot: Snapshot, now: float) -> str:
                 + "".join(f'<td class="num">{count:.0f}</td>' for count in counts)
                 + f"<td>{spark}</td></tr>")
         tables.append(
-            f"<section><h2>{html.escape(family.title)}</h2><table><thead><tr>"
+            f'<section><h2>{html.escape(family.title)}</h2><div class="wide"><table><thead><tr>'
             f"<th>{group_label}</th>"
             f"<th>{item_label}</th><th>{kind}, 5 min</th><th>{kind}, 1 h</th>"
             f"<th>recent</th></tr></thead><tbody>{''.join(body)}</tbody>"
-            "</table></section>")
+            "</table></div></section>")
     return "".join(tables)
 
 
