@@ -125,6 +125,17 @@ def _feed(exporter, redis_plain, docker_engine, upstream, mirror, tmp_path, roun
     httpx.post(exporter.url + "/webhooks/registry", json=envelope).raise_for_status()
     httpx.post(exporter.url + "/webhooks/registry", json=envelope)  # a duplicate
     httpx.post(exporter.url + "/webhooks/registry", content=b"{nope")  # a rejection
+    # A CI job's caches, as `cachewatch ingest-job` reports them: each round a hit, a partial
+    # restore and a miss, and a save (the CI dashboard and its row on the overview).
+    httpx.post(exporter.url + "/api/v1/ci/caches", json={
+        "id": f"job-{round_}",
+        "ci_caches": [
+            {"ci": "github", "cache": "node-cache-Linux-npm", "result": "hit", "bytes": 2048},
+            {"ci": "github", "cache": "setup-python-Linux-pip", "result": "partial",
+             "bytes": 1024},
+            {"ci": "gitlab", "cache": "gems", "result": "miss"}],
+        "ci_cache_saves": [{"ci": "gitlab", "cache": "gems", "bytes": 4096}]},
+    ).raise_for_status()
     caches = Caches()
     l1 = caches.add(CacheStats("catalog", parent="catalog-redis", size=lambda: 10))
     l2 = caches.add(CacheStats("catalog-redis"))
