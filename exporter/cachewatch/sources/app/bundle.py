@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ...bundle.goals import Goal, generic
 from ...bundle.panels import (
     NEUTRAL,
     DashboardSpec,
@@ -99,8 +100,15 @@ def micrometer_tests(t: Thresholds) -> list[dict[str, Any]]:
     }]
 
 
+
+def goals(t: Thresholds) -> tuple[Goal, ...]:
+    """Judged by the core's CacheHitRateLow."""
+    return (generic(t, "app", DASHBOARD.uid),)
+
+
 PART = BundlePart(
-    dashboard=DASHBOARD, lookup_feeds=micrometer_lookups, recording_tests=micrometer_tests,
+    dashboard=DASHBOARD, goals=goals, lookup_feeds=micrometer_lookups,
+    recording_tests=micrometer_tests,
     rejections=Rejections(L.APP_PUSH_REJECTED.name, "caches", position=2,
                           # one burst of refusals, then none: no alert
                           test_series=(('reason="auth"', "0x5 3x35"),)))

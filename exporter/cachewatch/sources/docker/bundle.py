@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from ...bundle.alerting import alert
+from ...bundle.goals import Goal, generic
 from ...bundle.panels import NEUTRAL, DashboardSpec, Panel, fleet, hit_steps, legend
 from ...bundle.part import BundlePart, Rejections
 from ...bundle.promtool import before_for, counter, expected, two_phase
@@ -263,7 +264,31 @@ def tests(t: Thresholds) -> list[dict[str, Any]]:
     return [_hit_rate_case(t), _budget_case(t)]
 
 
+def _as_cache(expr: str) -> str:
+    """A per-image series as the shared lookups' caches are named (``cache`` = the image)."""
+    return f'label_replace({expr}, "cache", "$1", "image", "(.*)")'
+
+
+def goals(t: Thresholds) -> tuple[Goal, ...]:
+    """Builds judged as DockerBuildCacheHitRateLow does (steps over the build window, enough
+    builds); node pulls by the core's CacheHitRateLow."""
+    own = t.of(DockerThresholds)
+    by, w = t.by("image"), own.build_window
+
+    def ratio(_: Thresholds, matchers: str) -> str:
+        return (f'label_replace({_as_cache(f"{BUILD_RATIO}{w}{{{matchers}}}")}, '
+                f'"layer", "docker_build", "", "")')
+
+    def gate(_: Thresholds, matchers: str) -> str:
+        return _as_cache(f"sum by ({by}) (increase({BUILDS}{{{matchers}}}[{w}])) "
+                         f">= {own.min_builds}")
+
+    return (Goal("docker_build", own.build_hit_rate, ratio, gate, DASHBOARD.uid, "image"),
+            generic(t, "image_pull", DASHBOARD.uid, variable=""))
+
+
 PART = BundlePart(
+    goals=goals,
     targets="Docker engines",
     dashboard=DASHBOARD, recording_rules=recording_rules,
     alert_rules=alerts, alert_tests=tests,
