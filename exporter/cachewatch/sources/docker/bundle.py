@@ -36,7 +36,8 @@ RATE = "[$__rate_interval]"
 
 
 def _per_hour(metric: str, selector: str) -> str:
-    return f"(rate({metric}{selector}{RATE})) * 3600"
+    """What the last hour held: one build is 1, not a short rate scaled up to a spike."""
+    return f"(increase({metric}{selector}[1h]))"
 
 
 def _build_panels(t: Thresholds) -> list[Panel]:
@@ -61,8 +62,8 @@ def _build_panels(t: Thresholds) -> list[Panel]:
               ((f"sum by ({t.by('image')}) "
                 + _per_hour(L.DOCKER_BUILD_REBUILD_SECONDS.name, sel), legend(t, "{{image}}")),),
               "s", NEUTRAL, 12,
-              "Seconds spent executing steps in builds that had a usable cache, at the "
-              "current rate, per hour."),
+              "Seconds spent executing steps in builds that had a usable cache, over the "
+              "hour before each point."),
         Panel("table", "Top cache busters",
               ((f"topk(10, sum by ({t.by('image', 'instruction')}) "
                 f"(increase({L.DOCKER_BUILD_CACHE_BUSTERS.name}{sel}[$__range])))", ""),),
@@ -72,7 +73,7 @@ def _build_panels(t: Thresholds) -> list[Panel]:
         Panel("timeseries", "Builds by outcome (per hour)",
               ((f"sum by ({t.by('status')}) " + _per_hour(BUILDS, sel),
                 legend(t, "{{status}}")),), "none", NEUTRAL, 12,
-              "Builds finished per hour at the current rate, by outcome."),
+              "Builds finished in the hour before each point, by outcome."),
         Panel("heatmap", "Build duration",
               ((f"sum by (le) (increase({L.DOCKER_BUILD_DURATION.name}_bucket{sel}{RATE}))",
                 "{{le}}"),), "s", NEUTRAL, 12,
@@ -96,7 +97,7 @@ def _engine_panels(t: Thresholds) -> list[Panel]:
         Panel("bargauge", "Build cache by last use",
               ((f"sum by ({t.by('within')}) "
                 f"({L.DOCKER_BUILD_CACHE_IDLE_BYTES.name}{fleet(t)})",
-                legend(t, "≤ {{within}} s")),),
+                legend(t, "used within {{within}} s")),),
               "bytes", NEUTRAL, 12,
               "Bytes of build cache last used within each age (cumulative): most bytes only in "
               "the oldest bars is a bloated cache; nothing older than an hour is a thrashing "
@@ -104,7 +105,8 @@ def _engine_panels(t: Thresholds) -> list[Panel]:
         Panel("timeseries", "Image events (per hour)",
               ((f"sum by ({t.by('action')}) " + _per_hour(L.DOCKER_EVENTS.name, fleet(t)),
                 legend(t, "{{action}}")),), "none", NEUTRAL, 12,
-              "Image tag, pull, push and delete events from the engine, per hour."),
+              "Image tag, pull, push and delete events from the engine in the hour before each "
+              "point."),
     ]
 
 
@@ -122,7 +124,7 @@ def _pull_panels(t: Thresholds) -> list[Panel]:
         Panel("timeseries", "Pulled layers reused and fetched (per hour)",
               ((f"sum by ({t.by('result')}) " + _per_hour(layers, sel),
                 legend(t, "{{result}}")),), "none", NEUTRAL, 8,
-              "Layers of pulled images per hour, at the current rate: reused (on the node "
+              "Layers of pulled images in the hour before each point: reused (on the node "
               "before the pull) or fetched (downloaded)."),
         Panel("timeseries", "Pulled bytes reused and fetched",
               ((f"sum by ({t.by('host', 'result')}) (rate({size}{sel}{RATE}))",
