@@ -170,10 +170,17 @@ def test_dashboard_threshold_lines_follow_the_alert_thresholds(tmp_path):
     subprocess.run([sys.executable, "-m", "cachewatch", "bundle", "--out", str(tmp_path),
                     "--hit-rate", "0.93", "--p99", "25ms"], check=True, capture_output=True)
     board = json.loads((tmp_path / "dashboards" / "overview.json").read_text())
-    steps = {p["title"]: [s["value"] for s in p["fieldConfig"]["defaults"]["thresholds"]["steps"]]
-             for p in board["panels"]}
-    assert steps["Hit rate by layer and cache"] == [None, 0.93]
+    shown = {p["title"]: p for p in board["panels"] if p["type"] != "row"}
+    steps = {title: [s["value"] for s in p["fieldConfig"]["defaults"]["thresholds"]["steps"]]
+             for title, p in shown.items()}
+    assert steps["redis: hit rate"] == [None, 0.93]
+    assert steps["docker_build: hit rate"] == [None, 0.5]  # its own alert's goal, not the core's
     assert steps["P99 latency (client-observed)"] == [None, 0.025]
+    latency = shown["P99 latency (client-observed)"]["fieldConfig"]["defaults"]
+    assert latency["custom"]["axisSoftMax"] == 0.03  # the line stays on the axis
+    assert (shown["redis: hit rate"]["fieldConfig"]["defaults"]["min"],
+            shown["redis: hit rate"]["fieldConfig"]["defaults"]["max"]) == (0, 1)
+    assert "< 0.93" in shown["Caches below hit-rate goal"]["targets"][0]["expr"]
 
 
 def test_grafana_alert_provisioning_mirrors_the_prometheus_alerts():

@@ -24,6 +24,7 @@ from support import ROOT
 
 DASHBOARD_FILES = sorted((ROOT / "dashboards").glob("*.json"))
 IDENTITY = Thresholds().identity_labels
+ALERT_WINDOWS = {Thresholds().errors_window, Thresholds().rejected_window, "1h"}
 plugins.register_default_plugins()  # panel options and Prometheus queries get their models
 
 # --- Grafana's dashboard model (grafana-foundation-sdk, generated from Grafana's schema) -------
@@ -147,8 +148,9 @@ def test_the_selector_finder_sees_every_selector():
 
 
 def _panels() -> list[tuple[str, dict[str, Any]]]:
+    """Every panel that shows data (rows only head them)."""
     return [(path.stem, panel) for path in DASHBOARD_FILES
-            for panel in json.loads(path.read_text())["panels"]]
+            for panel in json.loads(path.read_text())["panels"] if panel["type"] != "row"]
 
 
 PANELS = _panels()
@@ -178,7 +180,8 @@ def test_every_panel_keeps_to_the_fleet_rules(item):
             for label in IDENTITY:  # every series filtered by the fleet's variables
                 assert f'{label} =~ "${label}"' in matchers, (name, label, expr)
         for window in re.findall(r"\[([^\]]*)\]", re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)):
-            assert window in ("$__rate_interval", "$__range"), (window, expr)
+            # the panel's rate interval, its range, or the window the alert it shows tests
+            assert window in ("$__rate_interval", "$__range", *ALERT_WINDOWS), (window, expr)
         ranks = re.search(r"\b(topk|bottomk)\(", expr)
         if panel["type"] in ("bargauge", "table"):
             assert target["instant"] is True, expr
@@ -242,3 +245,68 @@ def test_identity_labels_are_a_setting_of_the_dashboards_too():
 def test_every_query_of_the_specs_is_in_the_files():
     rendered = {t["expr"] for _, p in PANELS for t in p["targets"]}
     assert {expr for _, _, expr in dashboards.all_exprs(Thresholds())} == rendered
+
+
+# --- What a reader sees first, and the scales ---------------------------------------------------
+
+
+def _board(key: str) -> dict[str, Any]:
+    return json.loads((ROOT / "dashboards" / f"{key}.json").read_text())
+
+
+def test_the_overview_opens_on_the_now_row():
+    panels = _board("overview")["panels"]
+    assert panels[0]["type"] == "row"
+    assert panels[0]["title"] == "Now"
+    stats = [p for p in panels if p["type"] == "stat"]
+    assert [p["title"] for p in stats] == ["Caches below hit-rate goal", "Caches over P99 goal",
+                                          "Alerts firing", "Exporters up", "Targets down"]
+    for stat in stats:
+        assert stat["gridPos"]["y"] + stat["gridPos"]["h"] <= 8, stat["title"]
+    (table,) = [p for p in panels if p["title"] == "Every cache, worst first"]
+    assert table["gridPos"]["y"] < 8
+    assert table["gridPos"]["w"] == 24
+    assert table["gridPos"]["y"] == max(s["gridPos"]["y"] + s["gridPos"]["h"] for s in stats)
+    sort = next(t for t in table["transformations"] if t["id"] == "sortBy")
+    assert sort["options"]["sort"] == [{"field": "vs goal", "desc": False}]  # worst first
+    assert next(t for t in table["transformations"]
+                if t["id"] == "organize")["options"]["excludeByName"] == {"Time": True}
+    cache = next(o for o in table["fieldConfig"]["overrides"]
+                 if o["matcher"]["options"] == "cache")
+    (link,) = cache["properties"][0]["value"]
+    assert link["url"].startswith("/d/${__data.fields.dashboard}?${__url_time_range}")
+    for label in IDENTITY:
+        assert f"var-{label}=${{__data.fields.{label}}}" in link["url"]
+    # every later chart sits below the Now row, in a row of its own
+    assert all(p["gridPos"]["y"] >= 5 for p in panels[len(stats) + 2:])
+    assert sum(p["type"] == "row" for p in panels) >= 3
+
+
+def test_every_layer_has_one_goal_and_the_now_row_judges_it_as_its_alert_does():
+    from cachewatch.bundle.parts import PARTS
+    from cachewatch.sources import layers
+
+    t = Thresholds()
+    goals = {goal.layer: goal for part in PARTS for goal in part.goals(t)}
+    assert sorted(goals) == sorted(layer.name for layer in layers())
+    assert goals["docker_build"].hit_rate == 0.5  # DockerBuildCacheHitRateLow's, not 85 %
+    assert goals["redis"].hit_rate == t.hit_rate
+    (below,) = next(p for p in _board("overview")["panels"]
+                    if p["title"] == "Caches below hit-rate goal")["targets"]
+    assert f"> {t.min_lookups_per_second}" in below["expr"]  # CacheHitRateLow's traffic gate
+    assert ">= 3" in below["expr"]  # DockerBuildCacheHitRateLow's minimum of builds
+
+
+@pytest.mark.parametrize("item", PANELS, ids=[_id(p) for p in PANELS])
+def test_hit_rates_are_drawn_on_0_to_1_and_latencies_keep_their_line_in_view(item):
+    _, panel = item
+    defaults = panel["fieldConfig"]["defaults"]
+    assert defaults["noValue"].strip()
+    if panel["type"] == "table":
+        return
+    if defaults["unit"] == "percentunit":
+        assert (defaults["min"], defaults["max"]) == (0, 1)
+    red = [s["value"] for s in defaults["thresholds"]["steps"]
+           if s["color"] == "red" and s["value"] is not None]
+    if defaults["unit"] == "s" and red and panel["type"] == "timeseries":
+        assert defaults["custom"]["axisSoftMax"] == pytest.approx(max(red) * 1.2)

@@ -13,7 +13,8 @@ Grafana's dashboard models).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+import re
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from grafanalib._gen import DashboardEncoder
@@ -23,6 +24,7 @@ from grafanalib.core import (
     DashboardLink,
     GridPos,
     Heatmap,
+    RowPanel,
     Stat,
     Table,
     Template,
@@ -30,22 +32,23 @@ from grafanalib.core import (
     TimeSeries,
 )
 
-from ..metrics import contract
-from . import overview
+from . import overview, series
 from .panels import DashboardSpec, Panel
 from .part import BundlePart
 from .parts import PARTS
-from .rules import alert_rules
+from .rules import alert_rules, rejections
 from .thresholds import Thresholds
 
 SCHEMA_VERSION = 39  # Grafana 10/11; grafanalib's own default is far older
 DS = {"type": "prometheus", "uid": "${datasource}"}
-WIDTH, HEIGHT = 24, 8
+WIDTH = 24  # Grafana's grid
 
 
 def specs(parts: Sequence[BundlePart] = PARTS) -> list[DashboardSpec]:
     """Every dashboard of the bundle: the overview first, then each part's."""
     return [overview.dashboard(lambda t: alert_rules(t, parts),
+                               lambda t: [goal for part in parts for goal in part.goals(t)],
+                               rejections(parts),
                                [part.targets for part in parts if part.targets]),
             *(part.dashboard for part in parts)]
 
@@ -59,6 +62,8 @@ def _grafanalib_panel(panel: Panel, pid: int, grid: GridPos) -> Any:
     # Targets are written by ``_targets``; grafanalib's would carry legacy fields.
     common = {"title": panel.title, "dataSource": DS, "targets": [], "gridPos": grid,
               "id": pid, "description": panel.description, "extraJson": field}
+    if panel.kind == "row":
+        return RowPanel(title=panel.title, gridPos=grid, id=pid)
     if panel.kind == "timeseries":
         line = len(panel.steps) > 1
         return TimeSeries(unit=panel.unit, thresholdsStyleMode="line" if line else "off",
@@ -82,22 +87,24 @@ def _targets(panel: Panel) -> list[dict[str, Any]]:
 
 
 def _layout(panels: list[Panel]) -> Iterator[GridPos]:
-    x = y = 0
+    """Left to right, a new line when the width is full or a row starts; a line is as high as
+    its highest panel."""
+    x = y = tallest = 0
     for panel in panels:
-        if x + panel.width > WIDTH:
-            x, y = 0, y + HEIGHT
-        yield GridPos(h=HEIGHT, w=panel.width, x=x, y=y)
-        x += panel.width
+        if x + panel.width > WIDTH or (panel.kind == "row" and x):
+            x, y, tallest = 0, y + tallest, 0
+        yield GridPos(h=panel.height, w=panel.width, x=x, y=y)
+        x, tallest = x + panel.width, max(tallest, panel.height)
 
 
 def identity_variables(t: Thresholds) -> list[tuple[str, str]]:
     """One variable per identity label, each among the values the ones before it allow
-    (cluster, then namespace in those clusters, then job): read from ``cachewatch_build_info``,
-    which every cachewatch exports."""
+    (cluster, then namespace in those clusters, then job): read from the lookups every layer
+    feeds, so a cache scraped straight from an application (Micrometer) is found too."""
     found = []
     for i, label in enumerate(t.identity_labels):
         before = ", ".join(f'{prior}=~"${prior}"' for prior in t.identity_labels[:i])
-        found.append((label, f"label_values({contract.BUILD_INFO.name}{{{before}}}, {label})"))
+        found.append((label, f"label_values({series.TOTAL}{{{before}}}, {label})"))
     return found
 
 
@@ -121,6 +128,7 @@ def dashboard(spec: DashboardSpec, t: Thresholds) -> Dashboard:
         timezone="browser",
         schemaVersion=SCHEMA_VERSION,
         refresh="30s",
+        graphTooltip=1,  # a shared crosshair: one moment across every panel
         templating=Templating(list=variables),
         links=[DashboardLink(title="cachewatch", type="dashboards", tags=["cachewatch"],
                              asDropdown=True, includeVars=True, keepTime=True)],
@@ -178,6 +186,47 @@ def _without_nulls(value: Any) -> Any:
     return value
 
 
+_METRIC = re.compile(r"\b(cachewatch_[a-z0-9_]+|[a-z_]+:[a-z0-9_]+:[a-z0-9_]+|ALERTS|up)\b")
+
+
+def no_data(panel: Panel) -> str:
+    """What a panel says with no data: its own text, else the series that feed it."""
+    if panel.no_data:
+        return panel.no_data
+    fed = sorted({name for expr, _ in panel.exprs for name in _METRIC.findall(expr)})
+    return "No data from " + ", ".join(fed) + " for the selection"
+
+
+def _fields(panel: dict[str, Any], spec: Panel) -> None:
+    """Fixed scales (a hit ratio on 0-1, a latency up to a little above its red line, so the
+    line never falls off an auto-scaled axis), the "No data" text and the part's extras."""
+    defaults = panel["fieldConfig"]["defaults"]
+    defaults["noValue"] = no_data(spec)
+    if spec.unit == "percentunit" and spec.kind != "table":
+        defaults.update(min=0, max=1)
+    red = [value for color, value in spec.steps if color == "red" and value is not None]
+    if spec.unit == "s" and red and spec.kind == "timeseries":
+        defaults.setdefault("custom", {})["axisSoftMax"] = round(max(red) * 1.2, 6)
+    if spec.kind == "timeseries":
+        panel["options"]["legend"].update(displayMode="table", placement="bottom",
+                                          calcs=["lastNotNull", "min"])
+    _merge(panel, spec.extra)
+
+
+def _merge(into: dict[str, Any], extra: Mapping[str, Any]) -> None:
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value
+
+
+def _row(panel: dict[str, Any]) -> dict[str, Any]:
+    """A row as Grafana saves one (grafanalib's carries every panel field)."""
+    return {"type": "row", "title": panel["title"], "id": panel["id"],
+            "gridPos": panel["gridPos"], "collapsed": False, "panels": []}
+
+
 def _today(data: dict[str, Any], panels: list[Panel]) -> dict[str, Any]:
     for key in _LEGACY_DASHBOARD:
         data.pop(key, None)
@@ -185,11 +234,15 @@ def _today(data: dict[str, Any], panels: list[Panel]) -> dict[str, Any]:
         for key in _LEGACY_VARIABLE:
             variable.pop(key, None)
         variable.get("current", {}).pop("tags", None)
-    for panel, spec in zip(data["panels"], panels, strict=True):
+    for i, (panel, spec) in enumerate(zip(data["panels"], panels, strict=True)):
+        if spec.kind == "row":
+            data["panels"][i] = _row(panel)
+            continue
         for key in _LEGACY_PANEL:
             panel.pop(key, None)
         panel["targets"] = _targets(spec)
         _modernise(panel)
+        _fields(panel, spec)
     return _without_nulls(data)
 
 

@@ -7,8 +7,9 @@ way, so every dashboard gets the data source variable, the links and the layout.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 from .thresholds import Thresholds
 
@@ -24,13 +25,20 @@ class Panel:
     description is what a reader sees on hovering the title: every panel has one.
     """
 
-    kind: str  # timeseries, stat, bargauge, table, heatmap
+    kind: str  # timeseries, stat, bargauge, table, heatmap, row
     title: str
     exprs: tuple[tuple[str, str], ...]  # (expr, legend)
     unit: str
     steps: Steps
     width: int
     description: str
+    height: int = 8
+    # What "No data" says instead: the series that feed the panel, unless told.
+    no_data: str = ""
+    # Grafana panel JSON merged over the rendered panel (links, transformations, overrides).
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    # Bounds of the value axis; a latency panel's soft max is derived from its threshold.
+    bounds: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         if not self.description.strip():

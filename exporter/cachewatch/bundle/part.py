@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .goals import Goal
 from .panels import DashboardSpec
 from .thresholds import Thresholds
 
@@ -24,6 +25,11 @@ Generated = Callable[[Thresholds], list[dict[str, Any]]]
 def nothing(t: Thresholds) -> list[dict[str, Any]]:
     """What a part contributes where it has nothing to add."""
     return []
+
+
+def no_goals(t: Thresholds) -> tuple[Goal, ...]:
+    """A part that feeds no layer of the shared lookups."""
+    return ()
 
 
 @dataclass(frozen=True)
@@ -66,6 +72,9 @@ class BundlePart:
     alert_tests: Generated = nothing
     recording_tests: Generated = nothing
     rejections: Rejections | None = None
+    # The goal of each layer it feeds, as its alerts judge it (``goals.Goal``): the overview
+    # counts, ranks and colours the layer's caches by it.
+    goals: Callable[[Thresholds], tuple[Goal, ...]] = no_goals
     # Its alerts about one cache's health, inhibited (like the core's cache alerts) while
     # cachewatch cannot read that cache.
     cache_alerts: tuple[str, ...] = ()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ...bundle.goals import Goal, generic
 from ...bundle.panels import (
     NEUTRAL,
     DashboardSpec,
@@ -17,7 +18,7 @@ from ...bundle.panels import (
 )
 from ...bundle.part import BundlePart, Rejections
 from ...bundle.promtool import counter
-from ...bundle.series import BY_RESULT, HIT_RATIO, TOTAL
+from ...bundle.series import BY_RESULT, HIT_RATIO, P99, TOTAL
 from ...bundle.thresholds import Thresholds
 from . import contract
 
@@ -49,14 +50,18 @@ def panels(t: Thresholds) -> list[Panel]:
               "apps' Micrometer cache_gets alike); the line is the target."),
         Panel("timeseries", "Two-level effective hit rate",
               ((f"sum by ({by}) (rate({L.CACHE_EFFECTIVE_HITS.name}{sel}{rate})) / "
-                f"sum by ({by}) (rate({L.CACHE_LOOKUPS.name}{sel}{rate}))", who),),
+                f"(sum by ({by}) (rate({L.CACHE_LOOKUPS.name}{sel}{rate})) > 0)", who),),
               "percentunit", hit_steps(t.hit_rate), 12,
               "(L1 hits + L2 hits on L1 misses) / L1 lookups: a ratio of rates."),
         Panel("timeseries", "Load time per load",
               ((f"sum by ({by}) (rate({L.APP_CACHE_LOAD_SECONDS.name}{one}{rate})) / "
-                f"sum by ({by}) (rate({L.APP_CACHE_LOADS.name}{one}{rate}))", who),),
+                f"(sum by ({by}) (rate({L.APP_CACHE_LOADS.name}{one}{rate})) > 0)", who),),
               "s", latency_steps(t.p99_seconds), 12,
               "Average time to load a missing value (what a miss costs the application)."),
+        Panel("timeseries", "P99 latency", ((f"{P99}{sel}", who),), "s",
+              latency_steps(t.p99_seconds), 12,
+              "99th percentile of lookup latency over 5 minutes, per cache; the line is where "
+              "CacheLatencyP99High fires."),
         Panel("timeseries", "Evictions",
               ((f"sum by ({by}) (rate({L.CACHE_EVICTIONS.name}{sel}{rate}))", who),),
               "ops", NEUTRAL, 12, "Entries evicted per second to make room."),
@@ -99,8 +104,15 @@ def micrometer_tests(t: Thresholds) -> list[dict[str, Any]]:
     }]
 
 
+
+def goals(t: Thresholds) -> tuple[Goal, ...]:
+    """Judged by the core's CacheHitRateLow."""
+    return (generic(t, "app", DASHBOARD.uid),)
+
+
 PART = BundlePart(
-    dashboard=DASHBOARD, lookup_feeds=micrometer_lookups, recording_tests=micrometer_tests,
+    dashboard=DASHBOARD, goals=goals, lookup_feeds=micrometer_lookups,
+    recording_tests=micrometer_tests,
     rejections=Rejections(L.APP_PUSH_REJECTED.name, "caches", position=2,
                           # one burst of refusals, then none: no alert
                           test_series=(('reason="auth"', "0x5 3x35"),)))

@@ -4,6 +4,7 @@ CacheHitRateLow: a partial restore is a miss in ``cachewatch_cache_lookups_total
 
 from __future__ import annotations
 
+from ...bundle.goals import Goal, generic
 from ...bundle.panels import NEUTRAL, DashboardSpec, Panel, fleet, hit_steps, legend
 from ...bundle.part import BundlePart, Rejections
 from ...bundle.series import HIT_RATIO, TOTAL
@@ -55,8 +56,14 @@ def variables(t: Thresholds) -> tuple[tuple[str, str], ...]:
 DASHBOARD = DashboardSpec("ci", "cachewatch-ci-caches", "cachewatch: CI caches", panels,
                           variables)
 
+
+def goals(t: Thresholds) -> tuple[Goal, ...]:
+    """Judged by the core's CacheHitRateLow."""
+    return (generic(t, "ci", DASHBOARD.uid),)
+
+
 PART = BundlePart(
-    dashboard=DASHBOARD,
+    dashboard=DASHBOARD, goals=goals,
     rejections=Rejections(L.CI_INGEST_REJECTED.name, "ci/caches", position=4,
                           benign_reason="duplicate",
                           test_series=(('reason="auth"', "0x5 3x35"),)),

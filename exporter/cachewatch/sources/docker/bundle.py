@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from ...bundle.alerting import alert
+from ...bundle.goals import Goal, generic
 from ...bundle.panels import NEUTRAL, DashboardSpec, Panel, fleet, hit_steps, legend
 from ...bundle.part import BundlePart, Rejections
 from ...bundle.promtool import before_for, counter, expected, two_phase
@@ -35,7 +36,8 @@ RATE = "[$__rate_interval]"
 
 
 def _per_hour(metric: str, selector: str) -> str:
-    return f"(rate({metric}{selector}{RATE})) * 3600"
+    """What the last hour held: one build is 1, not a short rate scaled up to a spike."""
+    return f"(increase({metric}{selector}[1h]))"
 
 
 def _build_panels(t: Thresholds) -> list[Panel]:
@@ -60,8 +62,8 @@ def _build_panels(t: Thresholds) -> list[Panel]:
               ((f"sum by ({t.by('image')}) "
                 + _per_hour(L.DOCKER_BUILD_REBUILD_SECONDS.name, sel), legend(t, "{{image}}")),),
               "s", NEUTRAL, 12,
-              "Seconds spent executing steps in builds that had a usable cache, at the "
-              "current rate, per hour."),
+              "Seconds spent executing steps in builds that had a usable cache, over the "
+              "hour before each point."),
         Panel("table", "Top cache busters",
               ((f"topk(10, sum by ({t.by('image', 'instruction')}) "
                 f"(increase({L.DOCKER_BUILD_CACHE_BUSTERS.name}{sel}[$__range])))", ""),),
@@ -71,7 +73,7 @@ def _build_panels(t: Thresholds) -> list[Panel]:
         Panel("timeseries", "Builds by outcome (per hour)",
               ((f"sum by ({t.by('status')}) " + _per_hour(BUILDS, sel),
                 legend(t, "{{status}}")),), "none", NEUTRAL, 12,
-              "Builds finished per hour at the current rate, by outcome."),
+              "Builds finished in the hour before each point, by outcome."),
         Panel("heatmap", "Build duration",
               ((f"sum by (le) (increase({L.DOCKER_BUILD_DURATION.name}_bucket{sel}{RATE}))",
                 "{{le}}"),), "s", NEUTRAL, 12,
@@ -95,7 +97,7 @@ def _engine_panels(t: Thresholds) -> list[Panel]:
         Panel("bargauge", "Build cache by last use",
               ((f"sum by ({t.by('within')}) "
                 f"({L.DOCKER_BUILD_CACHE_IDLE_BYTES.name}{fleet(t)})",
-                legend(t, "≤ {{within}} s")),),
+                legend(t, "used within {{within}} s")),),
               "bytes", NEUTRAL, 12,
               "Bytes of build cache last used within each age (cumulative): most bytes only in "
               "the oldest bars is a bloated cache; nothing older than an hour is a thrashing "
@@ -103,7 +105,8 @@ def _engine_panels(t: Thresholds) -> list[Panel]:
         Panel("timeseries", "Image events (per hour)",
               ((f"sum by ({t.by('action')}) " + _per_hour(L.DOCKER_EVENTS.name, fleet(t)),
                 legend(t, "{{action}}")),), "none", NEUTRAL, 12,
-              "Image tag, pull, push and delete events from the engine, per hour."),
+              "Image tag, pull, push and delete events from the engine in the hour before each "
+              "point."),
     ]
 
 
@@ -121,7 +124,7 @@ def _pull_panels(t: Thresholds) -> list[Panel]:
         Panel("timeseries", "Pulled layers reused and fetched (per hour)",
               ((f"sum by ({t.by('result')}) " + _per_hour(layers, sel),
                 legend(t, "{{result}}")),), "none", NEUTRAL, 8,
-              "Layers of pulled images per hour, at the current rate: reused (on the node "
+              "Layers of pulled images in the hour before each point: reused (on the node "
               "before the pull) or fetched (downloaded)."),
         Panel("timeseries", "Pulled bytes reused and fetched",
               ((f"sum by ({t.by('host', 'result')}) (rate({size}{sel}{RATE}))",
@@ -263,7 +266,31 @@ def tests(t: Thresholds) -> list[dict[str, Any]]:
     return [_hit_rate_case(t), _budget_case(t)]
 
 
+def _as_cache(expr: str) -> str:
+    """A per-image series as the shared lookups' caches are named (``cache`` = the image)."""
+    return f'label_replace({expr}, "cache", "$1", "image", "(.*)")'
+
+
+def goals(t: Thresholds) -> tuple[Goal, ...]:
+    """Builds judged as DockerBuildCacheHitRateLow does (steps over the build window, enough
+    builds); node pulls by the core's CacheHitRateLow."""
+    own = t.of(DockerThresholds)
+    by, w = t.by("image"), own.build_window
+
+    def ratio(_: Thresholds, matchers: str) -> str:
+        return (f'label_replace({_as_cache(f"{BUILD_RATIO}{w}{{{matchers}}}")}, '
+                f'"layer", "docker_build", "", "")')
+
+    def gate(_: Thresholds, matchers: str) -> str:
+        return _as_cache(f"sum by ({by}) (increase({BUILDS}{{{matchers}}}[{w}])) "
+                         f">= {own.min_builds}")
+
+    return (Goal("docker_build", own.build_hit_rate, ratio, gate, DASHBOARD.uid, "image"),
+            generic(t, "image_pull", DASHBOARD.uid, variable=""))
+
+
 PART = BundlePart(
+    goals=goals,
     targets="Docker engines",
     dashboard=DASHBOARD, recording_rules=recording_rules,
     alert_rules=alerts, alert_tests=tests,

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ...bundle import series
+from ...bundle.goals import Goal, generic
 from ...bundle.panels import (
     NEUTRAL,
     DashboardSpec,
@@ -130,4 +131,11 @@ def tests(t: Thresholds) -> list[dict[str, Any]]:
     return [latency_case(t)]
 
 
-PART = BundlePart(dashboard=DASHBOARD, alert_tests=tests, targets="Memcached servers")
+
+def goals(t: Thresholds) -> tuple[Goal, ...]:
+    """Judged by the core's CacheHitRateLow."""
+    return (generic(t, LAYER, DASHBOARD.uid),)
+
+
+PART = BundlePart(dashboard=DASHBOARD, goals=goals, alert_tests=tests,
+                  targets="Memcached servers")

@@ -8,6 +8,7 @@ from typing import Any
 
 from ...bundle import series
 from ...bundle.alerting import alert
+from ...bundle.goals import Goal, generic
 from ...bundle.panels import (
     NEUTRAL,
     DashboardSpec,
@@ -165,6 +166,13 @@ def tests(t: Thresholds) -> list[dict[str, Any]]:
     return [_server_latency_case(t)]
 
 
-PART = BundlePart(dashboard=DASHBOARD, recording_rules=recording_rules, alert_rules=alerts,
+
+def goals(t: Thresholds) -> tuple[Goal, ...]:
+    """Judged by the core's CacheHitRateLow."""
+    return (generic(t, "redis", DASHBOARD.uid),)
+
+
+PART = BundlePart(dashboard=DASHBOARD, goals=goals, recording_rules=recording_rules,
+                  alert_rules=alerts,
                   alert_tests=tests, cache_alerts=("RedisServerLatencyP99High",),
                   targets="Redis servers")

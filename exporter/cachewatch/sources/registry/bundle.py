@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from ...bundle.alerting import alert
+from ...bundle.goals import Goal, generic
 from ...bundle.panels import NEUTRAL, DashboardSpec, Panel, fleet, hit_steps, legend
 from ...bundle.part import BundlePart, Rejections
 from ...bundle.promtool import counter, expected, lookups
@@ -144,7 +145,15 @@ def tests(t: Thresholds) -> list[dict[str, Any]]:
             replication_bundle.stale_case(t, own.replication_stale, DASHBOARD.uid)]
 
 
+def goals(t: Thresholds) -> tuple[Goal, ...]:
+    """Judged as RegistryPullThroughHitRateLow does (its own goal, a tenth of the traffic)."""
+    return (generic(t, "registry", DASHBOARD.uid, variable="",
+                    hit_rate=t.of(RegistryThresholds).registry_hit_rate,
+                    min_lookups=t.min_lookups_per_second / 10),)
+
+
 PART = BundlePart(
+    goals=goals,
     targets="registries",
     dashboard=DASHBOARD, alert_rules=alerts, alert_tests=tests,
     rejections=Rejections(
