@@ -76,6 +76,10 @@ class WebSettings(BaseModel):
     max_header_bytes: int = Field(
         default=65536, ge=4096, le=1 << 24,
         description="a request line and headers larger than this get `431`")
+    max_inflight_body_bytes: int = Field(
+        default=64 * 1024 * 1024, ge=1024 * 1024, le=1 << 34,
+        description="request bodies every receiver together holds at once (read or being "
+        "handled); a body that does not fit gets `503` and `Retry-After`")
 
     _file_readable = field_validator("config_file")(readable_file)
 

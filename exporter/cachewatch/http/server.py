@@ -86,7 +86,8 @@ def create_app(collectors: Sequence[Source], runtime: Runtime, *,
     for collector in collectors:
         fast.update(collector.fast_routes())
     guarded = Guard(FastPaths(app, fast), web, runtime.refusals,
-                    bearer_paths=[p for c in collectors for p in c.bearer_paths()])
+                    bearer_paths=[p for c in collectors for p in c.bearer_paths()],
+                    budget=runtime.bodies)
     closing.append(guarded.auth.close)
     return guarded
 
