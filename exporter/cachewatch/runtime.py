@@ -17,7 +17,6 @@ from .http.budget import BodyBudget
 from .http.refusals import HTTP_CAUSES, RefusalLog
 from .state import MemoryStore, State
 
-
 DEFAULT_BODY_BUDGET = 64 * 1024 * 1024
 
 

@@ -220,10 +220,11 @@ class BuildCollector(Source):
 
         if submission.summary is not None:
             summary: SubmittedSummary | BuildSummary = submission.summary
-        else:
+        else:  # a text/plain log is parsed as it came: no copy of it as text on the loop
+            raw = body if _plain(request) else (submission.log or "").encode(
+                "utf-8", "replace")
             summary = await run_in_threadpool(
-                parse_bytes, (submission.log or "").encode("utf-8", "replace"),
-                submission.image, submission.target, submission.exit_code)
+                parse_bytes, raw, submission.image, submission.target, submission.exit_code)
             if submission.duration_seconds is not None:
                 summary.duration_seconds = submission.duration_seconds
         try:
@@ -239,14 +240,20 @@ class BuildCollector(Source):
         return JSONResponse({"accepted": True, "summary": shown}, status_code=202)
 
 
-def _submission(request: Request, body: bytes) -> BuildSubmission:
+def _plain(request: Request) -> bool:
+    """A raw log (its body is parsed as bytes), not a JSON submission."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type in ("text/plain", "application/octet-stream"):
+    return content_type in ("text/plain", "application/octet-stream")
+
+
+def _submission(request: Request, body: bytes) -> BuildSubmission:
+    """The submission; a raw log's text stays in ``body`` (``log`` is empty)."""
+    if _plain(request):
         params = request.query_params
         exit_code = params.get("exit_code")
         return BuildSubmission(
             image=params.get("image", ""), target=params.get("target", ""),
-            id=params.get("id"), log=body.decode("utf-8", "replace"),
+            id=params.get("id"), log="",
             exit_code=int(exit_code) if exit_code not in (None, "") else None)
     if not body.strip():
         raise ValueError("empty body: send a JSON build submission or a text/plain build log")
