@@ -241,7 +241,7 @@ def reload(live: LiveWebConfig, context: Any) -> bool:
     a broken file is logged and the running configuration kept."""
     old = live.current
     try:
-        new = load(old.path)
+        new = load(old.path, allow_empty=False)
         if (new.tls is None) != (old.tls is None):
             raise WebConfigError("turning TLS on or off needs a restart")
         if new.tls is not None and old.tls is not None and context is not None:
