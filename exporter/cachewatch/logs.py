@@ -16,8 +16,9 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from .metrics.labels import safe_text
 
@@ -99,3 +100,29 @@ def setup(level: str = "info", fmt: str = "logfmt", chatty: Iterable[str] = ()) 
     quiet = logging.DEBUG if level.lower() == "debug" else logging.WARNING
     for name in ("uvicorn.error", *chatty):
         logging.getLogger(name).setLevel(quiet)
+
+
+class OncePerInterval:
+    """A log line per cause at most once per ``interval``, saying how many were held back: a
+    fault that repeats on every request (a full disk, a store that flaps) is one line a
+    minute, not one per request."""
+
+    def __init__(self, logger: logging.Logger, interval: float = 60.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.logger = logger
+        self.interval = interval
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._last: dict[str, tuple[float, int]] = {}  # cause -> (logged at, held back since)
+
+    def log(self, level: int, cause: str, message: str, **fields: object) -> bool:
+        """Log ``message`` unless ``cause`` was logged within the interval; whether it was."""
+        now = self._clock()
+        with self._lock:
+            last = self._last.get(cause)
+            if last is not None and now - last[0] < self.interval:
+                self._last[cause] = (last[0], last[1] + 1)
+                return False
+            self._last[cause] = (now, 0)
+        self.logger.log(level, message, extra={**fields, "suppressed": last[1] if last else 0})
+        return True
