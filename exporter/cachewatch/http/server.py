@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .. import __version__
 from ..collectors.health import Health
+from ..metrics.cardinality import CapOverflow
 from ..metrics.exposition import BuildInfo, Exposition, ProcessMetrics
 from ..runtime import Runtime
 from ..source import ProbeTargetError, Source
@@ -68,7 +69,8 @@ def create_app(collectors: Sequence[Source], runtime: Runtime, *,
     # The status page's last hour, sampled from scrapes (or on its own when nobody scrapes).
     history = History()
     exposition = Exposition([*collectors, BuildInfo(), RefusalCollector(runtime.refusals),
-                             runtime.state, ProcessMetrics()], observe=history.observe)
+                             CapOverflow(collectors), runtime.state, ProcessMetrics()],
+                            observe=history.observe)
     closing: list[Callable[[], None]] = [runtime.close]
     # /docs and /redoc with their assets from an installed package: no CDN, works offline.
     app = FastAPIOffline(title="cachewatch", version=__version__,

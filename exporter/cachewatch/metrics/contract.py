@@ -39,6 +39,7 @@ __all__ = [
     "CORE",
     "HIT_RATE_TARGET",
     "HTTP_REFUSED",
+    "LABEL_OVERFLOW",
     "LATENCY_BUCKETS",
     "LATENCY_P99_TARGET_SECONDS",
     "PREFIX",
@@ -180,6 +181,13 @@ HTTP_REFUSED = declare(
     " rate_limited, auth_busy, connection_cap, header_timeout, body_timeout, header_too_large,"
     " bad_request).",
     ("reason",), SELF)
+
+
+LABEL_OVERFLOW = declare(
+    "label_overflow_total", Kind.COUNTER,
+    "Label values folded into `other` because a cap was full, by capped family (source.what);"
+    " exported once a cap has folded one.",
+    ("family",), SELF)
 
 
 # --- durable state (self-monitoring) ------------------------------------------------------------
