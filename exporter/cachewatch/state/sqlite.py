@@ -92,6 +92,7 @@ class SqliteStore(Store):
             raise StateError(f"cannot open state file {path}: {exc}") from exc
         self._ids: dict[str, _Generations] = {}
         self._gone: str | None = None  # why the file can no longer be written
+        self._keep: dict[str, int] = {}  # records kept per source at most (``Update``)
 
     def _check_file(self) -> None:
         """Raise ``StateError`` once the path no longer names the file that was opened."""
@@ -232,6 +233,7 @@ class SqliteStore(Store):
             "INSERT OR REPLACE INTO records VALUES (?, ?, ?, ?)",
             (batch.source, update.key, json.dumps(record, separators=(",", ":")),
              time.time() + update.keep_for))
+        self._keep[batch.source] = update.keep_at_most
         for key, delta in more.items():
             counts[key] = counts.get(key, 0.0) + delta
         return value
@@ -280,9 +282,20 @@ class SqliteStore(Store):
             self._rotate()
             with self._mutex:
                 self._db.execute(PROBE)
+                self._forget()
             self._checkpoints.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         except sqlite3.Error as exc:
             raise StateError(f"{self.path}: {exc}") from exc
+
+    def _forget(self) -> None:
+        """Drop expired records, and the least lately updated past a source's count limit
+        (on the writer thread, with the ping; the caller holds the mutex)."""
+        self._db.execute("DELETE FROM records WHERE expires < ?", (time.time(),))
+        for source, keep in self._keep.items():
+            self._db.execute(
+                "DELETE FROM records WHERE source = ? AND key IN (SELECT key FROM records "
+                "WHERE source = ? ORDER BY expires DESC LIMIT -1 OFFSET ?)",
+                (source, source, keep))
 
     def close(self) -> None:
         try:
