@@ -51,7 +51,8 @@ def test_a_yaml_alias_bomb_fails_in_milliseconds_with_one_line(tmp_path):
     assert time.monotonic() - began < 0.5
     message = str(failed.value)
     assert "\n" not in message
-    assert "aliases (*name) are not allowed" in message and "line 2" in message
+    assert "aliases (*name) are not allowed" in message
+    assert "line 2" in message
 
 
 @pytest.mark.parametrize(("key", "flag"), [("redis.probe_interval", "--redis-probe-interval"),
@@ -82,7 +83,8 @@ def test_a_state_file_deleted_while_running_is_seen_not_written_into(exporter_fa
     assert metrics.value("cachewatch_state_up") == 0
     assert sum(metrics.find(PULLS)) == 1  # nothing was acknowledged into the lost file
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
-    assert len(errors) == 1 and "deleted or replaced while running" in errors[0].getMessage()
+    assert len(errors) == 1
+    assert "deleted or replaced while running" in errors[0].getMessage()
 
 
 def test_a_full_disk_keeps_state_up_at_0_and_logs_once(exporter_factory, tmp_path, caplog):
@@ -120,7 +122,8 @@ def test_a_full_cap_is_exported_and_logged_once_a_minute(exporter_factory, caplo
     assert metrics.value(OVERFLOW, family="registry.repositories") == 3
     assert metrics.label_values(PULLS, "repository") == {"team/r0", "team/r1", OTHER}
     folds = [r for r in caplog.records if "label cap full" in r.getMessage()]
-    assert len(folds) == 1 and folds[0].cap == "registry.repositories"
+    assert len(folds) == 1
+    assert folds[0].cap == "registry.repositories"
 
 
 def test_values_unseen_for_the_window_give_their_place_up():
