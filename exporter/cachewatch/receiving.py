@@ -1,5 +1,9 @@
 """What every push endpoint does before it looks at a body: check the token, read at most N bytes.
 
+Writes are closed by default: a receiver with no token takes them from loopback only (or from
+a client the web config's basic auth let in); anyone else gets 403 naming the settings. Bodies
+count against the receivers' shared budget (``http.budget``) as they are read: past it, 503.
+
 Shared by every source's receivers, so a fix to either rule (constant-time
 comparison, a chunked body over the limit, a case-insensitive scheme) reaches all of them.
 Refusals are logged here once per cause and minute, never once per request.
