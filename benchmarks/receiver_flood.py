@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import socket
 import subprocess
@@ -24,6 +25,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -93,6 +95,22 @@ def start(port: int, folder: Path) -> subprocess.Popen[bytes]:
     raise RuntimeError("cachewatch did not start: " + (folder / "stderr").read_text())
 
 
+def scrape(url: str, stop: Any, results: Any) -> None:
+    """Read ``url`` every 100 ms until ``stop``; send back every latency and the failures."""
+    latencies, failed = [], 0
+    with httpx.Client(timeout=30) as client:
+        while not stop.is_set():
+            began = time.monotonic()
+            try:
+                ok = client.get(url).status_code == 200
+            except httpx.HTTPError:
+                ok = False
+            latencies.append(time.monotonic() - began)
+            failed += not ok
+            stop.wait(0.1)
+    results.send((latencies, failed))
+
+
 def flood(rounds: int = 3, senders: int = 8, log_mib: int = 40, events: int = 105_000,
           only: str = "") -> Figures:
     """Run one flood against a fresh server (``only``: ``builds`` or ``registry``); the
@@ -108,7 +126,6 @@ def flood(rounds: int = 3, senders: int = 8, log_mib: int = 40, events: int = 10
             figures.baseline_mb = rss_mb(server.pid)
             garbage = os.urandom(log_mib * MIB)
             bodies = [envelope(events, f"s{n}") for n in range(senders)]
-            stop = threading.Event()
             lock = threading.Lock()
 
             def post(path: str, body: bytes, headers: dict[str, str]) -> None:
@@ -122,19 +139,11 @@ def flood(rounds: int = 3, senders: int = 8, log_mib: int = 40, events: int = 10
                         with lock:
                             figures.answers[f"{path} {status}"] += 1
 
-            def scrape() -> None:
-                with httpx.Client(timeout=30) as client:
-                    while not stop.is_set():
-                        began = time.monotonic()
-                        try:
-                            ok = client.get(url + "/metrics").status_code == 200
-                        except httpx.HTTPError:
-                            ok = False
-                        figures.scrapes.append(time.monotonic() - began)
-                        figures.failed_scrapes += not ok
-                        stop.wait(0.1)
-
-            scraper = threading.Thread(target=scrape)
+            # The scraper is a process of its own: in this one, the senders' threads would hold
+            # the GIL and their waits would be counted as the exporter's.
+            context = multiprocessing.get_context("fork")
+            stop, (results, sent) = context.Event(), context.Pipe(duplex=False)
+            scraper = context.Process(target=scrape, args=(url + "/metrics", stop, sent))
             scraper.start()
             threads = [threading.Thread(target=post, args=(
                 "/api/v1/builds?image=flood", garbage, {"content-type": "text/plain"}))
@@ -148,6 +157,7 @@ def flood(rounds: int = 3, senders: int = 8, log_mib: int = 40, events: int = 10
                 thread.join()
             time.sleep(2)  # scrapes after the burst count too; memory settles
             stop.set()
+            figures.scrapes, figures.failed_scrapes = results.recv()
             scraper.join()
             figures.peak_mb = rss_mb(server.pid, "VmHWM")
             figures.settled_mb = rss_mb(server.pid)
