@@ -24,7 +24,8 @@ bench:  ## run the benchmarks (needs prometheus-redis-exporter for the side-by-s
 	  && .venv/bin/python benchmarks/scrape_redis_cluster.py \
 	  && .venv/bin/python benchmarks/parse_buildlog.py \
 	  && .venv/bin/python benchmarks/instrument_overhead.py \
-	  && .venv/bin/python benchmarks/webhook_throughput.py
+	  && .venv/bin/python benchmarks/webhook_throughput.py \
+	  && .venv/bin/python benchmarks/receiver_flood.py
 
 clean:
 	rm -rf .venv .pytest_cache .ruff_cache .hypothesis build *.egg-info

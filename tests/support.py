@@ -194,7 +194,8 @@ class Exporter:
                              " never the user's default file")
         self.settings = settings
         self.port = port or free_port()
-        self.runtime = Runtime(health, open_state(settings.state, self.port))
+        self.runtime = Runtime(health, open_state(settings.state, self.port),
+                               body_budget=settings.web.max_inflight_body_bytes)
         self.health = self.runtime.health
         self.collectors = build(settings, self.runtime)
         self.web = LiveWebConfig(webconfig.load(settings.web.config_file))

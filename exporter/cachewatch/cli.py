@@ -125,6 +125,7 @@ def _run(settings: Settings) -> None:
     from .collectors.enabled import build
     from .config import ConfigError
     from .http import webconfig
+    from .http.budget import prefer_mmap
     from .http.guard import LiveWebConfig
     from .http.server import create_app
     from .http.serving import make_server
@@ -140,7 +141,7 @@ def _run(settings: Settings) -> None:
         state = open_state(settings.state, settings.port)
     except StateError as exc:
         fail(f"{exc} (state.url: --state-url / {ENV_PREFIX}STATE__URL)")
-    runtime = Runtime(state=state)
+    runtime = Runtime(state=state, body_budget=settings.web.max_inflight_body_bytes)
     try:
         built = build(settings, runtime)
     except ConfigError as exc:
@@ -158,7 +159,28 @@ def _run(settings: Settings) -> None:
         "collectors": ",".join(c.name for c in built) or "none",
         "state": f"{state.store.backend}:{state.store.where}", "replica": state.replica,
     })
+    _say_closed_receivers(settings, bool(web.current.users))
+    prefer_mmap()
     server.run()
+
+
+def _say_closed_receivers(settings: Settings, basic_auth: bool) -> None:
+    """Writes are closed by default: name the receivers that take them from loopback only,
+    and how to open them (a token, or basic auth in the web config)."""
+    from .sources import sections
+
+    if basic_auth:
+        return
+    closed = [name for name, section in sections().items()
+              if "token" in section.settings.model_fields
+              and getattr(getattr(settings, name), "enabled", True)
+              and getattr(settings, name).token is None]
+    if closed:
+        log.warning("receivers without a token take writes from loopback only; other hosts "
+                    "get 403", extra={
+                        "receivers": ",".join(closed),
+                        "fix": " or ".join(f"{ENV_PREFIX}{name.upper()}__TOKEN" for name in closed)
+                        + " (a bearer token), or basic_auth_users in --web.config.file"})
 
 
 def _check_port_free(host: str, port: int) -> None:

@@ -31,7 +31,7 @@ from pydantic_settings import (
 )
 
 from .defaults import DEFAULT_PORT, ENV_PREFIX
-from .fields import Seconds, flag, parse_duration, readable_file, redact, yaml_error
+from .fields import Seconds, flag, parse_duration, readable_file, redact, safe_yaml, yaml_error
 from .http.allowlist import AllowList
 from .sources import sections
 from .state.settings import StateSettings
@@ -76,6 +76,10 @@ class WebSettings(BaseModel):
     max_header_bytes: int = Field(
         default=65536, ge=4096, le=1 << 24,
         description="a request line and headers larger than this get `431`")
+    max_inflight_body_bytes: int = Field(
+        default=64 * 1024 * 1024, ge=1024 * 1024, le=1 << 34,
+        description="request bodies every receiver together holds at once (read or being "
+        "handled); a body that does not fit gets `503` and `Retry-After`")
 
     _file_readable = field_validator("config_file")(readable_file)
 
@@ -249,7 +253,7 @@ def _check_yaml(path: Path) -> None:
     import yaml
 
     try:
-        data = yaml.safe_load(path.read_text())
+        data = safe_yaml(path.read_text())
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         # Only the position: the YAML error's own text quotes the line, which may hold a secret.
         raise ConfigError(f"config file {str(path)!r} is not valid YAML: {yaml_error(exc)}"

@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator
+from pydantic import AfterValidator, BeforeValidator
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
@@ -27,7 +27,19 @@ def parse_duration(value: Any) -> Any:
     return value
 
 
-Seconds = Annotated[float, BeforeValidator(parse_duration)]
+MIN_SECONDS = 0.001
+"""No duration is shorter than this, except 0 where a setting takes 0 for "off": an interval
+of a nanosecond would spin a core, a timeout of one would fail every read."""
+
+
+def _not_below_floor(value: float) -> float:
+    if 0 < value < MIN_SECONDS:
+        raise ValueError(f"{value:g}s is below the floor of {MIN_SECONDS * 1000:g}ms for any "
+                         "duration (0 turns off what can be turned off)")
+    return value
+
+
+Seconds = Annotated[float, BeforeValidator(parse_duration), AfterValidator(_not_below_floor)]
 
 
 def flag(name: str | None = None, *, default: str | None = None, metavar: str | None = None,
@@ -87,3 +99,21 @@ def yaml_error(exc: Exception) -> str:
     mark = getattr(exc, "problem_mark", None)
     where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
     return f"{problem}{where}"
+
+
+def safe_yaml(text: str) -> Any:
+    """``yaml.safe_load`` that refuses aliases (``*name``): a kilobyte of nested aliases (the
+    "billion laughs") expands into billions of values once something walks the result, so a
+    file that uses them fails at once, naming the line, instead of running for minutes."""
+    import yaml
+
+    class _NoAliases(yaml.SafeLoader):
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            if self.check_event(yaml.AliasEvent):
+                event = self.peek_event()
+                raise yaml.composer.ComposerError(
+                    None, None, "aliases (*name) are not allowed in this file; write the "
+                    "value out", event.start_mark)
+            return super().compose_node(parent, index)
+
+    return yaml.load(text, Loader=_NoAliases)

@@ -1,5 +1,9 @@
 """What every push endpoint does before it looks at a body: check the token, read at most N bytes.
 
+Writes are closed by default: a receiver with no token takes them from loopback only (or from
+a client the web config's basic auth let in); anyone else gets 403 naming the settings. Bodies
+count against the receivers' shared budget (``http.budget``) as they are read: past it, 503.
+
 Shared by every source's receivers, so a fix to either rule (constant-time
 comparison, a chunked body over the limit, a case-insensitive scheme) reaches all of them.
 Refusals are logged here once per cause and minute, never once per request.
@@ -12,6 +16,7 @@ senders of thousands of requests a second). Both refuse alike, with the same ans
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -20,10 +25,18 @@ from pydantic import BaseModel, SecretStr
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 
+from .http.budget import budget_of
+from .http.guard import AUTHENTICATED
 from .http.refusals import RefusalLog
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+_RETRY = {"Retry-After": "1"}
 
 # Each receiver counts its refusals in its own family; this only keeps the log quiet.
 RECEIVER_REFUSALS = RefusalLog()
+BUSY = 503, {"error": "too many request bodies at once (web.max_inflight_body_bytes); retry"}
 
 
 def bearer_ok(token: SecretStr | None, authorization: str | bytes) -> bool:
@@ -48,24 +61,70 @@ def refused(section: str, reason: str) -> None:
                               receiver=section, reason=reason)
 
 
+def writer_allowed(scope: Scope, token: SecretStr | None) -> bool:
+    """Writes are closed by default: a receiver without a token takes them from loopback (or
+    a Unix socket) only, unless the web config's basic auth let the request in."""
+    if token is not None or scope.get(AUTHENTICATED):
+        return True
+    client = scope.get("client")
+    if not client:
+        return True
+    try:
+        address = ipaddress.ip_address(client[0])
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return (mapped or address).is_loopback
+
+
 async def read_limited(request: Request, limit: int) -> bytes | None:
     """The body, or ``None`` once it is known to be over ``limit`` (chunked bodies included);
-    nothing past the limit is read."""
+    nothing past the limit is read. Raises ``OverBudget`` when the receivers' shared budget
+    cannot hold it."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         return None
+    budget = Reservation(request.scope, int(declared) if declared.isdigit() else None)
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
         if len(body) > limit:
             return None
+        budget.grow(len(body))
     return bytes(body)
+
+
+class OverBudget(Exception):
+    """The receivers together hold ``web.max_inflight_body_bytes``: answer 503, retry later."""
+
+
+class Reservation:
+    """A request's share of the body budget: its declared length at once, else as it grows."""
+
+    def __init__(self, scope: Scope, declared: int | None) -> None:
+        self.scope = scope
+        self.budget = budget_of(scope)
+        self.held = 0
+        if declared:
+            self.grow(declared)
+
+    def grow(self, size: int) -> None:
+        """Hold at least ``size`` bytes; raises ``OverBudget``."""
+        if self.budget is None or size <= self.held:
+            return
+        more = max(size - self.held, min(64 * 1024, self.budget.limit))
+        if not self.budget.take(self.scope, more):
+            raise OverBudget
+        self.held += more
 
 
 async def guarded_body(request: Request, token: SecretStr | None, limit: int, section: str,
                        reject: Callable[[str], None]) -> bytes | JSONResponse:
     """The body of an authorised request within the limit, or the 401/413 answer to send
     (the refusal counted through ``reject``); ``section`` names the settings in messages."""
+    if not writer_allowed(request.scope, token):
+        status, answer, headers = forbidden(request.scope, section)
+        return JSONResponse(answer, status_code=status, headers=headers)
     if not bearer_ok(token, request.headers.get("authorization", "")):
         status, answer, headers = refusal(section, "auth", limit, reject)
         return JSONResponse(answer, status_code=status, headers=headers)
@@ -74,6 +133,8 @@ async def guarded_body(request: Request, token: SecretStr | None, limit: int, se
     except ClientDisconnect:
         # The client went away (or was cut off by web.body_timeout): nobody gets this answer.
         return JSONResponse({"error": "the client disconnected"}, status_code=400)
+    except OverBudget:
+        return JSONResponse(BUSY[1], status_code=BUSY[0], headers=_RETRY)
     if body is None:
         status, answer, headers = refusal(section, "too_large", limit, reject)
         return JSONResponse(answer, status_code=status, headers=headers)
@@ -92,9 +153,17 @@ def refusal(section: str, reason: str, limit: int, reject: Callable[[str], None]
     return 413, {"error": f"body over {limit} bytes ({section}.max_body_bytes)"}, {}
 
 
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+def forbidden(scope: Scope, section: str) -> tuple[int, dict[str, str], dict[str, str]]:
+    """A write from another host to a receiver with no token: counted and logged (once a
+    minute) as ``write_forbidden``, answered 403 with the settings that open it."""
+    budget = budget_of(scope)
+    (budget.refusals if budget is not None else RECEIVER_REFUSALS).refused(
+        "write_forbidden", "write from another host refused: the receiver has no token",
+        receiver=section)
+    return 403, {"error": f"writes from other hosts need {section}.token (or basic_auth_users "
+                          "in the web config); without either only loopback may write"}, {}
+
+
 
 
 class RawReceiver:
@@ -118,11 +187,25 @@ class RawReceiver:
         if scope["method"] != "POST":
             await send_json(send, 405, {"error": "POST only"}, {"Allow": "POST"})
             return None
+        if not writer_allowed(scope, self.token):
+            status, answer, extra = forbidden(scope, self.section)
+            await send_json(send, status, answer, extra)
+            return None
         if not bearer_ok(self.token, headers.get(b"authorization", b"")):
             return await self._refuse(send, "auth")
         declared = headers.get(b"content-length", b"")
         if declared.isdigit() and int(declared) > self.limit:
             return await self._refuse(send, "too_large")
+        try:
+            return await self._read(scope, receive, send,
+                                    int(declared) if declared.isdigit() else None)
+        except OverBudget:
+            await send_json(send, *BUSY, _RETRY)
+            return None
+
+    async def _read(self, scope: Scope, receive: Receive, send: Send,
+                    declared: int | None) -> bytes | None:
+        budget = Reservation(scope, declared)
         chunks = bytearray()
         more = True
         while more:
@@ -133,6 +216,7 @@ class RawReceiver:
             more = message.get("more_body", False)
             if len(chunks) > self.limit:
                 return await self._refuse(send, "too_large")
+            budget.grow(len(chunks))
         return bytes(chunks)
 
     async def _refuse(self, send: Send, reason: str) -> None:

@@ -13,8 +13,11 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 from .collectors.health import Health
+from .http.budget import BodyBudget
 from .http.refusals import HTTP_CAUSES, RefusalLog
 from .state import MemoryStore, State
+
+DEFAULT_BODY_BUDGET = 64 * 1024 * 1024
 
 
 class Runtime:
@@ -24,10 +27,13 @@ class Runtime:
     one, state lives in memory only.
     """
 
-    def __init__(self, health: Health | None = None, state: State | None = None) -> None:
+    def __init__(self, health: Health | None = None, state: State | None = None,
+                 body_budget: int = DEFAULT_BODY_BUDGET) -> None:
         self.health = health or Health()
         # Requests and connections the HTTP layer refused (auth, limits): counted and logged.
         self.refusals = RefusalLog(causes=HTTP_CAUSES)
+        # Request bodies every receiver together holds (web.max_inflight_body_bytes).
+        self.bodies = BodyBudget(body_budget, self.refusals)
         self.state = state or State(MemoryStore(), replica="memory")
         self.state.health = self.health
         # A read that hangs past its deadline keeps its worker until its own socket timeout, so

@@ -7,7 +7,15 @@ everything else needs a user of ``basic_auth_users`` when any is configured.
 
 bcrypt is slow on purpose (~100 ms at cost 10), so results are cached (successes and failures
 apart, so a flood of wrong passwords cannot evict the right ones), comparisons run one at a time
-on a thread of their own, never on the event loop, and past a queue of them requests get 503.
+on a thread of their own, never on the event loop. One client address may have at most
+``PER_CLIENT`` comparisons waiting (more get 429, saying so), so a flood of wrong passwords from
+one address holds the thread a few comparisons long and a right password from elsewhere gets in;
+past ``MAX_PENDING`` from everyone, requests get 503.
+
+A request with more than one ``Authorization`` header gets 400 on every path: which one a
+receiver or a proxy would read is a guess, and a guess is how auth fails open. The Guard also
+hands every request the receivers' body budget and takes back what the request held once it is
+answered (``budget``).
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .budget import SCOPE_KEY, BodyBudget
 from .refusals import RefusalLog
 from .webconfig import WebConfig
 
@@ -30,6 +39,8 @@ from .webconfig import WebConfig
 # answers do not tell which users exist.
 _DECOY = b"$2b$10$4WQJb7XwKRWtBxM4ReICi.rj9ICBKAzeiOFQ1i9DFz4EgWA4FIpRy"
 MAX_PENDING = 32
+PER_CLIENT = 4  # comparisons waiting for one client address at most
+AUTHENTICATED = "cachewatch.basic_auth"  # scope key: the web config's basic auth let it in
 
 
 class LiveWebConfig:
@@ -47,10 +58,13 @@ class BasicAuth:
         self._bad: OrderedDict[bytes, None] = OrderedDict()
         self._size = cache_size
         self._pending = 0
+        self._by_client: dict[str, int] = {}
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cachewatch-bcrypt")
 
-    async def verify(self, users: dict[str, bytes], header: bytes) -> bool | None:
-        """True for a known user with the right password; ``None`` when too many checks wait."""
+    async def verify(self, users: dict[str, bytes], header: bytes, client: str = ""
+                     ) -> bool | str:
+        """True for a known user with the right password, False for anyone else; ``"busy"``
+        when too many checks wait, ``"client_busy"`` when too many wait for ``client``."""
         parsed = _parse_basic(header)
         if parsed is None:
             return False
@@ -63,14 +77,21 @@ class BasicAuth:
             return known is not None
         if key in self._bad:
             return False
+        waiting = self._by_client.get(client, 0)
+        if waiting >= PER_CLIENT:
+            return "client_busy"
         if self._pending >= MAX_PENDING:
-            return None
+            return "busy"
         self._pending += 1
+        self._by_client[client] = waiting + 1
         try:
             matches = await asyncio.get_running_loop().run_in_executor(
                 self._pool, _checkpw, password, hashed)
         finally:
             self._pending -= 1
+            left = self._by_client.pop(client) - 1
+            if left:
+                self._by_client[client] = left
         verdict = matches and known is not None
         cache = self._ok if verdict else self._bad
         cache[key] = None
@@ -130,17 +151,33 @@ class Guard:
     """ASGI middleware: extra headers, rate limit, basic auth; everything else passes."""
 
     def __init__(self, app: ASGIApp, web: LiveWebConfig, refusals: RefusalLog,
-                 bearer_paths: Iterable[str] = ()) -> None:
+                 bearer_paths: Iterable[str] = (), budget: BodyBudget | None = None) -> None:
         self.app = app
         self.web = web
         self.refusals = refusals
         self.bearer_paths = frozenset(bearer_paths)
         self.auth = BasicAuth()
+        self.budget = budget
         self._bucket: tuple[tuple[float, int], TokenBucket] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        if self.budget is None:
+            await self._guarded(scope, receive, send)
+            return
+        scope[SCOPE_KEY] = self.budget
+        try:
+            await self._guarded(scope, receive, send)
+        finally:
+            self.budget.give_back(scope)
+
+    async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if sum(name == b"authorization" for name, _ in scope["headers"]) > 1:
+            self.refusals.refused("bad_request", "request with two Authorization headers")
+            await _plain(send, 400, b"Bad Request: more than one Authorization header\n", [
+                (b"connection", b"close")])
             return
         config = self.web.current
         if config.headers:
@@ -152,10 +189,10 @@ class Guard:
         path = scope["path"]
         if config.users and path not in config.excluded_paths and path not in self.bearer_paths:
             header = dict(scope["headers"]).get(b"authorization", b"")
-            verdict = await self.auth.verify(config.users, header)
-            if verdict is None:
-                self.refusals.refused("auth_busy", "too many password checks waiting")
-                await _plain(send, 503, b"Service Unavailable\n", [(b"retry-after", b"1")])
+            client = scope.get("client")
+            verdict = await self.auth.verify(config.users, header, client[0] if client else "")
+            if isinstance(verdict, str):
+                await self._busy(send, verdict)
                 return
             if not verdict:
                 self.refusals.refused("unauthorized", "request without valid basic auth",
@@ -163,7 +200,18 @@ class Guard:
                 await _plain(send, 401, b"Unauthorized\n",
                              [(b"www-authenticate", b'Basic realm="cachewatch"')])
                 return
+            scope[AUTHENTICATED] = True
         await self.app(scope, receive, send)
+
+    async def _busy(self, send: Send, why: str) -> None:
+        """Too many password checks waiting: everyone's (503) or this address's (429)."""
+        self.refusals.refused("auth_busy", "too many password checks waiting", why=why)
+        if why == "client_busy":
+            await _plain(send, 429, b"Too Many Requests: %d password checks from your address "
+                         b"are already waiting; retry\n" % PER_CLIENT, [(b"retry-after", b"1")])
+        else:
+            await _plain(send, 503, b"Service Unavailable: %d password checks are waiting; "
+                         b"retry\n" % MAX_PENDING, [(b"retry-after", b"1")])
 
     def _bucket_for(self, config: WebConfig) -> TokenBucket:
         wanted = (config.rate_interval, config.rate_burst)

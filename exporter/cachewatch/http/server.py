@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .. import __version__
 from ..collectors.health import Health
+from ..metrics.cardinality import CapOverflow
 from ..metrics.exposition import BuildInfo, Exposition, ProcessMetrics
 from ..runtime import Runtime
 from ..source import ProbeTargetError, Source
@@ -69,7 +70,8 @@ def create_app(collectors: Sequence[Source], runtime: Runtime, *,
     # The status page's last hour, sampled from scrapes (or on its own when nobody scrapes).
     history = History()
     exposition = Exposition([*collectors, BuildInfo(), RefusalCollector(runtime.refusals),
-                             runtime.state, ProcessMetrics()], observe=history.observe)
+                             CapOverflow(collectors), runtime.state, ProcessMetrics()],
+                            observe=history.observe)
     closing: list[Callable[[], None]] = [runtime.close]
     # /docs and /redoc with their assets from an installed package: no CDN, works offline.
     app = FastAPIOffline(title="cachewatch", version=__version__,
@@ -87,7 +89,8 @@ def create_app(collectors: Sequence[Source], runtime: Runtime, *,
     for collector in collectors:
         fast.update(collector.fast_routes())
     guarded = Guard(FastPaths(app, fast), web, runtime.refusals,
-                    bearer_paths=[p for c in collectors for p in c.bearer_paths()])
+                    bearer_paths=[p for c in collectors for p in c.bearer_paths()],
+                    budget=runtime.bodies)
     closing.append(guarded.auth.close)
     return guarded
 

@@ -13,7 +13,10 @@ the slots). ``GuardedProtocol`` adds what Go's ``http.Server`` timeouts give nod
   request is closed to make room, so idle sockets cannot lock Prometheus out; with none idle,
   the new connection is closed;
 * refusals are counted and logged once per cause and minute (``refusals``), never per
-  connection.
+  connection;
+* a request answered before its body was read (a ``413``, a ``401``) has the rest of its body
+  drained, up to ``DRAIN_LIMIT`` bytes (then the connection is closed), so the next request's
+  head is never read from the middle of an unread body.
 
 The open-file limit is raised to its hard limit at start-up (as Go programs do) and the cap is
 lowered to fit it, so accepting a connection never fails with EMFILE.
@@ -43,6 +46,8 @@ log = logging.getLogger("cachewatch.web")
 FD_RESERVE = 128
 # How often the web config file (and the files it names) is checked for changes.
 RELOAD_INTERVAL = 5.0
+# Body bytes read and thrown away after an early answer before the connection is closed instead.
+DRAIN_LIMIT = 1 << 20
 
 
 @dataclass
@@ -69,6 +74,7 @@ class GuardedProtocol(HttpToolsProtocol):
         self._timer: asyncio.TimerHandle | None = None
         self._awaiting = False
         self._head_bytes = 0
+        self._draining: int | None = None  # body bytes thrown away after an early answer
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -98,6 +104,11 @@ class GuardedProtocol(HttpToolsProtocol):
         self._unset_keepalive_if_required()
         if self._awaiting:
             self._head_bytes += len(data)
+        elif self._draining is not None:
+            self._draining += len(data)
+            if self._draining > DRAIN_LIMIT:
+                self._close()
+                return
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError:
@@ -128,10 +139,18 @@ class GuardedProtocol(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         self._disarm()
         super().on_message_complete()
+        if self._draining is not None:  # the unread body is over: the next request may begin
+            self._draining = None
+            if not self.transport.is_closing():
+                self._await_request()
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
-        if not self.transport.is_closing() and self.cycle.response_complete:
+        if self.transport.is_closing() or not self.cycle.response_complete:
+            return
+        if self.cycle.more_body:  # answered before its body was read: drain the rest first
+            self._draining = 0
+        else:
             self._await_request()  # idle between requests (none pipelined): first to go
 
     def _unsupported_upgrade_warning(self) -> None:
@@ -222,7 +241,7 @@ def reload(live: LiveWebConfig, context: Any) -> bool:
     a broken file is logged and the running configuration kept."""
     old = live.current
     try:
-        new = load(old.path)
+        new = load(old.path, allow_empty=False)
         if (new.tls is None) != (old.tls is None):
             raise WebConfigError("turning TLS on or off needs a restart")
         if new.tls is not None and old.tls is not None and context is not None:

@@ -33,6 +33,7 @@ from pydantic import (
 )
 
 from ..fields import Seconds, yaml_error
+from ..fields import safe_yaml as _safe_yaml
 
 log = logging.getLogger("cachewatch.web")
 
@@ -194,15 +195,23 @@ class WebConfig:
         return tuple(out)
 
 
-def load(path: Path | None) -> WebConfig:
-    """Read and check the file; ``WebConfig()`` (plain HTTP, no auth) for ``None``."""
+def load(path: Path | None, allow_empty: bool = True) -> WebConfig:
+    """Read and check the file; ``WebConfig()`` (plain HTTP, no auth) for ``None``.
+
+    ``allow_empty=False`` refuses a file with no settings: a file that turns empty while the
+    exporter runs is being rewritten or was truncated by mistake, and taking it would turn
+    basic auth and TLS settings off without a word."""
     if path is None:
         return WebConfig()
     where = f"web.config_file {str(path)!r}"
     import yaml  # only with a web config file: most exporters never load PyYAML
 
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = _safe_yaml(path.read_text())
+        if data is None and not allow_empty:
+            raise WebConfigError(f"{where} is empty; an empty file would turn auth off: "
+                                 "restart to take it on purpose")
+        data = data or {}
     except OSError as exc:
         raise WebConfigError(f"{where} cannot be read: {exc.strerror}") from None
     except (yaml.YAMLError, UnicodeDecodeError) as exc:

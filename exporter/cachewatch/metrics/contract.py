@@ -39,6 +39,7 @@ __all__ = [
     "CORE",
     "HIT_RATE_TARGET",
     "HTTP_REFUSED",
+    "LABEL_OVERFLOW",
     "LATENCY_BUCKETS",
     "LATENCY_P99_TARGET_SECONDS",
     "PREFIX",
@@ -178,8 +179,15 @@ HTTP_REFUSED = declare(
     "http_refused_total", Kind.COUNTER,
     "Requests and connections the exporter's HTTP server refused, by reason (unauthorized,"
     " rate_limited, auth_busy, connection_cap, header_timeout, body_timeout, header_too_large,"
-    " bad_request).",
+    " bad_request, body_budget, write_forbidden).",
     ("reason",), SELF)
+
+
+LABEL_OVERFLOW = declare(
+    "label_overflow_total", Kind.COUNTER,
+    "Label values folded into `other` because a cap was full, by capped family (source.what);"
+    " exported once a cap has folded one.",
+    ("family",), SELF)
 
 
 # --- durable state (self-monitoring) ------------------------------------------------------------

@@ -61,6 +61,9 @@ class Update:
     key: str
     apply: Callable[[Any], tuple[Any, Counts, Any]]
     keep_for: float = 7 * 86400  # a record not updated for this long may be forgotten
+    # Records of the source kept at most, the least lately updated forgotten first (a flood
+    # of names must not fill the store for ``keep_for``); memory and SQLite stores trim.
+    keep_at_most: int = 100_000
 
 
 @dataclass(slots=True)

@@ -10,7 +10,9 @@ on the event loop (a store may take a commit on the loop when nothing can make i
 A store that is down or slow fails the batch (``StateError``: the receiver answers 503 and the
 sender retries), ``/metrics`` goes on answering from the mirror, and ``cachewatch_state_up``
 says so. After a failed write a source's mirror is reloaded from the store before its next
-write, so it never shows what the store does not hold.
+write, so it never shows what the store does not hold. A store whose writes fail stays down
+until a write (or a ping) succeeds: a read that works (a full disk still reads) does not bring
+it back, so ``state_up`` holds steady at 0 and the log says so once a minute, not per request.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from ..logs import OncePerInterval
 from ..metrics import contract
 from ..metrics.contract import Families
 from .base import (
@@ -113,6 +116,8 @@ class State:
         self._queue: queue.SimpleQueue[tuple[Batch, Done] | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._up: bool | None = None
+        self._down_by: str | None = None  # the operation whose failure took the store down
+        self._log = OncePerInterval(log)
         self._errors = dict.fromkeys(OPS, 0)
         self._refused = dict.fromkeys(REFUSALS, 0)
         self._thread: threading.Thread | None = None
@@ -133,7 +138,7 @@ class State:
         except StateError as exc:
             self._failed("read", exc)
         else:
-            self._succeeded()
+            self._succeeded("read")
         return ledger
 
     async def submit(self, batch: Batch) -> Outcome:
@@ -262,7 +267,7 @@ class State:
         except StateError as exc:
             self._failed("read", exc)
             return False
-        self._succeeded()
+        self._succeeded("read")
         return True
 
     def _check(self) -> None:
@@ -277,16 +282,19 @@ class State:
             except StateError as exc:
                 self._failed("ping", exc)
             else:
-                self._succeeded()
+                self._succeeded("ping")
 
     # --- health -------------------------------------------------------------------------------
-    def _succeeded(self) -> None:
+    def _succeeded(self, op: str = "write") -> None:
         if self._up:  # the common case, on every write: nothing changes
             return
+        if op == "read" and self._down_by == "write":
+            return  # reading proves nothing about writing (a full disk still reads)
         with self._lock:
-            was, self._up = self._up, True
+            was, self._up, self._down_by = self._up, True, None
         if was is False:
-            log.info("state store is back", extra={"state": self.store.where})
+            self._log.log(logging.INFO, "back", "state store is back",
+                          state=self.store.where)
         if self.health is not None and self._ledgers and \
                 not any(ledger.stale for ledger in self._ledgers.values()):
             self.health.completed("state")
@@ -295,9 +303,11 @@ class State:
         self._count_error(op)
         with self._lock:
             was, self._up = self._up, False
+            if was is not False or self._down_by != "write":
+                self._down_by = op
         if was is not False:
-            log.warning("state store unavailable: receivers answer 503 until it is back",
-                        extra={"state": self.store.where, "op": op, "error": str(exc)})
+            self._log.log(logging.WARNING, "down", "state store unavailable: receivers answer "
+                          "503 until it is back", state=self.store.where, op=op, error=str(exc))
 
     def _count_error(self, op: str) -> None:
         with self._lock:

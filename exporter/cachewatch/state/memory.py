@@ -35,7 +35,8 @@ class MemoryStore(Store):
 
     def __init__(self) -> None:
         self._ids: dict[str, RecentIds] = {}
-        self._records: dict[tuple[str, str], Any] = {}
+        # source -> key -> record, the least lately updated first
+        self._records: dict[str, dict[str, Any]] = {}
 
     def load(self, source: str) -> Counts:
         return {}
@@ -51,9 +52,12 @@ class MemoryStore(Store):
             counts = tally(batch.changes, applied)
             value = None
             if batch.update is not None:
-                slot = (batch.source, batch.update.key)
-                record, more, value = batch.update.apply(self._records.get(slot))
-                self._records[slot] = record
+                records = self._records.setdefault(batch.source, {})
+                key = batch.update.key
+                record, more, value = batch.update.apply(records.pop(key, None))
+                records[key] = record
+                while len(records) > batch.update.keep_at_most:
+                    del records[next(iter(records))]
                 for key, delta in more.items():
                     counts[key] = counts.get(key, 0.0) + delta
             results.append(Outcome(applied, counts, value))

@@ -6,6 +6,12 @@ committed transaction is in the WAL file before the request is answered: it surv
 process being killed (``kill -9``, OOM), not a power loss or kernel crash, which may lose the
 last transactions (never corrupt the file). ``synchronous=FULL`` syncs the WAL on every commit
 and survives those too, at the cost of one fsync per commit.
+
+A state file deleted or replaced while the exporter runs would take every later commit into a
+file nobody can open again: acknowledged, then lost at the restart. Each commit and each ping
+checks that the path still names the file that was opened (device and inode, one ``stat``);
+when it does not, every write fails (503, ``state_up`` 0) with one error logged, until a restart
+opens a new file. The writer's ping is a small write, so a full disk is seen while idle too.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ UPSERT = ("INSERT INTO counters (source, key, value) VALUES (?, ?, ?) "
 # one and two windows of ids, and forgetting costs next to nothing.
 SEEN = """CREATE TABLE IF NOT EXISTS seen_{source}_{n} (
     id BLOB PRIMARY KEY) WITHOUT ROWID"""
+PROBE = ("INSERT OR REPLACE INTO generations VALUES ('_probe', 0)")  # a write the ping makes
 BUSY = (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED: another process holds the file
 SLOW_ON_LOOP = 0.02  # a commit on the event loop slower than this moves commits off it ...
 OFF_LOOP_FOR = 30.0  # ... for this long
@@ -78,11 +85,29 @@ class SqliteStore(Store):
             # Checkpoints (they sync) on a connection of their own: in WAL mode a checkpoint
             # runs beside commits, so a slow fsync never holds up a request.
             self._checkpoints = self._connect(synchronous, timeout)
+            self._identity = _identity(path)
         except StateInUse:
             raise
         except (OSError, sqlite3.Error) as exc:
             raise StateError(f"cannot open state file {path}: {exc}") from exc
         self._ids: dict[str, _Generations] = {}
+        self._gone: str | None = None  # why the file can no longer be written
+        self._keep: dict[str, int] = {}  # records kept per source at most (``Update``)
+
+    def _check_file(self) -> None:
+        """Raise ``StateError`` once the path no longer names the file that was opened."""
+        if self._gone is None:
+            try:
+                same = _identity(self.path) == self._identity
+            except OSError:
+                same = False
+            if same:
+                return
+            self._gone = (f"state file {self.path} was deleted or replaced while running: "
+                          "writes are refused (anything written would be lost at the restart);"
+                          " restart cachewatch to start a new file")
+            log.error(self._gone, extra={"state": self.where})
+        raise StateError(self._gone)
 
     def _connect(self, synchronous: str, timeout: float) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
@@ -103,12 +128,17 @@ class SqliteStore(Store):
         return {decode(key): value for key, value in rows}
 
     def write(self, batches: list[Batch]) -> list[Outcome | Exception]:
+        self._check_file()
         with self._mutex:
             return self._commit(self._db, batches)
 
     async def write_now(self, batch: Batch) -> Outcome | Exception | None:
         if not self._on_loop or time.monotonic() < self._off_loop_until:
             return None
+        try:
+            self._check_file()
+        except StateError as exc:
+            return exc
         if not self._mutex.acquire(blocking=False):
             return None  # the writer has the file: queue behind it
         started = time.monotonic()
@@ -203,6 +233,7 @@ class SqliteStore(Store):
             "INSERT OR REPLACE INTO records VALUES (?, ?, ?, ?)",
             (batch.source, update.key, json.dumps(record, separators=(",", ":")),
              time.time() + update.keep_for))
+        self._keep[batch.source] = update.keep_at_most
         for key, delta in more.items():
             counts[key] = counts.get(key, 0.0) + delta
         return value
@@ -246,11 +277,25 @@ class SqliteStore(Store):
         """Rotate the id generations, checkpoint the WAL into the file (this syncs, beside any
         commit); on the writer thread every few seconds: it proves the file answers and keeps
         the WAL and the ids small."""
+        self._check_file()
         try:
             self._rotate()
+            with self._mutex:
+                self._db.execute(PROBE)
+                self._forget()
             self._checkpoints.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         except sqlite3.Error as exc:
             raise StateError(f"{self.path}: {exc}") from exc
+
+    def _forget(self) -> None:
+        """Drop expired records, and the least lately updated past a source's count limit
+        (on the writer thread, with the ping; the caller holds the mutex)."""
+        self._db.execute("DELETE FROM records WHERE expires < ?", (time.time(),))
+        for source, keep in self._keep.items():
+            self._db.execute(
+                "DELETE FROM records WHERE source = ? AND key IN (SELECT key FROM records "
+                "WHERE source = ? ORDER BY expires DESC LIMIT -1 OFFSET ?)",
+                (source, source, keep))
 
     def close(self) -> None:
         try:
@@ -263,6 +308,11 @@ class SqliteStore(Store):
             pass  # what is committed is in the WAL; the next open replays it
         finally:
             self._owner.close()
+
+
+def _identity(path: Path) -> tuple[int, int]:
+    stat = os.stat(path)
+    return stat.st_dev, stat.st_ino
 
 
 def _lock(path: Path) -> IO[str]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from support import FIXTURES, settings
@@ -9,6 +11,7 @@ from support import FIXTURES, settings
 LOG = (FIXTURES / "buildlogs" / "buildkit-busted.log").read_text()
 STEPS = "cachewatch_docker_build_steps_total"
 REJECTED = "cachewatch_build_ingest_rejected_total"
+BUILDS = "cachewatch_docker_builds_total"
 
 
 @pytest.fixture
@@ -119,3 +122,17 @@ def test_openapi_documents_the_endpoint(exporter):
     content = operation["requestBody"]["content"]
     assert {"application/json", "text/plain"} <= set(content)
     assert "summary" in content["application/json"]["schema"]["properties"]
+
+
+def test_random_bytes_are_no_build_422_and_counted_as_such(exporter):
+    """What is not a build is not counted as one: a body of random bytes (as a log) is refused
+    with 422, under reason no_build, and no build or step appears."""
+    junk = random.Random(27).randbytes(32 * 1024)
+    response = post(exporter, content=junk, params={"image": "junk"},
+                    headers={**AUTH, "Content-Type": "text/plain"})
+    assert response.status_code == 422
+    assert "no docker build" in response.json()["error"]
+    metrics = exporter.scrape()
+    assert metrics.value(REJECTED, reason="no_build") == 1
+    assert not metrics.find(STEPS)
+    assert not metrics.find(BUILDS)

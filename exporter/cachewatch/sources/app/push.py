@@ -315,7 +315,8 @@ class AppCacheCollector(Source):
         labels = self._label(body)
         outcome = await self.ledger.record([], Update(
             body.instance, partial(accumulate, body, labels, self.settings.max_caches),
-            keep_for=self.settings.forget_after))
+            keep_for=self.settings.forget_after,
+            keep_at_most=FORGOTTEN_PER_LIVE * self.settings.max_instances))
         with self._lock:
             live = self._live.setdefault(body.instance, _Live(now))
             live.last_push = now
@@ -464,6 +465,11 @@ _SERIES: dict[str, Callable[[str], Key]] = {
     "eviction_weight": lambda c: (contract.APP_CACHE_EVICTION_WEIGHT.name, c),
     "puts": lambda c: (contract.APP_CACHE_PUTS.name, c),
 }
+
+
+# Silent instances whose last values are kept, per instance allowed at once: a flood of new
+# instance names cannot fill the store for app.forget_after.
+FORGOTTEN_PER_LIVE = 10
 
 
 def build(section: AppCacheSettings, runtime: Runtime) -> AppCacheCollector:

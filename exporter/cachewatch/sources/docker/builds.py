@@ -37,7 +37,7 @@ if TYPE_CHECKING:  # the parser and the doctor load with the first build, or a D
 
 log = logging.getLogger("cachewatch.builds")
 
-REJECT_REASONS = ("auth", "too_large", "malformed", "duplicate")
+REJECT_REASONS = ("auth", "too_large", "malformed", "duplicate", "no_build")
 SOURCE = "log"  # the `source` label: these builds come from ingested logs
 _SEEN_IDS = 10_000  # build ids remembered to drop re-sent submissions
 
@@ -233,11 +233,13 @@ class BuildCollector(Source):
 
         if submission.summary is not None:
             summaries: list[SubmittedSummary | BuildSummary] = [submission.summary]
-        else:
+        else:  # a text/plain log is parsed as it came: no copy of it as text on the loop
+            raw = body if _plain(request) else (submission.log or "").encode(
+                "utf-8", "replace")
             summaries = list(await run_in_threadpool(
-                parse_builds, (submission.log or "").encode("utf-8", "replace"),
-                submission.image, submission.target, submission.exit_code))
+                parse_builds, raw, submission.image, submission.target, submission.exit_code))
             if not summaries:
+                self.reject("no_build")
                 return JSONResponse({"error": "no docker build in this log: nothing counted"},
                                     status_code=422)
             if submission.duration_seconds is not None and len(summaries) == 1:
@@ -278,14 +280,20 @@ class BuildCollector(Source):
         return outcome.applied[0]
 
 
-def _submission(request: Request, body: bytes) -> BuildSubmission:
+def _plain(request: Request) -> bool:
+    """A raw log (its body is parsed as bytes), not a JSON submission."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type in ("text/plain", "application/octet-stream"):
+    return content_type in ("text/plain", "application/octet-stream")
+
+
+def _submission(request: Request, body: bytes) -> BuildSubmission:
+    """The submission; a raw log's text stays in ``body`` (``log`` is empty)."""
+    if _plain(request):
         params = request.query_params
         exit_code = params.get("exit_code")
         return BuildSubmission(
             image=params.get("image", ""), target=params.get("target", ""),
-            id=params.get("id"), log=body.decode("utf-8", "replace"),
+            id=params.get("id"), log="",
             exit_code=int(exit_code) if exit_code not in (None, "") else None)
     if not body.strip():
         raise ValueError("empty body: send a JSON build submission or a text/plain build log")

@@ -43,7 +43,8 @@ DOCKER_BUILD_CACHE_BUSTERS = declare(
     ("image", "instruction", "source"), DOCKER_BUILD)
 BUILD_INGEST_REJECTED = declare(
     "build_ingest_rejected_total", Kind.COUNTER,
-    "Build submissions refused, by reason (auth, too_large, malformed, duplicate).",
+    "Build submissions refused, by reason (auth, too_large, malformed, duplicate, no_build: a"
+    " log that shows no docker build).",
     ("reason",), DOCKER_BUILD)
 DOCKER_ENGINE = "docker_engine"
 # Cumulative over `le`, like histogram buckets, but a snapshot: how much of the cache was used

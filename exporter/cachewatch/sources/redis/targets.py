@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 from pydantic import SecretStr
 
 from ...config import ConfigError
-from ...fields import redact, yaml_error
+from ...fields import redact, safe_yaml, yaml_error
 from ...http.allowlist import AllowList
 from .settings import (
     RedisSettings,
@@ -35,7 +35,7 @@ def load_secrets(path: Path | None) -> dict[str, dict[str, str]]:
     import yaml  # only with a secrets file
 
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = safe_yaml(path.read_text()) or {}
     except (OSError, yaml.YAMLError, UnicodeDecodeError) as exc:
         # yaml_error: the parser's own text quotes the line, and this file holds passwords.
         why = exc.strerror if isinstance(exc, OSError) else yaml_error(exc)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -24,14 +23,13 @@ from urllib.parse import parse_qs
 from ...metrics.cardinality import LabelCap
 from ...metrics.contract import Families
 from ...metrics.labels import id_bytes
-from ...receiving import RawReceiver, Receive, Scope, Send, refused, send_json
+from ...receiving import RECEIVER_REFUSALS, RawReceiver, Receive, Scope, Send, refused, send_json
 from ...runtime import Runtime
 from ...source import Source
 from ...state import Change, Counts, Ledger, StateError
 from . import contract, replication
+from .envelope import TooManyEvents, read_envelope
 from .settings import RegistrySettings
-
-log = logging.getLogger("cachewatch.registry")
 
 MANIFEST_TYPES = frozenset({
     "application/vnd.docker.distribution.manifest.v1+json",
@@ -51,6 +49,7 @@ REASONS = ("auth", "too_large", "malformed_json", "bad_shape", "unknown_action",
            "too_many_resources")
 MAX_ID = 256  # event ids and names from outside are bounded: memory and label size stay small
 MAX_NAME = 255
+MAX_ERROR = 200  # characters of a parser's message quoted back (it may quote the input)
 REGISTRY_MEDIA = "application/vnd.docker.distribution.events"
 
 
@@ -58,7 +57,7 @@ class BadEvent(ValueError):
     """An event that can never be counted; ``reason`` is its counter label."""
 
     def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
+        super().__init__(message[:MAX_ERROR])  # it may quote a field of any length
         self.reason = reason
 
 
@@ -257,10 +256,14 @@ class RegistryEventCollector(Source):
     async def _handle(self, source: str, raw: bytes, registry: str | None
                       ) -> tuple[int, dict[str, Any]]:
         try:
-            payload = json.loads(raw)
+            payload = json.loads(raw) if source == "harbor" else \
+                await read_envelope(raw, self.settings.max_events)
+        except TooManyEvents as exc:
+            self.reject(source, "too_large")
+            return 413, {"error": f"{exc} (registry.max_events)"}
         except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             self.reject(source, "malformed_json")
-            return 400, {"error": f"malformed JSON: {exc}"}
+            return 400, {"error": f"malformed JSON: {str(exc)[:MAX_ERROR]}"}
         if source == "harbor":
             return await self._harbor(payload, registry)
         return await self._distribution(payload, registry)
@@ -287,9 +290,10 @@ class RegistryEventCollector(Source):
             accepted = sum(outcome.applied[:len(changes)])
         duplicates = len(changes) - accepted
         body = {"accepted": accepted, "duplicates": duplicates, "rejected": rejected}
-        if rejected:
-            log.warning("registry events refused", extra={"refused": len(rejected),
-                                                          "first": rejected[0]["error"]})
+        if rejected:  # once a minute per reason, with how many were not logged
+            RECEIVER_REFUSALS.refused(f"registry.events:{rejected[0]['reason']}",
+                                      "registry events refused", refused=len(rejected),
+                                      first=rejected[0]["error"])
         # The registry retries any non-2xx. Retrying an envelope that is wholly bad cannot
         # help and is refused (400); one with good events is acknowledged, the bad ones listed.
         return (400 if rejected and not accepted and not duplicates else 200), body

@@ -27,6 +27,9 @@ class RegistrySettings(BaseModel):
         " `headers` can send it)")
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024,
                                 description="larger envelopes get `413`")
+    max_events: int = Field(
+        default=1000, ge=1, le=100_000, description="events in one Distribution envelope; an "
+        "envelope with more gets `413` (a registry batches a few)")
     max_repositories: int = Field(
         default=500, ge=1, description="distinct `repository` values; more fold into `other`")
     max_registries: int = Field(default=20, ge=1, description="distinct `registry` values")
