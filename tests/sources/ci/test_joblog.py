@@ -34,9 +34,34 @@ def read(text: str) -> tuple[list[dict], list[dict]]:
     ("cd-5-non_protected", "gitlab", "cd"),
     ("main-protected", "gitlab", "main"),
     ("0123456789abcdef0123456789abcdef", "", "files"),
+    ("yarn-cache-arch1-6_58-D0_AuAkbuS7gt7h+QkuuifdD4ggj_6o0mKXP8aewiEQ=-XUzc4oblUuD6VhRoBYEv7OC"
+     "tEibCDWiNuAbxRwyDlRk=-v4", "", "yarn-cache-arch1-6_58"),
+    ("gitlab-fixes-105", "gitlab", "gitlab-fixes-105"),
 ])
 def test_a_cache_is_named_by_its_keys_stable_prefix(key, ci, name):
     assert stable_name(key, ci) == name
+
+
+def test_a_gitlab_key_that_is_the_ref_keeps_its_digits():
+    assert stable_name("v0-23-0-protected", "gitlab", "v0-23-0") == "v0-23-0"
+    assert stable_name("v0-23-0-2-protected", "gitlab", "v0-23-0") == "v0-23-0"
+    trace = ("Checking out 9833c929 as detached HEAD (ref is v0.23.0)...\n"
+             "Checking cache for v0-23-0-protected...\nSuccessfully extracted cache\n")
+    assert read(trace)[0] == [{"ci": "gitlab", "cache": "v0-23-0", "result": "hit", "bytes": 0}]
+
+
+def test_reasons_and_sizes_real_logs_print():
+    gitlab = ("Checking cache for b-1-protected...\nFATAL: zip: checksum error\n"
+              "Failed to extract cache\n")
+    assert read(gitlab)[0][0]["reason"] == "zip: checksum error"
+    github = ('Warning: Failed to restore: "/usr/bin/tar" failed with error\n'
+              "Cache not found for input keys: nix-f69b52731a4e03a, nix-f69b52731a4e03a\n")
+    assert read(github)[0][0]["reason"] == 'Failed to restore: "/usr/bin/tar" failed with error'
+    sent = ("Sent 65867307 of 65867307 (100.0%), 27.5 MBs/sec\n"
+            "Cache saved with key: venv-Linux-443fe1c\n")
+    assert read(sent)[1] == [{"ci": "github", "cache": "venv-Linux", "bytes": 65867307}]
+    stored = "Stored Cache to v1-build-main-1648139534\nTotal size uploaded: 508 MiB\n"
+    assert read(stored)[1] == [{"ci": "circleci", "cache": "v1-build-main", "bytes": 508 * 2**20}]
 
 
 def test_prefixes_colours_and_job_columns_are_not_the_message():
@@ -45,6 +70,9 @@ def test_prefixes_colours_and_job_columns_are_not_the_message():
     assert message("2026-05-08T09:28:48.074871Z 01O Successfully extracted cache") \
         == "Successfully extracted cache"
     assert message("\x1b[0K\x1b[32;1mChecking cache for main-protected...\x1b[0;m") \
+        == "Checking cache for main-protected..."
+    # a trace copied from a web page keeps the colour codes without their escape byte
+    assert message("    [32;1mChecking cache for main-protected...[0;m") \
         == "Checking cache for main-protected..."
 
 

@@ -4,11 +4,17 @@ service, legacy and BuildKit mixed; a failed build's echo is one build; no build
 from __future__ import annotations
 
 import io
+import json
 from itertools import zip_longest
 
 import pytest
 
-from cachewatch.sources.docker.buildlog import BuildSplitter, parse_builds, stream_lines
+from cachewatch.sources.docker.buildlog import (
+    BuildSplitter,
+    normalise_instruction,
+    parse_builds,
+    stream_lines,
+)
 
 from support import FIXTURES
 
@@ -127,3 +133,21 @@ def test_reading_every_line_gives_what_the_fast_path_gives():
     for line in stream_lines(io.BytesIO(data), chunk_size=7):
         fast.feed(line)
     assert [s.to_dict() for s in fast.finish()] == [s.to_dict() for s in parse_builds(data)]
+
+
+MULTI = sorted((REAL / "multi").glob("*.truth.json"))
+
+
+@pytest.mark.parametrize("truth", MULTI, ids=lambda t: t.name.removesuffix(".truth.json"))
+def test_real_multi_build_logs_match_the_hand_count_per_build(truth):
+    """Real files holding several builds (``buildlogs/real/multi``), each build held to its
+    hand count, read as a job log is."""
+    expected = json.loads(truth.read_text())["builds"]
+    log = truth.with_name(truth.name.replace(".truth.json", ".log"))
+    summaries = parse_builds(log.read_bytes(), one_command=False)
+    assert [(s.image, s.format, s.lookups, s.hits, s.misses, s.status) for s in summaries] == \
+        [(b["image"], b["format"], b["lookups"], b["hits"], b["misses"], b["status"])
+         for b in expected]
+    assert [s.cache_buster for s in summaries] == \
+        [normalise_instruction(b["cache_buster"]) if b["cache_buster"] else None
+         for b in expected]

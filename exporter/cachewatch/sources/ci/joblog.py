@@ -35,14 +35,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from .keys import stable_name
+from .keys import ref_slug, stable_name
 
 Result = Literal["hit", "partial", "miss"]
 MAX_EVENTS = 10_000  # restores and saves kept per job; a real job has a handful
 MAX_LINE_CHARS = 64 * 1024
 MAX_REASON_CHARS = 512
 
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+# Colour codes; a trace copied from a web page keeps them without their escape byte
+# (``[32;1mChecking cache for main-protected...[0;m``).
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\[[0-9;]*[mK]")
 _PREFIX = re.compile(
     r"(?:[^\t\n]*\t[^\t\n]*\t)?"  # gh run view --log: job<TAB>step<TAB>
     r"(?:\ufeff)?(?:\d{4}-\d\d-\d\dT[\d:.]+Z?\s?)?"  # the runner's timestamp
@@ -97,6 +99,8 @@ class JobState:
     size: int = 0  # the last size printed, for the restore or save it precedes
     primary: str | None = None  # GitHub: the open actions/cache step's key input
     restore_key_hit: bool = False  # GitHub: "Cache hit for restore-key"
+    restore_failed: str | None = None  # GitHub: "Failed to restore: ..." before the miss
+    ref: str = ""  # GitLab: the job's ref slug, from "Checking out ... (ref is R)"
     open: Restore | None = None  # GitLab/CircleCI: the restore being read
     fallback: bool = False  # GitLab: the open restore already tried a fallback key
     failed: bool = False  # GitLab: the open restore's last key failed to extract
@@ -160,9 +164,16 @@ def gh_size(job: JobState, m: re.Match[str]) -> None:
 
 
 def gh_received(job: JobState, m: re.Match[str]) -> None:
-    """``Received 209620499 of 209620499 (100.0%)``: the download's size when no Cache Size
-    line gave it."""
+    """``Received 209620499 of 209620499 (100.0%)`` (a restore) or ``Sent 65867307 of 65867307
+    (100.0%)`` (a save; actions/cache v4 prints no Cache Size then): the transfer's size when
+    no Cache Size line gave it."""
     job.size = job.size or int(m["total"])
+
+
+def gh_restore_failed(job: JobState, m: re.Match[str]) -> None:
+    """``Warning: Failed to restore: "/usr/bin/tar" failed ...``: a cache was found but not
+    restored; the miss that follows keeps this as its reason."""
+    job.restore_failed = m["text"].strip()[:MAX_REASON_CHARS]
 
 
 def gh_restore_key(job: JobState, m: re.Match[str]) -> None:
@@ -177,14 +188,15 @@ def gh_restored(job: JobState, m: re.Match[str]) -> None:
     partial = job.restore_key_hit or (bool(primary) and key != primary)
     job.restored(Restore("github", stable_name(primary or key), "partial" if partial else "hit",
                          job.size, key))
-    job.primary, job.restore_key_hit = None, False
+    job.primary, job.restore_key_hit, job.restore_failed = None, False, None
 
 
 def gh_not_found(job: JobState, m: re.Match[str]) -> None:
     """``Cache not found for input keys: K, R1, R2``: a miss, named by the primary key."""
     key = _first_key(m["keys"])
-    job.restored(Restore("github", stable_name(key), "miss", key=key))
-    job.primary = None
+    job.restored(Restore("github", stable_name(key), "miss", key=key,
+                         reason=job.restore_failed))
+    job.primary, job.restore_failed = None, None
 
 
 def gh_setup_miss(job: JobState, m: re.Match[str]) -> None:
@@ -205,6 +217,12 @@ def gh_saved(job: JobState, m: re.Match[str]) -> None:
 
 # --- GitLab CI ---------------------------------------------------------------------------------
 
+def gl_ref(job: JobState, m: re.Match[str]) -> None:
+    """``Checking out 3c530002 as detached HEAD (ref is main)...`` (or ``as master...``): the
+    ref whose slug a cache key may be, trailing digits and all."""
+    job.ref = ref_slug(m["ref"] or m["branch"] or "")
+
+
 def gl_checking(job: JobState, m: re.Match[str]) -> None:
     """``Checking cache for K...``: a restore opens; a ``(fallback)`` key continues the one
     that just failed."""
@@ -213,7 +231,7 @@ def gl_checking(job: JobState, m: re.Match[str]) -> None:
         job.fallback, job.failed = True, False
         return
     job.close()
-    job.open = Restore("gitlab", stable_name(key, "gitlab"), "miss", key=key)
+    job.open = Restore("gitlab", stable_name(key, "gitlab", job.ref), "miss", key=key)
 
 
 def gl_extracted(job: JobState, m: re.Match[str]) -> None:
@@ -231,7 +249,8 @@ def gl_failed(job: JobState, m: re.Match[str]) -> None:
 
 
 def gl_warning(job: JobState, m: re.Match[str]) -> None:
-    """``WARNING: ...`` / ``ERROR: ...`` inside a restore: why it may fail (kept)."""
+    """``WARNING: ...`` / ``ERROR: ...`` / ``FATAL: ...`` inside a restore: why it may fail
+    (kept)."""
     if job.open is not None and not job.failed:
         job.reason = m["text"].strip()[:MAX_REASON_CHARS]
 
@@ -240,7 +259,7 @@ def gl_creating(job: JobState, m: re.Match[str]) -> None:
     """``Creating cache K...``: a save starts."""
     job.close()
     key = m["key"]
-    job.save, job.up_to_date = Save("gitlab", stable_name(key, "gitlab"), key=key), False
+    job.save, job.up_to_date = Save("gitlab", stable_name(key, "gitlab", job.ref), key=key), False
 
 
 def gl_up_to_date(job: JobState, m: re.Match[str]) -> None:
@@ -298,6 +317,12 @@ def cc_stored(job: JobState, m: re.Match[str]) -> None:
     job.saved(Save("circleci", stable_name(key), key=key))
 
 
+def cc_uploaded(job: JobState, m: re.Match[str]) -> None:
+    """``Total size uploaded: 508 MiB`` after a Stored Cache line: the saved bytes."""
+    if job.saves and job.saves[-1].ci == "circleci":
+        job.saves[-1].bytes = _bytes(m["number"], m["unit"])
+
+
 # --- Azure Pipelines -------------------------------------------------------------------------
 
 def az_resolving(job: JobState, m: re.Match[str]) -> None:
@@ -338,7 +363,8 @@ RULES: tuple[Rule, ...] = (
     Rule(r"Run actions/cache(?:/restore)?@", gh_step),
     Rule(r"key: (?P<key>\S.*)$", gh_key),
     Rule(r"Cache Size: ~?[\d.]+ \w+ \((?P<bytes>\d+) B\)", gh_size),
-    Rule(r"Received (?P<done>\d+) of (?P<total>\d+) \(", gh_received),
+    Rule(r"(?:Received|Sent) (?P<done>\d+) of (?P<total>\d+) \(", gh_received),
+    Rule(r"(?:Warning: )?(?P<text>Failed to restore: .+)$", gh_restore_failed),
     Rule(r"Cache hit for restore-key: ", gh_restore_key),
     Rule(r"Cache restored from key: (?P<key>\S.*)$", gh_restored),
     Rule(r"Cache not found for input keys: (?P<keys>\S.*)$", gh_not_found),
@@ -347,7 +373,9 @@ RULES: tuple[Rule, ...] = (
     Rule(r"Checking cache for (?P<key>\S+?)(?P<fallback> \(fallback\))?\.\.\.$", gl_checking),
     Rule(r"Successfully extracted cache$", gl_extracted),
     Rule(r"Failed to extract cache\b", gl_failed),
-    Rule(r"(?:WARNING|ERROR): (?P<text>.+)$", gl_warning),
+    Rule(r"Checking out [0-9a-f]+ as (?:detached HEAD \(ref is (?P<ref>[^)]+)\)|(?P<branch>\S+?))"
+         r"\.\.\.$", gl_ref),
+    Rule(r"(?:WARNING|ERROR|FATAL): (?P<text>.+)$", gl_warning),
     Rule(r"Creating cache (?P<key>\S+?)\.\.\.$", gl_creating),
     Rule(r"Archive is up to date!", gl_up_to_date),
     Rule(r"Created cache$", gl_created),
@@ -357,6 +385,7 @@ RULES: tuple[Rule, ...] = (
     Rule(r"Size: (?P<number>[\d.]+) ?(?P<unit>[KMGT]i?B|B)$", cc_size),
     Rule(r"Error untarring cache: .*$", cc_untar_failed),
     Rule(r"Stored Cache to (?P<key>\S.*)$", cc_stored),
+    Rule(r"Total size uploaded: (?P<number>[\d.]+) ?(?P<unit>[KMGT]i?B|B)$", cc_uploaded),
     Rule(r"Resolving (?:restore )?key:", az_resolving),
     Rule(r"Resolved to: (?P<key>\S.*)$", az_resolved),
     Rule(r"Entry found at fingerprint: `(?P<key>[^`]+)`", az_found),
@@ -364,15 +393,16 @@ RULES: tuple[Rule, ...] = (
 )
 _COMPILED = [(re.compile(rule.pattern), rule.handler) for rule in RULES]
 # What a rule's message starts with: a line starting otherwise is skipped at once.
-_LEADS = ("Run actions/cache", "key: ", "Cache ", "Received ", "Checking cache", "Successfully",
-          "Failed to ", "WARNING: ", "ERROR: ", "Creating cache", "Archive is", "Created cache",
-          "No cache", "Found a cache", "Size: ", "Error untarring", "Stored Cache", "Resolv",
+_LEADS = ("Run actions/cache", "key: ", "Cache ", "Received ", "Sent ", "Warning: Failed",
+          "Checking cache", "Checking out", "Successfully", "Failed to ", "WARNING: ", "ERROR: ",
+          "FATAL: ", "Creating cache", "Archive is", "Created cache", "No cache", "Found a cache",
+          "Size: ", "Error untarring", "Stored Cache", "Total size uploaded", "Resolv",
           "Entry found", "Saved item", *(f"{tool} cache" for tool in _SETUP_PREFIX))
 
 
 def message(line: str) -> str:
     """A line's message: no colour codes, CI timestamp, job/step columns or stream tag."""
-    text = _ANSI.sub("", line) if "\x1b" in line else line
+    text = _ANSI.sub("", line) if "\x1b" in line or "[" in line else line
     return text[_PREFIX.match(text).end():].rstrip()  # type: ignore[union-attr]
 
 
