@@ -26,12 +26,16 @@ if TYPE_CHECKING:
     from .config import Settings
     from .source import Doctor
 
+# Plain help (click's formatter, rich_markup_mode=None): it rewraps every paragraph to the
+# terminal, at most 80 columns, where rich's boxed table cuts flags and env vars with "…".
+HELP = {"help_option_names": ["-h", "--help"], "max_content_width": 80}
 cli = typer.Typer(
     name="cachewatch",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
+    rich_markup_mode=None,
+    context_settings=HELP,
 )
 log = logging.getLogger("cachewatch")
 
@@ -86,7 +90,7 @@ def _serve_command() -> Callable[..., None]:
 
     params = [
         _param("config", Path | None, typer.Option(
-            "--config", "-c", envvar=f"{ENV_PREFIX}CONFIG",
+            "--config", "-c", envvar=f"{ENV_PREFIX}CONFIG", show_envvar=False, metavar="FILE",
             help=f"YAML file with any of the settings below {_env('CONFIG')}")),
     ]
     for row in setting_rows():
@@ -95,15 +99,17 @@ def _serve_command() -> Callable[..., None]:
         kind = list[str] | None if row.repeatable else str | None
         repeat = "; repeat for several" if row.repeatable else ""
         json_list = " (JSON list)" if row.repeatable else ""
-        default = row.default.replace("`", "").strip("[]")
+        default = row.default.replace("`", "").strip("[]").strip()
         params.append(_param(row.key.replace(".", "__"), kind, typer.Option(
-            row.flag, metavar=row.metavar or row.key.rsplit(".", 1)[-1].upper(),
+            row.flag, metavar=row.shape,
             show_default=False,
-            help=f"{row.help}{repeat}; default {default} (env {row.env}){json_list}")))
+            help=f"{row.help}{repeat}; default {default}; env {row.env}{json_list}")))
     params += [
         _param("enable_collector", list[str] | None, typer.Option(
+            metavar="NAME",
             help="Turn a collector on; repeatable (env CACHEWATCH_<NAME>__ENABLED=true)")),
         _param("disable_collector", list[str] | None, typer.Option(
+            metavar="NAME",
             help="Turn a collector off; repeatable (env CACHEWATCH_<NAME>__ENABLED=false)")),
     ]
 
@@ -242,16 +248,18 @@ def _bundle_command() -> Callable[..., None]:
 
     params = [inspect.Parameter("out", inspect.Parameter.KEYWORD_ONLY, default=Path("."),
                                 annotation=Annotated[Path, typer.Option(
+                                    metavar="DIR",
                                     help="Folder to write alerts/ (and dashboards/) into.")])]
     for option in options([Thresholds, *_source_thresholds()]):
         params.append(inspect.Parameter(
             option.param, inspect.Parameter.KEYWORD_ONLY, default=option.default,
             annotation=Annotated[type(option.default), typer.Option(
-                option.name, help=option.help, show_default=option.flag.show_default)]))
+                option.name, metavar=option.metavar, help=option.help,
+                show_default=option.flag.show_default)]))
     params.append(inspect.Parameter("check", inspect.Parameter.KEYWORD_ONLY, default=False,
                                     annotation=Annotated[bool, typer.Option(
-                                        help="Write nothing; exit 1 if the files under --out "
-                                        "differ from a fresh generation.")]))
+                                        "--check", help="Write nothing; exit 1 if the files "
+                                        "under --out differ from a fresh generation.")]))
 
     def bundle(**kwargs: Any) -> None:
         _bundle(**kwargs)
@@ -287,7 +295,7 @@ def _doctor_command(doctors: list[Doctor]) -> Callable[..., None]:
         chosen = next((d for d in doctors if d.takes(first)), default)
         module, _, function = chosen.command.partition(":")
         one = typer.Typer(add_completion=False, pretty_exceptions_enable=False,
-                          context_settings={"help_option_names": ["-h", "--help"]})
+                          rich_markup_mode=None, context_settings=HELP)
         one.command()(getattr(importlib.import_module(module), function))
         typer.main.get_command(one).main(ctx.args, prog_name="cachewatch doctor")
 

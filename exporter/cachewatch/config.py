@@ -31,7 +31,16 @@ from pydantic_settings import (
 )
 
 from .defaults import DEFAULT_PORT, ENV_PREFIX
-from .fields import Seconds, flag, parse_duration, readable_file, redact, safe_yaml, yaml_error
+from .fields import (
+    Seconds,
+    flag,
+    parse_duration,
+    readable_file,
+    redact,
+    safe_yaml,
+    shape,
+    yaml_error,
+)
 from .http.allowlist import AllowList
 from .sources import sections
 from .state.settings import StateSettings
@@ -179,6 +188,8 @@ class SettingRow:
     meaning: str
     repeatable: bool
     metavar: str | None
+    # How the value is written in ``--help``: the declared metavar, else one from the type.
+    shape: str
     help: str
 
 
@@ -209,6 +220,8 @@ def _row(key: str, info: Any, default: Any, section: str | None = None) -> Setti
     return SettingRow(
         key=key, flag=flag_name, env=env, default=extra.get("default_doc") or _show(default),
         meaning=info.description or "", repeatable=repeatable, metavar=extra.get("metavar"),
+        shape=extra.get("metavar")
+        or shape(info.annotation, info.metadata, key.rsplit(".", 1)[-1]),
         help=extra.get("flag_help") or (info.description or "").capitalize())
 
 

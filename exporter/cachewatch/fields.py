@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 from pydantic import AfterValidator, BeforeValidator
 
@@ -40,6 +40,23 @@ def _not_below_floor(value: float) -> float:
 
 
 Seconds = Annotated[float, BeforeValidator(parse_duration), AfterValidator(_not_below_floor)]
+
+
+def shape(annotation: Any, metadata: list[Any], name: str) -> str:
+    """How a setting's value is written, for ``--help`` (``DURATION``, ``BOOL``, ``a|b``):
+    what a user must type, where the Python type (``float``, ``str``) would say nothing."""
+    if any(getattr(item, "func", None) is parse_duration for item in metadata):
+        return "DURATION"
+    if get_origin(annotation) is Literal:
+        return "|".join(str(arg) for arg in get_args(annotation))
+    kinds = {arg for arg in get_args(annotation) if arg is not type(None)} or {annotation}
+    if bool in kinds:
+        return "BOOL"
+    if int in kinds:
+        return "PORT" if name == "port" else "N"
+    if Path in kinds:
+        return "FILE"
+    return "URL" if name.endswith("url") else "TEXT"
 
 
 def flag(name: str | None = None, *, default: str | None = None, metavar: str | None = None,

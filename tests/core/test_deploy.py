@@ -127,6 +127,14 @@ def test_image_builds_runs_as_non_root_and_a_code_change_reuses_the_dependencies
     assert second["cache_buster"] == "COPY exporter ./exporter"
     assert all("app" in name for name in executed), executed
     assert all(r["cached"] for r in records if r["stage"] == "deps")
+    # A README edit (the project's metadata, not its dependencies) reinstalls nothing either:
+    # the dependency layer is made from pyproject.toml's dependency list alone.
+    readme = ctx / "README.md"
+    readme.write_text(readme.read_text() + "\nA one-line edit.\n")
+    third = _build(docker_engine, ctx, local_base)
+    assert third["cache_buster"] == "COPY README.md ./"
+    assert all(r["cached"] for r in third["records"] if r["kind"] == "step"
+               and r["stage"] == "deps")
     print(f"\nimage size {size_mb:.0f} MB; rebuild after a one-line change: "
           f"{rebuild_seconds:.1f}s, {second['hits']}/{second['lookups']} steps cached "
           f"({second['hits'] / second['lookups']:.0%}), cache buster "

@@ -75,6 +75,8 @@ class Flag:
     text: Callable[[Any], Any] | None = None
     # False: the default is written into the help text instead of typer's default column.
     show_default: bool = True
+    # How the value is written in ``--help`` (``URL``); derived from the check when empty.
+    metavar: str = ""
 
 
 def threshold(default: Any, *, check: Check | None = None, flag: Flag | None = None) -> Any:
@@ -114,6 +116,17 @@ class Option:
         """The help text, with the default in it when typer's column does not show it."""
         return self.flag.help if self.flag.show_default else \
             f"{self.flag.help} [default: {self.default}]"
+
+    @property
+    def metavar(self) -> str:
+        """How the value is written in ``--help``: ``DURATION``, ``RATIO`` or the flag's own."""
+        check = next(f.metadata.get("check") for f in dataclasses.fields(self.model)
+                     if f.name == self.field)
+        if self.flag.metavar:
+            return self.flag.metavar
+        if check is duration or self.flag.parse is parse_duration:
+            return "DURATION"
+        return "RATIO" if check is ratio else "TEXT"
 
     def value(self, given: Any) -> Any:
         """The field's value for the flag's value ``given``."""
@@ -183,21 +196,25 @@ class Thresholds:
     errors_window: str = threshold("10m", check=duration)
     max_errors: int = 3
     runbook_url: str = threshold(_RUNBOOKS, flag=Flag(
-        "Where the runbooks (README) live; alerts link to it", show_default=False))
+        "Where the runbooks (README) live; alerts link to it", show_default=False,
+        metavar="URL"))
     grafana_url: str = threshold("http://localhost:3000", flag=Flag(
-        "Grafana, for alerts' dashboard links.", parse=lambda url: url.rstrip("/")))
+        "Grafana, for alerts' dashboard links.", parse=lambda url: url.rstrip("/"),
+        metavar="URL"))
     # Which cache a series is in a fleet: every aggregation keeps these labels, alerts carry
     # them and inhibitions match on them (the mixins' clusterLabel, generalised). Labels a
     # Prometheus does not have (no `cluster` in a single cluster) simply stay empty.
     identity_labels: tuple[str, ...] = threshold(("cluster", "namespace", "job"), flag=Flag(
         "Labels that tell the fleet's caches apart (comma-separated): every rule keeps them, "
         "alerts carry them, inhibitions match on them, dashboards get a variable for each; "
-        "empty for one Prometheus with one cachewatch.", parse=_items, text=",".join))
+        "empty for one Prometheus with one cachewatch.", parse=_items, text=",".join,
+        metavar="LABELS"))
     # The label matchers that select cachewatch's own scrape targets in `up`: equality matchers
     # only, the labels absent() can give its alert.
     cachewatch_selector: str = threshold('job="cachewatch"', flag=Flag(
         'Matchers of cachewatch\'s own scrape targets in `up` (label="value", comma-separated), '
-        "for CachewatchDown and CachewatchAbsent; the PodMonitor sets them."))
+        "for CachewatchDown and CachewatchAbsent; the PodMonitor sets them.",
+        metavar="MATCHERS"))
     # Labels on the PrometheusRule and PodMonitor that the Prometheus Operator selects them by
     # (kube-prometheus-stack: `release: <its release name>`).
     operator_selector: tuple[tuple[str, str], ...] = threshold(
@@ -206,7 +223,8 @@ class Thresholds:
             "Prometheus Operator selects them by; kube-prometheus-stack wants release=<its "
             "release name>; empty for none.",
             parse=lambda text: tuple(_pair(item) for item in _items(text)),
-            text=lambda pairs: ",".join(f"{key}={value}" for key, value in pairs)))
+            text=lambda pairs: ",".join(f"{key}={value}" for key, value in pairs),
+            metavar="KEY=VALUE[,KEY=VALUE]"))
     # `for` of the alerts on windows: held longer than the window, so that one burst (which
     # stays in a window for exactly its length) never fires, and a lasting fault does.
     absent_for: str = threshold("15m", check=duration)

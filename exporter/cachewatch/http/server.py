@@ -32,6 +32,7 @@ from ..status import page as status_page
 from ..status.goals import Goals
 from ..status.history import History, Snapshot
 from .allowlist import AllowList
+from .docs import add_redoc
 from .guard import Guard, LiveWebConfig
 from .refusals import RefusalCollector
 from .webconfig import WebConfig
@@ -77,12 +78,15 @@ def create_app(collectors: Sequence[Source], runtime: Runtime, *,
     app = FastAPIOffline(title="cachewatch", version=__version__,
                          lifespan=_lifespan(collectors, exposition, history, closing),
                          redirect_slashes=False, description=_description(),
-                         favicon_url="data:,", openapi_tags=_TAGS)
-    _document(app, collectors)
+                         favicon_url="data:,", openapi_tags=_TAGS, redoc_url=None)
+    add_redoc(app, "cachewatch")
     app.state.exposition = exposition
+    receivers: set[str] = set()
     for collector in collectors:
         if (router := collector.router()) is not None:
             app.include_router(router)
+            receivers.update(route.path for route in router.routes)  # type: ignore[attr-defined]
+    _document(app, collectors, receivers)
     _scrape_routes(app, exposition, {c.name: c for c in collectors}, allow)
     _page_routes(app, runtime.health, exposition, history, {c.name: c for c in collectors})
     fast: dict[str, ASGIApp] = {}
@@ -248,9 +252,10 @@ _EXPOSITION: dict[int | str, dict[str, Any]] = {200: {
                 "application/openmetrics-text; version=1.0.0": {"schema": {"type": "string"}}}}}
 
 
-def _document(app: FastAPI, collectors: Sequence[Source]) -> None:
+def _document(app: FastAPI, collectors: Sequence[Source], receivers: set[str]) -> None:
     """The OpenAPI document also lists the raw endpoints served ahead of the framework (the
-    receivers' webhooks), and the bearer token the receivers take."""
+    receivers' webhooks), and marks every receiver's operation with the bearer token it takes
+    (``receivers``: the paths of the collectors' routers), so a client generator sends it."""
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -258,6 +263,9 @@ def _document(app: FastAPI, collectors: Sequence[Source]) -> None:
             schema = generate()
             for collector in collectors:
                 schema["paths"].update(collector.openapi_paths())
+            for path in receivers:
+                for operation in schema["paths"].get(path, {}).values():
+                    operation.setdefault("security", [{"bearer": []}])
             schema.setdefault("components", {}).setdefault("securitySchemes", {})["bearer"] = {
                 "type": "http", "scheme": "bearer",
                 "description": f"The receiver's token ({_token_settings()}), when one is set"}

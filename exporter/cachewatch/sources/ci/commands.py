@@ -14,8 +14,7 @@ from ..docker.commands import EXPORTER_URL, ImageOption, TargetOption, TokenOpti
 
 
 def ingest_job(
-    log: Annotated[str, typer.Argument(help="The job's log file; - (the default) reads "
-                                            "stdin.")] = "-",
+    log: Annotated[str, typer.Argument(metavar="LOG", hidden=True)] = "-",
     image: ImageOption = "",
     target: TargetOption = "",
     url: UrlOption = EXPORTER_URL,
@@ -26,7 +25,7 @@ def ingest_job(
 ) -> None:
     """Read a finished CI job's log: every Docker build in it and the CI's own cache restores
     and saves; send them to the exporter (the same log sent again counts nothing twice).
-    Exits 3 when the log shows neither.
+    Exits 3 when the log shows neither. LOG is the job's log file; - (the default) reads stdin.
 
     gh run view RUN_ID --log | cachewatch ingest-job
     """

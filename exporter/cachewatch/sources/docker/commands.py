@@ -16,16 +16,16 @@ from ...defaults import DEFAULT_PORT, ENV_PREFIX
 from ...failing import fail
 
 ImageOption = Annotated[str, typer.Option(
-    help="The `image` label of a log's lone build; in a log of several builds, of those that"
-    " name no image of their own (each is counted under its compose service, else the image"
-    " its log names: `naming to`, `Successfully tagged`, `-t`). Default: the log's name,"
-    " else `unnamed`.")]
-TargetOption = Annotated[str, typer.Option(help="Dockerfile --target, if any.")]
+    metavar="NAME", help="The `image` label of a log's lone build; in a log of several builds,"
+    " of those that name no image of their own (each is counted under its compose service,"
+    " else the image its log names: `naming to`, `Successfully tagged`, `-t`). Default: the"
+    " log's name, else `unnamed`.")]
+TargetOption = Annotated[str, typer.Option(metavar="STAGE", help="Dockerfile --target, if any.")]
 UrlOption = Annotated[str, typer.Option(
-    envvar="CACHEWATCH_URL",
+    envvar="CACHEWATCH_URL", show_envvar=False, metavar="URL",
     help="Exporter to send the summary to; empty to only print it (env CACHEWATCH_URL)")]
 TokenOption = Annotated[str | None, typer.Option(
-    envvar=f"{ENV_PREFIX}BUILDS__TOKEN", show_default=False,
+    envvar=f"{ENV_PREFIX}BUILDS__TOKEN", show_envvar=False, show_default=False, metavar="TOKEN",
     help="Bearer token of the exporter's builds.token (env CACHEWATCH_BUILDS__TOKEN)")]
 JsonOption = Annotated[bool, typer.Option(
     "--json", help="Print the summary as JSON (on stderr) instead of the human one.")]
@@ -38,7 +38,7 @@ def ingest_build(
     url: UrlOption = EXPORTER_URL,
     token: TokenOption = None,
     exit_code: Annotated[int | None, typer.Option(
-        help="The build's exit code, if known (a pipe hides it).")] = None,
+        metavar="CODE", help="The build's exit code, if known (a pipe hides it).")] = None,
     json_summary: JsonOption = False,
 ) -> None:
     """Read a build log on stdin, pass it through to stdout, then report its cache use: one
@@ -79,23 +79,27 @@ def build_command(
 
 def doctor(
     dockerfile: Annotated[str, typer.Argument(
-        help="The Dockerfile (or its folder; - reads stdin).")] = "Dockerfile",
+        metavar="DOCKERFILE", hidden=True)] = "Dockerfile",
     context: Annotated[Path | None, typer.Option(
+        metavar="DIR",
         help="Build context, for .dockerignore and .git. Default: the Dockerfile's folder.",
         show_default=False)] = None,
     json_output: Annotated[bool, typer.Option(
         "--json", help="Print the findings as a JSON list, for tools.")] = False,
     url: Annotated[str | None, typer.Option(
+        metavar="URL",
         help="A running exporter: rank the findings by the cache busts and build time its "
              "counters hold (totals since it started counting).", show_default=False)] = None,
     prometheus: Annotated[str | None, typer.Option(
-        help="Prometheus scraping the exporters: rank the findings over --window.",
+        metavar="URL", help="Prometheus scraping the exporters: rank the findings over --window.",
         show_default=False)] = None,
     image: Annotated[str | None, typer.Option(
+        metavar="NAME",
         help="The `image` label this Dockerfile's builds are counted under (ingest-build "
              "--image, or the repository of the engine's tag). Default: the build context "
              "folder's name, lower-cased.", show_default=False)] = None,
     window: Annotated[str | None, typer.Option(
+        metavar="DURATION",
         help="With --prometheus, the window to count over, as a Prometheus duration. "
              "Default: 7d.", show_default=False)] = None,
     buildkit_target: Annotated[str | None, typer.Option(
@@ -105,7 +109,8 @@ def doctor(
         show_default=False)] = None,
 ) -> None:
     """Find why a Dockerfile's build cache breaks, and what fixing it would save: a
-    PATH:LINE: rule: message line per finding, its fix below as a diff (git apply takes it).
+    PATH:LINE: rule: message line per finding (DOCKERFILE: the Dockerfile or its folder, - reads
+    stdin; ./Dockerfile by default), its fix below as a diff (git apply takes it).
     Exit code 1 when something was found, 0 when not, 2 on a usage error; --url,
     --prometheus and --buildkit-target rank the findings by what they cost, and never change
     the exit code."""

@@ -49,7 +49,7 @@ class DockerThresholds:
         20 * 2**30, check=positive("the build cache budget"), flag=Flag(
             "Alert when a host's build cache stays above this size (what `docker builder "
             "prune --keep-storage` would keep), like 20GiB.", "--build-cache-budget",
-            size_bytes, gib))
+            size_bytes, gib, metavar="SIZE"))
     build_cache_for: str = threshold("1h", check=duration, flag=Flag(
         "How long the build cache must stay above --build-cache-budget before "
         "DockerBuildCacheOverBudget fires."))

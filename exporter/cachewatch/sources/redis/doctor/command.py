@@ -46,33 +46,39 @@ def _target(url: str, username: str | None, password_file: Path | None,
 
 
 def doctor(
-    target: Annotated[str, typer.Argument(
-        help="The Redis: redis://host:port or rediss://host:port (TLS).")],
-    username: Annotated[str | None, typer.Option(help="ACL user (Redis 6+).")] = None,
+    target: Annotated[str, typer.Argument(metavar="URL", hidden=True)],
+    username: Annotated[str | None, typer.Option(metavar="NAME",
+                                                          help="ACL user (Redis 6+).")] = None,
     password_file: Annotated[Path | None, typer.Option(
-        help="File holding the password (trailing newline ignored).")] = None,
-    tls_ca_file: Annotated[Path | None, typer.Option(help="CA bundle to verify the server.")]
+        metavar="FILE", help="File holding the password (trailing newline ignored).")] = None,
+    tls_ca_file: Annotated[Path | None, typer.Option(
+        metavar="FILE", help="CA bundle to verify the server.")]
     = None,
-    tls_cert_file: Annotated[Path | None, typer.Option(help="Client certificate.")] = None,
-    tls_key_file: Annotated[Path | None, typer.Option(help="Client key.")] = None,
+    tls_cert_file: Annotated[Path | None, typer.Option(
+        metavar="FILE", help="Client certificate.")] = None,
+    tls_key_file: Annotated[Path | None, typer.Option(
+        metavar="FILE", help="Client key.")] = None,
     tls_insecure_skip_verify: Annotated[bool, typer.Option(
         help="Do not verify the server certificate (testing only).")] = False,
     replica: Annotated[str | None, typer.Option(
+        metavar="URL",
         help="A replica to take the key sample from (same credentials), sparing the primary.",
         show_default=False)] = None,
     sample: Annotated[int, typer.Option(
-        min=0, max=100_000, help="Keys sampled by SCAN (COUNT 100 a call) for MEMORY USAGE "
-        "and OBJECT FREQ; never KEYS or MONITOR.")] = DEFAULT_SAMPLE,
+        min=0, max=100_000, metavar="N", help="Keys sampled by SCAN (COUNT 100 a call) for "
+        "MEMORY USAGE and OBJECT FREQ; never KEYS or MONITOR.")] = DEFAULT_SAMPLE,
     window: Annotated[float, typer.Option(
-        min=0, max=300, help="Seconds between the two INFO reads that give rates.")] = 1.0,
+        min=0, max=300, metavar="SECONDS",
+        help="Seconds between the two INFO reads that give rates.")] = 1.0,
     pings: Annotated[int, typer.Option(
-        min=1, max=10_000, help="Timed PINGs for the client-observed P99.")] = 50,
+        min=1, max=10_000, metavar="N", help="Timed PINGs for the client-observed P99.")] = 50,
     big_key_bytes: Annotated[int, typer.Option(
-        min=1, help="A sampled key this large or larger is a big key.")] = 1 << 20,
+        min=1, metavar="BYTES", help="A sampled key this large or larger is a big key.")] = 1 << 20,
     json_output: Annotated[bool, typer.Option(
         "--json", help="Print the findings as a JSON list with their evidence.")] = False,
 ) -> None:
-    """Say why a Redis' hit rate is low: an ADDRESS: rule: message line per finding, with its
+    """Say why the Redis at URL (redis://host:port, or rediss:// for TLS) has a low hit rate:
+    an ADDRESS: rule: message line per finding, with its
     evidence and the fix below. Exit code 1 when something was found, 0 when not, 2 when the
     server cannot be read."""
     tls = (tls_ca_file, tls_cert_file, tls_key_file, tls_insecure_skip_verify)
