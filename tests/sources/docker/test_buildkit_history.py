@@ -113,6 +113,12 @@ def test_one_file_changed_in_a_multi_stage_build(buildkitd, exporter_factory, tm
                          source="buildkit") > 0
     assert metrics.value("cachewatch_docker_build_rebuild_seconds_total",
                          image="registry.test/multi", target="") > 0
+    # The status page lists the image's last build with its source and its buster.
+    page = exporter.get("/").text
+    row = page.split('<tr data-image="registry.test/multi">', 1)[1].split("</tr>", 1)[0]
+    assert "2 of 5 steps cached" in row
+    assert "<code>COPY app.txt /app.txt</code>" in row
+    assert "<td>buildkit</td>" in row
 
 
 def test_fully_cached_build_and_its_target(buildkitd, exporter_factory, tmp_path):

@@ -149,15 +149,16 @@ class BuildCollector(Source):
         """Count one build once stored; ``False`` if ``build_id`` was already counted."""
         outcome = await self.ledger.record([self.change(summary, image, target, build_id)])
         if outcome.applied[0]:
-            self._remember(summary, image)
+            self.remember(summary, image)
             log.info("build ingested", extra={
                 "image": image, "target": target, "status": summary.status,
                 "hits": summary.hits, "lookups": summary.lookups,
                 "cache_buster": summary.cache_buster})
         return outcome.applied[0]
 
-    def _remember(self, summary: SubmittedSummary | BuildSummary, image: str) -> None:
-        """Keep the build as its image's last, for the status page."""
+    def remember(self, summary: SubmittedSummary | BuildSummary, image: str) -> None:
+        """Keep the build as its image's last, for the status page (also called by the
+        collectors that count builds through this one, from their own threads)."""
         self.last_builds.add(LastBuild(
             safe_label(image), self.source, summary.status, summary.hits, summary.misses,
             summary.cache_buster, summary.rebuild_seconds, time.time()))
@@ -272,7 +273,7 @@ class BuildCollector(Source):
         outcome = await self.ledger.record(changes)
         for summary, applied in zip(summaries, outcome.applied, strict=True):
             if applied:
-                self._remember(summary, getattr(summary, "image", "") or submission.image)
+                self.remember(summary, getattr(summary, "image", "") or submission.image)
                 log.info("build ingested", extra={
                     "image": getattr(summary, "image", submission.image),
                     "status": summary.status, "hits": summary.hits,

@@ -11,6 +11,7 @@ has no lookup latency.
 from __future__ import annotations
 
 import html
+import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -39,15 +40,19 @@ class LastBuilds:
 
     def __init__(self) -> None:
         self._by_image: OrderedDict[str, LastBuild] = OrderedDict()
+        # BuildKit's followers add from their own threads while a page render reads.
+        self._lock = threading.Lock()
 
     def add(self, build: LastBuild) -> None:
-        self._by_image.pop(build.image, None)
-        self._by_image[build.image] = build
-        while len(self._by_image) > MAX_IMAGES:
-            self._by_image.popitem(last=False)
+        with self._lock:
+            self._by_image.pop(build.image, None)
+            self._by_image[build.image] = build
+            while len(self._by_image) > MAX_IMAGES:
+                self._by_image.popitem(last=False)
 
     def __iter__(self):  # type: ignore[no-untyped-def]
-        return iter(list(self._by_image.values()))
+        with self._lock:
+            return iter(list(self._by_image.values()))
 
 
 def _ago(seconds: float) -> str:
@@ -69,8 +74,9 @@ def _row(build: LastBuild, now: float) -> str:
 
 def section(page: PageContext) -> str:
     """The last build of each image, newest first, across the collectors that count builds."""
-    counted = getattr(page.sources.get("builds"), "last_builds", None)
-    builds = list(counted) if isinstance(counted, LastBuilds) else []
+    builds = [build for source in page.sources.values()
+              if isinstance(counted := getattr(source, "last_builds", None), LastBuilds)
+              for build in counted]
     if not builds:
         return ""
     builds.sort(key=lambda b: b.finished_at, reverse=True)

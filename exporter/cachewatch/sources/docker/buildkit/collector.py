@@ -37,6 +37,7 @@ from ....state import Counts, Ledger, StateError, Update
 from ..buildlog import BuildSummary
 from ..builds import BuildCollector
 from ..settings import BuildSettings
+from ..status import LastBuilds
 from .follower import REASONS, Follower
 from .settings import BuildkitSettings
 
@@ -78,6 +79,7 @@ class HistoryCounts:
         counted = self._commit(Update(_key(target), claim, KEEP_REFS_FOR))
         if counted:
             self.version += 1
+            self.builds.remember(build, build.image)
         return counted
 
     def _commit(self, update: Update) -> Any:
@@ -116,6 +118,11 @@ class BuildkitCollector(Source):
             for target in settings.targets]
         self.health.expect(self.name, [f.name for f in self.followers], REASONS)
         self._rendered: tuple[tuple[int, int], list[Metric]] = ((-1, -1), [])
+
+    @property
+    def last_builds(self) -> LastBuilds:
+        """The last build of each image this collector counted, for the status page."""
+        return self.counts.builds.last_builds
 
     def _reporter(self, target: str) -> Any:
         def report(up: bool, reason: str | None, message: str | None) -> None:
