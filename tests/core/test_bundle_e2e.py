@@ -108,7 +108,10 @@ def _feed(exporter, redis_plain, docker_engine, upstream, mirror, tmp_path, roun
     client.set("hot", 1)
     for _ in range(50):
         client.get("hot")
-    for kind in ("buildkit-busted", "buildkit-cold", "legacy-busted"):
+    # Two busted builds, a cold one and two fully cached ones: the image reuses most of its
+    # layers, above its goal (Redis ``main`` is the one cache below goal).
+    for kind in ("buildkit-busted", "buildkit-cold", "legacy-busted",
+                 "real/buildkit-multistage-all-cached-scrambled", "real/gha-go-worker-all-cached"):
         httpx.post(exporter.url + "/api/v1/builds", content=(LOGS / f"{kind}.log").read_bytes(),
                    params={"image": "shop", "exit_code": "0"},
                    headers={"Content-Type": "text/plain"}).raise_for_status()
@@ -163,7 +166,8 @@ def test_every_query_returns_data_and_the_hit_rate_alert_fires_and_resolves(
 ):
     exporter, prometheus, receiver, upstream, mirror = stack
     # Drive the Redis hit rate down: a steady stream of misses, well above the traffic guard.
-    # Memcached stores, hits and misses all the time, so each of its rates has a value.
+    # Memcached stores, hits (nine in ten, above goal) and misses all the time, so each of its
+    # rates has a value.
     stop = threading.Event()
 
     def misses() -> None:
@@ -173,7 +177,7 @@ def test_every_query_returns_data_and_the_hit_rate_alert_fires_and_resolves(
             client.get(f"absent-{uuid.uuid4()}")
             if n % 5 == 0:
                 memcached.set(f"k{n}")
-                memcached.get(f"k{n}", f"absent{n}")
+                memcached.get(*[f"k{n}"] * 9, f"absent{n}")
             n += 1
             time.sleep(0.02)
 
@@ -196,6 +200,7 @@ def test_every_query_returns_data_and_the_hit_rate_alert_fires_and_resolves(
         except AssertionError:
             pytest.fail("no data for:\n" + "\n".join(missing))
         _each_namespace_apart(prometheus)
+        _only_main_below_goal(prometheus)
         firing = wait_until(lambda: _namespaces(receiver.alerts("CacheHitRateLow", "firing"))
                             == {"team-a", "team-b"}, timeout=90)
     finally:
@@ -237,6 +242,37 @@ def _each_namespace_apart(prometheus) -> None:
         'layer_cache:cachewatch_cache_hit_ratio:rate5m{cluster=~"$cluster", '
         'namespace=~"$namespace", job=~"$job", layer="redis", cache="main"}'))
     assert sorted(r["metric"]["namespace"] for r in both) == ["team-a", "team-b"]
+
+
+def _panel_exprs(board: str, title: str) -> list[str]:
+    """The queries of one panel, as ``dashboards.all_exprs`` lists them."""
+    return [expr for key, name, expr in dashboards.all_exprs(SHORT)
+            if (key, name) == (board, title)]
+
+
+def _only_main_below_goal(prometheus) -> None:
+    """Redis ``main`` is the one cache the feed pushes below its goal with traffic enough for
+    its alert: the Now row counts exactly one per namespace, and its table, sorted by the
+    distance to the goal, lists ``main`` first."""
+    below = _panel_exprs("overview", "Caches below hit-rate goal")[0]
+    counts: list[object] = []
+
+    def one_each() -> bool:
+        counts[:] = [_safe_query(prometheus, _query(below, namespace=ns)) for ns in
+                     ("team-a", "team-b")]
+        return all(len(c) == 1 and c[0]["value"][1] == "1" for c in counts)
+
+    try:
+        wait_until(one_each, timeout=30, interval=1)
+    except AssertionError:
+        detail = _safe_query(prometheus, _query(below.removeprefix("count(").split(
+            ") or vector(0)")[0], namespace="team-a"))
+        pytest.fail(f"below goal: {counts}; caches: {[r['metric'] for r in detail]}")
+    gap = _panel_exprs("overview", "Every cache, worst first")[0]
+    rows = sorted(_safe_query(prometheus, _query(gap, namespace="team-a")),
+                  key=lambda r: float(r["value"][1]))
+    assert (rows[0]["metric"]["layer"], rows[0]["metric"]["cache"]) == ("redis", "main"), rows
+    assert float(rows[0]["value"][1]) < 0, rows
 
 
 def _without_data(prometheus) -> list[str]:

@@ -13,11 +13,13 @@ import typing
 from typing import Any
 
 import pytest
+import yaml
 from grafana_foundation_sdk.cog import plugins
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models.dashboard import Dashboard
 
 from cachewatch.bundle import dashboards
+from cachewatch.bundle.panels import panel_id
 from cachewatch.bundle.thresholds import Thresholds
 
 from support import ROOT
@@ -310,3 +312,64 @@ def test_hit_rates_are_drawn_on_0_to_1_and_latencies_keep_their_line_in_view(ite
            if s["color"] == "red" and s["value"] is not None]
     if defaults["unit"] == "s" and red and panel["type"] == "timeseries":
         assert defaults["custom"]["axisSoftMax"] == pytest.approx(max(red) * 1.2)
+
+
+_SERIES = re.compile(r"\b(cachewatch_[a-z0-9_]+|[a-z_]+:[a-z0-9_]+:[a-z0-9_]+|up)\b")
+
+
+def _committed_panels() -> dict[tuple[str, int], dict[str, Any]]:
+    """(dashboard uid, panel id) -> panel, over every committed dashboard."""
+    boards = [json.loads(path.read_text()) for path in DASHBOARD_FILES]
+    return {(board["uid"], panel["id"]): panel for board in boards for panel in board["panels"]}
+
+
+def _alerts() -> list[dict[str, Any]]:
+    rules = yaml.safe_load((ROOT / "alerts" / "cachewatch-rules.yml").read_text())
+    return [rule for group in rules["groups"] for rule in group["rules"] if "alert" in rule]
+
+
+def test_every_alert_links_to_a_panel_drawing_its_number():
+    panels = _committed_panels()
+    for rule in _alerts():
+        url = rule["annotations"]["dashboard_url"]
+        targets = re.findall(r"/d/([\w-]+)\?viewPanel=(\d+)", url)
+        assert targets, (rule["alert"], url)
+        assert url.count("&from=now-3h&to=now") == len(targets), url  # each with a time range
+        tested = set(_SERIES.findall(rule["expr"]))
+        for uid, pid in targets:
+            panel = panels.get((uid, int(pid)))
+            assert panel is not None, (rule["alert"], uid, pid)
+            shown = {name for target in panel["targets"] for name in
+                     _SERIES.findall(target["expr"])}
+            assert tested & shown, (rule["alert"], panel["title"], tested, shown)
+
+
+def test_alert_links_carry_the_alert_identity_and_its_layer_dashboard():
+    by_name = {rule["alert"]: rule["annotations"]["dashboard_url"] for rule in _alerts()}
+    redis = by_name["CacheHitRateLow"].split('{{ if eq $labels.layer "redis" }}')[1]
+    redis = redis.split("{{ else")[0]
+    assert redis.startswith("http://localhost:3000/d/cachewatch-redis?viewPanel=")
+    for variable in ("cluster", "namespace", "job", "cache"):
+        assert f"&var-{variable}={{{{ $labels.{variable} | urlquery }}}}" in redis
+    assert "var-image={{ $labels.image | urlquery }}" in by_name["DockerBuildCacheHitRateLow"]
+    assert "var-" not in by_name["CachewatchAbsent"]  # absent() keeps no label to set
+
+
+def test_every_grafana_rule_is_attached_to_its_panel():
+    panels = _committed_panels()
+    grafana = yaml.safe_load((ROOT / "alerts" / "grafana-alert-rules.yml").read_text())
+    rules = [rule for group in grafana["groups"] for rule in group["rules"]]
+    assert {rule["title"] for rule in rules} == {rule["alert"] for rule in _alerts()}
+    for rule in rules:
+        annotations = rule["annotations"]
+        key = (annotations["__dashboardUid__"], int(annotations["__panelId__"]))
+        assert key in panels, (rule["title"], key)
+
+
+def test_panel_ids_derive_from_titles():
+    for path in DASHBOARD_FILES:
+        board = json.loads(path.read_text())
+        assert [p["id"] for p in board["panels"]] == [
+            panel_id(p["title"]) for p in board["panels"]], path.stem
+    overview = json.loads((ROOT / "dashboards" / "overview.json").read_text())
+    assert [a["name"] for a in overview["annotations"]["list"]] == ["Annotations & Alerts"]

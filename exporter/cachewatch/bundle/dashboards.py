@@ -33,7 +33,7 @@ from grafanalib.core import (
 )
 
 from . import overview, series
-from .panels import DashboardSpec, Panel
+from .panels import DashboardSpec, Panel, panel_id
 from .part import BundlePart
 from .parts import PARTS
 from .rules import alert_rules, rejections
@@ -132,9 +132,30 @@ def dashboard(spec: DashboardSpec, t: Thresholds) -> Dashboard:
         templating=Templating(list=variables),
         links=[DashboardLink(title="cachewatch", type="dashboards", tags=["cachewatch"],
                              asDropdown=True, includeVars=True, keepTime=True)],
-        panels=[_grafanalib_panel(p, i + 1, grid)
-                for i, (p, grid) in enumerate(zip(panels, _layout(panels), strict=True))],
-    ).auto_panel_ids()
+        panels=[_grafanalib_panel(p, pid, grid)
+                for p, pid, grid in zip(panels, _ids(spec, panels), _layout(panels),
+                                        strict=True)],
+    )
+
+
+def _ids(spec: DashboardSpec, panels: list[Panel]) -> list[int]:
+    """Each panel's id from its title (``panels.panel_id``), refused if two are alike."""
+    ids = [panel_id(p.title) for p in panels]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"{spec.key}: two panels share a title or an id")
+    return ids
+
+
+def _annotations(spec: DashboardSpec) -> list[dict[str, Any]]:
+    """Grafana's own "Annotations & Alerts": the state changes of the Grafana-managed rules
+    attached to this dashboard's panels (``__dashboardUid__``/``__panelId__``), in time.
+    (A Prometheus ``ALERTS`` annotation query is not in Grafana's dashboard model.)"""
+    if not spec.alert_annotation:
+        return []
+    return [{"name": "Annotations & Alerts", "type": "dashboard",
+             "datasource": {"type": "grafana", "uid": "-- Grafana --"}, "enable": True,
+             "hide": False, "iconColor": "red",
+             "target": {"type": "dashboard", "limit": 100, "matchAny": False, "tags": []}}]
 
 
 PLUGIN_VERSION = "10.4.0"
@@ -249,6 +270,7 @@ def _today(data: dict[str, Any], panels: list[Panel]) -> dict[str, Any]:
 def render(spec: DashboardSpec, t: Thresholds) -> str:
     """The dashboard's JSON, stable across runs (sorted keys)."""
     data = json.loads(json.dumps(dashboard(spec, t).to_json_data(), cls=DashboardEncoder))
+    data["annotations"] = {"list": _annotations(spec)}
     return json.dumps(_today(data, spec.panels(t)), sort_keys=True, indent=2) + "\n"
 
 

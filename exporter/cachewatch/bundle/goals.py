@@ -24,7 +24,9 @@ class Goal:
     identity labels, ``layer`` and ``cache``; ``gate`` gives the caches with enough traffic for
     that alert to judge them (identity labels and ``cache``). Both take the fleet's matchers
     (``cluster=~"$cluster", ...``) to put on every selector. ``dashboard`` is the layer's
-    dashboard uid and ``variable`` its variable that selects one cache ("" for none).
+    dashboard uid and ``variable`` its variable that selects one cache ("" for none);
+    ``panel`` and ``latency_panel`` title the panels there that draw the hit ratio and the P99
+    the generic alerts test (where CacheHitRateLow and CacheLatencyP99High link to).
     """
 
     layer: str
@@ -33,6 +35,8 @@ class Goal:
     gate: Query
     dashboard: str
     variable: str = "cache"
+    panel: str = ""
+    latency_panel: str = ""
 
     def below(self, t: Thresholds, matchers: str) -> str:
         """The caches of this layer below goal, where traffic passes the alert's gate."""
@@ -51,7 +55,8 @@ def _selector(matchers: str, *more: str) -> str:
 
 
 def generic(t: Thresholds, layer: str, dashboard: str, variable: str = "cache",
-            hit_rate: float | None = None, min_lookups: float | None = None) -> Goal:
+            hit_rate: float | None = None, min_lookups: float | None = None,
+            panel: str = "", latency_panel: str = "") -> Goal:
     """The goal of a layer judged on the shared hit ratio (CacheHitRateLow's, unless the layer's
     own alert tests the same ratio at ``hit_rate`` above ``min_lookups`` a second)."""
     gate = t.min_lookups_per_second if min_lookups is None else min_lookups
@@ -64,4 +69,4 @@ def generic(t: Thresholds, layer: str, dashboard: str, variable: str = "cache",
         return f"{series.TOTAL}{_selector(matchers, own)} > {gate}"
 
     return Goal(layer, t.hit_rate if hit_rate is None else hit_rate, ratio, traffic, dashboard,
-                variable)
+                variable, panel, latency_panel)

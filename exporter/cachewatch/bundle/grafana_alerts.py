@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import provisioning
+from .alerting import panels_of
 from .thresholds import seconds
 
 DATASOURCE_UID = provisioning.DATASOURCE["datasources"][0]["uid"]
@@ -30,6 +31,12 @@ def _grafana_template(text: str) -> str:
 
 def _uid(name: str) -> str:
     return "cw-" + re.sub(r"(?<!^)(?=[A-Z])", "-", name).lower()[:36]
+
+
+def _panel(rule: dict[str, Any]) -> dict[str, str]:
+    """The panel Grafana shows the rule's state on: the one its link opens for any layer."""
+    uid, pid = panels_of(rule)[-1]
+    return {"__dashboardUid__": uid, "__panelId__": str(pid)}
 
 
 def document(alert_rules: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -53,7 +60,8 @@ def document(alert_rules: Sequence[dict[str, Any]]) -> dict[str, Any]:
             "execErrState": "Error",
             "for": rule["for"],
             "labels": rule["labels"],
-            "annotations": {k: _grafana_template(v) for k, v in rule["annotations"].items()},
+            "annotations": {**{k: _grafana_template(v) for k, v in rule["annotations"].items()},
+                            **_panel(rule)},
         })
     return {"apiVersion": 1, "groups": [
         {"orgId": 1, "name": "cachewatch", "folder": "cachewatch", "interval": "1m",

@@ -91,7 +91,7 @@ def panels(t: Thresholds, goals: Sequence[Goal], firing: str,
     slow = (f"{series.P99}{{{ids}}} > {t.p99_seconds}\n"
             f"and on ({by}) {series.OBSERVATIONS}{{{ids}}} "
             f"> {t.min_latency_observations_per_second}")
-    up = fleet(t, t.cachewatch_selector)
+    up = "up" + fleet(t, t.cachewatch_selector)
 
     def stat(title: str, exprs: tuple[tuple[str, str], ...], width: int, text: str) -> Panel:
         return Panel("stat", title, exprs, "none", RED_FROM_ONE, width, text, height=4)

@@ -53,7 +53,7 @@ def layer_charts(t: Thresholds, goal: Goal) -> list[Panel]:
 
 def health(t: Thresholds, refused: Sequence[Rejections]) -> list[Panel]:
     """The number each health alert tests, per what it fires on."""
-    up = fleet(t, t.cachewatch_selector)
+    up = "up" + fleet(t, t.cachewatch_selector)
     by = t.by("collector", "target", "reason")
     errors = contract.COLLECTOR_ERRORS.name
     window = f"[{t.rejected_window}]"
@@ -91,14 +91,18 @@ def health(t: Thresholds, refused: Sequence[Rejections]) -> list[Panel]:
     ]
 
 
+def firing(t: Thresholds, alerts: Alerts) -> str:
+    """The bundle's alerts firing for the selected fleet, as the Now row counts them."""
+    names = "|".join(rule["alert"] for rule in alerts(t))
+    return fleet(t, 'alertstate="firing"', f'alertname=~"{names}"')
+
+
 def panels(t: Thresholds, alerts: Alerts, goals: Goals, refused: Sequence[Rejections],
            targets: Sequence[str]) -> list[Panel]:
     """The overview's panels; the alerts-firing count names exactly the bundle's ``alerts``."""
     sel = fleet(t, 'layer=~"$layer"', 'cache=~"$cache"')
-    names = "|".join(rule["alert"] for rule in alerts(t))
-    firing = fleet(t, 'alertstate="firing"', f'alertname=~"{names}"')
     return [
-        *now.panels(t, goals(t), firing, targets),
+        *now.panels(t, goals(t), firing(t, alerts), targets),
         *(panel for goal in goals(t) for panel in layer_charts(t, goal)),
         row("Latency"),
         Panel("timeseries", "P99 latency (client-observed)",
@@ -117,4 +121,5 @@ def dashboard(alerts: Alerts, goals: Goals, refused: Sequence[Rejections],
     judging caches by the parts' ``goals``, showing the receivers' ``refused`` counters and
     naming the parts' ``targets`` where it counts those cachewatch cannot read."""
     return DashboardSpec("overview", UID, "cachewatch: cache efficiency overview",
-                         lambda t: panels(t, alerts, goals, refused, targets), variables)
+                         lambda t: panels(t, alerts, goals, refused, targets), variables,
+                         alert_annotation=True)

@@ -7,6 +7,7 @@ way, so every dashboard gets the data source variable, the links and the layout.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -65,6 +66,15 @@ class DashboardSpec:
     title: str
     panels: Callable[[Thresholds], list[Panel]]
     variables: Variables
+    # Alert state changes drawn over the panels (Grafana's "Annotations & Alerts").
+    alert_annotation: bool = False
+
+
+def panel_id(title: str) -> int:
+    """A panel's id, derived from its title: adding or moving a panel changes no other id, so
+    alert links (``viewPanel=``) and bookmarks stay valid. Titles are unique per dashboard;
+    the renderer refuses two ids alike."""
+    return zlib.crc32(title.encode()) % 1_000_000 + 1
 
 
 def fleet(t: Thresholds, *matchers: str) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import quote_plus
 
 from prometheus_client.utils import floatToGoString
 
@@ -30,8 +31,28 @@ def two_phase(first: float, second: float, switch: int, end: int) -> str:
             f"{counter(second, end - switch - 1, at_switch + second * 60)}")
 
 
+_CHAIN = re.compile(r"\{\{ if .*?\{\{ end \}\}", re.S)
+_BRANCH = re.compile(
+    r'\{\{ (?:else )?if eq \$labels\.(\w+) "([^"]*)" \}\}(.*?)(?=\{\{ else|\{\{ end)', re.S)
+_DEFAULT = re.compile(r"\{\{ else \}\}(.*?)\{\{ end \}\}", re.S)
+_LABEL = re.compile(r"\{\{ \$labels\.(\w+)( \| urlquery)? \}\}")
+
+
+def _branch(chain: str, labels: dict[str, str]) -> str:
+    """The text an ``{{ if eq $labels.x "v" }}...{{ else }}...{{ end }}`` chain renders."""
+    for label, value, text in _BRANCH.findall(chain):
+        if labels.get(label, "") == value:
+            return text
+    default = _DEFAULT.search(chain)
+    return default.group(1) if default else ""
+
+
 def _render(template: str, labels: dict[str, str], value: str) -> str:
-    text = re.sub(r"\{\{ \$labels\.(\w+) \}\}", lambda m: labels.get(m.group(1), ""), template)
+    """What Prometheus renders of the templates the bundle writes: label choices, labels (URL
+    escaped as Go's urlquery does), the value."""
+    text = _CHAIN.sub(lambda m: _branch(m.group(0), labels), template)
+    text = _LABEL.sub(lambda m: (quote_plus if m.group(2) else str)(labels.get(m.group(1), "")),
+                      text)
     return re.sub(r"\{\{ \$value[^}]*\}\}", value, text)
 
 

@@ -14,7 +14,8 @@ from typing import Any
 from ..metrics import contract
 from ..sources import layers
 from . import overview
-from .alerting import alert
+from .alerting import PanelLink, alert
+from .goals import Goal
 from .part import BundlePart, Rejections
 from .parts import PARTS
 from .series import BY_RESULT, HIT_RATIO, OBSERVATIONS, P99, TOTAL
@@ -54,8 +55,21 @@ def generic_layers() -> list[str]:
     return [layer.name for layer in layers() if layer.generic_alerts]
 
 
-def cache_alerts(t: Thresholds) -> list[dict[str, Any]]:
-    """Hit rate and client-observed latency of the caches behind the shared lookup series."""
+def _on_layer(goals: Sequence[Goal], panel: str, fallback: PanelLink) -> PanelLink:
+    """``fallback`` (an overview panel), sending each layer the generic alerts cover to its own
+    dashboard's ``panel`` (a ``Goal`` field naming it) where it has one."""
+    covered = generic_layers()
+    return PanelLink(fallback.dashboard, fallback.panel, fallback.variables, by_layer=tuple(
+        (goal.layer, PanelLink(goal.dashboard, getattr(goal, panel),
+                               ((goal.variable, "cache"),) if goal.variable else ()))
+        for goal in goals if goal.layer in covered and getattr(goal, panel)))
+
+
+def cache_alerts(t: Thresholds, parts: Sequence[BundlePart] = PARTS) -> list[dict[str, Any]]:
+    """Hit rate and client-observed latency of the caches behind the shared lookup series;
+    each links to its layer's dashboard."""
+    goals = [goal for part in parts for goal in part.goals(t)]
+    chosen = (("layer", "layer"), ("cache", "cache"))
     covered = "|".join(generic_layers())
     pct = f"{t.hit_rate:.0%}"
     ms = f"{t.p99_seconds * 1000:g} ms"
@@ -68,7 +82,8 @@ def cache_alerts(t: Thresholds) -> list[dict[str, Any]]:
             f"Cache {{{{ $labels.cache }}}} hit rate below {pct}",
             f"The {{{{ $labels.layer }}}} cache {{{{ $labels.cache }}}} served "
             f"{{{{ $value | humanizePercentage }}}} of lookups from cache over 5 minutes "
-            f"(target {pct}).", overview.UID, t),
+            f"(target {pct}).", _on_layer(goals, "panel", PanelLink(
+                overview.UID, "Caches below hit-rate goal", chosen)), t),
         alert(
             "CacheLatencyP99High",
             f"{P99} > {t.p99_seconds}\n"
@@ -78,7 +93,8 @@ def cache_alerts(t: Thresholds) -> list[dict[str, Any]]:
             f"Cache {{{{ $labels.cache }}}} P99 latency above {ms}",
             f"P99 of {{{{ $labels.layer }}}} cache {{{{ $labels.cache }}}} as its "
             f"clients see it is {{{{ $value | humanizeDuration }}}} (target {ms}).",
-            overview.UID, t),
+            _on_layer(goals, "latency_panel", PanelLink(
+                overview.UID, "P99 latency (client-observed)", chosen)), t),
     ]
 
 
@@ -105,7 +121,7 @@ def exporter_alerts(t: Thresholds) -> list[dict[str, Any]]:
             "cachewatch {{ $labels.instance }} is down",
             f"Prometheus could not scrape cachewatch at {{{{ $labels.instance }}}} "
             f"for {t.down_for}: the caches it reads are not measured, and their alerts cannot "
-            "fire.", overview.UID, t),
+            "fire.", PanelLink(overview.UID, "Exporters up per instance"), t),
         alert(
             "CachewatchAbsent",
             f"absent({up})",
@@ -113,7 +129,8 @@ def exporter_alerts(t: Thresholds) -> list[dict[str, Any]]:
             "No cachewatch target is scraped",
             f"Prometheus has had no target matching {t.cachewatch_selector} for {t.absent_for}"
             ": cachewatch was removed or its service discovery (PodMonitor, scrape config) "
-            "no longer finds it. No cache alert can fire.", overview.UID, t),
+            "no longer finds it. No cache alert can fire.",
+            PanelLink(overview.UID, "Exporters up per instance", identity=False), t),
     ]
 
 
@@ -132,7 +149,7 @@ def health_alerts(t: Thresholds, parts: Sequence[BundlePart]) -> list[dict[str, 
             "cachewatch cannot read {{ $labels.target }} ({{ $labels.collector }})",
             f"The {{{{ $labels.collector }}}} collector has not read "
             f"{{{{ $labels.target }}}} for {t.down_for}; {contract.COLLECTOR_ERRORS.name} says "
-            "why.", overview.UID, t),
+            "why.", PanelLink(overview.UID, "Targets cachewatch reads"), t),
         alert(
             "CachewatchCollectorFailing",
             f"sum by ({t.by('collector', 'target', 'reason')}) "
@@ -141,14 +158,16 @@ def health_alerts(t: Thresholds, parts: Sequence[BundlePart]) -> list[dict[str, 
             "cachewatch {{ $labels.collector }} keeps failing on {{ $labels.target }}",
             f"{{{{ $value | humanize }}}} {{{{ $labels.reason }}}} errors reading "
             f"{{{{ $labels.target }}}} in {t.errors_window}, every {t.errors_window} "
-            f"for {t.errors_for}.", overview.UID, t),
+            f"for {t.errors_for}.",
+            PanelLink(overview.UID, f"Collector errors ({t.errors_window})"), t),
         alert(
             "CachewatchStateDown",
             f"min by ({t.by('instance')}) ({contract.STATE_UP.name}) == 0", "2m", "critical",
             "cachewatch cannot store what it receives",
             f"The state store ({contract.STATE_INFO.name} says which) fails or is too slow: "
             "webhooks, builds and pushes get 503 and their senders retry; "
-            f"{contract.STATE_ERRORS.name} says what fails.", overview.UID, t),
+            f"{contract.STATE_ERRORS.name} says what fails.",
+            PanelLink(overview.UID, "State store up"), t),
         *([alert(
             "CachewatchWebhooksRejected",
             "\nor\n".join(_refused(r, t) for r in refused), t.rejected_for, "warning",
@@ -156,13 +175,14 @@ def health_alerts(t: Thresholds, parts: Sequence[BundlePart]) -> list[dict[str, 
             f"{{{{ $value | humanize }}}} requests to the {{{{ $labels.endpoint }}}} endpoint"
             f" were refused in {t.rejected_window} for {{{{ $labels.reason }}}}, "
             f"and refusals have gone on for {t.rejected_for}: their data is not counted.",
-            overview.UID, t)] if refused else []),
+            PanelLink(overview.UID, f"Refusals per endpoint ({t.rejected_window})"), t)]
+          if refused else []),
     ]
 
 
 def alert_rules(t: Thresholds, parts: Sequence[BundlePart] = PARTS) -> list[dict[str, Any]]:
     """At least one alert a user of each layer would expect, plus the exporter's own health."""
-    return [*cache_alerts(t), *(rule for part in parts for rule in part.alert_rules(t)),
+    return [*cache_alerts(t, parts), *(rule for part in parts for rule in part.alert_rules(t)),
             *health_alerts(t, parts)]
 
 

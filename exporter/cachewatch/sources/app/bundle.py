@@ -107,7 +107,8 @@ def micrometer_tests(t: Thresholds) -> list[dict[str, Any]]:
 
 def goals(t: Thresholds) -> tuple[Goal, ...]:
     """Judged by the core's CacheHitRateLow."""
-    return (generic(t, "app", DASHBOARD.uid),)
+    return (generic(t, "app", DASHBOARD.uid, panel="Hit rate per cache",
+                    latency_panel="P99 latency"),)
 
 
 PART = BundlePart(

@@ -59,7 +59,7 @@ DASHBOARD = DashboardSpec("ci", "cachewatch-ci-caches", "cachewatch: CI caches",
 
 def goals(t: Thresholds) -> tuple[Goal, ...]:
     """Judged by the core's CacheHitRateLow."""
-    return (generic(t, "ci", DASHBOARD.uid),)
+    return (generic(t, "ci", DASHBOARD.uid, panel="Hit rate per CI cache"),)
 
 
 PART = BundlePart(

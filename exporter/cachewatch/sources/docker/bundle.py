@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...bundle.alerting import alert
+from ...bundle.alerting import PanelLink, alert
 from ...bundle.goals import Goal, generic
 from ...bundle.panels import NEUTRAL, DashboardSpec, Panel, fleet, hit_steps, legend
 from ...bundle.part import BundlePart, Rejections
@@ -161,7 +161,8 @@ def _hit_rate_alert(t: Thresholds) -> dict[str, Any]:
         f"Over {own.build_window}, builds of {{{{ $labels.image }}}} took "
         f"{{{{ $value | humanizePercentage }}}} of their steps from the layer cache; the "
         "Docker builds dashboard names the instruction that keeps busting it.",
-        DASHBOARD.uid, t, layer="docker_build")
+        PanelLink(DASHBOARD.uid, "Build cache hit rate (1h)", (("image", "image"),)), t,
+        layer="docker_build")
 
 
 def _budget_alert(t: Thresholds) -> dict[str, Any]:
@@ -175,7 +176,7 @@ def _budget_alert(t: Thresholds) -> dict[str, Any]:
         f"The build cache on {{{{ $labels.host }}}} holds {{{{ $value | humanize1024 }}}}B, "
         f"over the {budget} budget for {own.build_cache_for}: prune it to the budget with "
         f"`docker builder prune --keep-storage {budget}`, or raise the budget.",
-        DASHBOARD.uid, t, layer="docker_build")
+        PanelLink(DASHBOARD.uid, "Build cache size and reclaimable"), t, layer="docker_build")
 
 
 def alerts(t: Thresholds) -> list[dict[str, Any]]:
@@ -285,8 +286,10 @@ def goals(t: Thresholds) -> tuple[Goal, ...]:
         return _as_cache(f"sum by ({by}) (increase({BUILDS}{{{matchers}}}[{w}])) "
                          f">= {own.min_builds}")
 
-    return (Goal("docker_build", own.build_hit_rate, ratio, gate, DASHBOARD.uid, "image"),
-            generic(t, "image_pull", DASHBOARD.uid, variable=""))
+    return (Goal("docker_build", own.build_hit_rate, ratio, gate, DASHBOARD.uid, "image",
+                 "Build cache hit rate (1h)"),
+            generic(t, "image_pull", DASHBOARD.uid, variable="",
+                    panel="Image pulls: layers already on the node"))
 
 
 PART = BundlePart(

@@ -134,7 +134,8 @@ def tests(t: Thresholds) -> list[dict[str, Any]]:
 
 def goals(t: Thresholds) -> tuple[Goal, ...]:
     """Judged by the core's CacheHitRateLow."""
-    return (generic(t, LAYER, DASHBOARD.uid),)
+    return (generic(t, LAYER, DASHBOARD.uid, panel="Hit rate",
+                    latency_panel="P99 latency (client-observed)"),)
 
 
 PART = BundlePart(dashboard=DASHBOARD, goals=goals, alert_tests=tests,

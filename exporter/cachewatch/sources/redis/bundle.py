@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from ...bundle import series
-from ...bundle.alerting import alert
+from ...bundle.alerting import PanelLink, alert
 from ...bundle.goals import Goal, generic
 from ...bundle.panels import (
     NEUTRAL,
@@ -121,7 +121,9 @@ def _server_latency_alert(t: Thresholds) -> dict[str, Any]:
         "inside the server",
         f"Redis {{{{ $labels.cache }}}} took {{{{ $value | humanizeDuration }}}} at "
         f"the 99th percentile for {{{{ $labels.command }}}} over the last 5 minutes (target "
-        f"{ms}); the network is not in this number.", DASHBOARD.uid, t, layer="redis")
+        f"{ms}); the network is not in this number.",
+        PanelLink(DASHBOARD.uid, "Server-side P99 by command", (("cache", "cache"),)), t,
+        layer="redis")
 
 
 def alerts(t: Thresholds) -> list[dict[str, Any]]:
@@ -169,7 +171,8 @@ def tests(t: Thresholds) -> list[dict[str, Any]]:
 
 def goals(t: Thresholds) -> tuple[Goal, ...]:
     """Judged by the core's CacheHitRateLow."""
-    return (generic(t, "redis", DASHBOARD.uid),)
+    return (generic(t, "redis", DASHBOARD.uid, panel="Hit rate",
+                    latency_panel="P99: client-observed vs server-side"),)
 
 
 PART = BundlePart(dashboard=DASHBOARD, goals=goals, recording_rules=recording_rules,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...bundle.alerting import alert
+from ...bundle.alerting import PanelLink, alert
 from ...bundle.goals import Goal, generic
 from ...bundle.panels import NEUTRAL, DashboardSpec, Panel, fleet, hit_steps, legend
 from ...bundle.part import BundlePart, Rejections
@@ -94,7 +94,7 @@ def _pull_through_alert(t: Thresholds) -> dict[str, Any]:
         f"{own.registry_hit_rate:.0%}",
         "The pull-through cache {{ $labels.cache }} served "
         "{{ $value | humanizePercentage }} of requests from its own storage.",
-        DASHBOARD.uid, t, layer="registry")
+        PanelLink(DASHBOARD.uid, "Pull-through cache hit rate"), t, layer="registry")
 
 
 def alerts(t: Thresholds) -> list[dict[str, Any]]:
@@ -149,7 +149,8 @@ def goals(t: Thresholds) -> tuple[Goal, ...]:
     """Judged as RegistryPullThroughHitRateLow does (its own goal, a tenth of the traffic)."""
     return (generic(t, "registry", DASHBOARD.uid, variable="",
                     hit_rate=t.of(RegistryThresholds).registry_hit_rate,
-                    min_lookups=t.min_lookups_per_second / 10),)
+                    min_lookups=t.min_lookups_per_second / 10,
+                    panel="Pull-through cache hit rate"),)
 
 
 PART = BundlePart(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...bundle.alerting import alert
+from ...bundle.alerting import PanelLink, alert
 from ...bundle.panels import NEUTRAL, Panel, fleet, legend
 from ...bundle.promtool import counter, expected
 from ...bundle.thresholds import Thresholds, seconds
@@ -60,7 +60,7 @@ def failing_alert(t: Thresholds, window: str, hold: str, uid: str) -> dict[str, 
         f"{{{{ $value | humanize }}}} replication executions or artifacts from "
         f"{{{{ $labels.registry }}}} to {{{{ $labels.destination }}}} failed in the last "
         f"{window}: the edge misses what it should hold. Harbor's replication page has the "
-        "task logs.", uid, t)
+        "task logs.", PanelLink(uid, "Replication executions (per hour)"), t)
 
 
 def stale_alert(t: Thresholds, stale: str, uid: str) -> dict[str, Any]:
@@ -73,7 +73,8 @@ def stale_alert(t: Thresholds, stale: str, uid: str) -> dict[str, Any]:
         f"{stale}",
         "The last successful replication from {{ $labels.registry }} to "
         "{{ $labels.destination }} was {{ $value | humanizeDuration }} ago: the edge serves "
-        "stale images. Check that the policy is enabled and its schedule runs.", uid, t)
+        "stale images. Check that the policy is enabled and its schedule runs.",
+        PanelLink(uid, "Time since last successful replication"), t)
 
 
 def _identity(t: Thresholds, team: str) -> dict[str, str]:
