@@ -33,7 +33,7 @@ from support import Metrics, settings, wait_until
 REFUSED = "cachewatch_http_refused_total"
 REJECTED = "cachewatch_registry_webhook_rejected_total"
 MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-RECEIVERS = ("/api/v1/builds?image=a", "/api/v1/caches", "/webhooks/registry")
+RECEIVERS = ("/api/v1/builds?image=a", "/api/v1/caches", "/api/v1/ci/caches", "/webhooks/registry")
 
 
 def receivers(**overrides: object):
@@ -163,7 +163,7 @@ def test_start_up_says_which_receivers_are_closed_and_how_to_open_them(caplog):
     caplog.set_level(logging.WARNING, "cachewatch")
     _say_closed_receivers(receivers(**{"registry.token": "t"}), basic_auth=False)
     (line,) = [r for r in caplog.records if "loopback only" in r.getMessage()]
-    assert line.receivers == "builds,app"
+    assert line.receivers == "builds,app,ci"
     assert "CACHEWATCH_BUILDS__TOKEN" in line.fix
     assert "basic_auth_users" in line.fix
     caplog.clear()
