@@ -8,7 +8,7 @@ import json
 import pytest
 
 from cachewatch.sources.redis import contract
-from cachewatch.sources.redis.histogram import EDGES, edge_index, parse_latency_histogram
+from cachewatch.sources.redis.histogram import EDGES, EDGES_LE, edge_index, parse_latency_histogram
 
 from support import FIXTURES
 
@@ -57,9 +57,9 @@ def test_every_bucket_is_cumulative_and_ends_at_the_call_count():
     for latency in parse_latency_histogram(CAPTURED).values():
         assert latency.cumulative == sorted(latency.cumulative)
         assert latency.cumulative[-1] == latency.calls
-        le, last = latency.buckets()[-1]
-        assert (le, last) == ("+Inf", latency.calls)
-        assert [b[0] for b in latency.buckets()[:3]] == ["1.024e-06", "2.048e-06", "4.096e-06"]
+        assert len(latency.counts()) == len(EDGES_LE)
+        assert (EDGES_LE[-1], latency.counts()[-1]) == ("+Inf", latency.calls)
+        assert list(EDGES_LE[:3]) == ["1.024e-06", "2.048e-06", "4.096e-06"]
 
 
 def test_redis_bucket_keys_map_to_their_power_of_two():
