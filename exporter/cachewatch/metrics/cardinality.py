@@ -90,14 +90,16 @@ def label_caps(owner: object, prefix: str, depth: int = 2) -> Iterator[LabelCap]
     """The caps an object holds in its attributes (and theirs, ``depth`` levels down), each
     named ``prefix.attribute`` unless it has a name of its own."""
     for attribute, value in vars(owner).items() if hasattr(owner, "__dict__") else ():
-        name = f"{prefix}.{attribute.strip('_')}"
+        # Named only when it is a cap or leads to one: this walk runs on every scrape.
         if isinstance(value, LabelCap):
             if not value.name:
-                value.name = name
+                value.name = f"{prefix}.{attribute.strip('_')}"
             yield value
-        elif depth > 1 and type(value).__module__.startswith("cachewatch."):
-            yield from label_caps(value, name, depth - 1)
-        elif isinstance(value, dict) and depth > 1:
+        elif depth < 2:
+            continue
+        elif type(value).__module__.startswith("cachewatch."):
+            yield from label_caps(value, f"{prefix}.{attribute.strip('_')}", depth - 1)
+        elif isinstance(value, dict):
             yield from (cap for cap in value.values() if isinstance(cap, LabelCap))
 
 

@@ -346,9 +346,16 @@ class Families:
     ) -> None:
         """Add one summary child with precomputed quantiles (``{"0.99": seconds, ...}``)."""
         fam, values = self._get(spec, labels)
-        for quantile, value in quantiles.items():
-            fam.samples.append(Sample(fam.name, {**dict(labels), "quantile": quantile}, value))
-        fam.add_metric(values, count, sum_value)
+        items = tuple(zip(spec.labels, values, strict=True))
+        new, name = tuple.__new__, fam.name
+        fam.samples.extend([
+            new(Sample, (name, series.series(name, (*items, ("quantile", quantile))), value,
+                         *_UNSET)) for quantile, value in quantiles.items()])
+        # The _count and _sum samples SummaryMetricFamily.add_metric makes.
+        fam.samples.append(new(Sample, (name + "_count", series.series(name + "_count", items),
+                                        count, *_UNSET)))
+        fam.samples.append(new(Sample, (name + "_sum", series.series(name + "_sum", items),
+                                        sum_value, *_UNSET)))
 
     def extend(self, metrics: Iterable[Metric]) -> None:
         """Merge already-built families (another target's, or a prometheus_client metric's).
