@@ -73,14 +73,17 @@ def _command(fields: Mapping | list) -> CommandLatency:
     info = {_text(key): value for key, value in _pairs(fields)}
     calls = float(info.get("calls", 0))
     points = sorted((int(k), float(v)) for k, v in _pairs(info.get("histogram_usec", [])))
-    # One pass over the ladder: each edge carries the count of the last key at or below it
-    # (cumulative: a key's count holds up to the next key).
+    # Each edge carries the count of the last key at or below it (cumulative: a key's count
+    # holds up to the next key): the last key of each edge, then carried up the ladder.
+    last: list[float | None] = [None] * len(EDGES)
+    for usec, value in points:
+        if (index := edge_index(usec)) < len(last):
+            last[index] = value
     cumulative: list[float] = []
-    taken, count = 0, 0.0
-    for index in range(len(EDGES)):
-        while taken < len(points) and edge_index(points[taken][0]) <= index:
-            count = points[taken][1]
-            taken += 1
+    count = 0.0
+    for value in last:
+        if value is not None:
+            count = value
         cumulative.append(count)
     return CommandLatency(calls, cumulative)
 
