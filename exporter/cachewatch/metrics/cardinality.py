@@ -41,6 +41,12 @@ class LabelCap:
     unnamed cap after its source and attribute).
     """
 
+    # Across every cap of the process: how many were made, whether any has folded a value.
+    # ``CapOverflow`` skips its walk while neither has moved (nothing to name, nothing to add).
+    made = 0
+    folded_any = False
+    _made_lock = threading.Lock()  # a cap is made rarely; the count must not lose one
+
     def __init__(self, limit: int, name: str = "", forget_after: float = FORGET_AFTER,
                  clock: Callable[[], float] = time.monotonic) -> None:
         if limit < 1:
@@ -52,6 +58,8 @@ class LabelCap:
         self._seen: dict[str, float] = {}  # value -> when last seen; oldest first
         self._lock = threading.Lock()
         self.overflowed = 0
+        with LabelCap._made_lock:
+            LabelCap.made += 1
 
     def __call__(self, value: str) -> str:
         value = safe_label(value)
@@ -68,6 +76,7 @@ class LabelCap:
                 oldest, seen_at = next(iter(self._seen.items()))
                 if now - seen_at < self.forget_after:
                     self.overflowed += 1
+                    LabelCap.folded_any = True
                     folded = True
                 else:
                     del self._seen[oldest]
@@ -109,8 +118,15 @@ class CapOverflow:
 
     def __init__(self, collectors: Iterable[Any]) -> None:
         self.collectors = list(collectors)
+        self._walked_after = -1  # ``LabelCap.made`` at the last walk
 
     def collect(self) -> Iterator[Any]:
+        """The overflow counts as they are now. The walk over the collectors' attributes (a
+        good part of a small scrape) is skipped while no cap anywhere has folded and none was
+        made since the last walk: it would name no new cap and find no count."""
+        if not LabelCap.folded_any and LabelCap.made == self._walked_after:
+            return
+        self._walked_after = LabelCap.made
         totals: dict[str, int] = {}
         for collector in self.collectors:
             for cap in label_caps(collector, getattr(collector, "name", "")):
