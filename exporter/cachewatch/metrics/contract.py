@@ -290,8 +290,12 @@ class Families:
         The sample is made here, not by the family's ``add_metric`` (which turns the label
         dict into a list and back): this runs for every sample of every scrape.
         """
-        if tuple(labels) != spec.labels:
-            raise ValueError(f"{spec.name} takes labels {spec.labels}, got {tuple(labels)}")
+        items = tuple(labels.items())
+        known = series.known(spec.name, items)
+        if known is None:  # a series seen before had its label names checked then
+            if tuple(labels) != spec.labels:
+                raise ValueError(f"{spec.name} takes labels {spec.labels}, got {tuple(labels)}")
+            known = series.series(spec.name, items)
         fam = self._families.get(spec.name)
         if fam is None:
             if spec.kind in (Kind.HISTOGRAM, Kind.SUMMARY):
@@ -301,8 +305,7 @@ class Families:
         # tuple.__new__ skips the namedtuple's Python-level constructor (same object); the
         # labels are the series' shared ``SeriesLabels``, rendered once.
         fam.samples.append(tuple.__new__(Sample, (
-            spec.name, series.series(spec.name, tuple(labels.items())),
-            1 if spec.kind is Kind.INFO else value, *_UNSET)))
+            spec.name, known, 1 if spec.kind is Kind.INFO else value, *_UNSET)))
 
     def add_histogram(
         self,

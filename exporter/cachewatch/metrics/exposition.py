@@ -97,6 +97,8 @@ class Exposition:
         self.collectors = list(collectors)
         self.observe = observe
         self._pulling = [c for c in self.collectors if isinstance(c, BaseTargetCollector)]
+        # Decided once: an isinstance() against an ABC per collector per scrape adds up.
+        self._local = [c for c in self.collectors if not isinstance(c, BaseTargetCollector)]
 
     def collect(self) -> Iterator[Metric]:
         """Every collector's families, merged by name (from outside the event loop)."""
@@ -111,8 +113,7 @@ class Exposition:
         reads = [asyncio.ensure_future(c.collect_async()) for c in self._pulling]
         if reads:
             await asyncio.sleep(0)  # let the reads send their requests before the rest runs
-        local = {id(c): list(c.collect()) for c in self.collectors
-                 if not isinstance(c, BaseTargetCollector)}
+        local = {id(c): list(c.collect()) for c in self._local}
         pulled = dict(zip((id(c) for c in self._pulling), await asyncio.gather(*reads),
                           strict=True))
         merged = Families()

@@ -50,6 +50,11 @@ _HISTOGRAMS: dict[tuple[str, Items, tuple[str, ...]], tuple[list[SeriesLabels],
                                                              SeriesLabels, SeriesLabels]] = {}
 
 
+def known(name: str, items: Items) -> SeriesLabels | None:
+    """The labels of a series seen before, or ``None``."""
+    return _SERIES.get((name, items))
+
+
 def series(name: str, items: Items) -> SeriesLabels:
     """The labels of sample ``name`` with label ``items`` (values made strings)."""
     labels = _SERIES.get((name, items))
