@@ -329,8 +329,9 @@ class Families:
         """``add_histogram`` with the ``le`` edges (``+Inf`` last) and their cumulative counts
         apart: a source whose edges never change passes the same tuple every scrape."""
         fam, values = self._get(spec, labels)
-        buckets, count, total = series.histogram(
-            spec.name, tuple(zip(spec.labels, values, strict=True)), edges)
+        buckets, count, total = series.child(
+            spec.name + "_bucket", spec.name, tuple(zip(spec.labels, values, strict=True)), "le",
+            edges)
         new = tuple.__new__
         bucket = spec.name + "_bucket"
         fam.samples.extend([new(Sample, (bucket, le, value, *_UNSET))
@@ -349,16 +350,15 @@ class Families:
     ) -> None:
         """Add one summary child with precomputed quantiles (``{"0.99": seconds, ...}``)."""
         fam, values = self._get(spec, labels)
-        items = tuple(zip(spec.labels, values, strict=True))
         new, name = tuple.__new__, fam.name
-        fam.samples.extend([
-            new(Sample, (name, series.series(name, (*items, ("quantile", quantile))), value,
-                         *_UNSET)) for quantile, value in quantiles.items()])
+        points, count_labels, sum_labels = series.child(
+            name, name, tuple(zip(spec.labels, values, strict=True)), "quantile",
+            tuple(quantiles))
+        fam.samples.extend([new(Sample, (name, labels, value, *_UNSET))
+                            for labels, value in zip(points, quantiles.values(), strict=True)])
         # The _count and _sum samples SummaryMetricFamily.add_metric makes.
-        fam.samples.append(new(Sample, (name + "_count", series.series(name + "_count", items),
-                                        count, *_UNSET)))
-        fam.samples.append(new(Sample, (name + "_sum", series.series(name + "_sum", items),
-                                        sum_value, *_UNSET)))
+        fam.samples.append(new(Sample, (name + "_count", count_labels, count, *_UNSET)))
+        fam.samples.append(new(Sample, (name + "_sum", sum_labels, sum_value, *_UNSET)))
 
     def extend(self, metrics: Iterable[Metric]) -> None:
         """Merge already-built families (another target's, or a prometheus_client metric's).

@@ -10,8 +10,6 @@ seen. The dicts are shared between scrapes: readers never change a sample's labe
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 # Bounded: label values come from outside; past this many series, start again.
 LIMIT = 50_000
 
@@ -46,8 +44,8 @@ class SeriesLabels(dict[str, str]):
 
 
 _SERIES: dict[tuple[str, Items], SeriesLabels] = {}
-_HISTOGRAMS: dict[tuple[str, Items, tuple[str, ...]], tuple[list[SeriesLabels],
-                                                             SeriesLabels, SeriesLabels]] = {}
+_CHILDREN: dict[tuple[str, Items, tuple[str, ...]], tuple[list[SeriesLabels],
+                                                           SeriesLabels, SeriesLabels]] = {}
 
 
 def known(name: str, items: Items) -> SeriesLabels | None:
@@ -66,17 +64,17 @@ def series(name: str, items: Items) -> SeriesLabels:
     return labels
 
 
-def histogram(name: str, items: Items, edges: Sequence[str]
-              ) -> tuple[list[SeriesLabels], SeriesLabels, SeriesLabels]:
-    """The labels of one histogram child: one per bucket edge (``le`` last), ``_count``'s and
+def child(sample: str, name: str, items: Items, label: str, values: tuple[str, ...]
+          ) -> tuple[list[SeriesLabels], SeriesLabels, SeriesLabels]:
+    """The labels of one histogram or summary child: the ``sample`` series, one per value of
+    ``label`` (a histogram's ``le``, a summary's ``quantile``), then ``_count``'s and
     ``_sum``'s."""
-    key = (name, items, tuple(edges))
-    found = _HISTOGRAMS.get(key)
+    key = (sample, items, values)
+    found = _CHILDREN.get(key)
     if found is None:
-        bucket = name + "_bucket"
-        found = ([SeriesLabels(bucket, (*items, ("le", le))) for le in edges],
+        found = ([SeriesLabels(sample, (*items, (label, value))) for value in values],
                  SeriesLabels(name + "_count", items), SeriesLabels(name + "_sum", items))
-        if len(_HISTOGRAMS) >= LIMIT // 32:
-            _HISTOGRAMS.clear()
-        _HISTOGRAMS[key] = found
+        if len(_CHILDREN) >= LIMIT // 32:
+            _CHILDREN.clear()
+        _CHILDREN[key] = found
     return found
