@@ -7,17 +7,17 @@ the caller. Format: ``# Section`` headers, ``key:value`` lines, nested ``a=1,b=2
 
 from __future__ import annotations
 
-import re
-
-# A ``key:value`` line (split at its first colon), not a ``# Section`` header: one compiled
-# scan over the whole reply instead of a Python step per line (a scrape reads ~200 lines).
-_LINE = re.compile(r"^(?!#)([^\r\n:]*):([^\r\n]*)", re.MULTILINE)
-
 
 def parse_info(raw: bytes | str) -> dict[str, str]:
-    """``key -> value`` for every ``key:value`` line; headers and blank lines are skipped."""
+    """``key -> value`` for every ``key:value`` line; headers and blank lines are skipped.
+    (``partition`` per line measured faster than a compiled scan: fewer objects per line.)"""
     text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
-    return dict(_LINE.findall(text))
+    info: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and line[0] != "#":
+            info[key] = value
+    return info
 
 
 def parse_nested(value: str) -> dict[str, str]:
