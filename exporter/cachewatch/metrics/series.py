@@ -1,8 +1,8 @@
 """A sample's name and labels as the exposition writes them, made once per series.
 
-A scrape writes the same few hundred series every time (a Redis target's per-command latency
-histogram alone is 26 series per command); sorting, escaping and joining their labels on every
-scrape was most of the encoder's cost. ``Families`` gives each sample a ``SeriesLabels``: the
+A scrape writes the same few hundred series every time (one child of a latency histogram is
+26 of them); sorting, escaping and joining their labels on every scrape was most of the
+encoder's cost. ``Families`` gives each sample a ``SeriesLabels``: the
 label dict every reader of a sample expects, which also carries the text the OpenMetrics
 encoder writes before the value (``name{a="x",b="y"} ``), rendered when the series was first
 seen. The dicts are shared between scrapes: readers never change a sample's labels.
