@@ -99,7 +99,13 @@ def parse(data: bytes, pos: int = 0, budget: int = UNBOUNDED) -> tuple[Reply, in
             return None, end + 2
         items: list[Reply] = []
         cursor = end + 2
+        find = data.find
         for _ in range(count):
+            # An integer inline (what parse() makes of it): most of a LATENCY HISTOGRAM reply.
+            if data[cursor:cursor + 1] == b":" and (stop := find(b"\r\n", cursor)) >= 0:
+                items.append(int(data[cursor + 1:stop]))
+                cursor = stop + 2
+                continue
             item, cursor = parse(data, cursor, budget)
             items.append(item)
         return items, cursor

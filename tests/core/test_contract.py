@@ -171,3 +171,21 @@ def test_fast_openmetrics_matches_the_library_on_a_real_exposition(redis_plain,
 
     encoder, _ = choose_encoder("application/openmetrics-text;version=1.0.0")
     assert _fast(encoder)(Frozen()) == encoder(Frozen())
+
+
+def test_the_overflow_counter_walks_only_when_a_cap_was_made_or_folded():
+    from cachewatch.metrics.cardinality import CapOverflow
+
+    class Owner:
+        name = "owner"
+
+    owner = Owner()
+    overflow = CapOverflow([owner])
+    assert list(overflow.collect()) == []
+    owner.cap = LabelCap(1)  # made after a walk: the next scrape names it
+    assert list(overflow.collect()) == []
+    assert owner.cap.name == "owner.cap"
+    owner.cap("x")
+    owner.cap("y")  # folded: counted from this scrape on
+    [family] = list(overflow.collect())
+    assert [(s.labels["family"], s.value) for s in family.samples] == [("owner.cap", 1)]

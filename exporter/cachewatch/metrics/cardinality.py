@@ -41,6 +41,12 @@ class LabelCap:
     unnamed cap after its source and attribute).
     """
 
+    # Across every cap of the process: how many were made, whether any has folded a value.
+    # ``CapOverflow`` skips its walk while neither has moved (nothing to name, nothing to add).
+    made = 0
+    folded_any = False
+    _made_lock = threading.Lock()  # a cap is made rarely; the count must not lose one
+
     def __init__(self, limit: int, name: str = "", forget_after: float = FORGET_AFTER,
                  clock: Callable[[], float] = time.monotonic) -> None:
         if limit < 1:
@@ -52,6 +58,8 @@ class LabelCap:
         self._seen: dict[str, float] = {}  # value -> when last seen; oldest first
         self._lock = threading.Lock()
         self.overflowed = 0
+        with LabelCap._made_lock:
+            LabelCap.made += 1
 
     def __call__(self, value: str) -> str:
         value = safe_label(value)
@@ -68,6 +76,7 @@ class LabelCap:
                 oldest, seen_at = next(iter(self._seen.items()))
                 if now - seen_at < self.forget_after:
                     self.overflowed += 1
+                    LabelCap.folded_any = True
                     folded = True
                 else:
                     del self._seen[oldest]
@@ -90,14 +99,16 @@ def label_caps(owner: object, prefix: str, depth: int = 2) -> Iterator[LabelCap]
     """The caps an object holds in its attributes (and theirs, ``depth`` levels down), each
     named ``prefix.attribute`` unless it has a name of its own."""
     for attribute, value in vars(owner).items() if hasattr(owner, "__dict__") else ():
-        name = f"{prefix}.{attribute.strip('_')}"
+        # Named only when it is a cap or leads to one: this walk runs on every scrape.
         if isinstance(value, LabelCap):
             if not value.name:
-                value.name = name
+                value.name = f"{prefix}.{attribute.strip('_')}"
             yield value
-        elif depth > 1 and type(value).__module__.startswith("cachewatch."):
-            yield from label_caps(value, name, depth - 1)
-        elif isinstance(value, dict) and depth > 1:
+        elif depth < 2:
+            continue
+        elif type(value).__module__.startswith("cachewatch."):
+            yield from label_caps(value, f"{prefix}.{attribute.strip('_')}", depth - 1)
+        elif isinstance(value, dict):
             yield from (cap for cap in value.values() if isinstance(cap, LabelCap))
 
 
@@ -107,8 +118,15 @@ class CapOverflow:
 
     def __init__(self, collectors: Iterable[Any]) -> None:
         self.collectors = list(collectors)
+        self._walked_after = -1  # ``LabelCap.made`` at the last walk
 
     def collect(self) -> Iterator[Any]:
+        """The overflow counts as they are now. The walk over the collectors' attributes (a
+        good part of a small scrape) is skipped while no cap anywhere has folded and none was
+        made since the last walk: it would name no new cap and find no count."""
+        if not LabelCap.folded_any and LabelCap.made == self._walked_after:
+            return
+        self._walked_after = LabelCap.made
         totals: dict[str, int] = {}
         for collector in self.collectors:
             for cap in label_caps(collector, getattr(collector, "name", "")):

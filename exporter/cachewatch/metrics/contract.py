@@ -25,6 +25,8 @@ from prometheus_client.metrics_core import (
 )
 from prometheus_client.samples import Sample
 
+from . import series
+
 # What a source's contract module re-exports (``from ...metrics.contract import *``).
 __all__ = [
     "BUILD_INFO",
@@ -288,18 +290,22 @@ class Families:
         The sample is made here, not by the family's ``add_metric`` (which turns the label
         dict into a list and back): this runs for every sample of every scrape.
         """
-        if tuple(labels) != spec.labels:
-            raise ValueError(f"{spec.name} takes labels {spec.labels}, got {tuple(labels)}")
+        items = tuple(labels.items())
+        known = series.known(spec.name, items)
+        if known is None:  # a series seen before had its label names checked then
+            if tuple(labels) != spec.labels:
+                raise ValueError(f"{spec.name} takes labels {spec.labels}, got {tuple(labels)}")
+            known = series.series(spec.name, items)
         fam = self._families.get(spec.name)
         if fam is None:
             if spec.kind in (Kind.HISTOGRAM, Kind.SUMMARY):
                 raise ValueError(f"{spec.name} is a {spec.kind}: use add_{spec.kind}")
             fam = self._families[spec.name] = family(spec)
         # The sample name is the spec's: counters end in _total and info in _info already.
-        # tuple.__new__ skips the namedtuple's Python-level constructor (same object).
+        # tuple.__new__ skips the namedtuple's Python-level constructor (same object); the
+        # labels are the series' shared ``SeriesLabels``, rendered once.
         fam.samples.append(tuple.__new__(Sample, (
-            spec.name, {k: str(v) for k, v in labels.items()},
-            1 if spec.kind is Kind.INFO else value, *_UNSET)))
+            spec.name, known, 1 if spec.kind is Kind.INFO else value, *_UNSET)))
 
     def add_histogram(
         self,
@@ -314,16 +320,25 @@ class Families:
         and ``_sum`` unless an edge is negative), made here: a target's per-command latency
         histograms are hundreds of them on every scrape.
         """
-        fam, values = self._get(spec, labels)
-        base = dict(zip(spec.labels, values, strict=True))
         pairs = list(buckets)
+        self.add_cumulative(spec, labels, tuple(le for le, _ in pairs),
+                            [count for _, count in pairs], sum_value)
+
+    def add_cumulative(self, spec: MetricSpec, labels: Mapping[str, str], edges: tuple[str, ...],
+                       counts: Sequence[float], sum_value: float) -> None:
+        """``add_histogram`` with the ``le`` edges (``+Inf`` last) and their cumulative counts
+        apart: a source whose edges never change passes the same tuple every scrape."""
+        fam, values = self._get(spec, labels)
+        buckets, count, total = series.child(
+            spec.name + "_bucket", spec.name, tuple(zip(spec.labels, values, strict=True)), "le",
+            edges)
         new = tuple.__new__
         bucket = spec.name + "_bucket"
-        fam.samples.extend([new(Sample, (bucket, {**base, "le": le}, count, *_UNSET))
-                            for le, count in pairs])
-        if float(pairs[0][0]) >= 0:
-            fam.samples.append(new(Sample, (spec.name + "_count", base, pairs[-1][1], *_UNSET)))
-            fam.samples.append(new(Sample, (spec.name + "_sum", dict(base), sum_value, *_UNSET)))
+        fam.samples.extend([new(Sample, (bucket, le, value, *_UNSET))
+                            for le, value in zip(buckets, counts, strict=True)])
+        if float(edges[0]) >= 0:
+            fam.samples.append(new(Sample, (spec.name + "_count", count, counts[-1], *_UNSET)))
+            fam.samples.append(new(Sample, (spec.name + "_sum", total, sum_value, *_UNSET)))
 
     def add_summary(
         self,
@@ -335,9 +350,15 @@ class Families:
     ) -> None:
         """Add one summary child with precomputed quantiles (``{"0.99": seconds, ...}``)."""
         fam, values = self._get(spec, labels)
-        for quantile, value in quantiles.items():
-            fam.samples.append(Sample(fam.name, {**dict(labels), "quantile": quantile}, value))
-        fam.add_metric(values, count, sum_value)
+        new, name = tuple.__new__, fam.name
+        points, count_labels, sum_labels = series.child(
+            name, name, tuple(zip(spec.labels, values, strict=True)), "quantile",
+            tuple(quantiles))
+        fam.samples.extend([new(Sample, (name, labels, value, *_UNSET))
+                            for labels, value in zip(points, quantiles.values(), strict=True)])
+        # The _count and _sum samples SummaryMetricFamily.add_metric makes.
+        fam.samples.append(new(Sample, (name + "_count", count_labels, count, *_UNSET)))
+        fam.samples.append(new(Sample, (name + "_sum", sum_labels, sum_value, *_UNSET)))
 
     def extend(self, metrics: Iterable[Metric]) -> None:
         """Merge already-built families (another target's, or a prometheus_client metric's).

@@ -27,6 +27,7 @@ from ..collectors.target_collector import BaseTargetCollector
 from . import contract
 from .contract import Families, Kind
 from .labels import safe_text
+from .series import SeriesLabels, escape, series
 
 log = logging.getLogger("cachewatch.exposition")
 
@@ -96,6 +97,8 @@ class Exposition:
         self.collectors = list(collectors)
         self.observe = observe
         self._pulling = [c for c in self.collectors if isinstance(c, BaseTargetCollector)]
+        # Decided once: an isinstance() against an ABC per collector per scrape adds up.
+        self._local = [c for c in self.collectors if not isinstance(c, BaseTargetCollector)]
 
     def collect(self) -> Iterator[Metric]:
         """Every collector's families, merged by name (from outside the event loop)."""
@@ -110,8 +113,7 @@ class Exposition:
         reads = [asyncio.ensure_future(c.collect_async()) for c in self._pulling]
         if reads:
             await asyncio.sleep(0)  # let the reads send their requests before the rest runs
-        local = {id(c): list(c.collect()) for c in self.collectors
-                 if not isinstance(c, BaseTargetCollector)}
+        local = {id(c): list(c.collect()) for c in self._local}
         pulled = dict(zip((id(c) for c in self._pulling), await asyncio.gather(*reads),
                           strict=True))
         merged = Families()
@@ -168,12 +170,6 @@ def _fast(encoder: Callable[[Collector], bytes]) -> Callable[[Collector], bytes]
     return encoder
 
 
-def _escape(text: str) -> str:
-    if "\\" in text or "\n" in text or '"' in text:
-        return text.replace("\\", r"\\").replace("\n", r"\n").replace('"', r'\"')
-    return text
-
-
 # "# HELP/# TYPE" lines by family: the same few dozen strings on every scrape.
 _HEADERS: dict[tuple[str, str, str, str], str] = {}
 
@@ -183,7 +179,7 @@ def _header(metric: Metric) -> str:
     header = _HEADERS.get(key)
     if header is None:
         name = metric.name
-        header = f"# HELP {name} {_escape(metric.documentation)}\n# TYPE {name} {metric.type}\n"
+        header = f"# HELP {name} {escape(metric.documentation)}\n# TYPE {name} {metric.type}\n"
         if metric.unit:
             header += f"# UNIT {name} {metric.unit}\n"
         if len(_HEADERS) < 4096:  # bounded: names come from the contract, but be safe
@@ -191,22 +187,10 @@ def _header(metric: Metric) -> str:
     return header
 
 
-# A sample's name and labels as the exposition writes them, by (name, labels): the same few
-# hundred strings on every scrape, so formatting them (sorting, escaping, joining) is done once.
-_SERIES: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}
-_SERIES_LIMIT = 50_000  # bounded: labels come from outside; past this, start again
-
-
 def _series(name: str, labels: dict[str, str]) -> str:
-    key = (name, tuple(labels.items()))
-    text = _SERIES.get(key)
-    if text is None:
-        pairs = ",".join([k + '="' + _escape(v) + '"' for k, v in sorted(labels.items())])
-        text = f"{name}{{{pairs}}} "
-        if len(_SERIES) >= _SERIES_LIMIT:
-            _SERIES.clear()
-        _SERIES[key] = text
-    return text
+    """A rendered sample name and labels that came without them (a prometheus_client family's
+    sample; ``Families`` gives its samples ``SeriesLabels``)."""
+    return series(name, tuple(labels.items())).text
 
 
 def _openmetrics(registry: Collector, fallback: Callable[[Collector], bytes]) -> bytes:
@@ -223,7 +207,9 @@ def _openmetrics(registry: Collector, fallback: Callable[[Collector], bytes]) ->
             # floatToGoString, inlined: between -1e6 and 1e6 Go and Python write floats alike
             number = repr(value) if value.__class__ is float and -1e6 < value < 1e6 \
                 else floatToGoString(value)
-            if labels:
+            if labels.__class__ is SeriesLabels and labels.name == name:
+                append(labels.text + number + "\n")
+            elif labels:
                 append(_series(name, labels) + number + "\n")
             else:
                 append(f"{name} {number}\n")

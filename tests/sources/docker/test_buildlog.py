@@ -562,3 +562,15 @@ def test_a_wrapped_builds_exit_code_outranks_what_its_log_looks_like():
     assert (code, summary.status) == (3, "failed")
     [summary], code = ingest.run(["sh", "-c", f"{cut}; kill -TERM $$"], "app", "")
     assert (code, summary.status) == (143, "cancelled")
+
+
+def test_a_summary_as_a_dict_is_what_asdict_gives_and_shares_no_record():
+    from dataclasses import asdict
+
+    for path in sorted(LOGS.glob("*.log")):
+        summary = parse_lines(path.read_bytes().splitlines(), image="x")
+        out = summary.to_dict()
+        assert out == asdict(summary)
+        assert out["records"], path.name  # every fixture is a build with steps
+        out["records"][0]["name"] = "changed"
+        assert summary.records[0]["name"] != "changed"

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from cachewatch.sources.redis import contract
-from cachewatch.sources.redis.histogram import EDGES, edge_index, parse_latency_histogram
+from cachewatch.sources.redis.histogram import EDGES, EDGES_LE, edge_index, parse_latency_histogram
 
 from support import FIXTURES
 
@@ -57,9 +57,9 @@ def test_every_bucket_is_cumulative_and_ends_at_the_call_count():
     for latency in parse_latency_histogram(CAPTURED).values():
         assert latency.cumulative == sorted(latency.cumulative)
         assert latency.cumulative[-1] == latency.calls
-        le, last = latency.buckets()[-1]
-        assert (le, last) == ("+Inf", latency.calls)
-        assert [b[0] for b in latency.buckets()[:3]] == ["1.024e-06", "2.048e-06", "4.096e-06"]
+        assert len(latency.counts()) == len(EDGES_LE)
+        assert (EDGES_LE[-1], latency.counts()[-1]) == ("+Inf", latency.calls)
+        assert list(EDGES_LE[:3]) == ["1.024e-06", "2.048e-06", "4.096e-06"]
 
 
 def test_redis_bucket_keys_map_to_their_power_of_two():
@@ -86,3 +86,16 @@ def test_folding_adds_bucket_by_bucket():
 def test_an_empty_reply_has_no_commands():
     # latency-tracking off, or no command run yet
     assert parse_latency_histogram([]) == {}
+
+
+def test_info_lines_are_split_at_their_first_colon_and_headers_skipped():
+    from cachewatch.sources.redis.info import parse_info
+
+    raw = (b"# Server\r\nredis_version:7.0.15\r\nexecutable:/usr/bin/redis-server\r\n\r\n"
+           b"# Keyspace\r\ndb0:keys=3,expires=1,avg_ttl=0\r\nmaster_host:::1\r\n"
+           b"#comment:not a field\r\nlatency_percentiles_usec_get:p50=1.003,p99=2.007\r\n")
+    assert parse_info(raw) == {
+        "redis_version": "7.0.15", "executable": "/usr/bin/redis-server",
+        "db0": "keys=3,expires=1,avg_ttl=0", "master_host": "::1",
+        "latency_percentiles_usec_get": "p50=1.003,p99=2.007"}
+    assert parse_info(raw.replace(b"\r\n", b"\n")) == parse_info(raw)

@@ -148,7 +148,9 @@ class RedisCollector(ProbedCollector):
                          " histogram is not exported for this target",
                          extra={"target": cache, "error": str(reply)})
             return
-        cap = self._command_caps.setdefault(cache, LabelCap(self._histogram_commands))
+        cap = self._command_caps.get(cache)
+        if cap is None:  # made once per target, not on every scrape
+            cap = self._command_caps.setdefault(cache, LabelCap(self._histogram_commands))
         add_histograms(out, cache, reply, info, cap)
 
     def close_loop(self) -> None:

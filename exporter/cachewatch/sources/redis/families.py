@@ -9,14 +9,14 @@ own gets no new label, and its exposition is what it always was.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 from ...metrics.cardinality import OTHER, LabelCap
 from ...metrics.contract import Families, MetricSpec
 from . import contract
 from .doctor.rules import from_info
-from .histogram import CommandLatency, parse_latency_histogram
+from .histogram import EDGES_LE, CommandLatency, parse_latency_histogram
 from .info import parse_nested
 from .topology import MASTER, Node
 
@@ -57,10 +57,10 @@ class NodeSink:
         if self._node.role == MASTER or spec.name not in _MASTERS_ONLY:
             self._out.add(self._spec(spec), self._labels(spec, labels), value)
 
-    def add_histogram(self, spec: MetricSpec, labels: Mapping[str, str],
-                      buckets: Iterable[tuple[str, float]], sum_value: float) -> None:
-        self._out.add_histogram(self._spec(spec), self._labels(spec, labels), buckets,
-                                sum_value)
+    def add_cumulative(self, spec: MetricSpec, labels: Mapping[str, str],
+                       edges: tuple[str, ...], counts: Sequence[float], sum_value: float) -> None:
+        self._out.add_cumulative(self._spec(spec), self._labels(spec, labels), edges, counts,
+                                 sum_value)
 
     def add_summary(self, spec: MetricSpec, labels: Mapping[str, str], count: float,
                     sum_value: float, quantiles: Mapping[str, float]) -> None:
@@ -138,5 +138,6 @@ def add_histograms(out: Sink, cache: str, reply: list | dict, info: dict[str, st
             kept[label] = (latency, usec)
     for command in sorted(kept, key=lambda c: (c == OTHER, c)):
         latency, usec = kept[command]
-        out.add_histogram(contract.REDIS_COMMAND_LATENCY, {"cache": cache, "command": command},
-                          latency.buckets(), usec / 1e6)
+        out.add_cumulative(contract.REDIS_COMMAND_LATENCY,
+                           {"cache": cache, "command": command}, EDGES_LE, latency.counts(),
+                           usec / 1e6)

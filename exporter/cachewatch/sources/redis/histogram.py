@@ -23,6 +23,7 @@ from . import contract
 
 EDGES = contract.REDIS_COMMAND_LATENCY_BUCKETS
 LE = tuple(floatToGoString(edge) for edge in EDGES)  # how client libraries write `le`
+EDGES_LE = (*LE, "+Inf")  # the ``le`` of every bucket line, as ``Families.add_cumulative`` takes
 
 
 @dataclass
@@ -37,10 +38,9 @@ class CommandLatency:
         self.calls += other.calls
         self.cumulative = [a + b for a, b in zip(self.cumulative, other.cumulative, strict=True)]
 
-    def buckets(self) -> list[tuple[str, float]]:
-        """``(le, cumulative)`` pairs, ``+Inf`` last, as ``Families.add_histogram`` takes them."""
-        return [*((LE[i], count) for i, count in enumerate(self.cumulative)),
-                ("+Inf", self.calls)]
+    def counts(self) -> list[float]:
+        """The cumulative count of each edge of ``EDGES_LE`` (``+Inf`` last: ``calls``)."""
+        return [*self.cumulative, self.calls]
 
 
 def _text(value: bytes | str) -> str:
@@ -56,22 +56,34 @@ def _pairs(value: Mapping | list) -> Iterable[tuple]:
 
 def edge_index(usec: int) -> int:
     """The ladder index of a reply key: Redis writes bucket k's end, about 1.024 * 2^k
-    microseconds (a little more, truncated to whole microseconds)."""
-    return max(0, round(math.log2(max(usec, 1) / 1.024)))
+    microseconds (a little more, truncated to whole microseconds). Remembered: the keys are
+    the same few dozen on every scrape."""
+    index = _INDEX.get(usec)
+    if index is None:
+        index = max(0, round(math.log2(max(usec, 1) / 1.024)))
+        if len(_INDEX) < 4096:  # keys come from the server: bounded all the same
+            _INDEX[usec] = index
+    return index
+
+
+_INDEX: dict[int, int] = {}
 
 
 def _command(fields: Mapping | list) -> CommandLatency:
     info = {_text(key): value for key, value in _pairs(fields)}
     calls = float(info.get("calls", 0))
     points = sorted((int(k), float(v)) for k, v in _pairs(info.get("histogram_usec", [])))
-    # One pass over the ladder: each edge carries the count of the last key at or below it
-    # (cumulative: a key's count holds up to the next key).
+    # Each edge carries the count of the last key at or below it (cumulative: a key's count
+    # holds up to the next key): the last key of each edge, then carried up the ladder.
+    last: list[float | None] = [None] * len(EDGES)
+    for usec, value in points:
+        if (index := edge_index(usec)) < len(last):
+            last[index] = value
     cumulative: list[float] = []
-    taken, count = 0, 0.0
-    for index in range(len(EDGES)):
-        while taken < len(points) and edge_index(points[taken][0]) <= index:
-            count = points[taken][1]
-            taken += 1
+    count = 0.0
+    for value in last:
+        if value is not None:
+            count = value
         cumulative.append(count)
     return CommandLatency(calls, cumulative)
 

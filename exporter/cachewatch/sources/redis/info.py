@@ -9,10 +9,15 @@ from __future__ import annotations
 
 
 def parse_info(raw: bytes | str) -> dict[str, str]:
-    """``key -> value`` for every ``key:value`` line; headers and blank lines are skipped."""
+    """``key -> value`` for every ``key:value`` line; headers and blank lines are skipped.
+    (``partition`` per line measured faster than a compiled scan: fewer objects per line.)"""
     text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
-    return dict(line.split(":", 1) for line in text.splitlines()  # type: ignore[misc]
-                if ":" in line and line[0] != "#")
+    info: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and line[0] != "#":
+            info[key] = value
+    return info
 
 
 def parse_nested(value: str) -> dict[str, str]:
