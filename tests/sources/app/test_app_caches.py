@@ -4,6 +4,7 @@ the in-process instrumentation, and the two-level example app against a real Red
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -212,7 +213,8 @@ def fuzz_exporter():
     exporter.stop()
 
 
-@settings(max_examples=150, deadline=None,
+# The full 150 cases under CI; fewer in the fast local loop (each is a real HTTP round trip).
+@settings(max_examples=150 if os.environ.get("CI") == "true" else 50, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(payload=st.one_of(
     JSON,
