@@ -134,3 +134,16 @@ def safe_yaml(text: str) -> Any:
             return super().compose_node(parent, index)
 
     return yaml.load(text, Loader=_NoAliases)
+
+
+def named_target(data: Any, field: str, name_excludes: str = "/") -> Any:
+    """A bare ``[NAME=]ADDRESS`` string (a flag or an env list item) -> ``{"name", field}``, as
+    every target model accepts it; anything else is left to the model. The part before ``=`` is
+    a name only if it has none of ``name_excludes`` (a URL's ``://`` or a path's ``/``, a
+    ``host:port``'s ``:``), so an address holding ``=`` stays whole."""
+    if not isinstance(data, str):
+        return data
+    name, sep, address = data.partition("=")
+    if sep and not any(char in name for char in name_excludes):
+        return {"name": name, field: address}
+    return {field: data}

@@ -138,3 +138,17 @@ def test_a_non_json_list_in_an_env_var_says_what_to_write(monkeypatch):
 def test_other_is_a_reserved_target_name():
     with pytest.raises(ConfigError, match="'other' is reserved"):
         load_settings(**{"redis.targets": ["other=redis://h:1"]})
+
+
+@pytest.mark.parametrize(("text", "excludes", "expected"), [
+    ("cache=redis://h:6379", "/", {"name": "cache", "url": "redis://h:6379"}),
+    ("redis://h:6379/0?x=1", "/", {"url": "redis://h:6379/0?x=1"}),
+    ("sessions=10.0.0.5:11211", "/:", {"name": "sessions", "url": "10.0.0.5:11211"}),
+    ("h:1=2", "/:", {"url": "h:1=2"}),
+    ("unix:///run/a=b.sock", "/", {"url": "unix:///run/a=b.sock"}),
+])
+def test_a_bare_target_string_splits_its_name_only_before_the_address(text, excludes, expected):
+    from cachewatch.fields import named_target
+
+    assert named_target(text, "url", excludes) == expected
+    assert named_target({"url": "kept"}, "url") == {"url": "kept"}

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from ...fields import Seconds, flag, redact
+from ...fields import Seconds, flag, named_target, redact
 
 DEFAULT_PORT = 11211
 # `stats` of memcached 1.6 is about 3 KB (90 lines); this leaves a wide margin.
@@ -70,12 +70,7 @@ class MemcachedTarget(BaseModel):
     @classmethod
     def _from_string(cls, data: Any) -> Any:
         """Allow a bare ``[NAME=]ADDRESS`` string wherever a target is expected (flags, env)."""
-        if isinstance(data, str):
-            name, sep, address = data.partition("=")
-            if sep and "/" not in name and ":" not in name:
-                return {"name": name, "address": address}
-            return {"address": data}
-        return data
+        return named_target(data, "address", "/:")
 
     @model_validator(mode="after")
     def _normalise(self) -> MemcachedTarget:

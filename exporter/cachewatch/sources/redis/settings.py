@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from ...fields import Seconds, flag, readable_file, redact
+from ...fields import Seconds, flag, named_target, readable_file, redact
 
 # INFO (all sections cachewatch asks for) is a few kilobytes; this leaves a wide margin.
 DEFAULT_MAX_REPLY_BYTES = 1 << 20
@@ -81,12 +81,7 @@ class RedisTarget(BaseModel):
     @classmethod
     def _from_string(cls, data: Any) -> Any:
         """Allow a bare ``[name=]url`` string wherever a target is expected (flags, env)."""
-        if isinstance(data, str):
-            name, sep, url = data.partition("=")
-            if sep and "://" not in name and "/" not in name:
-                return {"name": name, "url": url}
-            return {"url": data}
-        return data
+        return named_target(data, "url")
 
     @model_validator(mode="after")
     def _normalise(self) -> RedisTarget:

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from ....fields import Seconds, flag, readable_file
+from ....fields import Seconds, flag, named_target, readable_file
 from .address import Address, parse_address
 
 
@@ -37,12 +37,8 @@ class BuildkitTarget(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _from_string(cls, data: Any) -> Any:
-        if isinstance(data, str):
-            name, sep, address = data.partition("=")
-            if sep and "://" not in name and "/" not in name:
-                return {"name": name, "address": address}
-            return {"address": data}
-        return data
+        """Allow a bare ``[NAME=]ADDR`` string wherever a target is expected (flags, env)."""
+        return named_target(data, "address")
 
     @model_validator(mode="after")
     def _normalise(self) -> BuildkitTarget:
