@@ -28,8 +28,6 @@ from ..metrics.exposition import BuildInfo, Exposition, ProcessMetrics
 from ..runtime import Runtime
 from ..source import ProbeTargetError, Source
 from ..sources import layers, probe_examples, sections
-from ..status import page as status_page
-from ..status.goals import Goals
 from ..status.history import History, Snapshot
 from .allowlist import AllowList
 from .docs import add_redoc
@@ -172,8 +170,9 @@ def _scrape_routes(app: FastAPI, exposition: Exposition, by_name: dict[str, Sour
 def _page_routes(app: FastAPI, health: Health, exposition: Exposition,
                  history: History, sources: dict[str, Source]) -> None:
     """``/healthz``, ``/readyz`` and the status page ``/`` (``sources``: the collectors, for
-    their sections of it)."""
-    goals = Goals.of()
+    their sections of it). The page's modules and the goals it colours against (the bundle's
+    thresholds models) load with the first visit: a scrape-only exporter never pays for them."""
+    page: dict[str, Any] = {}
 
     @app.get("/healthz", tags=["health"], summary="Liveness: 200 while the process serves",
              response_class=PlainTextResponse)
@@ -190,11 +189,16 @@ def _page_routes(app: FastAPI, health: Health, exposition: Exposition,
 
     @app.get("/", include_in_schema=False)
     async def index() -> HTMLResponse:
-        now_metrics = await exposition.collect_async()
+        if not page:
+            from ..status import page as status_page
+            from ..status.goals import Goals
+
+            page.update(module=status_page, goals=Goals.of())
+        status_page, now_metrics = page["module"], await exposition.collect_async()
         return HTMLResponse(status_page.render(
             history.view(), history.fold(Snapshot.of(now_metrics)), time.time(),
             health.states(), health.readiness(), status_page.findings(now_metrics),
-            goals=goals, metrics=now_metrics, sources=sources))
+            goals=page["goals"], metrics=now_metrics, sources=sources))
 
 
 def _probe_collector(by_name: dict[str, Source], target: str | None, module: str,

@@ -28,8 +28,8 @@ from ...runtime import Runtime
 from ...source import Source
 from ...state import Change, Counts, Ledger, StateError
 from . import contract
+from .last_builds import LastBuild, LastBuilds
 from .settings import BuildSettings
-from .status import LastBuild, LastBuilds
 
 if TYPE_CHECKING:  # the parser and the doctor load with the first build, or a Dockerfile to watch
     from .buildlog import BuildSummary

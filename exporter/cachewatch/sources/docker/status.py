@@ -3,7 +3,7 @@
 Counters say how builds went over a window; a person opening the page asks what the last build
 of ``app`` did: how many steps came from cache, which instruction busted it and the time that
 cost. ``LastBuilds`` keeps that per image in memory (bounded; gone after a restart, where the
-counters are not), fed by the builds that are ingested (logs, summaries), and ``section``
+counters are not; ``last_builds.py``), fed by every collector that counts builds, and ``section``
 shows it with the source it came from. No P99 column: a build step
 has no lookup latency.
 """
@@ -11,48 +11,10 @@ has no lookup latency.
 from __future__ import annotations
 
 import html
-import threading
 import time
-from collections import OrderedDict
-from dataclasses import dataclass
 
 from ...status.context import PageContext, percent
-
-MAX_IMAGES = 100
-
-
-@dataclass(frozen=True)
-class LastBuild:
-    """What one build did with the cache."""
-
-    image: str
-    source: str  # log, buildkit
-    status: str
-    hits: int
-    misses: int
-    buster: str | None
-    rebuild_seconds: float
-    finished_at: float
-
-
-class LastBuilds:
-    """The last build of each image, the ``MAX_IMAGES`` most recently built."""
-
-    def __init__(self) -> None:
-        self._by_image: OrderedDict[str, LastBuild] = OrderedDict()
-        # BuildKit's followers add from their own threads while a page render reads.
-        self._lock = threading.Lock()
-
-    def add(self, build: LastBuild) -> None:
-        with self._lock:
-            self._by_image.pop(build.image, None)
-            self._by_image[build.image] = build
-            while len(self._by_image) > MAX_IMAGES:
-                self._by_image.popitem(last=False)
-
-    def __iter__(self):  # type: ignore[no-untyped-def]
-        with self._lock:
-            return iter(list(self._by_image.values()))
+from .last_builds import LastBuild, LastBuilds
 
 
 def _ago(seconds: float) -> str:

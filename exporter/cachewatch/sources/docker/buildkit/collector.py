@@ -36,8 +36,8 @@ from ....source import Source
 from ....state import Counts, Ledger, StateError, Update
 from ..buildlog import BuildSummary
 from ..builds import BuildCollector
+from ..last_builds import LastBuilds
 from ..settings import BuildSettings
-from ..status import LastBuilds
 from .follower import REASONS, Follower
 from .settings import BuildkitSettings
 
