@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 from collections import OrderedDict
 
+from ...collectors.stream_connection import StreamConnection
 from .settings import DEFAULT_MAX_REPLY_BYTES, MemcachedTarget
 
 REASONS = ("timeout", "connection", "protocol", "other")
@@ -37,21 +38,14 @@ def parse_stats(lines: list[bytes]) -> dict[str, str]:
     return out
 
 
-class Connection:
-    """One connection; one command at a time (the lock), each reply read to its end.
-
-    A call that fails or is cancelled half-way leaves an unread reply on the socket, so the
-    connection is then closed and marked ``broken``; the cache opens a fresh one next time.
-    """
+class Connection(StreamConnection):
+    """One connection; one command at a time, each reply read to its end (a failed one is
+    closed, ``StreamConnection``); the cache opens a fresh one next time."""
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                  max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES) -> None:
-        self._reader = reader
-        self._writer = writer
+        super().__init__(reader, writer)
         self._max_reply_bytes = max_reply_bytes
-        self._lock = asyncio.Lock()
-        self._retired = False
-        self.broken = False
 
     async def stats(self) -> dict[str, str]:
         """``stats``: every ``STAT name value`` line up to ``END``."""
@@ -65,16 +59,7 @@ class Connection:
         return line[len(b"VERSION "):].decode("ascii", "replace")
 
     async def _call(self, command: bytes, *, until_end: bool) -> list[bytes]:
-        async with self._lock:
-            try:
-                self._writer.write(command)
-                return await self._reply(until_end)
-            except BaseException:
-                self.close()
-                raise
-            finally:
-                if self._retired:
-                    self.close()
+        return await self.exchange(command, lambda: self._reply(until_end))
 
     async def _reply(self, until_end: bool) -> list[bytes]:
         """Lines of one reply: one line, or every line before ``END``. Lines are bounded by
@@ -99,22 +84,6 @@ class Connection:
             if line == b"END":
                 return lines
             lines.append(line)
-
-    @property
-    def usable(self) -> bool:
-        """Neither failed nor closed by the server (an idle timeout, a restart)."""
-        return not self.broken and not self._reader.at_eof()
-
-    def close(self) -> None:
-        """Close the socket (without waiting for the peer)."""
-        self.broken = True
-        self._writer.close()
-
-    def retire(self) -> None:
-        """Close now if idle, else once the call in progress has its reply."""
-        self._retired = True
-        if not self._lock.locked():
-            self.close()
 
 
 async def connect(target: MemcachedTarget,

@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from ...collectors.stream_connection import StreamConnection
 from ...resp import (
     MAX_LINE,
     Incomplete,
@@ -46,21 +47,14 @@ class CredentialsFileError(RedisError):
     """The password file could not be read when a connection needed it."""
 
 
-class Connection:
-    """One connection; commands are pipelined: written at once, answered in order.
-
-    A call that fails or is cancelled half-way leaves unread replies on the socket, so the
-    connection is then closed and marked ``broken``; the cache opens a fresh one next time.
-    """
+class Connection(StreamConnection):
+    """One connection; commands are pipelined: written at once, answered in order (a call
+    that fails half-way closes it, ``StreamConnection``); the cache opens a fresh one."""
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                  max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES) -> None:
-        self._reader = reader
-        self._writer = writer
+        super().__init__(reader, writer)
         self._replies = Replies(max_reply_bytes)
-        self._lock = asyncio.Lock()
-        self._retired = False
-        self.broken = False
         # What this connection learnt about its server, once (the version, from INFO server):
         # a reconnect may reach an upgraded server, so it is not kept past the connection.
         self.version: tuple[int, ...] | None = None
@@ -72,16 +66,10 @@ class Connection:
         ``raise_errors=False`` error replies are returned in their place instead. An error
         inside an array reply is a value of that array either way (none of the commands sent
         here answers one)."""
-        async with self._lock:
-            try:
-                self._writer.write(encode_all(commands))
-                replies = [await self._reply() for _ in commands]
-            except BaseException:
-                self.close()
-                raise
-            finally:
-                if self._retired:
-                    self.close()
+        async def read() -> list[Reply]:
+            return [await self._reply() for _ in commands]
+
+        replies = await self.exchange(encode_all(commands), read)
         for reply in replies:
             if raise_errors and isinstance(reply, ReplyError):
                 raise reply
@@ -106,19 +94,9 @@ class Connection:
 
     @property
     def usable(self) -> bool:
-        """Neither failed nor closed by the server (an idle ``timeout``, ``CLIENT KILL``)."""
-        return not self.broken and not self._reader.at_eof() and not self._replies.buffer
-
-    def close(self) -> None:
-        """Close the socket (without waiting for the peer)."""
-        self.broken = True
-        self._writer.close()
-
-    def retire(self) -> None:
-        """Close now if idle, else once the call in progress has its replies."""
-        self._retired = True
-        if not self._lock.locked():
-            self.close()
+        """Neither failed nor closed by the server (an idle ``timeout``, ``CLIENT KILL``), and
+        no stray bytes left over from an earlier reply."""
+        return super().usable and not self._replies.buffer
 
 
 def _tls(target: RedisTarget) -> ssl.SSLContext:
