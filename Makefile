@@ -1,11 +1,14 @@
 # The two commands of the quickstart are `make run` and `make test`; the rest are helpers.
-.PHONY: run test lint docs golden bench stack clean
+.PHONY: run test demo lint docs golden bench stack clean
 
 run:  ## run the exporter with working defaults (ARGS="--redis-target redis://host:6379")
 	scripts/run.sh $(ARGS)
 
 test:  ## install what the suite needs, then ruff and pytest
 	scripts/test.sh $(ARGS)
+
+demo:  ## feed every source of a running `make run` for 3 minutes (ARGS="--duration 10m")
+	scripts/venv.sh examples && .venv/bin/python examples/feed_all.py $(ARGS)
 
 lint:
 	scripts/venv.sh test && .venv/bin/ruff check .

@@ -32,6 +32,46 @@ except ImportError as missing:  # the first thing a newcomer would otherwise see
 from cachewatch.instrument import Caches, CacheStats, instrument_cachetools
 
 
+class Catalog:
+    """L1 (cachetools LRU, in the process) over L2 (Redis) over the "database"; each level
+    counted into ``caches``, L1 declaring L2 as its parent so the exporter can compute the
+    chain's effective hit rate."""
+
+    def __init__(self, store: redis.Redis, caches: Caches, l1_size: int) -> None:
+        self.store = store
+        self.l1 = cachetools.LRUCache(maxsize=l1_size)
+        # L1 declares its parent: the app's own count of Redis lookups made on L1 misses.
+        self.l1_stats = instrument_cachetools(self.l1, "catalog", parent="catalog-redis",
+                                              into=caches)
+        self.l1_stats.parent_layer = "redis"
+        self.l2_stats = caches.add(CacheStats("catalog-redis"))
+
+    def lookup(self, key: str) -> bytes:
+        """The value of ``key``, from the first level that has it."""
+        try:
+            return self.l1[key]
+        except KeyError:
+            pass
+        started = time.perf_counter()
+        value = self.store.get(key)
+        self.l2_stats.observe(time.perf_counter() - started)
+        if value is not None:
+            self.l2_stats.hit()
+        else:
+            self.l2_stats.miss()
+            load_started = time.perf_counter()
+            value = json.dumps({"id": key, "price": sum(map(ord, key)) % 997}).encode()
+            self.store.set(key, value, ex=3600)
+            self.l2_stats.load(time.perf_counter() - load_started)
+        self.l1[key] = value
+        return value
+
+
+def zipf_keys(seed: int, keys: int) -> tuple[list[str], list[float]]:
+    """``keys`` product keys and Zipf-like weights: a few keys are hot, most are cold."""
+    return [f"product:{seed}:{k}" for k in range(keys)], [1 / (r + 1) for r in range(keys)]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--redis", default="redis://127.0.0.1:6379")
@@ -45,39 +85,15 @@ def main() -> None:
     args = parser.parse_args()
 
     caches = Caches()
-    l1 = cachetools.LRUCache(maxsize=args.l1_size)
-    # L1 declares its parent: the app's own count of Redis lookups made on L1 misses.
-    l1_stats = instrument_cachetools(l1, "catalog", parent="catalog-redis", into=caches)
-    l1_stats.parent_layer = "redis"
-    l2_stats = caches.add(CacheStats("catalog-redis"))
-    store = redis.Redis.from_url(args.redis)
+    catalog = Catalog(redis.Redis.from_url(args.redis), caches, args.l1_size)
+    l1_stats, l2_stats = catalog.l1_stats, catalog.l2_stats
     pusher = caches.push_to(args.exporter, instance=args.instance,
                             interval=args.push_interval)
 
-    def lookup(key: str) -> bytes:
-        try:
-            return l1[key]
-        except KeyError:
-            pass
-        started = time.perf_counter()
-        value = store.get(key)
-        l2_stats.observe(time.perf_counter() - started)
-        if value is not None:
-            l2_stats.hit()
-        else:
-            l2_stats.miss()
-            load_started = time.perf_counter()
-            value = json.dumps({"id": key, "price": sum(map(ord, key)) % 997}).encode()
-            store.set(key, value, ex=3600)
-            l2_stats.load(time.perf_counter() - load_started)
-        l1[key] = value
-        return value
-
     rnd = random.Random(args.seed)
-    weights = [1 / (rank + 1) for rank in range(args.keys)]  # Zipf-like: a few keys are hot
-    keys = [f"product:{args.seed}:{k}" for k in range(args.keys)]
+    keys, weights = zipf_keys(args.seed, args.keys)
     for key in rnd.choices(keys, weights=weights, k=args.requests):
-        lookup(key)
+        catalog.lookup(key)
     pusher.stop(flush=True)  # the last counts land before the numbers are printed
 
     lookups = l1_stats.hits + l1_stats.misses

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Creates .venv (once) and installs cachewatch into it, editable, with the extras given ($1).
+# Says what it does: a first install takes a while, and silence reads as a hang.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extras="${1:-}"
@@ -7,10 +8,18 @@ python="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
   "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
     || { echo "venv: cachewatch needs Python 3.11+; set PYTHON=/path/to/python3.11" >&2; exit 1; }
+  echo "venv: creating .venv with $("$python" --version 2>&1)" >&2
   "$python" -m venv .venv
 fi
 stamp=".venv/.installed${extras:+-$extras}"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  .venv/bin/python -m pip install -q --disable-pip-version-check -e ".${extras:+[$extras]}"
+  echo "venv: installing cachewatch${extras:+[$extras]} and its dependencies into .venv" \
+       "(once; pip's progress follows)" >&2
+  # pip's own lines, one per package, instead of -q's silence; the summary ends it.
+  .venv/bin/python -m pip install --disable-pip-version-check --progress-bar off \
+      -e ".${extras:+[$extras]}" 2>&1 \
+    | { grep --line-buffered -E '^(Collecting|Successfully installed|ERROR|WARNING)' || true; } \
+    | sed -u -e 's/^Collecting /  collecting /' -e 's/^/venv: /' >&2
   touch "$stamp"
+  echo "venv: ready" >&2
 fi

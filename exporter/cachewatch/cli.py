@@ -152,7 +152,8 @@ def _run(settings: Settings) -> None:
         built = build(settings, runtime)
     except ConfigError as exc:
         fail(str(exc))
-    app = create_app(built, runtime, probe_allow=settings.probe.allow_list(), web=web)
+    app = create_app(built, runtime, probe_allow=settings.probe.allow_list(), web=web,
+                     goals=_goals(settings))
     server = make_server(app, settings.listen_address, settings.port, settings.web, web,
                          runtime.refusals)
     log.info("cachewatch starting", extra={
@@ -168,6 +169,21 @@ def _run(settings: Settings) -> None:
     _say_closed_receivers(settings, bool(web.current.users))
     prefer_mmap()
     server.run()
+
+
+def _goals(settings: Settings) -> tuple[Any, int]:
+    """The thresholds the status page holds caches to (the file ``bundle --thresholds`` reads,
+    or None for the bundle's defaults) and its lookup floor; a bad file stops start-up."""
+    path = settings.status.thresholds_file
+    if path is None:
+        return None, settings.status.min_lookups
+    from .bundle.thresholds import load
+
+    try:
+        return load(path, _source_thresholds()), settings.status.min_lookups
+    except ValueError as exc:
+        fail(f"{exc} (status.thresholds_file: --thresholds / "
+             f"{ENV_PREFIX}STATUS__THRESHOLDS_FILE)")
 
 
 def _say_closed_receivers(settings: Settings, basic_auth: bool) -> None:
@@ -202,7 +218,8 @@ def _check_port_free(host: str, port: int) -> None:
                   f" or --listen-address / {ENV_PREFIX}LISTEN_ADDRESS")
 
 
-def _bundle(out: Path, check: bool, **options: Any) -> None:
+def _bundle(ctx: typer.Context, out: Path, check: bool, thresholds: Path | None,
+            **options: Any) -> None:
     """Generate the alerting and dashboard bundle from the metric contract.
 
     Under --out: alerts/ (Prometheus rules, their promtool tests, an Alertmanager example,
@@ -211,25 +228,36 @@ def _bundle(out: Path, check: bool, **options: Any) -> None:
     are fractions (0.85 = 85 %). Example: cachewatch bundle --out . --hit-rate 0.9 --p99 25ms
     """
     from . import bundle as generator
-    from .bundle.thresholds import from_options
+    from .bundle.thresholds import from_file, from_options
 
     try:
-        thresholds = from_options(options, _source_thresholds())
+        if thresholds is not None:
+            # A flag given on the command line beats the file; the file beats the defaults.
+            options.update({param: value for param, value in
+                            from_file(thresholds, _source_thresholds()).items()
+                            if _defaulted(ctx, param)})
+        chosen = from_options(options, _source_thresholds())
     except ValueError as exc:
         fail(str(exc))
-    if not thresholds.p99_is_bucket_edge:
+    if not chosen.p99_is_bucket_edge:
         typer.echo(f"cachewatch: note: {options['p99']} is not a latency bucket edge; "
                    "histogram_quantile interpolates there, so the P99 alert is approximate",
                    err=True)
     if check:
-        stale = [rel for rel, content in generator.files(thresholds).items()
+        stale = [rel for rel, content in generator.files(chosen).items()
                  if not (out / rel).is_file() or (out / rel).read_text() != content]
         if stale:
             fail("out of date (run `cachewatch bundle`): " + ", ".join(stale))
         typer.echo("bundle is up to date")
         return
-    for path in generator.write(out, thresholds):
+    for path in generator.write(out, chosen):
         typer.echo(f"wrote {path}")
+
+
+def _defaulted(ctx: typer.Context, param: str) -> bool:
+    """Whether ``param`` took its default (was given neither on the command line nor by env)."""
+    source = ctx.get_parameter_source(param)
+    return source is None or source.name == "DEFAULT"
 
 
 def _source_thresholds() -> list[type]:
@@ -246,7 +274,9 @@ def _bundle_command() -> Callable[..., None]:
     order: a threshold's flag, help and default are defined once."""
     from .bundle.thresholds import Thresholds, options
 
-    params = [inspect.Parameter("out", inspect.Parameter.KEYWORD_ONLY, default=Path("."),
+    params = [inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY,
+                                annotation=typer.Context),
+              inspect.Parameter("out", inspect.Parameter.KEYWORD_ONLY, default=Path("."),
                                 annotation=Annotated[Path, typer.Option(
                                     metavar="DIR",
                                     help="Folder to write alerts/ (and dashboards/) into.")])]
@@ -256,6 +286,12 @@ def _bundle_command() -> Callable[..., None]:
             annotation=Annotated[type(option.default), typer.Option(
                 option.name, metavar=option.metavar, help=option.help,
                 show_default=option.flag.show_default)]))
+    params.append(inspect.Parameter(
+        "thresholds", inspect.Parameter.KEYWORD_ONLY, default=None,
+        annotation=Annotated[Path | None, typer.Option(
+            "--thresholds", metavar="FILE", help="YAML file of thresholds, keyed by these "
+            "flags without dashes (hit-rate: 0.9, p99: 25ms); the flags beat it. serve "
+            "--thresholds reads the same file for the status page.")]))
     params.append(inspect.Parameter("check", inspect.Parameter.KEYWORD_ONLY, default=False,
                                     annotation=Annotated[bool, typer.Option(
                                         "--check", help="Write nothing; exit 1 if the files "

@@ -44,6 +44,7 @@ from .fields import (
 from .http.allowlist import AllowList
 from .sources import sections
 from .state.settings import StateSettings
+from .status.settings import StatusSettings
 
 __all__ = ["DEFAULT_PORT", "ENV_PREFIX", "ConfigError", "Settings", "load_settings",
            "parse_duration"]
@@ -142,6 +143,8 @@ class CoreSettings(BaseSettings):
     probe: ProbeSettings = Field(default_factory=ProbeSettings)
     state: StateSettings = Field(default_factory=StateSettings,
                                  description="durable state (counters, de-duplication ids)")
+    status: StatusSettings = Field(default_factory=StatusSettings,
+                                   description="the status page's goals")
 
     # Set by load_settings() for the duration of one construction; read by the YAML source.
     _yaml_file: ClassVar[Path | None] = None

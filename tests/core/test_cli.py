@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import html
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -244,5 +246,71 @@ def test_bundle_help_names_what_it_writes_and_explains_every_option():
     import inspect
 
     for name in inspect.signature(command.callback).parameters:
-        assert f"--{name.replace('_', '-')}" in text, name
+        if name != "ctx":  # typer's context, not an option
+            assert f"--{name.replace('_', '-')}" in text, name
     assert "..." not in text  # no option's help leans on the one above it
+
+
+# --- one thresholds file for the bundle's alerts and the status page --------------------------
+def test_bundle_reads_a_thresholds_file_and_its_flags_beat_it(tmp_path):
+    thresholds = tmp_path / "thresholds.yml"
+    thresholds.write_text("hit-rate: 0.9\np99: 25ms\nbuild-hit-rate: 0.6\n")
+    assert run("bundle", "--out", str(tmp_path / "a"), "--thresholds", str(thresholds)
+               ).returncode == 0
+    alerts = _alert_exprs(tmp_path / "a")
+    assert alerts["CacheHitRateLow"].startswith("layer_cache:cachewatch_cache_hit_ratio:rate5m")
+    assert "< 0.9\n" in alerts["CacheHitRateLow"]
+    assert "> 0.025\n" in alerts["CacheLatencyP99High"]
+    assert "< 0.6\n" in alerts["DockerBuildCacheHitRateLow"]
+    assert run("bundle", "--out", str(tmp_path / "b"), "--thresholds", str(thresholds),
+               "--hit-rate", "0.8").returncode == 0
+    flagged = _alert_exprs(tmp_path / "b")
+    assert "< 0.8\n" in flagged["CacheHitRateLow"]
+    assert "> 0.025\n" in flagged["CacheLatencyP99High"]
+
+
+def _alert_exprs(out: Path) -> dict[str, str]:
+    """Each generated alert's expression, by name."""
+    import yaml
+
+    groups = yaml.safe_load((out / "alerts" / "cachewatch-rules.yml").read_text())["groups"]
+    return {rule["alert"]: rule["expr"] for group in groups for rule in group["rules"]
+            if "alert" in rule}
+
+
+@pytest.mark.parametrize(("text", "says"), [
+    ("hit-rat: 0.9\n", "unknown threshold 'hit-rat'; the keys are hit-rate, hit-rate-for, p99"),
+    ("hit-rate: lots\n", "'hit-rate' takes a value like 0.85, not 'lots'"),
+    ("hit-rate: 1.5\n", "hit_rate must be between 0 and 1"),
+    ("- 0.9\n", "write a mapping of thresholds, like `hit-rate: 0.9`"),
+])
+def test_a_bad_thresholds_file_is_refused_naming_the_key(tmp_path, text, says):
+    thresholds = tmp_path / "thresholds.yml"
+    thresholds.write_text(text)
+    result = run("bundle", "--out", str(tmp_path), "--thresholds", str(thresholds))
+    assert result.returncode != 0
+    assert says in result.stderr
+    assert not (tmp_path / "alerts").exists()
+    served = run("serve", "--thresholds", str(thresholds), "--state-url", "memory://")
+    assert served.returncode == 2
+    assert says in served.stderr
+    assert "--thresholds / CACHEWATCH_STATUS__THRESHOLDS_FILE" in served.stderr
+
+
+def test_the_status_page_holds_caches_to_the_thresholds_file(serve, tmp_path):
+    thresholds = tmp_path / "thresholds.yml"
+    thresholds.write_text("hit-rate: 0.7\n")
+    url, _ = serve("--disable-collector", "redis", "--thresholds", str(thresholds),
+                   "--status-min-lookups", "10")
+    caches = [("users", 75, 25), ("orders", 60, 40), ("small", 5, 5), ("tiny", 3, 4)]
+    assert httpx.post(url + "/api/v1/caches", json={"instance": "w1", "caches": [
+        {"name": name, "stats": {"hitCount": hits, "missCount": misses}}
+        for name, hits, misses in caches]}).status_code == 202
+    page = httpx.get(url + "/").text
+    below = page[page.index('id="below-goal"'):]
+    below = html.unescape(re.sub(r"<[^>]+>", " ", below[:below.index("</div>")]))
+    assert "orders  (Application caches): hit rate 60.0% < 70%" in below
+    assert "small  (Application caches): hit rate 50.0% < 70%" in below  # 10 lookups
+    assert "Counted once a cache has seen 10 lookups" in below
+    assert "users" not in below  # 75 % passes the file's 70 %, though not the default 85 %
+    assert "tiny" not in below  # 7 lookups: under --status-min-lookups

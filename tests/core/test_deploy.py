@@ -30,28 +30,23 @@ CW = [sys.executable, "-m", "cachewatch"]
 
 
 @pytest.fixture(scope="session")
-def local_base(docker_engine, tmp_path_factory) -> str:
-    """A Debian bookworm base with Python, made here (no registry to pull one from):
-    debootstrap, then `docker import`. The host's CA bundle goes in, so pip inside the build
-    trusts what the host trusts (this machine reaches PyPI through a proxy with its own CA)."""
-    debootstrap = require("debootstrap", "debootstrap")
-    root = tmp_path_factory.mktemp("base") / "root"
-    made = subprocess.run([debootstrap, "--variant=minbase",
-                           "--include=python3,python3-venv,ca-certificates", "bookworm",
-                           str(root), "http://deb.debian.org/debian"],
-                          capture_output=True, text=True, timeout=900, check=False)
+def local_base(docker_engine) -> str:
+    """A Debian bookworm base with Python, made here (no registry to pull one from) by the
+    recipe users get, ``deploy/base-image.sh``. This machine reaches PyPI through a proxy with
+    its own CA: the CAs the host added go in with ``--ca``, as the README says, so pip inside
+    the build trusts what the host trusts."""
+    require("debootstrap", "debootstrap")
+    cas = [arg for path in sorted(Path("/usr/local/share/ca-certificates").glob("*.crt"))
+           for arg in ("--ca", str(path))]
+    made = subprocess.run(["bash", str(DEPLOY / "base-image.sh"), *cas, "--tag",
+                           "local/bookworm-python"], capture_output=True, text=True,
+                          timeout=900, check=False, env=docker_engine.env())
     if made.returncode != 0:
-        message = f"debootstrap failed: {made.stderr[-500:]}"
+        message = f"deploy/base-image.sh failed: {made.stderr[-800:]}"
         if IN_CI:
             pytest.fail(message)
         pytest.skip(message)
-    shutil.copy("/etc/ssl/certs/ca-certificates.crt", root / "etc/ssl/certs/ca-certificates.crt")
-    for cache in ("var/cache/apt/archives", "var/lib/apt/lists"):
-        shutil.rmtree(root / cache, ignore_errors=True)
-    tar = subprocess.Popen(["tar", "-C", str(root), "-c", "."], stdout=subprocess.PIPE)
-    subprocess.run([DOCKER_CLI, "import", "-", "local/bookworm-python"], stdin=tar.stdout,
-                   env=docker_engine.env(), check=True, capture_output=True, timeout=300)
-    tar.wait()
+    assert made.stdout.strip() == "local/bookworm-python"
     return "local/bookworm-python"
 
 

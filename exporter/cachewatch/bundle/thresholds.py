@@ -16,9 +16,10 @@ import dataclasses
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
-from ..fields import parse_duration
+from ..fields import parse_duration, safe_yaml, yaml_error
 from ..metrics import contract
 
 _DURATION = re.compile(r"^(\d+)(s|m|h)$")
@@ -153,6 +154,52 @@ def from_options(values: Mapping[str, Any], parts: Iterable[type]) -> Thresholds
 
     return Thresholds(**{o.field: o.value(values[o.param]) for o in options([Thresholds])},
                       parts=tuple(model(cls) for cls in parts))
+
+
+def from_file(path: Path, parts: Iterable[type]) -> dict[str, Any]:
+    """The option values (by parameter) a thresholds file sets: a YAML mapping whose keys are
+    ``cachewatch bundle``'s flags without the dashes (``hit-rate: 0.9``, ``p99: 25ms``), written
+    as on the command line. One file that ``bundle --thresholds`` and ``serve --thresholds``
+    both read, so the status page turns red where the alerts fire. ValueError names the file,
+    the key and what to write instead."""
+    import yaml
+
+    try:
+        data = safe_yaml(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: {yaml_error(exc)}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: write a mapping of thresholds, like `hit-rate: 0.9`")
+    known = {o.param: o for o in options([Thresholds, *parts])}
+    values = {}
+    for key, value in data.items():
+        param = str(key).removeprefix("--").replace("-", "_")
+        if param not in known:
+            raise ValueError(f"{path}: unknown threshold {key!r}; the keys are "
+                             + ", ".join(o.name.removeprefix("--") for o in known.values()))
+        kind = type(known[param].default)
+        try:
+            values[param] = value if isinstance(value, kind) else kind(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{path}: {key!r} takes a value like "
+                             f"{known[param].default!r}, not {value!r}") from None
+    return values
+
+
+def load(path: Path, parts: Iterable[type]) -> Thresholds:
+    """The thresholds a thresholds file gives, the defaults for what it leaves out (what
+    ``serve --thresholds`` holds the status page to)."""
+    parts = list(parts)
+    values = {o.param: o.default for o in options([Thresholds, *parts])}
+    values.update(from_file(path, parts))
+    try:
+        return from_options(values, parts)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
 
 
 def _items(text: str) -> tuple[str, ...]:

@@ -29,6 +29,7 @@ from ..runtime import Runtime
 from ..source import ProbeTargetError, Source
 from ..sources import layers, probe_examples, sections
 from ..status.history import History, Snapshot
+from ..status.settings import MIN_LOOKUPS
 from .allowlist import AllowList
 from .docs import add_redoc
 from .guard import Guard, LiveWebConfig
@@ -57,12 +58,15 @@ class FastPaths:
 
 
 def create_app(collectors: Sequence[Source], runtime: Runtime, *,
-               probe_allow: AllowList | None = None, web: LiveWebConfig | None = None) -> Guard:
+               probe_allow: AllowList | None = None, web: LiveWebConfig | None = None,
+               goals: tuple[Any, int] = (None, MIN_LOOKUPS)) -> Guard:
     """Wire ``/metrics``, ``/probe``, ``/healthz``, ``/readyz`` and ``/`` to the collectors,
     behind the web config's basic auth, headers and rate limit (``guard``).
 
     ``probe_allow`` (``probe.allow``): the hosts ``/probe`` may read besides configured
     targets; none by default. The application owns ``runtime``: its pools close when it shuts down.
+    ``goals``: the thresholds the status page holds caches to (None: the bundle's defaults) and
+    the lookups a cache must have seen before it can be below goal.
     """
     allow = probe_allow if probe_allow is not None else AllowList()
     web = web if web is not None else LiveWebConfig(WebConfig())
@@ -86,7 +90,8 @@ def create_app(collectors: Sequence[Source], runtime: Runtime, *,
             receivers.update(route.path for route in router.routes)  # type: ignore[attr-defined]
     _document(app, collectors, receivers)
     _scrape_routes(app, exposition, {c.name: c for c in collectors}, allow)
-    _page_routes(app, runtime.health, exposition, history, {c.name: c for c in collectors})
+    _page_routes(app, runtime.health, exposition, history, {c.name: c for c in collectors},
+                 goals)
     fast: dict[str, ASGIApp] = {}
     for collector in collectors:
         fast.update(collector.fast_routes())
@@ -168,10 +173,12 @@ def _scrape_routes(app: FastAPI, exposition: Exposition, by_name: dict[str, Sour
 
 
 def _page_routes(app: FastAPI, health: Health, exposition: Exposition,
-                 history: History, sources: dict[str, Source]) -> None:
+                 history: History, sources: dict[str, Source],
+                 goals: tuple[Any, int]) -> None:
     """``/healthz``, ``/readyz`` and the status page ``/`` (``sources``: the collectors, for
-    their sections of it). The page's modules and the goals it colours against (the bundle's
-    thresholds models) load with the first visit: a scrape-only exporter never pays for them."""
+    their sections of it; ``goals``: ``create_app``'s). The page's modules and the goals it
+    colours against (the bundle's thresholds models) load with the first visit: a scrape-only
+    exporter never pays for them."""
     page: dict[str, Any] = {}
 
     @app.get("/healthz", tags=["health"], summary="Liveness: 200 while the process serves",
@@ -193,7 +200,7 @@ def _page_routes(app: FastAPI, health: Health, exposition: Exposition,
             from ..status import page as status_page
             from ..status.goals import Goals
 
-            page.update(module=status_page, goals=Goals.of())
+            page.update(module=status_page, goals=Goals.of(*goals))
         status_page, now_metrics = page["module"], await exposition.collect_async()
         return HTMLResponse(status_page.render(
             history.view(), history.fold(Snapshot.of(now_metrics)), time.time(),

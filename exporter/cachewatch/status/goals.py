@@ -12,9 +12,7 @@ from dataclasses import dataclass, field
 
 from ..bundle.thresholds import Thresholds
 from ..sources import packages
-
-# Fewer lookups than this in the window and a hit rate says little: never "below goal".
-MIN_LOOKUPS = 100
+from .settings import MIN_LOOKUPS
 
 
 @dataclass(frozen=True)
@@ -33,13 +31,13 @@ class Goals:
 
     @classmethod
     def of(cls, thresholds: Thresholds | None = None, min_lookups: int = MIN_LOOKUPS) -> Goals:
-        """The goals ``thresholds`` (the core's defaults when None) and each source's own
-        model (its defaults) give."""
+        """The goals ``thresholds`` give (``serve --thresholds``, the file the bundle reads;
+        the defaults when None), the core's and each source's own."""
         core = thresholds or Thresholds()
         by_layer = {}
         for source in packages():
             model = source.thresholds_model()
             for layer in source.layers:
                 if layer.hit_rate_goal and model is not None:
-                    by_layer[layer.name] = float(getattr(model(), layer.hit_rate_goal))
+                    by_layer[layer.name] = float(getattr(core.of(model), layer.hit_rate_goal))
         return cls(core.hit_rate, core.p99_seconds, min_lookups, by_layer)
