@@ -19,6 +19,7 @@ from .apt_update import apt_update_separate
 from .dockerignore import dockerignore_leaks, dockerignore_missing
 from .package_cache import package_cache_kept
 from .pinning import add_url, latest_tag
+from .project_install import deps_with_project
 from .source_before_deps import source_before_deps
 from .volatile_arg import volatile_arg_early
 
@@ -27,6 +28,7 @@ __all__ = ["RULES", "run_all"]
 
 RULES: dict[str, Callable[[Context], list[Finding]]] = {
     "source-before-deps": source_before_deps,
+    "deps-with-project": deps_with_project,
     "apt-update-separate": apt_update_separate,
     "package-cache-kept": package_cache_kept,
     "add-url": add_url,
