@@ -188,3 +188,22 @@ def test_uv_without_a_cache_in_the_layer_is_fine():
         "FROM python:3.12 AS build\nRUN uv sync\nFROM python:3.12\nCOPY --from=build /app /app\n",
     ):
         assert findings(text, "package-cache-kept") == [], text
+
+
+# --- what the new findings cost ---------------------------------------------------------------
+
+
+def test_the_copies_in_front_of_a_project_install_are_what_its_cost_counts():
+    from cachewatch.sources.docker.doctor import parse
+    from cachewatch.sources.docker.doctor.cost import Buster, History, cost_of, describe
+
+    text = textwrap.dedent(PRE_FIX).lstrip("\n")
+    [finding] = findings(PRE_FIX, "deps-with-project")
+    history = History("cachewatch", 4, (Buster("COPY pyproject.toml README.md ./", 3, 180.0),),
+                      "in the last 7d")
+    cost = cost_of(parse(text), finding, history)
+    assert (cost.busts, cost.seconds, cost.trigger_line) == (3, 180.0, 4)
+    assert describe(finding, cost, history) == (
+        "cost: installing the dependencies alone first would have saved up to 3 min over 3 "
+        "builds in the last 7d (`COPY pyproject.toml README.md ./` (line 4) busted the cache in "
+        "3 of the 4 builds of cachewatch)")

@@ -35,6 +35,7 @@ from .copies import broad_copy
 from .dockerfile import Dockerfile, Instruction, expand
 from .finding import Finding
 from .rules.apt_update import apt_steps
+from .rules.project_install import busting_copies
 from .runs import run_info
 from .stages import stage_state
 from .wording import count, share
@@ -54,6 +55,8 @@ _SAVINGS = {
     "volatile-arg-early": "declaring the argument where it is needed",
     "latest-tag": "pinning the image",
     "add-url": "pinning the download",
+    "copy-before-install": "copying it after the install",
+    "deps-with-project": "installing the dependencies alone first",
 }
 
 
@@ -172,6 +175,8 @@ def triggers(df: Dockerfile, finding: Finding) -> list[Instruction]:
         installs = [i for i in stage.instructions if i.start_line > ins.start_line
                     and i.keyword == "RUN" and "os-install" in apt_steps(run_info(i))]
         return [ins, *installs[:1]]
+    if finding.rule == "deps-with-project":  # the copies in front of it are what miss
+        return busting_copies(df, ins)
     if finding.rule == "volatile-arg-early":
         return [i for i in stage.instructions
                 if i.start_line > ins.start_line and i.keyword == "RUN"][:1]
