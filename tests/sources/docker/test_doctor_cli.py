@@ -245,6 +245,17 @@ def test_findings_are_ranked_by_time_lost_and_said_in_a_sentence():
     quiet = History("shop", 5, (), "in the last 7d")
     assert describe(ranked[0][0], cost_of(df, ranked[0][0], quiet), quiet) == (
         "cost: none of the 5 builds of shop in the last 7d was busted at `COPY . .` (line 3)")
+    alone = History("shop", 1, (), "in the last 7d")
+    assert describe(ranked[0][0], cost_of(df, ranked[0][0], alone), alone) == (
+        "cost: the only build of shop in the last 7d was not busted at `COPY . .` (line 3)")
+    every = History("shop", 3, (Buster("COPY . .", 3, 120.0),), "in the last 7d")
+    assert describe(ranked[0][0], cost_of(df, ranked[0][0], every), every) == (
+        "cost: moving the dependency install above `COPY . .` (line 3) would have saved up to "
+        "2 min over 3 builds in the last 7d (it busted the cache in all 3 builds of shop)")
+    once = History("shop", 1, (Buster("RUN npm install", 1, 30.0),), "in the last 7d")
+    assert describe(ranked[1][0], cost_of(df, ranked[1][0], once), once) == (
+        "cost: `RUN npm install` (line 4) busted the cache in the only build of shop in the "
+        "last 7d; re-running the steps after it took 30 s")
     engine = History("shop", 9, (Buster("COPY . .", 4, None),), "in the last 7d", timed=False)
     assert describe(ranked[0][0], cost_of(df, ranked[0][0], engine), engine).endswith(
         "busted the cache in 4 of the 9 builds of shop in the last 7d (the engine's history "
@@ -307,7 +318,12 @@ def test_url_ranks_by_what_the_exporter_counted(counted, tmp_path):
 def test_the_image_is_named_with_image_and_unknown_ones_are_a_warning(counted, tmp_path):
     path = _project(tmp_path) / "Dockerfile"
     web = doctor(str(path), "--url", counted.url, "--image", "web")
-    assert "would have saved up to 5 s over 1 build since" in web.stdout
+    assert web.stdout.splitlines()[1] == (
+        "    cost: moving the dependency install above `COPY . .` (line 3) would have saved up "
+        "to 5 s over 1 build since the exporter started counting (it busted the cache in the "
+        "only build of web)")
+    assert web.stderr == ("cachewatch: 2 findings ranked by what they cost in 1 build of web "
+                          "since the exporter started counting\n")
     unknown = doctor(str(path), "--url", counted.url, "--image", "nope")
     assert unknown.exit_code == 1
     assert unknown.stderr == ("cachewatch: warning: no builds of nope since the exporter started "

@@ -18,6 +18,7 @@ from .cost import History, describe, rank
 from .dockerfile import parse
 from .history import HistoryError, from_exporter, from_prometheus, valid_window
 from .report import analyze, dockerignore_for, exit_code, to_dicts, to_text
+from .wording import count
 
 __all__ = ["DEFAULT_WINDOW", "Options", "UsageError", "run"]
 
@@ -155,8 +156,8 @@ def run(options: Options, out: IO[str] | None = None, err: IO[str] | None = None
                  for f, c in zip(findings, costs, strict=True)]
         out.write(to_text(findings, shown, notes))
     if history is not None:
-        print(f"cachewatch: {len(findings)} finding{'s' if len(findings) != 1 else ''} ranked "
-              f"by what they cost in {round(history.builds)} builds of {history.image} "
+        print(f"cachewatch: {count(len(findings), 'finding')} ranked by what they cost in "
+              f"{count(round(history.builds), 'build')} of {history.image} "
               f"{history.window}", file=err)
     elif not findings:
         print(f"cachewatch: {shown}: no cache problems found", file=err)

@@ -35,8 +35,10 @@ from .copies import broad_copy
 from .dockerfile import Dockerfile, Instruction, expand
 from .finding import Finding
 from .rules.apt_update import apt_steps
+from .rules.project_install import busting_copies
 from .runs import run_info
 from .stages import stage_state
+from .wording import count, share
 
 __all__ = ["Buster", "Cost", "History", "cost_of", "describe", "duration", "matches",
            "rank", "triggers"]
@@ -53,6 +55,8 @@ _SAVINGS = {
     "volatile-arg-early": "declaring the argument where it is needed",
     "latest-tag": "pinning the image",
     "add-url": "pinning the download",
+    "copy-before-install": "copying it after the install",
+    "deps-with-project": "installing the dependencies alone first",
 }
 
 
@@ -171,6 +175,8 @@ def triggers(df: Dockerfile, finding: Finding) -> list[Instruction]:
         installs = [i for i in stage.instructions if i.start_line > ins.start_line
                     and i.keyword == "RUN" and "os-install" in apt_steps(run_info(i))]
         return [ins, *installs[:1]]
+    if finding.rule == "deps-with-project":  # the copies in front of it are what miss
+        return busting_copies(df, ins)
     if finding.rule == "volatile-arg-early":
         return [i for i in stage.instructions
                 if i.start_line > ins.start_line and i.keyword == "RUN"][:1]
@@ -235,18 +241,18 @@ def describe(finding: Finding, cost: Cost, history: History) -> str:
     """One sentence: how often the finding's step busted the cache, and what that cost."""
     where = f"`{_short(cost.trigger)}` (line {cost.trigger_line})"
     total = round(history.builds)
-    builds = f"{total} build{'s' if total != 1 else ''} of {history.image}"
     if cost.busts == 0:
-        return f"cost: none of the {builds} {history.window} was busted at {where}"
-    busted = f"busted the cache in {cost.busts} of the {builds}"
+        none = (f"the only build of {history.image} {history.window} was not" if total == 1 else
+                f"none of the {count(total, 'build')} of {history.image} {history.window} was")
+        return f"cost: {none} busted at {where}"
+    busted = f"busted the cache in {share(cost.busts, total, 'build')} of {history.image}"
     if cost.seconds is None:
         return (f"cost: {where} {busted} {history.window} (the engine's history has no step "
                 "times)")
     saving = _SAVINGS.get(finding.rule)
     if saving and cost.seconds > 0:
         return (f"cost: {saving.format(trigger=where)} would have saved up to "
-                f"{duration(cost.seconds)} over {cost.busts} build"
-                f"{'s' if cost.busts != 1 else ''} {history.window} "
+                f"{duration(cost.seconds)} over {count(cost.busts, 'build')} {history.window} "
                 f"({'it' if '{trigger}' in saving else where} {busted})")
     return (f"cost: {where} {busted} {history.window}; re-running the steps after it took "
             f"{duration(cost.seconds)}")

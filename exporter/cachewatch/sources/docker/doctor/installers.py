@@ -11,7 +11,7 @@ from __future__ import annotations
 import posixpath
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .shell import Command
 
@@ -30,6 +30,9 @@ class Step:
     absent (lock files). ``no_cache`` is set when the command itself keeps no cache.
     ``standalone`` is False when the manifests alone are not enough to run the step (``cargo
     fetch`` wants a target such as src/main.rs): such a step is reported but gets no fix.
+    ``project`` is set on a ``source`` step that builds the project from its sources and
+    installs its dependencies with it (``pip install .``, ``poetry install``, ``uv sync``), so
+    whatever was copied before it decides when every dependency is installed again.
     """
 
     kind: str
@@ -38,6 +41,7 @@ class Step:
     optional: tuple[str, ...] = ()
     no_cache: bool = False
     standalone: bool = True
+    project: bool = False
 
 
 INSTALL_KINDS = frozenset({"os-install", "dep", "named"})
@@ -120,7 +124,10 @@ def _looks_local(spec: str) -> bool:
     if re.match(r"^[a-z][a-z0-9+.-]*://", spec, re.I) or spec.startswith("git+"):
         return False
     return (spec in (".", "..") or spec.startswith((".", "/", "~", "$")) or "/" in spec
-            or spec.endswith((".whl", ".tar.gz", ".zip", ".deb", ".rpm", ".apk")))
+            or spec.endswith(_ARCHIVES))
+
+
+_ARCHIVES = (".whl", ".tar.gz", ".zip", ".deb", ".rpm", ".apk")
 
 
 def _pip(program: str, args: list[str], manager: str = "pip") -> Step:
@@ -135,7 +142,7 @@ def _pip(program: str, args: list[str], manager: str = "pip") -> Step:
         return Step("cheap" if sub in ("freeze", "list", "show", "config", "check") else "other",
                     manager)
     requirements: list[str] = []
-    local = named = False
+    local = named = project = False
     rest = args[args.index("install") + 1:]
     index = 0
     while index < len(rest):
@@ -148,34 +155,45 @@ def _pip(program: str, args: list[str], manager: str = "pip") -> Step:
         if arg.startswith(("--requirement=", "--constraint=")):
             requirements.append(arg.split("=", 1)[1])
         elif arg in ("-e", "--editable"):
-            local = True
+            local = project = True
             index += 1
         elif arg.startswith(("-r", "-c")) and not arg.startswith("--") and len(arg) > 2:
             requirements.append(arg[2:])
         elif arg.startswith(("-e", "--editable=")):
-            local = True
+            local = project = True
         elif arg in _PIP_VALUE_OPTIONS:
             index += 1
         elif not arg.startswith("-"):
             local = local or _looks_local(arg)
             named = named or not _looks_local(arg)
+            project = project or (_looks_local(arg) and not arg.endswith(_ARCHIVES))
         index += 1
     if local or any(_looks_local(r) and r.startswith("$") for r in requirements):
-        return Step("source", manager, no_cache=no_cache)
+        with_deps = "--no-deps" not in args and "--no-index" not in args
+        return Step("source", manager, no_cache=no_cache, project=project and with_deps)
     if requirements:
         return Step("dep", manager, tuple(requirements), no_cache=no_cache)
     return Step("named" if named else "other", manager, no_cache=no_cache)
 
 
 def _uv(program: str, args: list[str]) -> Step:
-    """uv: ``uv pip install`` reads like pip; ``uv sync --no-install-project`` is deps only."""
-    positionals = _positionals(args)
+    """uv: ``uv pip install`` reads like pip; ``uv sync --no-install-project`` is deps only.
+
+    ``--no-cache`` (``-n``) is a global option, so it may come before the subcommand.
+    """
+    positionals = _positionals(args, frozenset({"--cache-dir", "--python", "-p", "--directory",
+                                                "--project", "--extra", "--group"}))
+    no_cache = "--no-cache" in args or "-n" in args
+    if positionals[:2] == ["pip", "sync"]:
+        files = tuple(positionals[2:])
+        return Step("dep", "uv", files, no_cache=no_cache) if files else Step("other", "uv")
     if positionals[:1] == ["pip"]:
-        return _pip(program, args[args.index("pip") + 1:], "uv")
+        step = _pip(program, args[args.index("pip") + 1:], "uv")
+        return replace(step, no_cache=step.no_cache or no_cache)
     if positionals[:1] == ["sync"]:
         if "--no-install-project" in args or "--only-deps" in args:
-            return Step("dep", "uv", ("pyproject.toml",), ("uv.lock",))
-        return Step("source", "uv")
+            return Step("dep", "uv", ("pyproject.toml",), ("uv.lock",), no_cache=no_cache)
+        return Step("source", "uv", no_cache=no_cache, project="--no-install-workspace" not in args)
     return Step("cheap" if positionals[:1] in (["venv"], ["python"]) else "other", "uv")
 
 
@@ -342,7 +360,7 @@ def _poetry(program: str, args: list[str]) -> Step:
     if positionals[:1] == ["install"]:
         if "--no-root" in args or "--no-directory" in args:
             return Step("dep", "poetry", ("pyproject.toml",), ("poetry.lock",))
-        return Step("source", "poetry")
+        return Step("source", "poetry", project="--only-root" not in args)
     return Step("cheap" if positionals[:1] == ["config"] else "other", "poetry")
 
 

@@ -1,5 +1,8 @@
 """``apt-update-separate``: ``apt-get update`` in a RUN of its own, the install in a later one.
 
+The RUN of its own may also upgrade (``apt-get update && apt-get upgrade -y``): it still
+installs nothing new, so the later install reads the index it cached.
+
 apt's index (``/var/lib/apt/lists``) is the cache that ``apt-get update`` leaves behind; an
 update in its own RUN is reported once, here, and its fix merges it into the install and
 removes the lists (cleaning in a later layer would not shrink the image), so
@@ -14,7 +17,7 @@ from ..finding import Context, Finding
 from ..fixes import append_command, unified_diff
 from ..runs import RunInfo, run_info
 
-__all__ = ["apt_steps", "apt_update_separate"]
+__all__ = ["apt_steps", "apt_update_separate", "lone_updates"]
 
 
 def apt_steps(info: RunInfo) -> set[str]:
@@ -26,19 +29,39 @@ def apt_steps(info: RunInfo) -> set[str]:
     return kinds
 
 
+_UPGRADES = frozenset({"upgrade", "dist-upgrade", "full-upgrade"})
+
+
+def _updates_only(info: RunInfo) -> bool:
+    """A RUN whose apt commands refresh the index, and at most upgrade what is installed.
+
+    ``apt-get update && apt-get upgrade -y`` installs nothing new, so a later RUN that
+    installs packages reads the index this layer cached, exactly as after a lone update.
+    """
+    if "os-update" not in apt_steps(info):
+        return False
+    return all(step.kind != "os-install" or
+               bool(_UPGRADES.intersection(w for w in command.words if not w.startswith("-")))
+               for command, step in zip(info.commands, info.steps, strict=True)
+               if step.manager == "apt")
+
+
 def _apt_lists_mounted(info: RunInfo) -> bool:
     """apt's lists live in a cache mount, so no layer keeps (or goes stale with) them."""
     return any(t.rstrip("/") in ("/var/lib/apt", "/var/lib/apt/lists")
                for t in info.cache_targets())
 
 
-def apt_update_separate(ctx: Context) -> list[Finding]:
-    """``apt-get update`` alone in a RUN, with the install in a later RUN of the stage."""
-    findings = []
+def lone_updates(ctx: Context) -> list[tuple[RunInfo, list[RunInfo]]]:
+    """Each RUN that only updates (and upgrades), with the later RUNs that install after it.
+
+    ``package-cache-kept`` asks too: the lists such a RUN keeps are this rule's finding.
+    """
+    found = []
     for stage in ctx.dockerfile.stages:
         infos = [run_info(i) for i in stage.instructions if i.keyword == "RUN"]
         for position, info in enumerate(infos):
-            if apt_steps(info) != {"os-update"} or _apt_lists_mounted(info):
+            if not _updates_only(info) or _apt_lists_mounted(info):
                 continue
             later = []
             for other in infos[position + 1:]:
@@ -46,18 +69,27 @@ def apt_update_separate(ctx: Context) -> list[Finding]:
                     break
                 if apt_steps(other) == {"os-install"}:
                     later.append(other)
-            if not later:
-                continue
-            ins = info.instruction
-            message = (
-                f"`apt-get update` runs in its own RUN (line {ins.start_line}) and the install "
-                f"in another (line {later[0].instruction.start_line}): the cached index layer "
-                f"goes stale while the install layer changes, and the index stays in the image; "
-                f"update, install and remove /var/lib/apt/lists/* in one RUN"
-            )
-            fix = _merge_apt(ctx, info, later)
-            findings.append(Finding("apt-update-separate", ins.start_line, message, fix,
-                                    ins.display()))
+            if later:
+                found.append((info, later))
+    return found
+
+
+def apt_update_separate(ctx: Context) -> list[Finding]:
+    """``apt-get update`` alone in a RUN, with the install in a later RUN of the stage."""
+    findings = []
+    for info, later in lone_updates(ctx):
+        ins = info.instruction
+        alone = "`apt-get update`" if apt_steps(info) == {"os-update"} else \
+            "`apt-get update` (with the upgrade)"
+        message = (
+            f"{alone} runs in its own RUN (line {ins.start_line}) and the install "
+            f"in another (line {later[0].instruction.start_line}): the cached index layer "
+            f"goes stale while the install layer changes, and the index stays in the image; "
+            f"update, install and remove /var/lib/apt/lists/* in one RUN"
+        )
+        fix = _merge_apt(ctx, info, later)
+        findings.append(Finding("apt-update-separate", ins.start_line, message, fix,
+                                ins.display()))
     return findings
 
 
@@ -65,8 +97,8 @@ def _merge_apt(ctx: Context, update: RunInfo, later: list[RunInfo]) -> str | Non
     """Fold a lone ``apt-get update`` into the single RUN that installs after it."""
     df = ctx.dockerfile
     ins = update.instruction
-    if len(later) != 1 or len(update.commands) != 1 or ins.heredocs or ins.exec_form or \
-            ins.end_line != ins.start_line:
+    if len(later) != 1 or any(step.manager != "apt" for step in update.steps) or \
+            ins.heredocs or ins.exec_form or ins.end_line != ins.start_line:
         return None
     target = later[0].instruction
     if target.heredocs or target.exec_form is not None:

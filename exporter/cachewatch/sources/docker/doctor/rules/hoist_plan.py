@@ -27,7 +27,7 @@ from ..shell import Command
 from ..stages import stage_chain
 from ..volatility import volatility
 
-__all__ = ["Hoist", "hoist_plan"]
+__all__ = ["Hoist", "hoist_plan", "mounts_context"]
 
 
 # Cheap commands that may read the files they are given: hoisting them above a source copy
@@ -87,7 +87,7 @@ def _installed_before(df: Dockerfile, stage: Stage, copy_at: int) -> set[tuple[s
     return done
 
 
-def _mounts_context(ins: Instruction) -> bool:
+def mounts_context(ins: Instruction) -> bool:
     """A ``--mount=type=bind`` of the whole build context: the step then depends on all of it."""
     return any(m.get("type") == "bind" and "from" not in m
                and clean_source(m.get("source", ".")) in ROOT_SOURCES for m in ins.mounts())
@@ -95,7 +95,7 @@ def _mounts_context(ins: Instruction) -> bool:
 
 def _hoistable_run(info: RunInfo) -> bool:
     """A RUN that only installs or prepares, never touching the project's files."""
-    return info.readable and bool(info.commands) and not _mounts_context(info.instruction) and all(
+    return info.readable and bool(info.commands) and not mounts_context(info.instruction) and all(
         _hoistable_command(c, s) for c, s in zip(info.commands, info.steps, strict=True)
     )
 
@@ -103,7 +103,7 @@ def _hoistable_run(info: RunInfo) -> bool:
 def _dependency_prefix(info: RunInfo) -> int:
     """How many leading ``&&``-joined commands of a RUN install dependencies only (0 if none)."""
     ins = info.instruction
-    if not info.readable or ins.heredocs or ins.exec_form is not None or _mounts_context(ins):
+    if not info.readable or ins.heredocs or ins.exec_form is not None or mounts_context(ins):
         return 0
     count = 0
     for command, step in zip(info.commands, info.steps, strict=True):

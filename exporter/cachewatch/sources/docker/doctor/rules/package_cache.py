@@ -16,6 +16,7 @@ from ..installers import Step
 from ..runs import RunInfo, run_info
 from ..shell import Command
 from ..stages import final_stages, stage_state
+from .apt_update import lone_updates
 
 __all__ = ["package_cache_kept"]
 
@@ -29,7 +30,9 @@ _CACHE_HOMES = {
     "tdnf": ("/var/cache/tdnf",),
     "pip": ("/.cache", "/pip"),
     "npm": (".npm",),
+    "uv": ("/.cache", "/uv"),
 }
+_MANAGERS = ("apt", "apk", "yum", "dnf", "microdnf", "tdnf", "pip", "uv", "npm")
 _CLEANUPS = {
     "apt": "rm -rf /var/lib/apt/lists/*",
     "apk": "rm -rf /var/cache/apk/*",
@@ -53,7 +56,15 @@ def _writes_cache(manager: str, steps: list[Step], env: dict[str, str]) -> bool:
         return any(not s.no_cache for s in installs) and not env.get("PIP_NO_CACHE_DIR")
     if manager == "npm":
         return bool(kinds & {"dep", "named"})
+    if manager == "uv":
+        installs = [s for s in steps if s.kind in ("dep", "named", "source")]
+        return any(not s.no_cache for s in installs) and not _truthy(env.get("UV_NO_CACHE"))
     return "os-install" in kinds
+
+
+def _truthy(value: str | None) -> bool:
+    """How uv reads a boolean environment variable (``1``, ``true``, ``yes``, ``on``)."""
+    return (value or "").strip("'\"").lower() in ("1", "true", "yes", "on")
 
 
 def _cleans(command: Command, manager: str) -> bool:
@@ -61,12 +72,14 @@ def _cleans(command: Command, manager: str) -> bool:
     words = [w for w in command.words if not w.startswith("-")]
     if not words or posixpath.basename(words[0]) != manager:
         return False
+    if manager == "uv":
+        return words[1:3] in (["cache", "clean"], ["cache", "prune"])
     return words[1:2] == ["clean"] or (manager == "npm" and words[1:3] == ["cache", "clean"])
 
 
 def _removes(path: str, manager: str) -> bool:
     """Whether ``rm`` of ``path`` removes ``manager``'s cache."""
-    if manager == "pip":
+    if manager in ("pip", "uv"):
         return "/.cache" in path or path.startswith(("~/.cache", "$HOME/.cache",
                                                      "${HOME}/.cache"))
     if manager == "npm":
@@ -82,17 +95,21 @@ def _keeps_cache(info: RunInfo, manager: str, env: dict[str, str]) -> bool:
     if not _writes_cache(manager, steps, env):
         return False
     homes = _CACHE_HOMES.get(manager, ())
-    if any(home in target for target in info.cache_targets() for home in homes):
+    moved = env.get("UV_CACHE_DIR", "").rstrip("/") if manager == "uv" else ""
+    if any(home in target for target in info.cache_targets()
+           for home in ((moved,) if moved else homes)):
         return False
     if manager != "apk" and any(_cleans(c, manager) for c in info.commands):
         return False
-    return not any(_removes(path, manager) for path in info.removed_paths())
+    return not any(_removes(path, manager) or (moved and path.startswith(moved))
+                   for path in info.removed_paths())
 
 
 def package_cache_kept(ctx: Context) -> list[Finding]:
     """Package installs in the shipped image that keep their download cache or index."""
     df = ctx.dockerfile
     final = final_stages(df)
+    reported = {info.instruction for info, _ in lone_updates(ctx)}
     findings = []
     for stage in df.stages:
         if stage.index not in final:
@@ -105,8 +122,8 @@ def package_cache_kept(ctx: Context) -> list[Finding]:
             env = dict(state.env_before[index])
             for command in info.commands:
                 env.update(dict(command.env))
-            managers = [m for m in ("apt", "apk", "yum", "dnf", "microdnf", "tdnf", "pip", "npm")
-                        if _keeps_cache(info, m, env)]
+            managers = [m for m in _MANAGERS if _keeps_cache(info, m, env)
+                        and not (m == "apt" and ins in reported)]
             if managers:
                 findings.append(_cache_finding(ctx, info, managers))
     return findings
@@ -116,7 +133,8 @@ def _cache_finding(ctx: Context, info: RunInfo, managers: list[str]) -> Finding:
     """The finding for one RUN, with a fix that cleans in the same layer."""
     ins = info.instruction
     what = {"apt": "apt's package index (/var/lib/apt/lists)", "apk": "apk's index cache",
-            "pip": "pip's wheel cache", "npm": "npm's cache (~/.npm)"}
+            "pip": "pip's wheel cache", "uv": "uv's cache (~/.cache/uv)",
+            "npm": "npm's cache (~/.npm)"}
     kept = ", ".join(what.get(m, f"{m}'s cache") for m in managers)
     message = (
         f"this RUN leaves {kept} in the image layer: it is shipped and pulled with every "
@@ -128,7 +146,7 @@ def _cache_finding(ctx: Context, info: RunInfo, managers: list[str]) -> Finding:
 
 
 def _cache_fix(ctx: Context, ins: Instruction, managers: list[str]) -> str | None:
-    """``--no-cache-dir`` for pip, a cleanup command at the end of the RUN for the rest."""
+    """``--no-cache-dir`` for pip, ``--no-cache`` for uv, a cleanup command for the rest."""
     df = ctx.dockerfile
     lines: list[str] | None = list(df.lines)
     if "pip" in managers:
@@ -136,6 +154,11 @@ def _cache_fix(ctx: Context, ins: Instruction, managers: list[str]) -> str | Non
         for number in range(ins.start_line, ins.end_line + 1):
             if "--no-cache-dir" not in lines[number - 1]:
                 lines[number - 1] = pattern.sub(r"\1 --no-cache-dir", lines[number - 1])
+    if "uv" in managers:
+        pattern = re.compile(r"(\buv(?:\s+pip)?\s+(?:install|sync))\b")
+        for number in range(ins.start_line, ins.end_line + 1):
+            if "--no-cache" not in lines[number - 1]:
+                lines[number - 1] = pattern.sub(r"\1 --no-cache", lines[number - 1])
     cleanups = [_CLEANUPS[m] for m in managers if m in _CLEANUPS]
     if cleanups:
         lines = append_command(lines, df.escape, ins, " && ".join(cleanups))

@@ -20,6 +20,7 @@ from ..fixes import unified_diff
 from ..installers import CHEAP_KINDS, INSTALL_KINDS
 from ..runs import run_info
 from ..volatility import volatility
+from ..wording import line_list
 
 __all__ = ["volatile_arg_early"]
 
@@ -90,10 +91,11 @@ def volatile_arg_early(ctx: Context) -> list[Finding]:
     return findings
 
 
-def _line_list(insts: list[Instruction], indexes: list[int]) -> str:
-    """``4, 6, 9 and 2 more``: the lines of the steps a finding names."""
-    return ", ".join(str(insts[j].start_line) for j in indexes[:5]) + (
-        f" and {len(indexes) - 5} more" if len(indexes) > 5 else "")
+def _rebuilt(insts: list[Instruction], indexes: list[int]) -> str:
+    """``the step at line 4 rebuilds``, ``the steps at lines 4, 6 and 9 rebuild``."""
+    lines = line_list([insts[j].start_line for j in indexes])
+    return f"the step at {lines} rebuilds" if len(indexes) == 1 else \
+        f"the steps at {lines} rebuild"
 
 
 def _env_volatility(name: str, value: str) -> str | None:
@@ -116,12 +118,13 @@ def _volatile_env_finding(
     if not wasted:
         return None
     ins = insts[index]
-    lines = _line_list(insts, wasted)
+    rebuilt = _rebuilt(insts, wasted)
     why = "a date" if kind == "date" else "a commit id"
     message = (
         f"`ENV {name}` holds {why}, rewritten for each release or build; a changed ENV changes "
-        f"the cache key of every later step, so the step(s) at line {lines} rebuild each time; "
-        f"set it after them (or pass it as a build argument where it is needed)")
+        f"the cache key of every later step, so {rebuilt} each time; set it after "
+        f"{'it' if len(wasted) == 1 else 'them'} (or pass it as a build argument where it is "
+        f"needed)")
     fix = None
     if len(env_pairs(ins)) == 1:
         fix = _move_arg(ctx, insts, facts, index, {name}, wasted, pairs=1)
@@ -147,12 +150,12 @@ def _volatile_finding(
     if not wasted:
         return None
     ins = insts[index]
-    lines = _line_list(insts, wasted)
+    rebuilt = _rebuilt(insts, wasted)
     why = "changes on every build" if kind == "date" else "changes on every commit"
     message = (
         f"`{name}` {why} and is in scope from line {ins.start_line}; Docker uses a changed "
-        f"build argument at the first RUN after it, so the step(s) at line {lines} rebuild "
-        f"each time; declare it just before the step that needs it (or at the end)"
+        f"build argument at the first RUN after it, so {rebuilt} each "
+        f"time; declare it just before the step that needs it (or at the end)"
     )
     fix = None if derived else _move_arg(ctx, insts, facts, index, names, wasted)
     return Finding("volatile-arg-early", ins.start_line, message, fix, ins.display())
