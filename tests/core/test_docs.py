@@ -19,7 +19,7 @@ from cachewatch.bundle.rules import alert_rules, recording_rules
 from cachewatch.bundle.thresholds import Thresholds
 from cachewatch.sources import layers, specs
 
-from support import ROOT, require
+from support import ROOT, require, settings
 
 DOCS = ROOT / "docs"
 RUNBOOK_PARTS = ("**What it means.**", "**Confirm.**", "**Likely causes.**", "**What to do.**")
@@ -189,3 +189,21 @@ def test_make_docs_builds_the_site_into_the_ignored_site_folder():
     assert "mkdocs build --strict" in recipe
     assert yaml.safe_load((ROOT / "mkdocs.yml").read_text())["site_dir"] == "site"
     assert "site/" in (ROOT / ".gitignore").read_text().splitlines()
+
+
+@pytest.mark.e2e  # runs the README's shell block (bash, curl) against a real exporter
+def test_the_readme_push_example_is_counted(exporter_factory):
+    import httpx
+
+    require("curl", "curl")
+    readme = (ROOT / "README.md").read_text()
+    block = next(b for b in re.findall(r"```sh\n(.*?)```", readme, re.S) if "/api/v1/caches" in b)
+    exporter = exporter_factory(settings([], **{"redis.enabled": False}))
+    script = block.replace("http://127.0.0.1:10150", exporter.url)
+    run = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=30,
+                         check=True)
+    assert json.loads(run.stdout) == {"accepted": 1, "instance": "checkout-1"}
+    metrics = httpx.get(exporter.url + "/metrics").text
+    for result, count in (("hit", 900), ("miss", 100)):
+        assert (f'cachewatch_cache_lookups_total{{cache="products",layer="app",'
+                f'result="{result}"}} {count}.0') in metrics.splitlines()
