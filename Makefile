@@ -13,8 +13,8 @@ demo:  ## feed every source of a running `make run` for 3 minutes (ARGS="--durat
 lint:
 	scripts/venv.sh test && .venv/bin/ruff check .
 
-docs:  ## regenerate the README configuration table and metric reference
-	scripts/venv.sh && .venv/bin/python scripts/update_readme.py
+docs:  ## regenerate the configuration and metric references in docs/, then build the site into site/
+	scripts/venv.sh docs && .venv/bin/python scripts/update_docs.py && .venv/bin/mkdocs build --strict
 
 golden:  ## regenerate tests/golden/<source>.prom (the whole /metrics per source); review the diff
 	scripts/venv.sh test && CACHEWATCH_UPDATE_GOLDEN=1 .venv/bin/python -m pytest -q tests/core/test_golden.py
@@ -31,4 +31,4 @@ bench:  ## run the benchmarks (needs prometheus-redis-exporter for the side-by-s
 	  && .venv/bin/python benchmarks/receiver_flood.py
 
 clean:
-	rm -rf .venv .pytest_cache .ruff_cache .hypothesis build *.egg-info
+	rm -rf .venv .pytest_cache .ruff_cache .hypothesis build site *.egg-info

@@ -91,7 +91,7 @@ def memcached(memcached_factory: Callable[..., MemcachedServer]) -> MemcachedSer
 
 @pytest.fixture
 def redis_auth(redis_factory: Callable[..., RedisServer]) -> RedisServer:
-    """requirepass for the default user, plus ACL users: the least privilege the README asks
+    """requirepass for the default user, plus ACL users: the least privilege the docs ask
     for (``+info +ping``), and one without ``+info``."""
     return redis_factory(
         "--requirepass", ADMIN_PASSWORD,

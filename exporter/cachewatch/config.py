@@ -3,7 +3,7 @@
 The core settings (listen address, port, logging) live here; every source brings its own sections
 (``cachewatch.sources``), and ``Settings`` is assembled from both. pydantic-settings merges the
 three sources; a bad value stops start-up with a ``ConfigError`` that names the setting in all
-three spellings and says how to fix it. Flags, the README table and those errors are derived from
+three spellings and says how to fix it. Flags, the docs' table and those errors are derived from
 the same field definitions (``setting_rows``), so a setting is defined exactly once.
 """
 
@@ -62,7 +62,7 @@ class WebSettings(BaseModel):
         default=None,
         description="web configuration file in the Prometheus exporter-toolkit format: TLS "
         "(`tls_server_config`) and basic auth (`basic_auth_users`) for every endpoint; see "
-        "[Security](#security)",
+        "[Security](security.md)",
         json_schema_extra=flag("--web.config.file", metavar="FILE",
                                help="TLS and basic auth, in the exporter-toolkit web config "
                                "format (the file node_exporter takes)"))
@@ -324,7 +324,8 @@ _PLAIN = {
     "bool_type": "must be true or false", "string_type": "must be text",
     "list_type": "must be a list", "dict_type": "must be a mapping of settings",
     "model_type": "must be a mapping of settings", "missing": "is required",
-    "extra_forbidden": "unknown setting (a typo?); see `cachewatch serve --help` or the README",
+    "extra_forbidden": "unknown setting (a typo?); see `cachewatch serve --help` or the "
+                       "configuration reference (docs/configuration.md)",
 }
 _BOUNDS = {"greater_than_equal": ("ge", "at least"), "greater_than": ("gt", "more than"),
            "less_than_equal": ("le", "at most"), "less_than": ("lt", "less than"),
@@ -383,7 +384,7 @@ def _short(value: Any) -> str:
 
 
 def settings_table() -> str:
-    """The README's configuration table (``make docs``), derived from the settings models."""
+    """docs/configuration.md's reference table (``make docs``), from the settings models."""
     lines = ["| YAML key | flag | env var | default | meaning |", "|---|---|---|---|---|"]
     for row in setting_rows():
         if row.flag is None:

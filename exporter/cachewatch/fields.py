@@ -1,7 +1,7 @@
 """Building blocks every source's settings model uses: durations, flags, file checks, redaction.
 
 A setting is defined once, as a pydantic field; ``flag()`` attaches its command-line spelling and
-how its default reads in docs, so the CLI, the README table and the error messages are all derived
+how its default reads in docs, so the CLI, the docs' table and the error messages are all derived
 from that one definition (``config.setting_rows``).
 """
 
@@ -64,7 +64,7 @@ def flag(name: str | None = None, *, default: str | None = None, metavar: str | 
     """Field metadata (``json_schema_extra``): the setting's flag and its documented default.
 
     ``name`` is the long flag (``--state-url``), or ``None`` for a setting with only an env
-    var and a YAML key; ``default`` is how the default reads in ``--help`` and the README when its
+    var and a YAML key; ``default`` is how the default reads in ``--help`` and the docs when its
     Python value says it badly; ``help`` is a shorter text for ``--help`` than the description.
     """
     meta: dict[str, Any] = {}

@@ -143,9 +143,9 @@ def test_every_alert_is_unit_tested_annotated_and_has_a_runbook():
     cases = [case for test in tests["tests"] for case in test.get("alert_rule_test", [])]
     tested = {case["alertname"] for case in cases if case["exp_alerts"]}
     quiet = {case["alertname"] for case in cases if not case["exp_alerts"]}
-    readme = (ROOT / "README.md").read_text()
+    runbooks = (ROOT / "docs" / "alerts.md").read_text()
     anchors = {re.sub(r"[^a-z0-9]+", "", line.lstrip("#").strip().lower())
-               for line in readme.splitlines() if line.startswith("### ")}
+               for line in runbooks.splitlines() if line.startswith("### ")}
     for rule in alert_rules(thresholds):
         assert rule["alert"] in tested, f"{rule['alert']} has no promtool test where it fires"
         assert rule["alert"] in quiet, f"{rule['alert']} has no promtool test where it must not"
@@ -153,7 +153,10 @@ def test_every_alert_is_unit_tested_annotated_and_has_a_runbook():
         assert rule["labels"]["severity"] in ("warning", "critical")
         assert set(rule["annotations"]) == {"summary", "description", "runbook_url",
                                             "dashboard_url"}
-        assert rule["annotations"]["runbook_url"].split("#")[1] in anchors, rule["alert"]
+        page, anchor = rule["annotations"]["runbook_url"].split("#")
+        assert page == thresholds.runbook_url, rule["alert"]
+        assert anchor == rule["alert"].lower(), rule["alert"]
+        assert anchor in anchors, rule["alert"]
 
 
 def test_bad_thresholds_are_refused_with_the_reason(tmp_path):

@@ -161,14 +161,15 @@ def test_help_documents_every_flag_and_its_env_var():
         assert env in text
 
 
-def test_readme_tables_are_generated_from_the_contract_and_the_settings():
-    readme = (ROOT / "README.md").read_text()
+def test_the_reference_pages_are_generated_from_the_contract_and_the_settings():
     generated = run("metrics").stdout
     assert generated == contract.markdown_table(specs())
-    for name, table in (("metrics", generated), ("settings", settings_table())):
-        start = readme.index(f"<!-- {name}:start -->\n") + len(f"<!-- {name}:start -->\n")
-        end = readme.index(f"<!-- {name}:end -->")
-        assert readme[start:end] == table, "README is stale: run `make docs`"
+    for page, name, table in (("metrics.md", "metrics", generated),
+                              ("configuration.md", "settings", settings_table())):
+        text = (ROOT / "docs" / page).read_text()
+        start = text.index(f"<!-- {name}:start -->\n") + len(f"<!-- {name}:start -->\n")
+        end = text.index(f"<!-- {name}:end -->")
+        assert text[start:end] == table, f"docs/{page} is stale: run `make docs`"
 
 
 def test_serve_with_1100_idle_connections_keeps_answering_and_logging_nothing(serve):

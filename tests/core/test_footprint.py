@@ -59,7 +59,7 @@ def test_memory_after_200_scrapes_stays_near_the_floor_of_its_stack(redis_plain,
     200 scrapes' worth of working set) stays within 9 MB. It was 7 MB with four sources; the
     CI-cache receiver (on by default), the Redis Cluster and doctor code, the flood guards and
     the status page's finer history cost about 1.9 MB more, measured at 8.6 to 8.8 MB (issue 26
-    aims lower). The README's benchmark shows both."""
+    aims lower). The Performance page's benchmark shows both."""
     modules = [m for m in _python(SERVE_PATH).split()
                if m.split(".")[0] not in sys.stdlib_module_names and not m.startswith(
                    ("cachewatch", "_"))]

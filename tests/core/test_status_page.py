@@ -322,17 +322,18 @@ def test_docs_render_offline_in_a_browser(browser, exporter_factory):
     assert problems == []
 
 
-@pytest.mark.e2e  # runs the README's shell block (bash, curl)
-def test_the_readme_push_example_pasted_as_is_shows_on_the_page(exporter_factory):
-    """The Push API example, copied from the README into a shell: counted, at the rates the
-    README says (a `started_at` older than the exporter used to make it count nothing)."""
+@pytest.mark.e2e  # runs the docs' shell block (bash, curl)
+def test_the_docs_push_example_pasted_as_is_shows_on_the_page(exporter_factory):
+    """The Push API example, copied from the docs (Application caches) into a shell: counted,
+    at the rates the page says (a `started_at` older than the exporter used to make it count
+    nothing)."""
     import subprocess
 
     from support import ROOT
 
     require("curl", "curl")
-    readme = (ROOT / "README.md").read_text()
-    block = next(b for b in re.findall(r"```sh\n(.*?)```", readme, re.S)
+    doc = (ROOT / "docs" / "sources" / "app-caches.md").read_text()
+    block = next(b for b in re.findall(r"```sh\n(.*?)```", doc, re.S)
                  if "/api/v1/caches" in b and "started_at" in b)
     exporter = exporter_factory(settings([], **{"redis.enabled": False}))
     # `date +%s` is whole seconds: an exporter started in this same second would see the
@@ -345,7 +346,7 @@ def test_the_readme_push_example_pasted_as_is_shows_on_the_page(exporter_factory
     page = httpx.get(exporter.url + "/").text
     assert _cells(page, "app", "products") == ["91.2%", "91.2%"]
     assert _cells(page, "app", "products-redis") == ["69.3%", "69.3%"]
-    assert re.search(r"`products` at 91\.2 % and `products-redis` at 69\.3 %", readme)
+    assert re.search(r"`products` at 91\.2 % and `products-redis` at 69\.3 %", doc)
 
 
 @pytest.mark.e2e

@@ -339,13 +339,13 @@ def test_cachewatch_serve_takes_the_web_config_flag(pki, tmp_path):
     assert "hunter2-Plain" not in failed.stderr + failed.stdout
 
 
-def test_the_readme_web_config_example_loads(tmp_path, pki):
-    """The Security section's file, with certificates of our own under its names."""
+def test_the_docs_web_config_example_loads(tmp_path, pki):
+    """The Security page's file, with certificates of our own under its names."""
     from support import ROOT
 
-    readme = (ROOT / "README.md").read_text()
-    start = readme.index("# web-config.yml\n")
-    example = readme[start:readme.index("```", start)]
+    page = (ROOT / "docs" / "security.md").read_text()
+    start = page.index("# web-config.yml\n")
+    example = page[start:page.index("```", start)]
     for ours, theirs in (("cert", "server.crt"), ("key", "server.key"),
                          ("ca", "scrapers-ca.crt")):
         (tmp_path / theirs).write_bytes(pki[ours].read_bytes())

@@ -219,7 +219,8 @@ def _milliseconds(value: float) -> str:
     return f"{round(value * 1000, 6):g}ms"
 
 
-_RUNBOOKS = "https://github.com/cachewatch/cachewatch/blob/main/README.md"
+# The runbooks page of the docs; each alert links to its section, `#` + its name in lower case.
+_RUNBOOKS = "https://github.com/cachewatch/cachewatch/blob/main/docs/alerts.md"
 
 
 @dataclass(frozen=True)
@@ -243,7 +244,8 @@ class Thresholds:
     errors_window: str = threshold("10m", check=duration)
     max_errors: int = 3
     runbook_url: str = threshold(_RUNBOOKS, flag=Flag(
-        "Where the runbooks (README) live; alerts link to it", show_default=False,
+        "The runbooks page (docs/alerts.md, or where your docs site serves it); each alert "
+        "links to its section, URL#alertname", show_default=False,
         metavar="URL"))
     grafana_url: str = threshold("http://localhost:3000", flag=Flag(
         "Grafana, for alerts' dashboard links.", parse=lambda url: url.rstrip("/"),

@@ -379,8 +379,8 @@ class Families:
 
 
 def markdown_table(specs: Iterable[MetricSpec]) -> str:
-    """The README's metric reference for ``specs`` (``sources.specs()``: the core's and every
-    registered source's), generated so it cannot drift from the code."""
+    """docs/metrics.md's reference table for ``specs`` (``sources.specs()``: the core's and
+    every registered source's), generated so it cannot drift from the code."""
     rows = ["| metric | type | labels | meaning |", "|---|---|---|---|"]
     for spec in specs:
         labels = ", ".join(f"`{label}`" for label in spec.labels)

@@ -198,7 +198,7 @@ def _sources_html(page: PageContext, by_layer: dict[str, list[Row]],
         elif enabled and source.first_step:
             out.append(f'<p class="idle" data-source="{html.escape(source.name)}"><b>'
                        f"{html.escape(source.title or source.name)}</b>: nothing seen yet; "
-                       f"to feed it, {source.first_step} (README, &ldquo;Sources&rdquo;).</p>")
+                       f"to feed it, {source.first_step} (docs, &ldquo;Sources&rdquo;).</p>")
     known = {layer.name for layer in layers()}
     out += [_layer_html(Layer(name, name), layer_rows, page.goals, found.get(name, {}))
             for name, layer_rows in by_layer.items() if name not in known]

@@ -417,7 +417,7 @@ class AppCacheCollector(Source):
                        429: {"description": "app.max_instances reached"}},
         )
         async def push(request: Request) -> JSONResponse:
-            """Counters are cumulative since the instance started; see the README."""
+            """Counters are cumulative since the instance started (docs: Application caches)."""
             return await self._receive(request)
 
         return router

@@ -1,10 +1,11 @@
 """The application caches' part of the status page: multi-level chains and expired instances.
 
 A two-level cache (L1 in-process, L2 Redis) is judged by its effective hit rate, the lookups
-that never reached the source: (L1 hits + L2 hits on L1 misses) / L1 lookups, the README
-example's figure and the dashboard's "Two-level effective hit rate". It is shown next to each
-level's own rate, over the counts since the exporter started (as the example computes it).
-An instance that stopped pushing and expired says so, rather than vanishing from the page.
+that never reached the source: (L1 hits + L2 hits on L1 misses) / L1 lookups, the figure of the
+two-level example (docs, Application caches) and the dashboard's "Two-level effective hit rate".
+It is shown next to each level's own rate, over the counts since the exporter started (as the
+example computes it). An instance that stopped pushing and expired says so, rather than
+vanishing from the page.
 """
 
 from __future__ import annotations

@@ -78,7 +78,7 @@ class BuildkitSettings(BaseModel):
     targets: list[BuildkitTarget] = Field(
         default_factory=list, max_length=100,
         description="daemons whose history is followed; a buildx `docker-container` builder runs"
-        " one (see the README)",
+        " one ([A buildx builder](sources/docker-builds.md#a-buildx-builder))",
         json_schema_extra=flag("--buildkit-target", default="[]", metavar="[NAME=]ADDR",
                                help="BuildKit daemon to follow, [NAME=]ADDR (unix:///path,"
                                " tcp://host:port)"))

@@ -1,5 +1,6 @@
-"""The README's snippets, pasted as they are: the Python one runs, the bundle one's thresholds
-are accepted without a warning (a P99 threshold off the bucket edges is one)."""
+"""The docs' snippets, pasted as they are: the instrumentation one (Application caches) runs,
+the bundle one's thresholds (Alerts and runbooks) are accepted without a warning (a P99 threshold
+off the bucket edges is one)."""
 
 from __future__ import annotations
 
@@ -13,15 +14,16 @@ from cachewatch.metrics import contract
 
 from support import ROOT
 
-README = (ROOT / "README.md").read_text()
+DOCS = ROOT / "docs"
 
 
-def _blocks(language: str) -> list[str]:
-    return re.findall(rf"```{language}\n(.*?)```", README, re.S)
+def _blocks(page: str, language: str) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", (DOCS / page).read_text(), re.S)
 
 
 def test_the_instrumentation_snippet_runs_as_pasted(tmp_path):
-    snippet = next(b for b in _blocks("python") if "instrument_cachetools(" in b)
+    snippet = next(b for b in _blocks("sources/app-caches.md", "python")
+                   if "instrument_cachetools(" in b)
     # nothing listens there: the pusher logs and goes on, the snippet itself must not fail
     script = snippet.replace("http://cachewatch:10150", "http://127.0.0.1:9") + \
         "\nload_user(1); load_user(1)\nsessions['a'] = 1\n" \
@@ -33,7 +35,7 @@ def test_the_instrumentation_snippet_runs_as_pasted(tmp_path):
 
 
 def test_the_bundle_example_sets_its_p99_on_a_bucket_edge():
-    line = next(line for b in _blocks("sh") for line in b.splitlines()
+    line = next(line for b in _blocks("alerts.md", "sh") for line in b.splitlines()
                 if line.startswith("cachewatch bundle") and "--p99" in line)
     words = shlex.split(line)
     p99 = parse_duration(words[words.index("--p99") + 1])
