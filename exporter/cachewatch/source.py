@@ -193,6 +193,8 @@ class SourcePackage:
     activity: tuple[Activity, ...] = ()
     # An HTML fragment for the empty status page: how to get this source's first numbers.
     first_step: str = ""
+    # Its page under docs/ (``sources/redis.md``), which the empty status page links.
+    docs: str = ""
     # "module:function" adding the source's own commands to the CLI (lazily imported).
     commands: str | None = None
     # Its ``cachewatch doctor``, if it has one (the core dispatches by argument).

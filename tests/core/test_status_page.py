@@ -158,11 +158,15 @@ class _Links(HTMLParser):
     def __init__(self) -> None:
         super().__init__()
         self.urls: list[str] = []
+        self.loads: list[str] = []  # what the browser fetches to show the page (not <a> links)
         self.scripts = 0
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         self.scripts += tag == "script"
-        self.urls += [value for name, value in attrs if name in ("href", "src") and value]
+        found = [value for name, value in attrs if name in ("href", "src") and value]
+        self.urls += found
+        if tag != "a":
+            self.loads += found
 
 
 def test_page_shows_every_source_a_second_after_it_was_pushed(exporter_factory):
@@ -178,7 +182,15 @@ def test_page_shows_every_source_a_second_after_it_was_pushed(exporter_factory):
     links = _Links()
     links.feed(page)
     assert links.scripts == 0  # no JavaScript at all
-    assert not [u for u in links.urls if u.startswith(("http:", "https:", "//"))]
+    assert not [u for u in links.loads if u.startswith(("http:", "https:", "//"))]
+    # pulls were seen: the registry is not "nothing seen yet"; CI caches, never fed, say what
+    # feeds them and link their docs page
+    assert 'data-source="registry"' not in page
+    idle = re.search(r'<p class="idle" data-source="ci">(.*?)</p>', page)
+    assert idle
+    assert "nothing seen yet; to feed it, send a finished job's log to" in idle.group(1)
+    assert ('href="https://github.com/cachewatch/cachewatch/blob/main/docs/sources/'
+            'ci-caches.md"') in idle.group(1)
     assert '<meta http-equiv="refresh"' in page
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from ..defaults import DOCS_URL
 from ..fields import parse_duration, safe_yaml, yaml_error
 from ..metrics import contract
 
@@ -220,7 +221,7 @@ def _milliseconds(value: float) -> str:
 
 
 # The runbooks page of the docs; each alert links to its section, `#` + its name in lower case.
-_RUNBOOKS = "https://github.com/cachewatch/cachewatch/blob/main/docs/alerts.md"
+_RUNBOOKS = DOCS_URL + "alerts.md"
 
 
 @dataclass(frozen=True)

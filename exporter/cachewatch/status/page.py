@@ -22,6 +22,7 @@ from prometheus_client.metrics_core import Metric
 
 from .. import __version__
 from ..collectors.health import TargetState
+from ..defaults import DOCS_URL
 from ..source import Layer, Source, SourcePackage
 from ..sources import activity, layers, packages, probe_examples
 from .context import PageContext, percent
@@ -55,6 +56,21 @@ padding:.5em .9em;min-width:10em;flex:1 1 10em}
 code,li,p{overflow-wrap:anywhere}
 @media (max-width:600px){body{margin:.8em} .tile{min-width:8em}}
 """
+
+
+def _has_activity(source: SourcePackage, page: PageContext) -> bool:
+    """Whether the source's activity (pulls per repository...) has counts: then it has been
+    fed, though no cache of its own shows a hit rate, and saying "nothing seen yet" would lie."""
+    kinds = {family.kind for family in source.activity}
+    return any(key[0] in kinds for key in page.snapshot.counters)
+
+
+def _docs_link(source: SourcePackage) -> str:
+    """`` (<a>its docs page</a>)``, or nothing for a source without one."""
+    if not source.docs:
+        return ""
+    url = html.escape(DOCS_URL + source.docs)
+    return f' (<a href="{url}">{html.escape(source.title or source.name)} docs</a>)'
 
 
 def _state(row: Row) -> tuple[str, str, str]:
@@ -195,10 +211,10 @@ def _sources_html(page: PageContext, by_layer: dict[str, list[Row]],
         own = _section(source, page) if enabled or tables else ""
         if tables or own:
             out.append(tables + own)
-        elif enabled and source.first_step:
+        elif enabled and source.first_step and not _has_activity(source, page):
             out.append(f'<p class="idle" data-source="{html.escape(source.name)}"><b>'
                        f"{html.escape(source.title or source.name)}</b>: nothing seen yet; "
-                       f"to feed it, {source.first_step} (docs, &ldquo;Sources&rdquo;).</p>")
+                       f"to feed it, {source.first_step}{_docs_link(source)}.</p>")
     known = {layer.name for layer in layers()}
     out += [_layer_html(Layer(name, name), layer_rows, page.goals, found.get(name, {}))
             for name, layer_rows in by_layer.items() if name not in known]

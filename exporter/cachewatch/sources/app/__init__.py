@@ -9,6 +9,7 @@ SOURCE = SourcePackage(
     name="app",
     title="in-process caches",
     layers=(Layer("app", "Application caches"),),
+    docs="sources/app-caches.md",
     first_step="push cache counters to <code>/api/v1/caches</code>",
     sections=(Section("app", AppCacheSettings, "cachewatch.sources.app.push:build"),),
     bundle="cachewatch.sources.app.bundle",

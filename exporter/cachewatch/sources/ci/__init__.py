@@ -17,6 +17,7 @@ SOURCE = SourcePackage(
     name="ci",
     title="CI caches",
     layers=(Layer("ci", "CI caches", receiver="ci-team", relay_path="ci"),),
+    docs="sources/ci-caches.md",
     first_step="send a finished job's log to <code>cachewatch ingest-job</code>",
     sections=(Section("ci", CiSettings, "cachewatch.sources.ci.receiver:build"),),
     commands="cachewatch.sources.ci.commands:register",

@@ -18,6 +18,7 @@ SOURCE = SourcePackage(
             # the engine's pulls: a layer already on the node is a hit (pulls.PullTracker)
             Layer("image_pull", "Node image pulls", receiver="platform-team",
                   relay_path="platform")),
+    docs="sources/docker-builds.md",
     first_step="pipe a build into <code>cachewatch ingest-build</code>",
     sections=(
         Section("builds", BuildSettings, "cachewatch.sources.docker.builds:build"),

@@ -13,6 +13,7 @@ SOURCE = SourcePackage(
     name="memcached",
     title="Memcached",
     layers=(Layer("memcached", "Memcached"),),
+    docs="sources/memcached.md",
     first_step="read a Memcached (<code>--enable-collector memcached --memcached-target "
                "host:11211</code>)",
     sections=(Section("memcached", MemcachedSettings,

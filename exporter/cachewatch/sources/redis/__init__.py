@@ -14,6 +14,7 @@ SOURCE = SourcePackage(
     name="redis",
     title="Redis",
     layers=(Layer("redis", "Redis", findings=REDIS_FINDINGS.family_name),),
+    docs="sources/redis.md",
     first_step="Give cachewatch a Redis to read (<code>--redis-target redis://host:6379</code>)",
     sections=(Section("redis", RedisSettings, "cachewatch.sources.redis.collector:build",
                       probe_example="redis://host:6379"),),

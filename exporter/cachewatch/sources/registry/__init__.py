@@ -13,6 +13,7 @@ SOURCE = SourcePackage(
                   receiver="platform-team", relay_path="platform"),),
     activity=(Activity(REGISTRY_IMAGE_PULLS.family_name, "pulls", "registry", "repository",
                        "Registry pulls by repository"),),
+    docs="sources/registry.md",
     first_step="point a registry's notifications at <code>/webhooks/registry</code>",
     sections=(
         Section("registry", RegistrySettings, "cachewatch.sources.registry.events:build"),
