@@ -127,7 +127,8 @@ class BuildSplitter:
         match = read(line)
         if match is None:
             return
-        key = stream_of(match.string[: match.start()])
+        at = match.start()
+        key = stream_of(match.string[:at]) if at else ""
         build = self._current.get(key)
         if build is None or (starts_new(build.state, match) and len(self._builds) < MAX_BUILDS):
             build = _Build(BuildLogParser(clock=self.clock))
