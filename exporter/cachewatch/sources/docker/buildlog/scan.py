@@ -2,11 +2,12 @@
 
 Step output is the bulk of a large log and changes nothing but one fact per step (it ran).
 ``relevant_lines`` never hands it to Python line by line. A run of one vertex's output lines
-(``#7 12.3 ...``, the bulk of a BuildKit log) is skipped by one regex search that stops at the
-first line that is not that vertex's output; the run is passed on as its first line's
-``#<n> <digit>``, in its place, so the fact "it ran" reaches the build it belongs to. Any other
-line is found by one regex search for the markers of every kind in ``kinds.LINE_KINDS`` that
-matters (a superset: the parser decides), whatever prefix precedes them.
+(``#7 12.3 ...``) is one regex match, which compares each next line's start to the vertex in C;
+the run is passed on as its first line cut after ``#<n> <digit>``, in its place, so the fact
+"it ran" reaches the build (and the stream) it belongs to. A bare BuildKit line is recognised
+where it starts; any other line is found by one regex search for the markers of every kind in
+``kinds.LINE_KINDS`` that matters (a superset: the parser decides), whatever prefix precedes
+them.
 
 Memory is bounded whatever comes in: a line longer than ``MAX_LINE_BYTES`` is cut there and its
 rest skipped, so a log without newlines cannot grow a buffer without bound.
@@ -19,7 +20,6 @@ from collections.abc import Callable, Iterator
 from typing import IO, Any
 
 MAX_LINE_BYTES = 256 * 1024  # longer lines are cut; a build step name is never this long
-MAX_CACHED_RUNS = 4096  # compiled run patterns kept (one per vertex number seen)
 
 # Every alternative starts with a rare byte ('#', 'S', '>', 'T', 'C', 'A', 'f', 'E', '{', 'u',
 # '"'), so the regex engine only stops there.
@@ -34,21 +34,11 @@ _MARKERS = re.compile(
 # A BuildKit line at the start of a line: output (a digit: its timestamp) or anything else
 # but layer progress (``#6 sha256:...``, which the parser ignores).
 _VERTEX_LINE = re.compile(rb"#(?P<vertex>\d+) (?:(?P<output>\d)|(?!sha256:))")
-_runs: dict[bytes, tuple[re.Pattern[bytes], re.Pattern[bytes]]] = {}
-
-
-def _run_patterns(vertex: bytes) -> tuple[re.Pattern[bytes], re.Pattern[bytes]]:
-    """For vertex ``n``: the end of a run of its bare output lines (the first line break not
-    followed by ``#n <digit>``: a search that stops at line breaks only), and the rest of a
-    run of its output lines behind any prefix (``[^#\\n]*``: a CI timestamp, a branch)."""
-    patterns = _runs.get(vertex)
-    if patterns is None:
-        if len(_runs) >= MAX_CACHED_RUNS:
-            _runs.clear()
-        patterns = _runs[vertex] = (
-            re.compile(rb"\n(?!#" + vertex + rb" \d)"),
-            re.compile(rb"(?:[^\n]*\n[^#\n]*#" + vertex + rb" \d)*"))
-    return patterns
+# A run of one vertex's output lines from its first ``#<n> <digit>``: bare lines only (``_BARE``:
+# the regex engine compares each next line's start to the vertex, it never returns to Python),
+# or behind any prefix (``_PREFIXED``: ``[^#\n]*``, a CI timestamp, a branch label).
+_BARE = re.compile(rb"#(\d+) \d(?:[^\n]*\n#\1 \d)*")
+_PREFIXED = re.compile(rb"#(\d+) \d(?:[^\n]*\n[^#\n]*#\1 \d)*")
 
 
 def relevant_lines(data: bytes) -> Iterator[bytes]:
@@ -70,21 +60,17 @@ def relevant_lines(data: bytes) -> Iterator[bytes]:
             start = max(pos, rfind(b"\n", pos, match.start()) + 1)
         vertex = match["vertex"]
         if vertex is not None and match["output"] is not None:
-            if match.start() == start:  # a bare run: skipped to its end in C
-                if vertex not in passed:
-                    passed.add(vertex)
-                    yield data[start:match.end()]
-                end = _run_patterns(vertex)[0].search(data, start)
-                pos = size if end is None else end.end()
-                continue
-            # behind a prefix: the run is its first line
-            yield data[start:match.end()][:MAX_LINE_BYTES]
-            rest = _run_patterns(vertex)[1].match(data, match.end())
-            end = find(b"\n", rest.end() if rest else match.end())
+            bare = match.start() == start
+            if not bare or vertex not in passed:  # a run is passed on as its first line
+                yield data[start:match.end()][:MAX_LINE_BYTES]
+            if bare:
+                passed.add(vertex)
+            run = (_BARE if bare else _PREFIXED).match(data, match.start())
+            end = find(b"\n", run.end() if run else match.end())
         else:
             end = find(b"\n", start)
             yield data[start:size if end < 0 else end][:MAX_LINE_BYTES]
-        passed.clear()
+            passed.clear()
         pos = size if end < 0 else end + 1
 
 
