@@ -3,21 +3,31 @@
 Makes a large log from real captured build lines (tests/fixtures/buildlogs: BuildKit plain and
 legacy output of real builds; with --source real, the corpus of public CI logs in
 tests/fixtures/buildlogs/real, whose lines carry CI timestamps and tool prefixes), then times,
-on that same file, in the same run:
+on that same file, in the same run, ``--rounds`` interleaved rounds of:
   * `wc -l`                                   the floor: reading and counting lines
-  * `cachewatch ingest-build --url ''`        parse + pass the log through to stdout (/dev/null)
-and reports lines/s, MB/s and the peak RSS of the ingest process. With --docker-host it also
-times real `docker build --no-cache` runs piped through `cat` and through `ingest-build`, which
-is the overhead a user sees on a piped build.
+  * the build-log parser                      what ingest-build runs on its input, in this
+                                              process: ``stream_lines`` into a ``BuildSplitter``,
+                                              every byte teed to /dev/null, then ``finish()``
+  * `cachewatch ingest-build --url ''`        the same plus the interpreter's start-up
+and reports the median of each (lines/s, MB/s) and the peak RSS of the ingest process. The last
+line is the issue-26 table row (the parser's median speed over wc's). ``--profile`` prints the
+parser's top frames under cProfile. With --docker-host it also times real `docker build
+--no-cache` runs piped through `cat` and through `ingest-build`, which is the overhead a user
+sees on a piped build.
 
-    python benchmarks/parse_buildlog.py [--size-mb 1024] [--source fixtures|real]
-                                        [--docker-host unix:///path/docker.sock]
+    python benchmarks/parse_buildlog.py [--size-mb 256] [--rounds 5] [--source fixtures|real]
+                                        [--profile] [--docker-host unix:///path/docker.sock]
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
+import datetime
+import io
 import os
+import platform
+import pstats
 import re
 import resource
 import shutil
@@ -27,6 +37,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from cachewatch.sources.docker.buildlog import BuildSplitter, stream_lines
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures" / "buildlogs"
@@ -101,6 +113,31 @@ def piped_builds(docker_host: str, runs: int) -> tuple[list[float], list[float]]
     return plain, through
 
 
+def parse_file(log: Path) -> int:
+    """The parser alone, as ``ingest-build`` drives it: every byte teed to a sink, the
+    relevant lines into a splitter, then the summaries. Returns the number of builds."""
+    with log.open("rb") as source, open(os.devnull, "wb") as sink:
+        splitter = BuildSplitter()
+        for line in stream_lines(source, tee=sink.write):
+            splitter.feed(line)
+    return len(splitter.finish("bench"))
+
+
+def in_process(log: Path) -> float:
+    started = time.perf_counter()
+    parse_file(log)
+    return time.perf_counter() - started
+
+
+def profile(log: Path, top: int = 12) -> None:
+    """The parser's top frames by own time (cProfile), to see where a change should go."""
+    profiler = cProfile.Profile()
+    profiler.runcall(parse_file, log)
+    out = io.StringIO()
+    pstats.Stats(profiler, stream=out).strip_dirs().sort_stats("tottime").print_stats(top)
+    print(out.getvalue().rstrip())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mb", type=int, default=256)
@@ -108,6 +145,8 @@ def main() -> None:
                         help="lines of tests/fixtures/buildlogs, or of its real/ corpus")
     parser.add_argument("--docker-host", help="also measure piped real builds on this engine")
     parser.add_argument("--builds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (median)")
+    parser.add_argument("--profile", action="store_true", help="print the parser's top frames")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -115,19 +154,32 @@ def main() -> None:
         size = make_log(log, args.size_mb, args.source)
         lines = int(subprocess.run(["wc", "-l", str(log)], capture_output=True, text=True,
                                    check=True).stdout.split()[0])
-        wc_seconds, _ = timed(["wc", "-l"], log)
         ingest_argv = [*CW, "ingest-build", "--image", "bench", "--url", ""]
-        ingest_seconds, _ = timed(ingest_argv, log)
+        wc, parser, ingest = [], [], []
+        for _ in range(args.rounds):  # interleaved: a busy moment hits every contender
+            wc.append(timed(["wc", "-l"], log)[0])
+            parser.append(in_process(log))
+            ingest.append(timed(ingest_argv, log)[0])
         rss = rss_of(ingest_argv, log)
-        mb = size / 1e6
-        print(f"log: {mb:.0f} MB, {lines:,} lines of real captured build output ({args.source})")
-        print(f"{'':<34}{'seconds':>9}{'lines/s':>14}{'MB/s':>9}")
-        print(f"{'wc -l (floor)':<34}{wc_seconds:>9.2f}{lines / wc_seconds:>14,.0f}"
-              f"{mb / wc_seconds:>9.1f}")
-        print(f"{'cachewatch ingest-build':<34}{ingest_seconds:>9.2f}"
-              f"{lines / ingest_seconds:>14,.0f}{mb / ingest_seconds:>9.1f}")
-        print(f"ingest-build speed / wc -l speed: {wc_seconds / ingest_seconds:.3f}"
-              f" (goal >= 0.1); ingest-build peak RSS: {rss:.1f} MB (goal < 50)")
+        if args.profile:
+            profile(log)
+    mb = size / 1e6
+    print(f"machine: {platform.node()}, {os.cpu_count()} cores, {platform.machine()}, "
+          f"Python {platform.python_version()}; date: {datetime.date.today().isoformat()}")
+    print(f"log: {mb:.0f} MB, {lines:,} lines of real captured build output ({args.source});"
+          f" median of {args.rounds} interleaved rounds")
+    print(f"{'':<34}{'seconds':>9}{'lines/s':>14}{'MB/s':>9}")
+    speeds = {}
+    for name, runs in (("wc -l (floor)", wc), ("build-log parser (in process)", parser),
+                       ("cachewatch ingest-build", ingest)):
+        seconds = statistics.median(runs)
+        speeds[name] = mb / seconds
+        print(f"{name:<34}{seconds:>9.3f}{lines / seconds:>14,.0f}{mb / seconds:>9.1f}")
+    floor, parsed = speeds["wc -l (floor)"], speeds["build-log parser (in process)"]
+    print(f"ingest-build (with start-up) / wc -l: {speeds['cachewatch ingest-build'] / floor:.3f}"
+          f"x; ingest-build peak RSS: {rss:.1f} MB (goal < 50)")
+    print(f"row: build-log parser / wc -l = {parsed / floor:.3f}x (goal >= 0.1x) "
+          f"[{parsed:.0f} MB/s vs {floor:.0f} MB/s]")
 
     if args.docker_host:
         plain, through = piped_builds(args.docker_host, args.builds)

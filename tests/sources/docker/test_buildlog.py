@@ -15,6 +15,7 @@ from cachewatch.sources.docker.buildlog import (
     MAX_LINE_BYTES,
     BuildLogParser,
     normalise_instruction,
+    parse_bytes,
     parse_lines,
     stream_lines,
 )
@@ -574,3 +575,13 @@ def test_a_summary_as_a_dict_is_what_asdict_gives_and_shares_no_record():
         assert out["records"], path.name  # every fixture is a build with steps
         out["records"][0]["name"] = "changed"
         assert summary.records[0]["name"] != "changed"
+
+
+def test_the_report_names_the_buster_by_its_instruction_in_either_format():
+    """The legacy builder's ``Step 3/8 :`` and BuildKit's ``[2/2]`` are positions, not the
+    instruction: the report prints what the busters metric labels."""
+    legacy = parse_bytes((LOGS / "legacy-busted.log").read_bytes())
+    assert legacy.cache_buster_step == "Step 3/8 : COPY app.txt /app.txt"  # the step's name
+    assert "  cache buster: COPY app.txt /app.txt\n" in human(legacy, "sent")
+    buildkit = parse_bytes(b"#4 [1/2] COPY . /src\n#4 CACHED\n#5 [2/2] RUN make\n#5 DONE 2.0s\n")
+    assert "  cache buster: RUN make\n" in human(buildkit, "sent")

@@ -179,7 +179,7 @@ def human(summary: BuildSummary, sent: str) -> str:
     else:
         lines.append("  layer cache: no cacheable steps seen (is this a docker build log?)")
     if summary.cache_buster:
-        lines.append(f"  cache buster: {summary.cache_buster_step}")
+        lines.append(f"  cache buster: {summary.cache_buster}")
         lines.append(f"    every step after it ran again: {summary.rebuild_seconds:.1f}s "
                      "re-running; put what changes often below what changes rarely")
     elif summary.lookups and not summary.hits:

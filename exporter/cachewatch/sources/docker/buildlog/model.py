@@ -6,6 +6,7 @@ Also the two pieces of naming every format shares: which step names are cache lo
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
@@ -16,6 +17,7 @@ StepStatus = Literal["running", "cached", "done", "error", "canceled"]
 BuildStatus = Literal["success", "failed", "cancelled"]
 
 MAX_NAME_CHARS = 2048  # a step name kept longer than this is cut: 10,000 of them stay small
+MAX_CACHED_NAME = 256  # vertex names read once per name up to this length (1024 kept)
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 _K_OF_N = re.compile(r"^(\d+)/(\d+)$")
@@ -138,6 +140,12 @@ class Label:
 
 
 def classify(name: str) -> Label:
+    """Read a vertex name (a short one from a cache: a log names the same vertices over and
+    over, ``[internal] load build definition``, ``exporting to image``, in every build)."""
+    return _classify_short(name) if len(name) <= MAX_CACHED_NAME else _classify(name)
+
+
+def _classify(name: str) -> Label:
     """Read a vertex name: platform, stage, ``k/N`` and instruction, and whether it is a lookup.
 
     The label's words are, in order, optional platform (``linux/amd64``, ``linux/amd64->arm64``),
@@ -166,6 +174,9 @@ def classify(name: str) -> Label:
         kind = "internal"
     return Label(kind, instruction, stages[-1] if stages else "", platform,
                  int(position.group(1)), int(position.group(2)), service)
+
+
+_classify_short = functools.lru_cache(maxsize=1024)(_classify)  # Label is immutable
 
 
 def _service_of_internal(words: list[str]) -> str:

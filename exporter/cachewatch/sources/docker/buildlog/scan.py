@@ -1,10 +1,13 @@
 """The fast path: the few lines of a large log that the parser needs, found by C code.
 
 Step output is the bulk of a large log and changes nothing but one fact per step (it ran).
-``relevant_lines`` never hands it to Python line by line: one regex search over a whole chunk
-finds the markers of every kind in ``kinds.LINE_KINDS`` that matters (a superset: the parser
-decides), and swallows each run of one vertex's output lines in C, keeping only its number.
-Each vertex that printed output in the chunk is then passed on as one ``#<n> 0`` line.
+``relevant_lines`` never hands it to Python line by line. A run of one vertex's output lines
+(``#7 12.3 ...``) is one regex match, which compares each next line's start to the vertex in C;
+the run is passed on as its first line cut after ``#<n> <digit>``, in its place, so the fact
+"it ran" reaches the build (and the stream) it belongs to. A bare BuildKit line is recognised
+where it starts; any other line is found by one regex search for the markers of every kind in
+``kinds.LINE_KINDS`` that matters (a superset: the parser decides), whatever prefix precedes
+them.
 
 Memory is bounded whatever comes in: a line longer than ``MAX_LINE_BYTES`` is cut there and its
 rest skipped, so a log without newlines cannot grow a buffer without bound.
@@ -19,37 +22,56 @@ from typing import IO, Any
 MAX_LINE_BYTES = 256 * 1024  # longer lines are cut; a build step name is never this long
 
 # Every alternative starts with a rare byte ('#', 'S', '>', 'T', 'C', 'A', 'f', 'E', '{', 'u',
-# '"'), so the regex engine only stops there. A vertex's output lines, prefixed or not, are one
-# match.
+# '"'), so the regex engine only stops there.
 _MARKERS = re.compile(
-    rb"#(?P<vertex>\d+) (?:(?P<output>\d)(?:[^\n]*\n[^#\n]*#(?P=vertex) \d)*|(?!sha256:))"
+    rb"#(?P<vertex>\d+) (?:(?P<output>\d)|(?!sha256:))"
     rb"|Step \d|STEP \d|>(?<=-->)|Successfully (?:built|tagged) |The command '|COMMIT"
     rb"|COPY failed|ADD failed|failed to (?:solve|build)|Error: building at STEP"
     rb"|unknown (?:shorthand )?flag: |unable to prepare context: |Cannot connect to the Docker"
     rb'|Error response from daemon: |"docker (?:buildx )?build" requires '
     rb'|\{[ \t]*"(?:[Vv]ertexes|[Ss]tatuses|[Ll]ogs)"'
 )
+# A BuildKit line at the start of a line: output (a digit: its timestamp) or anything else
+# but layer progress (``#6 sha256:...``, which the parser ignores).
+_VERTEX_LINE = re.compile(rb"#(?P<vertex>\d+) (?:(?P<output>\d)|(?!sha256:))")
+# A run of one vertex's output lines from its first ``#<n> <digit>``: bare lines only (``_BARE``:
+# the regex engine compares each next line's start to the vertex, it never returns to Python),
+# or behind any prefix (``_PREFIXED``: ``[^#\n]*``, a CI timestamp, a branch label).
+_BARE = re.compile(rb"#(\d+) \d(?:[^\n]*\n#\1 \d)*")
+_PREFIXED = re.compile(rb"#(\d+) \d(?:[^\n]*\n[^#\n]*#\1 \d)*")
 
 
 def relevant_lines(data: bytes) -> Iterator[bytes]:
-    """The lines of complete-line ``data`` that the parser needs (``\\r`` counts as a break),
-    then one ``#<n> 0`` output line per vertex that printed output."""
-    data = data.replace(b"\r", b"\n")
-    search, find, rfind = _MARKERS.search, data.find, data.rfind
-    ran: set[bytes] = set()
+    """The lines of complete-line ``data`` that the parser needs (``\\r`` counts as a break);
+    a run of one vertex's output lines comes as its first line, cut after ``#<n> <digit>``."""
+    if b"\r" in data:
+        data = data.replace(b"\r", b"\n")
+    size, find, rfind = len(data), data.find, data.rfind
+    vertex_line, search = _VERTEX_LINE.match, _MARKERS.search
+    passed: set[bytes] = set()  # bare runs passed on since the last other line
     pos = 0
-    while (match := search(data, pos)) is not None:
-        end = find(b"\n", match.end())
-        if end < 0:
-            end = len(data)
-        if match.group("output") is not None:
-            ran.add(match.group("vertex"))  # the rest of its last line is output too
+    while pos < size:
+        if data[pos] == 0x23 and (match := vertex_line(data, pos)) is not None:
+            start = pos
         else:
+            match = search(data, pos)
+            if match is None:
+                return
             start = max(pos, rfind(b"\n", pos, match.start()) + 1)
-            yield data[start:end][:MAX_LINE_BYTES]
-        pos = end + 1
-    for vertex in sorted(ran):
-        yield b"#" + vertex + b" 0"
+        vertex = match["vertex"]
+        if vertex is not None and match["output"] is not None:
+            bare = match.start() == start
+            if not bare or vertex not in passed:  # a run is passed on as its first line
+                yield data[start:match.end()][:MAX_LINE_BYTES]
+            if bare:
+                passed.add(vertex)
+            run = (_BARE if bare else _PREFIXED).match(data, match.start())
+            end = find(b"\n", run.end() if run else match.end())
+        else:
+            end = find(b"\n", start)
+            yield data[start:size if end < 0 else end][:MAX_LINE_BYTES]
+            passed.clear()
+        pos = size if end < 0 else end + 1
 
 
 def stream_lines(stream: IO[bytes], chunk_size: int = 1 << 20,

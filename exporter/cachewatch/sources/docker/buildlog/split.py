@@ -52,6 +52,7 @@ _HEX_ID = re.compile(r"[0-9a-f]{6,}|\d+(?:/\d+)?")
 _OPENING = re.compile(r"\[(?:\S+ )?internal\] load (?:build definition|\.dockerignore|local "
                       r"bake definitions)")
 _GENERIC_ERRORS = ("unknown ", "Cannot connect", "Error response")
+_OPENERS = frozenset({"banner", "named", "step", "cli_error"})  # the kinds ``starts_new`` reads
 
 
 def stream_of(prefix: str) -> str:
@@ -83,7 +84,7 @@ def starts_new(build: BuildState, match: re.Match[str]) -> bool:
         text = match["named_text"]
         if build.format == "legacy" and text.startswith("["):
             return bool(steps)
-        return _labelled(build) and _OPENING.match(text) is not None
+        return _OPENING.match(text) is not None and _labelled(build)
     if kind == "step":
         first = match["step_number"] == "1" and match["step_stage"] in (None, "1")
         ended = build.legacy.success or build.failure is not None
@@ -127,9 +128,11 @@ class BuildSplitter:
         match = read(line)
         if match is None:
             return
-        key = stream_of(match.string[: match.start()])
+        at = match.start()
+        key = stream_of(match.string[:at]) if at else ""
         build = self._current.get(key)
-        if build is None or (starts_new(build.state, match) and len(self._builds) < MAX_BUILDS):
+        if build is None or (match.lastgroup in _OPENERS and starts_new(build.parser.state, match)
+                             and len(self._builds) < MAX_BUILDS):
             build = _Build(BuildLogParser(clock=self.clock))
             self._builds.append(build)
             self._current[key] = build
