@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import shutil
+import threading
 
 import httpx
 import pytest
@@ -21,7 +22,7 @@ from cachewatch.metrics.contract import Families
 from cachewatch.sources.docker.doctor import RULES, analyze
 from cachewatch.sources.docker.findings import DockerfileFindings
 
-from support import FIXTURES, Metrics, settings
+from support import FIXTURES, Metrics, settings, wait_until
 
 CORPUS = FIXTURES / "dockerfiles"
 FINDINGS = "cachewatch_dockerfile_findings"
@@ -50,7 +51,10 @@ class _Scrape:
         return iter(out)
 
 
-def _scrape(findings: DockerfileFindings) -> Metrics:
+def _scrape(findings: DockerfileFindings, check: bool = True) -> Metrics:
+    """A scrape, after a check of the files when ``check`` (a scrape alone reads the last)."""
+    if check:
+        findings.refresh()
     return Metrics(generate_latest(_Scrape(findings)).decode())  # type: ignore[arg-type]
 
 
@@ -97,7 +101,7 @@ def test_an_unreadable_file_is_counted_and_logged_once_never_a_failed_scrape(pro
     assert metrics.value(FINDINGS, image="clean", rule="latest-tag") == 0
     assert metrics.value(ERRORS, collector="dockerfile", target="messy", reason="missing") == 3
     assert metrics.value(ERRORS, collector="dockerfile", target="folder",
-                         reason="unreadable") == 3
+                         reason="unreadable") == 4  # the start-up check, then 3
     warnings = [r for r in caplog.records if r.getMessage() == "cannot read Dockerfile"]
     assert sorted(r.image for r in warnings) == ["folder", "messy"]  # once each
     path.write_text(original)
@@ -120,10 +124,13 @@ def test_the_setting_comes_from_the_env_as_json_and_feeds_metrics(projects, expo
     assert response.status_code == 200
     metrics = Metrics(response.text)
     assert metrics.value(FINDINGS, image="shop", rule="source-before-deps") == 1
+    # the start-up check read it; the next checks come every few seconds, not on each scrape
     failed = metrics.value(ERRORS, collector="dockerfile", target="gone", reason="missing")
-    assert failed >= 1  # the start-up round read it too
-    assert exporter.scrape().value(ERRORS, collector="dockerfile", target="gone",
-                                   reason="missing") == failed + 1
+    assert failed >= 1
+    for _ in range(5):
+        later = exporter.scrape().value(ERRORS, collector="dockerfile", target="gone",
+                                        reason="missing")
+    assert failed <= later <= failed + 1
 
 
 def test_the_time_lost_after_each_buster_is_counted(exporter_factory):
@@ -139,3 +146,33 @@ def test_the_time_lost_after_each_buster_is_counted(exporter_factory):
     assert metrics.value(name, image="app", instruction="COPY . /app", source="log") == 150.5
     assert metrics.value(name, image="app", instruction="RUN make", source="log") == 7.25
     assert len(metrics.find(name)) == 2  # a build with no buster lost nothing to one
+
+
+def test_a_scrape_never_touches_the_files_and_a_check_follows_on_its_own_thread(
+        projects, monkeypatch):
+    findings = DockerfileFindings({"messy": projects / MESSY / "Dockerfile"},
+                                  refresh_seconds=0)
+    assert findings.analyses == 1  # checked at start-up
+    latest = _scrape(findings, check=False).value(FINDINGS, image="messy", rule="latest-tag")
+    assert latest == 1
+    stalled, release = threading.Event(), threading.Event()
+    real_stat = os.stat
+
+    def stalling_stat(path, *args, **kwargs):  # a hung network mount
+        if str(path).endswith("Dockerfile"):
+            stalled.set()
+            release.wait(10)
+        return real_stat(path, *args, **kwargs)
+
+    monkeypatch.setattr("cachewatch.sources.docker.findings.os.stat", stalling_stat)
+    (projects / MESSY / "Dockerfile").write_text("FROM alpine:3.20\nRUN true\n")
+    started = _scrape(findings, check=False)  # starts a check, which stalls
+    assert stalled.wait(10)
+    assert started.value(FINDINGS, image="messy", rule="latest-tag") == 1
+    # while the check hangs, scrapes still answer with what the last check found
+    assert _scrape(findings, check=False).value(FINDINGS, image="messy",
+                                                rule="latest-tag") == 1
+    release.set()
+    wait_until(lambda: _scrape(findings, check=False).value(
+        FINDINGS, image="messy", rule="latest-tag") == 0)
+    assert findings.analyses == 2

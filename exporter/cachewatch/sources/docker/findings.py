@@ -3,8 +3,11 @@
 Dashboards show them next to each image's build hit rate, so a falling rate and the Dockerfile
 line that explains it are seen together. Each file (``builds.dockerfiles``: image -> path, its
 folder taken as the build context) is analysed again only when it, its ignore file or the
-presence of ``.git`` changes: a scrape costs a few ``stat`` calls. Every rule gets a sample,
-0 included, so a clean Dockerfile shows as clean rather than as missing.
+presence of ``.git`` changes. The files are checked at start-up and then at most every
+``REFRESH_SECONDS`` on a thread of their own, started by a scrape that finds them older: a
+scrape only reads what the last check found, so a file system that stalls (a hung network
+mount) never holds up ``/metrics``. Every rule gets a sample, 0 included, so a clean
+Dockerfile shows as clean rather than as missing.
 
 A file that cannot be read is never a failed scrape: its image has no samples until it can be
 read again, ``cachewatch_collector_errors_total{collector="dockerfile"}`` counts each failed
@@ -16,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Mapping
 from pathlib import Path
@@ -28,6 +32,7 @@ log = logging.getLogger("cachewatch.dockerfiles")
 
 COLLECTOR = "dockerfile"  # the `collector` label of its errors
 MAX_BYTES = 1024 * 1024  # a Dockerfile is a few kilobytes; anything this big is not one
+REFRESH_SECONDS = 5.0  # how stale the findings may get: a Dockerfile edit shows within this
 
 Fingerprint = tuple[object, ...]
 
@@ -35,27 +40,57 @@ Fingerprint = tuple[object, ...]
 class DockerfileFindings:
     """Findings per rule of each configured Dockerfile, re-analysed when the files change."""
 
-    def __init__(self, dockerfiles: Mapping[str, Path]) -> None:
+    def __init__(self, dockerfiles: Mapping[str, Path],
+                 refresh_seconds: float = REFRESH_SECONDS) -> None:
         self._files = dict(dockerfiles)
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards what a scrape reads: _found and _errors
         self._cache: dict[str, tuple[Fingerprint, dict[str, int]]] = {}
+        self._found: dict[str, dict[str, int]] = {}  # image -> counts, readable files only
         self._errors: dict[tuple[str, str], int] = defaultdict(int)
         self._failing: dict[str, str] = {}  # image -> reason already logged
         self.analyses = 0  # how many times a file was analysed (not served from the cache)
+        self._refresh_seconds = refresh_seconds
+        self._checking = threading.Lock()  # held by the one check running
+        self._checked_at = 0.0
+        self.refresh()
 
     def add_to(self, out: Families) -> None:
-        """Add the findings (and the read errors so far) to a scrape."""
+        """Add what the last check found (and the read errors so far) to a scrape; start the
+        next check on its own thread when the last is older than the refresh interval."""
+        if time.monotonic() - self._checked_at >= self._refresh_seconds and \
+                self._checking.acquire(blocking=False):
+            threading.Thread(target=self._refresh_held, name="dockerfile-findings",
+                             daemon=True).start()
         with self._lock:
-            for image, path in self._files.items():
-                counts = self._counts(image, path)
-                if counts is None:
-                    continue
+            for image, counts in self._found.items():
                 for rule in RULES:
                     out.add(contract.DOCKERFILE_FINDINGS, {"image": image, "rule": rule},
                             counts.get(rule, 0))
             for (image, reason), count in self._errors.items():
                 out.add(contract.COLLECTOR_ERRORS,
                         {"collector": COLLECTOR, "target": image, "reason": reason}, count)
+
+    def refresh(self) -> None:
+        """Check every file now (start-up, and tests); waits for a check already running."""
+        with self._checking:
+            self._check()
+
+    def _refresh_held(self) -> None:
+        try:
+            self._check()
+        finally:
+            self._checking.release()
+
+    def _check(self) -> None:
+        """Stat each file, analyse the changed ones, and publish the result for scrapes."""
+        found = {}
+        for image, path in self._files.items():
+            counts = self._counts(image, path)
+            if counts is not None:
+                found[image] = counts
+        with self._lock:
+            self._found = found
+        self._checked_at = time.monotonic()
 
     def _counts(self, image: str, path: Path) -> dict[str, int] | None:
         """Findings per rule, from the cache while the files are unchanged; None if unreadable."""
@@ -94,7 +129,8 @@ class DockerfileFindings:
 
     def _failed(self, image: str, path: Path, reason: str, detail: str) -> None:
         self._cache.pop(image, None)
-        self._errors[(image, reason)] += 1
+        with self._lock:
+            self._errors[(image, reason)] += 1
         if self._failing.get(image) != reason:
             self._failing[image] = reason
             log.warning("cannot read Dockerfile", extra={
