@@ -193,7 +193,7 @@ class SourcePackage:
     activity: tuple[Activity, ...] = ()
     # An HTML fragment for the empty status page: how to get this source's first numbers.
     first_step: str = ""
-    # Its page under docs/ (``sources/redis.md``), which the empty status page links.
+    # Its page under docs/ (``sources/<page>.md``), which the empty status page links.
     docs: str = ""
     # "module:function" adding the source's own commands to the CLI (lazily imported).
     commands: str | None = None
