@@ -17,7 +17,8 @@ import yaml
 
 from cachewatch.bundle.rules import alert_rules, recording_rules
 from cachewatch.bundle.thresholds import Thresholds
-from cachewatch.sources import layers, specs
+from cachewatch.defaults import DOCS_URL
+from cachewatch.sources import layers, packages, specs
 
 from support import ROOT, require, settings
 
@@ -166,6 +167,13 @@ def test_the_layer_table_lists_every_layer_the_sources_feed(page):
     table = (ROOT / page).read_text().split("\n| layer |", 1)[1].split("\n\n", 1)[0]
     rows = re.findall(r"^\| `(\w+)` \|", table, re.M)
     assert rows == [layer.name for layer in layers()], f"{page}'s layer table is stale"
+
+
+def test_every_source_has_the_docs_page_the_status_page_links():
+    for source in packages():
+        assert source.docs, source.name
+        assert (ROOT / "docs" / source.docs).is_file(), source.docs
+    assert Thresholds().runbook_url == DOCS_URL + "alerts.md"  # one base for both
 
 
 def test_the_metric_page_names_every_layer():
