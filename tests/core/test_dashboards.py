@@ -5,6 +5,7 @@ checked on every panel: there is no list of exceptions."""
 
 from __future__ import annotations
 
+import copy
 import enum
 import json
 import re
@@ -16,6 +17,7 @@ import pytest
 import yaml
 from grafana_foundation_sdk.cog import plugins
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models import prometheus
 from grafana_foundation_sdk.models.dashboard import Dashboard
 
 from cachewatch.bundle import dashboards
@@ -86,19 +88,50 @@ def _mistyped(model: Any, path: str = "") -> list[str]:
     return problems
 
 
+# What Grafana's Prometheus annotation support reads beside its query (its ``processEvents``):
+# the dashboard model types an annotation's ``target`` as the built-in Grafana source's, so a
+# Prometheus annotation is checked against the Prometheus query model and these fields.
+PROMETHEUS_ANNOTATION = {"titleFormat": str, "textFormat": str, "tagKeys": str,
+                         "useValueForTime": bool}
+
+
+def _model_problems(given: dict[str, Any], model: Any, path: str) -> list[str]:
+    read_back = json.loads(json.dumps(model, cls=JSONEncoder))
+    return _lost(given, read_back, path) + _mistyped(model, path)
+
+
+def _prometheus_annotation(annotation: dict[str, Any], path: str) -> list[str]:
+    """Problems of a Prometheus annotation's own fields, which it gives up to the rest."""
+    problems = _model_problems(annotation["target"],
+                               prometheus.Dataquery.from_json(annotation.pop("target")),
+                               f"{path}.target")
+    for key, kind in PROMETHEUS_ANNOTATION.items():
+        if key in annotation and not isinstance(annotation.pop(key), kind):
+            problems.append(f"{path}.{key}: not a {kind.__name__}")
+    return problems
+
+
 def schema_problems(board: dict[str, Any]) -> list[str]:
     """Everything in ``board`` that Grafana's dashboard model does not allow."""
-    model = Dashboard.from_json(board)
-    read_back = json.loads(json.dumps(model, cls=JSONEncoder))
-    return _lost(board, read_back, "") + _mistyped(model)
+    board = copy.deepcopy(board)
+    problems = [problem for i, annotation in enumerate(board["annotations"]["list"])
+                if annotation["datasource"]["type"] == "prometheus"
+                for problem in _prometheus_annotation(annotation, f".annotations.list[{i}]")]
+    return problems + _model_problems(board, Dashboard.from_json(board), "")
 
 
 def test_the_schema_check_finds_what_grafana_would_not_read():
     board = json.loads(DASHBOARD_FILES[0].read_text())
     board["panels"][0]["intervalFactr"] = 2  # an unknown field
     board["panels"][1]["gridPos"]["w"] = "wide"  # a string where Grafana wants a number
+    board["annotations"]["list"] = [{
+        "name": "alerts", "datasource": {"type": "prometheus", "uid": "${datasource}"},
+        "enable": True, "iconColor": "red", "titleFormat": 1,
+        "target": {"expr": "ALERTS", "refId": "Anno", "step": "60s"}}]
     problems = schema_problems(board)
     assert ".panels[0].intervalFactr: not in Grafana's model" in problems
+    assert ".annotations.list[0].target.step: not in Grafana's model" in problems
+    assert ".annotations.list[0].titleFormat: not a str" in problems
     assert any(p.startswith(".panels[1].grid_pos.w: 'wide'") for p in problems), problems
 
 
@@ -181,7 +214,12 @@ def test_every_panel_keeps_to_the_fleet_rules(item):
         for name, matchers in found:
             for label in IDENTITY:  # every series filtered by the fleet's variables
                 assert f'{label} =~ "${label}"' in matchers, (name, label, expr)
-        for window in re.findall(r"\[([^\]]*)\]", re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)):
+        windows = re.findall(r"\[([^\]]*)\]", re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr))
+        if panel["type"] == "heatmap":
+            # each column counts its own step: over $__interval, at least two samples long
+            assert windows == ["$__interval"], expr
+            assert target["interval"], "no Min step under $__interval"
+        for window in windows if panel["type"] != "heatmap" else ():
             # the panel's rate interval, its range, or the window the alert it shows tests
             assert window in ("$__rate_interval", "$__range", *ALERT_WINDOWS), (window, expr)
         ranks = re.search(r"\b(topk|bottomk)\(", expr)
@@ -371,5 +409,19 @@ def test_panel_ids_derive_from_titles():
         board = json.loads(path.read_text())
         assert [p["id"] for p in board["panels"]] == [
             panel_id(p["title"]) for p in board["panels"]], path.stem
-    overview = json.loads((ROOT / "dashboards" / "overview.json").read_text())
-    assert [a["name"] for a in overview["annotations"]["list"]] == ["Annotations & Alerts"]
+
+
+def test_the_overview_marks_the_bundles_alerts_in_time():
+    grafana, firing = _board("overview")["annotations"]["list"]
+    assert (grafana["name"], grafana["type"]) == ("Annotations & Alerts", "dashboard")
+    assert grafana["datasource"] == {"type": "grafana", "uid": "-- Grafana --"}
+    assert firing["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
+    assert firing["enable"] is True
+    ((name, matchers),) = selectors(firing["target"]["expr"])
+    assert name == "ALERTS"
+    names = "|".join(rule["alert"] for rule in _alerts())
+    assert matchers == " , ".join([*(f'{label} =~ "${label}"' for label in IDENTITY),
+                                  'alertstate = "firing"', f'alertname =~ "{names}"'])
+    assert firing["titleFormat"] == "{{alertname}}"
+    assert {"cache", "severity"} <= set(firing["tagKeys"].split(","))
+    assert _board("redis")["annotations"]["list"] == []  # the overview's alone

@@ -40,6 +40,9 @@ class Panel:
     extra: Mapping[str, Any] = field(default_factory=dict)
     # Bounds of the value axis; a latency panel's soft max is derived from its threshold.
     bounds: tuple[float, float] | None = None
+    # The queries' lower limit of the step and of ``$__interval`` (Grafana's "Min step"): a
+    # query counting over ``[$__interval]`` needs two samples in every step.
+    min_interval: str = ""
 
     def __post_init__(self) -> None:
         if not self.description.strip():
@@ -66,8 +69,9 @@ class DashboardSpec:
     title: str
     panels: Callable[[Thresholds], list[Panel]]
     variables: Variables
-    # Alert state changes drawn over the panels (Grafana's "Annotations & Alerts").
-    alert_annotation: bool = False
+    # The ``ALERTS`` selector of the alerts to mark on the panels, and Grafana's own alert
+    # state changes ("Annotations & Alerts"); None for neither.
+    alert_annotation: Callable[[Thresholds], str] | None = None
 
 
 def panel_id(title: str) -> int:

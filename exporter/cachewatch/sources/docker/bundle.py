@@ -74,10 +74,13 @@ def _build_panels(t: Thresholds) -> list[Panel]:
               ((f"sum by ({t.by('status')}) " + _per_hour(BUILDS, sel),
                 legend(t, "{{status}}")),), "none", NEUTRAL, 12,
               "Builds finished in the hour before each point, by outcome."),
+        # Each column counts the builds of its own step ([$__interval] at a step of
+        # $__interval): a longer window would count one build in several columns.
         Panel("heatmap", "Build duration",
-              ((f"sum by (le) (increase({L.DOCKER_BUILD_DURATION.name}_bucket{sel}{RATE}))",
-                "{{le}}"),), "s", NEUTRAL, 12,
-              "How long builds take: each column is the builds of one interval by duration."),
+              ((f"sum by (le) (increase({L.DOCKER_BUILD_DURATION.name}_bucket{sel}"
+                "[$__interval]))", "{{le}}"),), "s", NEUTRAL, 12,
+              "How long builds take: each column is the builds of one interval by duration.",
+              min_interval="1m"),
     ]
 
 
@@ -287,7 +290,7 @@ def goals(t: Thresholds) -> tuple[Goal, ...]:
                          f">= {own.min_builds}")
 
     return (Goal("docker_build", own.build_hit_rate, ratio, gate, DASHBOARD.uid, "image",
-                 "Build cache hit rate (1h)"),
+                 "Build cache hit rate (1h)", lookups=False),
             generic(t, "image_pull", DASHBOARD.uid, variable="",
                     panel="Image pulls: layers already on the node"))
 
