@@ -287,6 +287,57 @@ def test_every_query_of_the_specs_is_in_the_files():
     assert {expr for _, _, expr in dashboards.all_exprs(Thresholds())} == rendered
 
 
+# --- Variables: a chosen value narrows every panel whose series can be narrowed by it ----------
+
+
+def _series_labels() -> dict[str, set[str]]:
+    """Series name -> its labels (besides the identity labels Prometheus adds): the families of
+    the metric contract, and the recorded series, named ``level:metric:operation`` where the
+    level lists the labels they keep."""
+    from cachewatch.metrics.contract import Kind
+    from cachewatch.sources import specs
+
+    found: dict[str, set[str]] = {}
+    for spec in specs():
+        found[spec.name] = set(spec.labels)
+        if spec.kind in (Kind.HISTOGRAM, Kind.SUMMARY):
+            found |= {spec.name + "_count": set(spec.labels), spec.name + "_sum":
+                      set(spec.labels), spec.name + "_bucket": {*spec.labels, "le"}}
+    rules = yaml.safe_load((ROOT / "alerts" / "cachewatch-rules.yml").read_text())
+    for rule in (r for group in rules["groups"] for r in group["rules"] if "record" in r):
+        kept = set(rule["record"].split(":")[0].split("_"))
+        assert all(re.search(rf"\b{label}\b", rule["expr"]) for label in kept), rule
+        found[rule["record"]] = kept
+    return found
+
+
+SERIES_LABELS = _series_labels()
+
+
+def test_the_series_labels_are_known_for_what_the_dashboards_read():
+    assert SERIES_LABELS["cachewatch_registry_blob_mounts_total"] == {"registry", "repository"}
+    assert SERIES_LABELS["layer_cache:cachewatch_cache_hit_ratio:rate5m"] == {"layer", "cache"}
+    assert "le" in SERIES_LABELS["cachewatch_docker_build_duration_seconds_bucket"]
+
+
+@pytest.mark.parametrize("path", DASHBOARD_FILES, ids=lambda p: p.stem)
+def test_every_selector_follows_the_variables_its_series_can_be_narrowed_by(path):
+    board = json.loads(path.read_text())
+    own = [v["name"] for v in board["templating"]["list"]
+           if v["type"] == "query" and v["name"] not in IDENTITY]
+    assert own, "a dashboard of its own variables"
+    read = 0
+    for panel in board["panels"]:
+        for target in panel.get("targets", []):
+            for name, matchers in selectors(target["expr"]):
+                for variable in own:
+                    if variable in SERIES_LABELS.get(name, ()):
+                        read += 1
+                        assert f'{variable} =~ "${variable}"' in matchers, (
+                            panel["title"], name, variable)
+    assert read, "no selector reads a series its variables narrow"
+
+
 # --- What a reader sees first, and the scales ---------------------------------------------------
 
 
@@ -425,3 +476,48 @@ def test_the_overview_marks_the_bundles_alerts_in_time():
     assert firing["titleFormat"] == "{{alertname}}"
     assert {"cache", "severity"} <= set(firing["tagKeys"].split(","))
     assert _board("redis")["annotations"]["list"] == []  # the overview's alone
+
+
+def _first_line(board: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The panels on the grid's first line, and the rest."""
+    first = [p for p in board["panels"] if p["gridPos"]["y"] == 0]
+    return first, [p for p in board["panels"] if p["gridPos"]["y"] != 0]
+
+
+@pytest.mark.parametrize("hit_rate", [Thresholds().hit_rate, 0.93])
+def test_every_layer_dashboard_opens_on_its_goal_numbers(hit_rate):
+    from cachewatch.bundle import series
+    from cachewatch.bundle.parts import PARTS
+
+    t = Thresholds(hit_rate=hit_rate)
+    goals = [goal for part in PARTS for goal in part.goals(t)]
+    boards = {spec.uid: json.loads(dashboards.render(spec, t)) for spec in dashboards.specs()}
+    assert {goal.dashboard for goal in goals} == set(boards) - {"cachewatch-overview"}
+    for goal in goals:
+        first, rest = _first_line(boards[goal.dashboard])
+        assert {p["type"] for p in first} <= {"stat", "gauge"}, goal.dashboard
+        assert sum(p["gridPos"]["w"] for p in first) == 24
+        below = max(p["gridPos"]["h"] for p in first)
+        assert all(p["gridPos"]["y"] >= below for p in rest)  # volumes come after
+        shown = {p["title"]: p for p in first}
+        hit = shown[f"{goal.layer}: hit rate now"]
+        assert [(s["color"], s["value"]) for s in
+                hit["fieldConfig"]["defaults"]["thresholds"]["steps"]] == [
+            ("red", None), ("green", goal.hit_rate)]
+        count = shown[f"{goal.layer}: caches below goal"]["targets"][0]["expr"]
+        assert f"< {goal.hit_rate}\n" in count
+        if goal.variable:  # the dashboard's cache variable narrows the goal numbers
+            assert f'{goal.variable}=~"${goal.variable}"' in hit["targets"][0]["expr"]
+        if not goal.latency_panel:
+            assert f"{goal.layer}: P99 now" not in shown
+            continue
+        p99 = shown[f"{goal.layer}: P99 now"]
+        assert p99["targets"][0]["expr"].startswith(series.P99)
+        assert f'layer="{goal.layer}"' in p99["targets"][0]["expr"]
+        assert [(s["color"], s["value"]) for s in
+                p99["fieldConfig"]["defaults"]["thresholds"]["steps"]] == [
+            ("green", None), ("red", t.p99_seconds)]
+    assert boards["cachewatch-docker-builds"]["panels"][0]["title"] == \
+        "docker_build: hit rate now"
+    assert _first_line(boards["cachewatch-docker-builds"])[0][0]["fieldConfig"]["defaults"][
+        "thresholds"]["steps"][1]["value"] == 0.5  # its own alert's goal at any --hit-rate

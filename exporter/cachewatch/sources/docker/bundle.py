@@ -115,7 +115,7 @@ def _engine_panels(t: Thresholds) -> list[Panel]:
 
 def _pull_panels(t: Thresholds) -> list[Panel]:
     """What the nodes' pulls took from their own layers and what they downloaded."""
-    sel, pulls = fleet(t), fleet(t, 'layer="image_pull"')
+    sel, pulls = fleet(t, 'image=~"$image"'), fleet(t, 'layer="image_pull"')
     layers, size = L.DOCKER_PULL_LAYERS.name, L.DOCKER_PULL_LAYER_BYTES.name
     return [
         Panel("timeseries", "Image pulls: layers already on the node",
