@@ -521,3 +521,54 @@ def test_every_layer_dashboard_opens_on_its_goal_numbers(hit_rate):
         "docker_build: hit rate now"
     assert _first_line(boards["cachewatch-docker-builds"])[0][0]["fieldConfig"]["defaults"][
         "thresholds"]["steps"][1]["value"] == 0.5  # its own alert's goal at any --hit-rate
+
+
+# --- Polish as the mixins do ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", DASHBOARD_FILES, ids=lambda p: p.stem)
+def test_every_dashboard_shares_its_crosshair_and_legends_show_last_and_min(path):
+    board = json.loads(path.read_text())
+    assert board["graphTooltip"] == 1  # one moment across every panel
+    for panel in board["panels"]:
+        if panel["type"] == "timeseries":
+            legend = panel["options"]["legend"]
+            assert legend["calcs"] == ["lastNotNull", "min"], panel["title"]
+            assert (legend["displayMode"], legend["showLegend"]) == ("table", True)
+
+
+TABLES = [item for item in PANELS if item[1]["type"] == "table"]
+
+
+@pytest.mark.parametrize("item", TABLES, ids=[_id(p) for p in TABLES])
+def test_every_table_is_tidied_sorted_and_coloured_where_it_has_thresholds(item):
+    _, table = item
+    steps = {t["id"]: t["options"] for t in table["transformations"]}
+    assert steps["organize"]["excludeByName"]["Time"] is True
+    assert steps["organize"]["renameByName"], "named columns"
+    assert list(steps)[-1] == "sortBy"
+    (sort,) = steps["sortBy"]["sort"]
+    shown = {*steps["organize"]["renameByName"].values(), *steps["organize"]["indexByName"]}
+    assert sort["field"] in shown
+    if len(table["fieldConfig"]["defaults"]["thresholds"]["steps"]) > 1:
+        coloured = [o for o in table["fieldConfig"]["overrides"] for p in o["properties"]
+                    if p["id"] == "custom.cellOptions"]
+        assert coloured, "thresholds that colour no cell"
+
+
+def test_age_buckets_read_as_ages():
+    (target,) = next(p for p in _board("builds")["panels"]
+                     if p["title"] == "Build cache by last use")["targets"]
+    assert target["legendFormat"].endswith("used within {{age}}")
+    assert re.findall(r'"age", "([^"]+)"', target["expr"]) == [
+        "1h", "6h", "1d", "3d", "7d", "14d", "30d", "90d", "any time"]
+
+
+def test_the_app_dashboard_draws_the_p99_its_alert_tests():
+    from cachewatch.bundle import series
+
+    panels = {p["title"]: p for p in _board("app")["panels"]}
+    (target,) = panels["P99 latency"]["targets"]
+    assert target["expr"].startswith(series.P99)
+    assert panels["P99 latency"]["fieldConfig"]["defaults"]["thresholds"]["steps"][1][
+        "value"] == Thresholds().p99_seconds

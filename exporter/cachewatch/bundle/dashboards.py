@@ -259,7 +259,7 @@ def _fields(panel: dict[str, Any], spec: Panel) -> None:
         defaults.setdefault("custom", {})["axisSoftMax"] = round(max(red) * 1.2, 6)
     if spec.kind == "timeseries":
         panel["options"]["legend"].update(displayMode="table", placement="bottom",
-                                          calcs=["lastNotNull", "min"])
+                                          showLegend=True, calcs=["lastNotNull", "min"])
     _merge(panel, spec.extra)
 
 

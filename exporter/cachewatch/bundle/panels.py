@@ -106,3 +106,22 @@ def latency_steps(target: float) -> Steps:
 
 
 NEUTRAL: Steps = (("green", None),)
+
+
+def tidy_table(t: Thresholds, columns: Mapping[str, str], sort: str,
+               coloured: bool = False) -> dict[str, Any]:
+    """A table as the mixins show one (``Panel.extra``): no Time column, the identity labels
+    first, then ``columns`` (label or ``Value`` -> title) in their order, sorted by the column
+    titled ``sort``, greatest first; ``coloured``: the values' text in their threshold colour
+    (a table colours no cell unless told)."""
+    order = [*t.identity_labels, *columns.values()]
+    colour = {"fieldConfig": {"overrides": [{
+        "matcher": {"id": "byName", "options": columns["Value"]},
+        "properties": [{"id": "custom.cellOptions", "value": {"type": "color-text"}}]}]}}
+    return {"transformations": [
+        {"id": "organize", "options": {
+            "excludeByName": {"Time": True},
+            "indexByName": {name: i for i, name in enumerate(order)},
+            "renameByName": {name: title for name, title in columns.items() if name != title}}},
+        {"id": "sortBy", "options": {"sort": [{"field": sort, "desc": True}]}},
+    ], **(colour if coloured else {})}
