@@ -314,6 +314,27 @@ def _series_labels() -> dict[str, set[str]]:
 SERIES_LABELS = _series_labels()
 
 
+@pytest.mark.parametrize("path", DASHBOARD_FILES, ids=lambda p: p.stem)
+def test_variables_see_every_cache_and_no_data_names_what_feeds_a_panel(path):
+    from cachewatch.bundle import series
+
+    board = json.loads(path.read_text())
+    for variable in board["templating"]["list"][1:]:
+        assert "cachewatch_build_info" not in variable["query"]
+        if variable["name"] in IDENTITY:  # every layer feeds the lookups, Micrometer's too
+            assert variable["query"].startswith(f"label_values({series.TOTAL}{{")
+    for panel in board["panels"]:
+        if panel["type"] == "row":
+            continue
+        text = panel["fieldConfig"]["defaults"]["noValue"]
+        if text.startswith("No data from "):
+            read = {name for t in panel["targets"]
+                    for name in re.findall(r"\b(?:cachewatch_[a-z0-9_]+|[a-z_]+:[a-z0-9_]+:"
+                                           r"[a-z0-9_]+|ALERTS|up)\b", t["expr"])}
+            assert read, panel["title"]
+            assert all(name in text for name in read), (panel["title"], text)
+
+
 def test_the_series_labels_are_known_for_what_the_dashboards_read():
     assert SERIES_LABELS["cachewatch_registry_blob_mounts_total"] == {"registry", "repository"}
     assert SERIES_LABELS["layer_cache:cachewatch_cache_hit_ratio:rate5m"] == {"layer", "cache"}

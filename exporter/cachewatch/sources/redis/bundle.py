@@ -94,6 +94,7 @@ def panels(t: Thresholds) -> list[Panel]:
               "Causes of misses (or trouble ahead) that INFO shows now, per cache: the value "
               "is how many of its servers (cluster nodes) show it. `cachewatch doctor "
               "redis://host:port` gives the evidence and the fix, and samples hot and big keys.",
+              no_data="No findings: no cause of misses in INFO of the selected caches",
               extra=tidy_table(t, {"cache": "cache", "rule": "finding",
                                    "Value": "Servers showing it"}, "Servers showing it")),
         Panel("timeseries", "Commands per second",
