@@ -14,11 +14,10 @@ from dataclasses import replace
 
 from . import series
 from .goals import Goal
-from .panels import Panel, fleet, hit_steps, latency_steps, legend
+from .panels import RED_FROM_ONE, Panel, fleet, hit_steps, latency_steps, legend
 from .thresholds import Thresholds
 
 HEIGHT = 5
-RED_FROM_ONE = (("green", None), ("red", 1.0))
 
 
 def _chosen(t: Thresholds, goal: Goal) -> str:

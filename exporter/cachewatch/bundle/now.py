@@ -13,10 +13,9 @@ from typing import Any
 from ..metrics import contract
 from . import series
 from .goals import Goal, Query
-from .panels import NEUTRAL, Panel, fleet
+from .panels import NEUTRAL, RED_FROM_ONE, Panel, fleet
 from .thresholds import Thresholds
 
-RED_FROM_ONE = (("green", None), ("red", 1.0))
 # The overview's own variables, on every selector of a series that carries their labels.
 CHOSEN = 'layer=~"$layer", cache=~"$cache"'
 

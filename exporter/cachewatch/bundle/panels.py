@@ -106,6 +106,7 @@ def latency_steps(target: float) -> Steps:
 
 
 NEUTRAL: Steps = (("green", None),)
+RED_FROM_ONE: Steps = (("green", None), ("red", 1.0))  # a count where one is a fault
 
 
 def tidy_table(t: Thresholds, columns: Mapping[str, str], sort: str,
