@@ -39,7 +39,7 @@ LOGS = FIXTURES / "buildlogs"
 SHORT = Thresholds(hit_rate_for="5s", p99_for="5s", down_for="5s",
                    parts=(RegistryThresholds(registry_for="5s"),))
 FLEET = [{"cluster": "e2e", "namespace": "team-a"}, {"cluster": "e2e", "namespace": "team-b"}]
-VARIABLES = {"$__range": "1h", "$__rate_interval": "1m", "$cluster": "e2e",
+VARIABLES = {"$__range": "1h", "$__rate_interval": "1m", "$__interval": "1m", "$cluster": "e2e",
              "$namespace": "team-a|team-b", "$job": "cachewatch", "$layer": ".*", "$cache": ".*",
              "$image": ".*", "$repository": ".*"}
 
@@ -145,6 +145,7 @@ def _feed(exporter, redis_plain, docker_engine, upstream, mirror, tmp_path, roun
     l1.hits, l1.misses, l2.hits, l2.misses = 90 * round_, 10 * round_, 8 * round_, 2 * round_
     l2.load_success, l2.load_ns = 2 * round_, 4_000_000 * round_
     l1.evictions = round_
+    caches.add(CacheStats("idle"))  # looked up never: its ratios must be empty, not NaN
     for _ in range(5 * round_):
         l2.observe(0.0004)
     pusher = caches.push_to(exporter.url, instance="e2e", interval=3600)
@@ -199,8 +200,10 @@ def test_every_query_returns_data_and_the_hit_rate_alert_fires_and_resolves(
             wait_until(all_have_data, timeout=60, interval=1)
         except AssertionError:
             pytest.fail("no data for:\n" + "\n".join(missing))
+        assert _with_nan(prometheus) == []
         _each_namespace_apart(prometheus)
         _only_main_below_goal(prometheus)
+        _variables_narrow(prometheus)
         firing = wait_until(lambda: _namespaces(receiver.alerts("CacheHitRateLow", "firing"))
                             == {"team-a", "team-b"}, timeout=90)
     finally:
@@ -273,6 +276,36 @@ def _only_main_below_goal(prometheus) -> None:
                   key=lambda r: float(r["value"][1]))
     assert (rows[0]["metric"]["layer"], rows[0]["metric"]["cache"]) == ("redis", "main"), rows
     assert float(rows[0]["value"][1]) < 0, rows
+
+
+def _with_nan(prometheus) -> list[str]:
+    """Dashboard queries that answer NaN or an infinity for some series (an idle cache's
+    ratio without a guard), with the series."""
+    found = []
+    for board, title, expr in dashboards.all_exprs(SHORT):
+        response = httpx.get(prometheus.url + "/api/v1/query",
+                             params={"query": _query(expr)}, timeout=10).json()
+        found += [f"{board} / {title}: {r['metric']}" for r in response["data"]["result"]
+                  if re.match(r"^(NaN|\+?-?Inf)$", str(r["value"][1]))]
+    return found
+
+
+def _variables_narrow(prometheus) -> None:
+    """A chosen repository, layer or cache narrows the panels that read it; the build cache's
+    ages read as ages."""
+    (mounts, _) = _panel_exprs("registry", "Layer reuse: mounts and HEAD checks")
+    assert _safe_query(prometheus, _query(mounts, repository="team/shop"))
+    assert _safe_query(prometheus, _query(mounts, repository="team/other")) == []
+    below = _panel_exprs("overview", "Caches below hit-rate goal")[0]
+    for layer, count in (("redis", "1"), ("memcached", "0")):
+        (result,) = _safe_query(prometheus, _query(below, namespace="team-a", layer=layer))
+        assert result["value"][1] == count, layer
+    table = _panel_exprs("overview", "Every cache, worst first")[0]
+    rows = _safe_query(prometheus, _query(table, namespace="team-a", cache="shop"))
+    assert {r["metric"]["cache"] for r in rows} == {"shop"}, rows
+    assert "docker_build" in {r["metric"]["layer"] for r in rows}, rows
+    (ages,) = _panel_exprs("builds", "Build cache by last use")
+    assert "any time" in {r["metric"]["age"] for r in _safe_query(prometheus, _query(ages))}
 
 
 def _without_data(prometheus) -> list[str]:

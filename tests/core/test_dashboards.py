@@ -5,6 +5,7 @@ checked on every panel: there is no list of exceptions."""
 
 from __future__ import annotations
 
+import copy
 import enum
 import json
 import re
@@ -16,6 +17,7 @@ import pytest
 import yaml
 from grafana_foundation_sdk.cog import plugins
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models import prometheus
 from grafana_foundation_sdk.models.dashboard import Dashboard
 
 from cachewatch.bundle import dashboards
@@ -86,19 +88,50 @@ def _mistyped(model: Any, path: str = "") -> list[str]:
     return problems
 
 
+# What Grafana's Prometheus annotation support reads beside its query (its ``processEvents``):
+# the dashboard model types an annotation's ``target`` as the built-in Grafana source's, so a
+# Prometheus annotation is checked against the Prometheus query model and these fields.
+PROMETHEUS_ANNOTATION = {"titleFormat": str, "textFormat": str, "tagKeys": str,
+                         "useValueForTime": bool}
+
+
+def _model_problems(given: dict[str, Any], model: Any, path: str) -> list[str]:
+    read_back = json.loads(json.dumps(model, cls=JSONEncoder))
+    return _lost(given, read_back, path) + _mistyped(model, path)
+
+
+def _prometheus_annotation(annotation: dict[str, Any], path: str) -> list[str]:
+    """Problems of a Prometheus annotation's own fields, which it gives up to the rest."""
+    problems = _model_problems(annotation["target"],
+                               prometheus.Dataquery.from_json(annotation.pop("target")),
+                               f"{path}.target")
+    for key, kind in PROMETHEUS_ANNOTATION.items():
+        if key in annotation and not isinstance(annotation.pop(key), kind):
+            problems.append(f"{path}.{key}: not a {kind.__name__}")
+    return problems
+
+
 def schema_problems(board: dict[str, Any]) -> list[str]:
     """Everything in ``board`` that Grafana's dashboard model does not allow."""
-    model = Dashboard.from_json(board)
-    read_back = json.loads(json.dumps(model, cls=JSONEncoder))
-    return _lost(board, read_back, "") + _mistyped(model)
+    board = copy.deepcopy(board)
+    problems = [problem for i, annotation in enumerate(board["annotations"]["list"])
+                if annotation["datasource"]["type"] == "prometheus"
+                for problem in _prometheus_annotation(annotation, f".annotations.list[{i}]")]
+    return problems + _model_problems(board, Dashboard.from_json(board), "")
 
 
 def test_the_schema_check_finds_what_grafana_would_not_read():
     board = json.loads(DASHBOARD_FILES[0].read_text())
     board["panels"][0]["intervalFactr"] = 2  # an unknown field
     board["panels"][1]["gridPos"]["w"] = "wide"  # a string where Grafana wants a number
+    board["annotations"]["list"] = [{
+        "name": "alerts", "datasource": {"type": "prometheus", "uid": "${datasource}"},
+        "enable": True, "iconColor": "red", "titleFormat": 1,
+        "target": {"expr": "ALERTS", "refId": "Anno", "step": "60s"}}]
     problems = schema_problems(board)
     assert ".panels[0].intervalFactr: not in Grafana's model" in problems
+    assert ".annotations.list[0].target.step: not in Grafana's model" in problems
+    assert ".annotations.list[0].titleFormat: not a str" in problems
     assert any(p.startswith(".panels[1].grid_pos.w: 'wide'") for p in problems), problems
 
 
@@ -181,7 +214,12 @@ def test_every_panel_keeps_to_the_fleet_rules(item):
         for name, matchers in found:
             for label in IDENTITY:  # every series filtered by the fleet's variables
                 assert f'{label} =~ "${label}"' in matchers, (name, label, expr)
-        for window in re.findall(r"\[([^\]]*)\]", re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)):
+        windows = re.findall(r"\[([^\]]*)\]", re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr))
+        if panel["type"] == "heatmap":
+            # each column counts its own step: over $__interval, at least two samples long
+            assert windows == ["$__interval"], expr
+            assert target["interval"], "no Min step under $__interval"
+        for window in windows if panel["type"] != "heatmap" else ():
             # the panel's rate interval, its range, or the window the alert it shows tests
             assert window in ("$__rate_interval", "$__range", *ALERT_WINDOWS), (window, expr)
         ranks = re.search(r"\b(topk|bottomk)\(", expr)
@@ -247,6 +285,78 @@ def test_identity_labels_are_a_setting_of_the_dashboards_too():
 def test_every_query_of_the_specs_is_in_the_files():
     rendered = {t["expr"] for _, p in PANELS for t in p["targets"]}
     assert {expr for _, _, expr in dashboards.all_exprs(Thresholds())} == rendered
+
+
+# --- Variables: a chosen value narrows every panel whose series can be narrowed by it ----------
+
+
+def _series_labels() -> dict[str, set[str]]:
+    """Series name -> its labels (besides the identity labels Prometheus adds): the families of
+    the metric contract, and the recorded series, named ``level:metric:operation`` where the
+    level lists the labels they keep."""
+    from cachewatch.metrics.contract import Kind
+    from cachewatch.sources import specs
+
+    found: dict[str, set[str]] = {}
+    for spec in specs():
+        found[spec.name] = set(spec.labels)
+        if spec.kind in (Kind.HISTOGRAM, Kind.SUMMARY):
+            found |= {spec.name + "_count": set(spec.labels), spec.name + "_sum":
+                      set(spec.labels), spec.name + "_bucket": {*spec.labels, "le"}}
+    rules = yaml.safe_load((ROOT / "alerts" / "cachewatch-rules.yml").read_text())
+    for rule in (r for group in rules["groups"] for r in group["rules"] if "record" in r):
+        kept = set(rule["record"].split(":")[0].split("_"))
+        assert all(re.search(rf"\b{label}\b", rule["expr"]) for label in kept), rule
+        found[rule["record"]] = kept
+    return found
+
+
+SERIES_LABELS = _series_labels()
+
+
+@pytest.mark.parametrize("path", DASHBOARD_FILES, ids=lambda p: p.stem)
+def test_variables_see_every_cache_and_no_data_names_what_feeds_a_panel(path):
+    from cachewatch.bundle import series
+
+    board = json.loads(path.read_text())
+    for variable in board["templating"]["list"][1:]:
+        assert "cachewatch_build_info" not in variable["query"]
+        if variable["name"] in IDENTITY:  # every layer feeds the lookups, Micrometer's too
+            assert variable["query"].startswith(f"label_values({series.TOTAL}{{")
+    for panel in board["panels"]:
+        if panel["type"] == "row":
+            continue
+        text = panel["fieldConfig"]["defaults"]["noValue"]
+        if text.startswith("No data from "):
+            read = {name for t in panel["targets"]
+                    for name in re.findall(r"\b(?:cachewatch_[a-z0-9_]+|[a-z_]+:[a-z0-9_]+:"
+                                           r"[a-z0-9_]+|ALERTS|up)\b", t["expr"])}
+            assert read, panel["title"]
+            assert all(name in text for name in read), (panel["title"], text)
+
+
+def test_the_series_labels_are_known_for_what_the_dashboards_read():
+    assert SERIES_LABELS["cachewatch_registry_blob_mounts_total"] == {"registry", "repository"}
+    assert SERIES_LABELS["layer_cache:cachewatch_cache_hit_ratio:rate5m"] == {"layer", "cache"}
+    assert "le" in SERIES_LABELS["cachewatch_docker_build_duration_seconds_bucket"]
+
+
+@pytest.mark.parametrize("path", DASHBOARD_FILES, ids=lambda p: p.stem)
+def test_every_selector_follows_the_variables_its_series_can_be_narrowed_by(path):
+    board = json.loads(path.read_text())
+    own = [v["name"] for v in board["templating"]["list"]
+           if v["type"] == "query" and v["name"] not in IDENTITY]
+    assert own, "a dashboard of its own variables"
+    read = 0
+    for panel in board["panels"]:
+        for target in panel.get("targets", []):
+            for name, matchers in selectors(target["expr"]):
+                for variable in own:
+                    if variable in SERIES_LABELS.get(name, ()):
+                        read += 1
+                        assert f'{variable} =~ "${variable}"' in matchers, (
+                            panel["title"], name, variable)
+    assert read, "no selector reads a series its variables narrow"
 
 
 # --- What a reader sees first, and the scales ---------------------------------------------------
@@ -371,5 +481,115 @@ def test_panel_ids_derive_from_titles():
         board = json.loads(path.read_text())
         assert [p["id"] for p in board["panels"]] == [
             panel_id(p["title"]) for p in board["panels"]], path.stem
-    overview = json.loads((ROOT / "dashboards" / "overview.json").read_text())
-    assert [a["name"] for a in overview["annotations"]["list"]] == ["Annotations & Alerts"]
+
+
+def test_the_overview_marks_the_bundles_alerts_in_time():
+    grafana, firing = _board("overview")["annotations"]["list"]
+    assert (grafana["name"], grafana["type"]) == ("Annotations & Alerts", "dashboard")
+    assert grafana["datasource"] == {"type": "grafana", "uid": "-- Grafana --"}
+    assert firing["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
+    assert firing["enable"] is True
+    ((name, matchers),) = selectors(firing["target"]["expr"])
+    assert name == "ALERTS"
+    names = "|".join(rule["alert"] for rule in _alerts())
+    assert matchers == " , ".join([*(f'{label} =~ "${label}"' for label in IDENTITY),
+                                  'alertstate = "firing"', f'alertname =~ "{names}"'])
+    assert firing["titleFormat"] == "{{alertname}}"
+    assert {"cache", "severity"} <= set(firing["tagKeys"].split(","))
+    assert _board("redis")["annotations"]["list"] == []  # the overview's alone
+
+
+def _first_line(board: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The panels on the grid's first line, and the rest."""
+    first = [p for p in board["panels"] if p["gridPos"]["y"] == 0]
+    return first, [p for p in board["panels"] if p["gridPos"]["y"] != 0]
+
+
+@pytest.mark.parametrize("hit_rate", [Thresholds().hit_rate, 0.93])
+def test_every_layer_dashboard_opens_on_its_goal_numbers(hit_rate):
+    from cachewatch.bundle import series
+    from cachewatch.bundle.parts import PARTS
+
+    t = Thresholds(hit_rate=hit_rate)
+    goals = [goal for part in PARTS for goal in part.goals(t)]
+    boards = {spec.uid: json.loads(dashboards.render(spec, t)) for spec in dashboards.specs()}
+    assert {goal.dashboard for goal in goals} == set(boards) - {"cachewatch-overview"}
+    for goal in goals:
+        first, rest = _first_line(boards[goal.dashboard])
+        assert {p["type"] for p in first} <= {"stat", "gauge"}, goal.dashboard
+        assert sum(p["gridPos"]["w"] for p in first) == 24
+        below = max(p["gridPos"]["h"] for p in first)
+        assert all(p["gridPos"]["y"] >= below for p in rest)  # volumes come after
+        shown = {p["title"]: p for p in first}
+        hit = shown[f"{goal.layer}: hit rate now"]
+        assert [(s["color"], s["value"]) for s in
+                hit["fieldConfig"]["defaults"]["thresholds"]["steps"]] == [
+            ("red", None), ("green", goal.hit_rate)]
+        count = shown[f"{goal.layer}: caches below goal"]["targets"][0]["expr"]
+        assert f"< {goal.hit_rate}\n" in count
+        if goal.variable:  # the dashboard's cache variable narrows the goal numbers
+            assert f'{goal.variable}=~"${goal.variable}"' in hit["targets"][0]["expr"]
+        if not goal.latency_panel:
+            assert f"{goal.layer}: P99 now" not in shown
+            continue
+        p99 = shown[f"{goal.layer}: P99 now"]
+        assert p99["targets"][0]["expr"].startswith(series.P99)
+        assert f'layer="{goal.layer}"' in p99["targets"][0]["expr"]
+        assert [(s["color"], s["value"]) for s in
+                p99["fieldConfig"]["defaults"]["thresholds"]["steps"]] == [
+            ("green", None), ("red", t.p99_seconds)]
+    assert boards["cachewatch-docker-builds"]["panels"][0]["title"] == \
+        "docker_build: hit rate now"
+    assert _first_line(boards["cachewatch-docker-builds"])[0][0]["fieldConfig"]["defaults"][
+        "thresholds"]["steps"][1]["value"] == 0.5  # its own alert's goal at any --hit-rate
+
+
+# --- Polish as the mixins do ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", DASHBOARD_FILES, ids=lambda p: p.stem)
+def test_every_dashboard_shares_its_crosshair_and_legends_show_last_and_min(path):
+    board = json.loads(path.read_text())
+    assert board["graphTooltip"] == 1  # one moment across every panel
+    for panel in board["panels"]:
+        if panel["type"] == "timeseries":
+            legend = panel["options"]["legend"]
+            assert legend["calcs"] == ["lastNotNull", "min"], panel["title"]
+            assert (legend["displayMode"], legend["showLegend"]) == ("table", True)
+
+
+TABLES = [item for item in PANELS if item[1]["type"] == "table"]
+
+
+@pytest.mark.parametrize("item", TABLES, ids=[_id(p) for p in TABLES])
+def test_every_table_is_tidied_sorted_and_coloured_where_it_has_thresholds(item):
+    _, table = item
+    steps = {t["id"]: t["options"] for t in table["transformations"]}
+    assert steps["organize"]["excludeByName"]["Time"] is True
+    assert steps["organize"]["renameByName"], "named columns"
+    assert list(steps)[-1] == "sortBy"
+    (sort,) = steps["sortBy"]["sort"]
+    shown = {*steps["organize"]["renameByName"].values(), *steps["organize"]["indexByName"]}
+    assert sort["field"] in shown
+    if len(table["fieldConfig"]["defaults"]["thresholds"]["steps"]) > 1:
+        coloured = [o for o in table["fieldConfig"]["overrides"] for p in o["properties"]
+                    if p["id"] == "custom.cellOptions"]
+        assert coloured, "thresholds that colour no cell"
+
+
+def test_age_buckets_read_as_ages():
+    (target,) = next(p for p in _board("builds")["panels"]
+                     if p["title"] == "Build cache by last use")["targets"]
+    assert target["legendFormat"].endswith("used within {{age}}")
+    assert re.findall(r'"age", "([^"]+)"', target["expr"]) == [
+        "1h", "6h", "1d", "3d", "7d", "14d", "30d", "90d", "any time"]
+
+
+def test_the_app_dashboard_draws_the_p99_its_alert_tests():
+    from cachewatch.bundle import series
+
+    panels = {p["title"]: p for p in _board("app")["panels"]}
+    (target,) = panels["P99 latency"]["targets"]
+    assert target["expr"].startswith(series.P99)
+    assert panels["P99 latency"]["fieldConfig"]["defaults"]["thresholds"]["steps"][1][
+        "value"] == Thresholds().p99_seconds

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from grafanalib._gen import DashboardEncoder
@@ -32,7 +33,8 @@ from grafanalib.core import (
     TimeSeries,
 )
 
-from . import overview, series
+from . import goal_row, overview, series
+from .goals import Goal
 from .panels import DashboardSpec, Panel, panel_id
 from .part import BundlePart
 from .parts import PARTS
@@ -45,12 +47,25 @@ WIDTH = 24  # Grafana's grid
 
 
 def specs(parts: Sequence[BundlePart] = PARTS) -> list[DashboardSpec]:
-    """Every dashboard of the bundle: the overview first, then each part's."""
-    return [overview.dashboard(lambda t: alert_rules(t, parts),
-                               lambda t: [goal for part in parts for goal in part.goals(t)],
-                               rejections(parts),
+    """Every dashboard of the bundle: the overview first, then each part's, opening on the
+    goal numbers of the layers it shows."""
+
+    def goals(t: Thresholds) -> list[Goal]:
+        return [goal for part in parts for goal in part.goals(t)]
+
+    return [overview.dashboard(lambda t: alert_rules(t, parts), goals, rejections(parts),
                                [part.targets for part in parts if part.targets]),
-            *(part.dashboard for part in parts)]
+            *(_opening_on_goals(part.dashboard, goals) for part in parts)]
+
+
+def _opening_on_goals(spec: DashboardSpec, goals: overview.Goals) -> DashboardSpec:
+    """``spec`` with the goal numbers of the layers whose goals name it before its panels."""
+
+    def panels(t: Thresholds) -> list[Panel]:
+        own = [goal for goal in goals(t) if goal.dashboard == spec.uid]
+        return [*goal_row.panels(t, own), *spec.panels(t)]
+
+    return replace(spec, panels=panels)
 
 
 def _grafanalib_panel(panel: Panel, pid: int, grid: GridPos) -> Any:
@@ -80,9 +95,10 @@ def _grafanalib_panel(panel: Panel, pid: int, grid: GridPos) -> Any:
 def _targets(panel: Panel) -> list[dict[str, Any]]:
     """The panel's queries, as Grafana's Prometheus query editor saves them."""
     fmt = {"table": "table", "heatmap": "heatmap"}.get(panel.kind, "time_series")
+    step = {"interval": panel.min_interval} if panel.min_interval else {}
     return [{"datasource": DS, "editorMode": "code", "expr": expr, "legendFormat": legend,
              "refId": chr(ord("A") + i), "instant": panel.instant, "range": not panel.instant,
-             "format": fmt}
+             "format": fmt, **step}
             for i, (expr, legend) in enumerate(panel.exprs)]
 
 
@@ -146,16 +162,29 @@ def _ids(spec: DashboardSpec, panels: list[Panel]) -> list[int]:
     return ids
 
 
-def _annotations(spec: DashboardSpec) -> list[dict[str, Any]]:
-    """Grafana's own "Annotations & Alerts": the state changes of the Grafana-managed rules
-    attached to this dashboard's panels (``__dashboardUid__``/``__panelId__``), in time.
-    (A Prometheus ``ALERTS`` annotation query is not in Grafana's dashboard model.)"""
-    if not spec.alert_annotation:
+def _annotations(spec: DashboardSpec, t: Thresholds) -> list[dict[str, Any]]:
+    """The alerts in time over every panel: Prometheus' ``ALERTS`` of the bundle's alerts
+    firing for the selected fleet (a region per alert, titled by its name), and Grafana's own
+    "Annotations & Alerts", the state changes of the Grafana-managed rules attached to this
+    dashboard's panels (``__dashboardUid__``/``__panelId__``).
+
+    The Prometheus annotation is written as Grafana 10+ saves one: the query in ``target``
+    (its ``expr`` and ``interval``, the step that joins a firing alert's samples into one
+    region), the label templates beside it."""
+    if spec.alert_annotation is None:
         return []
-    return [{"name": "Annotations & Alerts", "type": "dashboard",
-             "datasource": {"type": "grafana", "uid": "-- Grafana --"}, "enable": True,
-             "hide": False, "iconColor": "red",
-             "target": {"type": "dashboard", "limit": 100, "matchAny": False, "tags": []}}]
+    return [
+        {"name": "Annotations & Alerts", "type": "dashboard",
+         "datasource": {"type": "grafana", "uid": "-- Grafana --"}, "enable": True,
+         "hide": False, "iconColor": "rgba(0, 211, 255, 1)",
+         "target": {"type": "dashboard", "limit": 100, "matchAny": False, "tags": []}},
+        {"name": "cachewatch alerts firing", "datasource": DS, "enable": True, "hide": False,
+         "iconColor": "red",
+         "target": {"expr": spec.alert_annotation(t), "interval": "60s", "refId": "Anno"},
+         "titleFormat": "{{alertname}}", "textFormat": "{{layer}} {{cache}} {{severity}}",
+         "tagKeys": ",".join((*t.identity_labels, "layer", "cache", "severity")),
+         "useValueForTime": False},
+    ]
 
 
 PLUGIN_VERSION = "10.4.0"
@@ -230,7 +259,7 @@ def _fields(panel: dict[str, Any], spec: Panel) -> None:
         defaults.setdefault("custom", {})["axisSoftMax"] = round(max(red) * 1.2, 6)
     if spec.kind == "timeseries":
         panel["options"]["legend"].update(displayMode="table", placement="bottom",
-                                          calcs=["lastNotNull", "min"])
+                                          showLegend=True, calcs=["lastNotNull", "min"])
     _merge(panel, spec.extra)
 
 
@@ -270,7 +299,7 @@ def _today(data: dict[str, Any], panels: list[Panel]) -> dict[str, Any]:
 def render(spec: DashboardSpec, t: Thresholds) -> str:
     """The dashboard's JSON, stable across runs (sorted keys)."""
     data = json.loads(json.dumps(dashboard(spec, t).to_json_data(), cls=DashboardEncoder))
-    data["annotations"] = {"list": _annotations(spec)}
+    data["annotations"] = {"list": _annotations(spec, t)}
     return json.dumps(_today(data, spec.panels(t)), sort_keys=True, indent=2) + "\n"
 
 

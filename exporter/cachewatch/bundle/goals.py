@@ -27,6 +27,9 @@ class Goal:
     dashboard uid and ``variable`` its variable that selects one cache ("" for none);
     ``panel`` and ``latency_panel`` title the panels there that draw the hit ratio and the P99
     the generic alerts test (where CacheHitRateLow and CacheLatencyP99High link to).
+    ``lookups`` says whether ``ratio`` and ``gate`` read the shared lookups, whose series carry
+    ``layer`` and ``cache`` (a layer judged on series of its own, named by ``variable``, does
+    not): the overview then narrows them to its chosen layers and caches on their selectors.
     """
 
     layer: str
@@ -37,6 +40,7 @@ class Goal:
     variable: str = "cache"
     panel: str = ""
     latency_panel: str = ""
+    lookups: bool = True
 
     def below(self, t: Thresholds, matchers: str) -> str:
         """The caches of this layer below goal, where traffic passes the alert's gate."""

@@ -2,6 +2,7 @@
 
 Counts and the table judge each cache against its layer's goal (``goals.Goal``), as the alerts
 do: a cache whose traffic is under the alert's gate is neither counted nor ranked below goal.
+Like every panel of the overview, they keep to the layers and caches chosen in its variables.
 """
 
 from __future__ import annotations
@@ -11,16 +12,28 @@ from typing import Any
 
 from ..metrics import contract
 from . import series
-from .goals import Goal
-from .panels import NEUTRAL, Panel, fleet
+from .goals import Goal, Query
+from .panels import NEUTRAL, RED_FROM_ONE, Panel, fleet
 from .thresholds import Thresholds
 
-RED_FROM_ONE = (("green", None), ("red", 1.0))
+# The overview's own variables, on every selector of a series that carries their labels.
+CHOSEN = 'layer=~"$layer", cache=~"$cache"'
 
 
 def identity(t: Thresholds) -> str:
-    """The fleet's matchers, without braces: the Now row judges every cache of the fleet."""
+    """The fleet's matchers, without braces."""
     return fleet(t)[1:-1]
+
+
+def chosen(t: Thresholds, goal: Goal, query: Query) -> str:
+    """``query`` (one of ``goal``'s) for the chosen fleet, layers and caches: the layer and
+    cache matchers go on its own selectors where its series carry those labels; otherwise the
+    result is kept where the shared lookups of the same cache are chosen."""
+    ids = identity(t)
+    if goal.lookups:
+        return query(t, f"{ids}, {CHOSEN}")
+    return (f"({query(t, ids)})\n"
+            f"and on ({t.by('layer', 'cache')}) {series.TOTAL}{{{ids}, {CHOSEN}}}")
 
 
 def _tag(goal: Goal, expr: str) -> str:
@@ -85,8 +98,8 @@ def panels(t: Thresholds, goals: Sequence[Goal], firing: str,
     """Stats (below goal, over P99 goal, alerts firing, exporters up, targets down) and the
     table of every cache; ``firing`` is the alerts-firing selector, ``targets`` what the
     collectors read."""
-    ids = identity(t)
-    below = "\nor\n".join(goal.below(t, ids) for goal in goals)
+    ids = f"{identity(t)}, {CHOSEN}"
+    below = "\nor\n".join(chosen(t, goal, goal.below) for goal in goals)
     by = t.by("layer", "cache")
     slow = (f"{series.P99}{{{ids}}} > {t.p99_seconds}\n"
             f"and on ({by}) {series.OBSERVATIONS}{{{ids}}} "
@@ -117,8 +130,8 @@ def panels(t: Thresholds, goals: Sequence[Goal], firing: str,
                                "or vector(0)", "down"),), 4,
              f"Caches cachewatch cannot read (CachewatchTargetDown): {', '.join(targets)}."),
         Panel("table", "Every cache, worst first", (
-            (_each(goals, lambda g: g.gap(t, ids)), ""),
-            (_each(goals, lambda g: g.ratio(t, ids)), ""),
+            (_each(goals, lambda g: chosen(t, g, g.gap)), ""),
+            (_each(goals, lambda g: chosen(t, g, g.ratio)), ""),
             (_each(goals, lambda g: layer(g, f"{series.P99}{{{ids}}}")), ""),
             (_each(goals, lambda g: layer(g, f"{series.TOTAL}{{{ids}}}")), "")),
             "none", NEUTRAL, 24,

@@ -37,16 +37,16 @@ def row(title: str) -> Panel:
 
 def layer_charts(t: Thresholds, goal: Goal) -> list[Panel]:
     """A layer's hit rate as its alert tests it, drawn at its goal, and its lookups."""
-    cache = now.identity(t) + ', cache=~"$cache"'
     who = legend(t, "{{cache}}")
+    lookups = fleet(t, now.CHOSEN, f'layer="{goal.layer}"')
     return [
         row(f"Layer {goal.layer}"),
-        Panel("timeseries", f"{goal.layer}: hit rate", ((goal.ratio(t, cache), who),),
+        Panel("timeseries", f"{goal.layer}: hit rate", ((now.chosen(t, goal, goal.ratio), who),),
               "percentunit", hit_steps(goal.hit_rate), 12,
               f"The hit ratio the {goal.layer} alert tests, per cache; the line is its "
               f"{goal.hit_rate:.0%} goal."),
         Panel("timeseries", f"{goal.layer}: lookups per second",
-              ((f"{series.TOTAL}{fleet(t, f'layer={chr(34)}{goal.layer}{chr(34)}')}", who),),
+              ((f"{series.TOTAL}{lookups}", who),),
               "reqps", NEUTRAL, 12, "Lookups per second per cache (5-minute rate)."),
     ]
 
@@ -122,4 +122,4 @@ def dashboard(alerts: Alerts, goals: Goals, refused: Sequence[Rejections],
     naming the parts' ``targets`` where it counts those cachewatch cannot read."""
     return DashboardSpec("overview", UID, "cachewatch: cache efficiency overview",
                          lambda t: panels(t, alerts, goals, refused, targets), variables,
-                         alert_annotation=True)
+                         alert_annotation=lambda t: f"ALERTS{firing(t, alerts)}")

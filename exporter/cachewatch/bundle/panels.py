@@ -40,6 +40,9 @@ class Panel:
     extra: Mapping[str, Any] = field(default_factory=dict)
     # Bounds of the value axis; a latency panel's soft max is derived from its threshold.
     bounds: tuple[float, float] | None = None
+    # The queries' lower limit of the step and of ``$__interval`` (Grafana's "Min step"): a
+    # query counting over ``[$__interval]`` needs two samples in every step.
+    min_interval: str = ""
 
     def __post_init__(self) -> None:
         if not self.description.strip():
@@ -66,8 +69,9 @@ class DashboardSpec:
     title: str
     panels: Callable[[Thresholds], list[Panel]]
     variables: Variables
-    # Alert state changes drawn over the panels (Grafana's "Annotations & Alerts").
-    alert_annotation: bool = False
+    # The ``ALERTS`` selector of the alerts to mark on the panels, and Grafana's own alert
+    # state changes ("Annotations & Alerts"); None for neither.
+    alert_annotation: Callable[[Thresholds], str] | None = None
 
 
 def panel_id(title: str) -> int:
@@ -102,3 +106,23 @@ def latency_steps(target: float) -> Steps:
 
 
 NEUTRAL: Steps = (("green", None),)
+RED_FROM_ONE: Steps = (("green", None), ("red", 1.0))  # a count where one is a fault
+
+
+def tidy_table(t: Thresholds, columns: Mapping[str, str], sort: str,
+               coloured: bool = False) -> dict[str, Any]:
+    """A table as the mixins show one (``Panel.extra``): no Time column, the identity labels
+    first, then ``columns`` (label or ``Value`` -> title) in their order, sorted by the column
+    titled ``sort``, greatest first; ``coloured``: the values' text in their threshold colour
+    (a table colours no cell unless told)."""
+    order = [*t.identity_labels, *columns.values()]
+    colour = {"fieldConfig": {"overrides": [{
+        "matcher": {"id": "byName", "options": columns["Value"]},
+        "properties": [{"id": "custom.cellOptions", "value": {"type": "color-text"}}]}]}}
+    return {"transformations": [
+        {"id": "organize", "options": {
+            "excludeByName": {"Time": True},
+            "indexByName": {name: i for i, name in enumerate(order)},
+            "renameByName": {name: title for name, title in columns.items() if name != title}}},
+        {"id": "sortBy", "options": {"sort": [{"field": sort, "desc": True}]}},
+    ], **(colour if coloured else {})}

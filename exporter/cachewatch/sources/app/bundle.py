@@ -15,6 +15,7 @@ from ...bundle.panels import (
     hit_steps,
     latency_steps,
     legend,
+    tidy_table,
 )
 from ...bundle.part import BundlePart, Rejections
 from ...bundle.promtool import counter
@@ -71,7 +72,9 @@ def panels(t: Thresholds) -> list[Panel]:
         Panel("table", "Seconds since each instance pushed",
               ((f"time() - {L.APP_CACHE_LAST_PUSH.name}{fleet(t)}", ""),), "s",
               (("green", None), ("orange", 60)), 12,
-              "Per instance: how long ago it last pushed; one that stopped pushing is stale."),
+              "Per instance: how long ago it last pushed; one that stopped pushing is stale.",
+              extra=tidy_table(t, {"app_instance": "app instance", "Value": "Since last push"},
+                               "Since last push", coloured=True)),
     ]
 
 

@@ -3,11 +3,22 @@ the Docker builds dashboard and the build receiver's refusals."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
+
+from prometheus_client.utils import floatToGoString
 
 from ...bundle.alerting import PanelLink, alert
 from ...bundle.goals import Goal, generic
-from ...bundle.panels import NEUTRAL, DashboardSpec, Panel, fleet, hit_steps, legend
+from ...bundle.panels import (
+    NEUTRAL,
+    DashboardSpec,
+    Panel,
+    fleet,
+    hit_steps,
+    legend,
+    tidy_table,
+)
 from ...bundle.part import BundlePart, Rejections
 from ...bundle.promtool import before_for, counter, expected, two_phase
 from ...bundle.series import HIT_RATIO
@@ -69,16 +80,39 @@ def _build_panels(t: Thresholds) -> list[Panel]:
                 f"(increase({L.DOCKER_BUILD_CACHE_BUSTERS.name}{sel}[$__range])))", ""),),
               "none", NEUTRAL, 12,
               "The instruction that first missed the cache, counted per build over the time "
-              "range: the one to move down in the Dockerfile."),
+              "range: the one to move down in the Dockerfile.",
+              extra=tidy_table(t, {"image": "image", "instruction": "instruction",
+                                   "Value": "Builds it busted"}, "Builds it busted")),
         Panel("timeseries", "Builds by outcome (per hour)",
               ((f"sum by ({t.by('status')}) " + _per_hour(BUILDS, sel),
                 legend(t, "{{status}}")),), "none", NEUTRAL, 12,
               "Builds finished in the hour before each point, by outcome."),
+        # Each column counts the builds of its own step ([$__interval] at a step of
+        # $__interval): a longer window would count one build in several columns.
         Panel("heatmap", "Build duration",
-              ((f"sum by (le) (increase({L.DOCKER_BUILD_DURATION.name}_bucket{sel}{RATE}))",
-                "{{le}}"),), "s", NEUTRAL, 12,
-              "How long builds take: each column is the builds of one interval by duration."),
+              ((f"sum by (le) (increase({L.DOCKER_BUILD_DURATION.name}_bucket{sel}"
+                "[$__interval]))", "{{le}}"),), "s", NEUTRAL, 12,
+              "How long builds take: each column is the builds of one interval by duration.",
+              min_interval="1m"),
     ]
+
+
+def _age(seconds: float) -> str:
+    """An age bucket's edge as a reader says it: 1h, 6h, 1d, 30d."""
+    hours = round(seconds / 3600)
+    return f"{hours}h" if hours < 24 else f"{hours // 24}d"
+
+
+def _ages(expr: str) -> str:
+    """``expr`` with an ``age`` label naming each ``within`` edge readably ("30d", not
+    "2.592e+06"): the edges are the contract's, written as the exporter writes them."""
+    named = [(edge, _age(seconds)) for seconds, edge in zip(
+        L.BUILD_CACHE_AGE_BUCKETS, map(floatToGoString, L.BUILD_CACHE_AGE_BUCKETS),
+        strict=True)]
+    for edge, age in [*named, ("+Inf", "any time")]:
+        pattern = re.escape(edge).replace("\\", "\\\\")  # a PromQL string holds a regex
+        expr = f'label_replace({expr}, "age", "{age}", "within", "{pattern}")'
+    return expr
 
 
 def _engine_panels(t: Thresholds) -> list[Panel]:
@@ -95,9 +129,9 @@ def _engine_panels(t: Thresholds) -> list[Panel]:
               "The Docker engine's build cache (/system/df) and what a prune would free; the "
               f"line is the {gib(budget)} budget of DockerBuildCacheOverBudget."),
         Panel("bargauge", "Build cache by last use",
-              ((f"sum by ({t.by('within')}) "
-                f"({L.DOCKER_BUILD_CACHE_IDLE_BYTES.name}{fleet(t)})",
-                legend(t, "used within {{within}} s")),),
+              ((_ages(f"sum by ({t.by('within')}) "
+                      f"({L.DOCKER_BUILD_CACHE_IDLE_BYTES.name}{fleet(t)})"),
+                legend(t, "used within {{age}}")),),
               "bytes", NEUTRAL, 12,
               "Bytes of build cache last used within each age (cumulative): most bytes only in "
               "the oldest bars is a bloated cache; nothing older than an hour is a thrashing "
@@ -112,7 +146,7 @@ def _engine_panels(t: Thresholds) -> list[Panel]:
 
 def _pull_panels(t: Thresholds) -> list[Panel]:
     """What the nodes' pulls took from their own layers and what they downloaded."""
-    sel, pulls = fleet(t), fleet(t, 'layer="image_pull"')
+    sel, pulls = fleet(t, 'image=~"$image"'), fleet(t, 'layer="image_pull"')
     layers, size = L.DOCKER_PULL_LAYERS.name, L.DOCKER_PULL_LAYER_BYTES.name
     return [
         Panel("timeseries", "Image pulls: layers already on the node",
@@ -287,7 +321,7 @@ def goals(t: Thresholds) -> tuple[Goal, ...]:
                          f">= {own.min_builds}")
 
     return (Goal("docker_build", own.build_hit_rate, ratio, gate, DASHBOARD.uid, "image",
-                 "Build cache hit rate (1h)"),
+                 "Build cache hit rate (1h)", lookups=False),
             generic(t, "image_pull", DASHBOARD.uid, variable="",
                     panel="Image pulls: layers already on the node"))
 

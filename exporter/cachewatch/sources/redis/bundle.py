@@ -17,6 +17,7 @@ from ...bundle.panels import (
     hit_steps,
     latency_steps,
     legend,
+    tidy_table,
 )
 from ...bundle.part import BundlePart
 from ...bundle.promtool import before_for, duration, expected, histogram, interpolated_p99
@@ -92,7 +93,10 @@ def panels(t: Thresholds) -> list[Panel]:
                 legend(t, "{{cache}} {{rule}}")),), "none", NEUTRAL, 12,
               "Causes of misses (or trouble ahead) that INFO shows now, per cache: the value "
               "is how many of its servers (cluster nodes) show it. `cachewatch doctor "
-              "redis://host:port` gives the evidence and the fix, and samples hot and big keys."),
+              "redis://host:port` gives the evidence and the fix, and samples hot and big keys.",
+              no_data="No findings: no cause of misses in INFO of the selected caches",
+              extra=tidy_table(t, {"cache": "cache", "rule": "finding",
+                                   "Value": "Servers showing it"}, "Servers showing it")),
         Panel("timeseries", "Commands per second",
               ((f"sum by ({t.by('cache')}) "
                 f"(rate({L.REDIS_COMMANDS_PROCESSED.name}{one}{rate}))", legend(t, "{{cache}}")),),

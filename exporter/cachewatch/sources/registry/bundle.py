@@ -46,9 +46,9 @@ def panels(t: Thresholds) -> list[Panel]:
               "Share of the pull-through cache's requests served from its own storage; the "
               "line is where RegistryPullThroughHitRateLow fires."),
         Panel("timeseries", "Layer reuse: mounts and HEAD checks",
-              ((f"sum by ({t.by()}) (rate({L.REGISTRY_BLOB_MOUNTS.name}{one}{rate}))",
+              ((f"sum by ({t.by()}) (rate({L.REGISTRY_BLOB_MOUNTS.name}{sel}{rate}))",
                 legend(t, "mounts")),
-               (f"sum by ({t.by()}) (rate({L.REGISTRY_HEAD_CHECKS.name}{one}{rate}))",
+               (f"sum by ({t.by()}) (rate({L.REGISTRY_HEAD_CHECKS.name}{sel}{rate}))",
                 legend(t, "HEAD checks"))),
               "reqps", NEUTRAL, 12,
               "Cross-repository blob mounts and manifest HEAD checks: layers and images "
