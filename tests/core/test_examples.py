@@ -33,7 +33,8 @@ def test_what_an_example_imports_is_installed_by_the_examples_extra(example):
                 if isinstance(node, ast.Import) for alias in node.names}
     imported |= {node.module.split(".")[0] for node in ast.walk(tree)
                  if isinstance(node, ast.ImportFrom) and node.module and node.level == 0}
-    third_party = imported - set(sys.stdlib_module_names) - {"cachewatch"}
+    siblings = {path.stem for path in EXAMPLES}  # an example may reuse another
+    third_party = imported - set(sys.stdlib_module_names) - {"cachewatch"} - siblings
     providers = packages_distributions()
     declared = _declared()
     for module in sorted(third_party):
