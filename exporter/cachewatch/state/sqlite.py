@@ -40,8 +40,9 @@ CREATE TABLE IF NOT EXISTS records (
     source TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, expires REAL NOT NULL,
     PRIMARY KEY (source, key)) WITHOUT ROWID;
 """
-UPSERT = ("INSERT INTO counters (source, key, value) VALUES (?, ?, ?) "
+UPSERT = ("INSERT INTO counters (source, key, value) VALUES {rows} "
           "ON CONFLICT (source, key) DO UPDATE SET value = value + excluded.value")
+CHUNK = 300  # ids or counter rows in one statement (SQLite allows 32766 parameters)
 # Ids live in two generations per source (tables seen_<source>_0 and _1): new ids go into the
 # current one, a lookup checks both, and once the current one holds a window of ids the older
 # one is emptied (a truncation, not a scan) and becomes current. So a source remembers between
@@ -203,25 +204,45 @@ class SqliteStore(Store):
         return result
 
     def _one(self, db: sqlite3.Connection, batch: Batch) -> Outcome:
-        source = batch.source
+        """A batch in a few statements whatever its number of events: its ids claimed in one
+        statement, the claimed ones looked up in the older generation in one, its counters
+        added in one (per ``CHUNK`` ids or counters)."""
+        claims = [c.once for c in batch.changes if c.once is not None]
+        fresh = self._claim(db, batch, claims) if claims else set()
         applied = []
-        ids = self._generations(db, batch) if any(
-            c.once is not None for c in batch.changes) else None
         for change in batch.changes:
-            new = True
-            if change.once is not None:
-                assert ids is not None
-                new = db.execute(ids.insert, (change.once,)).rowcount == 1 and \
-                    db.execute(ids.lookup, (change.once,)).fetchone() is None
-                ids.size += new
-            applied.append(new)
+            once = change.once
+            if once is None:
+                applied.append(True)
+            else:  # the first of an id claimed twice in one batch is new, the second not
+                applied.append(once in fresh)
+                fresh.discard(once)
         counts = tally(batch.changes, applied)
         value = None
         if batch.update is not None:
             value = self._update(db, batch, counts)
-        if counts:
-            db.executemany(UPSERT, [(source, encoded(k), v) for k, v in counts.items()])
+        rows = [(batch.source, encoded(k), v) for k, v in counts.items()]
+        for at in range(0, len(rows), CHUNK):
+            chunk = rows[at:at + CHUNK]
+            db.execute(UPSERT.format(rows=",".join(["(?,?,?)"] * len(chunk))),
+                       [field for row in chunk for field in row])
         return Outcome(applied, counts, value)
+
+    def _claim(self, db: sqlite3.Connection, batch: Batch, claims: list[bytes]) -> set[bytes]:
+        """The ids of ``claims`` seen in neither generation, now stored in the current one."""
+        ids = self._generations(db, batch)
+        fresh: set[bytes] = set()
+        for at in range(0, len(claims), CHUNK):
+            chunk = claims[at:at + CHUNK]
+            inserted = [row[0] for row in db.execute(ids.insert.format(
+                rows=",".join(["(?)"] * len(chunk))), chunk)]
+            if inserted:
+                older = db.execute(ids.lookup.format(marks=",".join("?" * len(inserted))),
+                                   inserted).fetchall()
+                fresh.update(inserted)
+                fresh.difference_update(row[0] for row in older)
+        ids.size += len(fresh)
+        return fresh
 
     def _update(self, db: sqlite3.Connection, batch: Batch, counts: Counts) -> Any:
         update = batch.update
@@ -349,5 +370,6 @@ class _Generations:
     def switch(self, current: int) -> None:
         self.current = current
         self.size = 0
-        self.insert = f"INSERT OR IGNORE INTO {self.table(current)} VALUES (?)"
-        self.lookup = f"SELECT 1 FROM {self.table(1 - current)} WHERE id = ?"
+        # {rows}: "(?),(?),..."; RETURNING gives the ids not already in the current table
+        self.insert = f"INSERT OR IGNORE INTO {self.table(current)} VALUES {{rows}} RETURNING id"
+        self.lookup = f"SELECT id FROM {self.table(1 - current)} WHERE id IN ({{marks}})"
