@@ -43,8 +43,8 @@ MEDIA = b"application/vnd.docker.distribution.events.v2+json"
 
 def envelope(event_id: str, events: int = 1) -> bytes:
     """A Distribution envelope of ``events`` events, ids ``<event_id>.<n>``."""
-    return ('{"events":[%s]}' % ",".join(EVENT % (f"{event_id}.{n}", n % 50)
-                                         for n in range(events))).encode()
+    events_ = ",".join(EVENT % (f"{event_id}.{n}", n % 50) for n in range(events))
+    return ('{"events":[' + events_ + "]}").encode()
 
 
 class Receiver:
