@@ -102,3 +102,35 @@ def test_an_envelope_is_one_memory_store_write(exporter_factory, monkeypatch, ev
     answer = httpx.post(exporter.url + "/webhooks/registry", json=body, timeout=10)
     assert answer.json()["accepted"] + answer.json()["duplicates"] == events
     assert writes == [1]
+
+
+@pytest.mark.parametrize(("wait", "moves_off"), [("sleep", True), ("spin", False)])
+def test_only_a_commit_that_waited_moves_commits_off_the_loop(tmp_path, monkeypatch, wait,
+                                                               moves_off):
+    """A commit on the loop that blocked (a stalling disk; here a sleep) moves commits to the
+    writer thread; one that was slow only because it computed or was preempted (a busy
+    machine; here a spin) does not: the thread hand-off would cost every request."""
+    import asyncio
+    import time
+
+    from cachewatch.state.base import Batch, Change
+    from cachewatch.state.sqlite import SLOW_ON_LOOP, SqliteStore
+
+    store = SqliteStore(tmp_path / "state.db")
+    commit = store._commit
+
+    def slow(db, batches):
+        until = time.monotonic() + 2 * SLOW_ON_LOOP
+        if wait == "sleep":
+            time.sleep(2 * SLOW_ON_LOOP)
+        while time.monotonic() < until:
+            pass
+        return commit(db, batches)
+
+    monkeypatch.setattr(store, "_commit", slow)
+    try:
+        batch = Batch("registry", [Change({("x",): 1.0}, b"id")])
+        assert asyncio.run(store.write_now(batch)).applied == [True]
+        assert (time.monotonic() < store._off_loop_until) is moves_off
+    finally:
+        store.close()
