@@ -207,9 +207,9 @@ class SqliteStore(Store):
         return result
 
     def _one(self, db: sqlite3.Connection, batch: Batch) -> Outcome:
-        """A batch in a few statements whatever its number of events: its ids claimed in one
-        statement, the claimed ones looked up in the older generation in one, its counters
-        added in one (per ``CHUNK`` ids or counters)."""
+        """A batch in a few statements whatever its number of events: its ids looked up in
+        both generations in one statement, stored in one, its counters added in one (per
+        ``CHUNK`` ids or counters)."""
         claims = [c.once for c in batch.changes if c.once is not None]
         fresh = self._claim(db, batch, claims) if claims else set()
         applied = []
@@ -232,18 +232,16 @@ class SqliteStore(Store):
         return Outcome(applied, counts, value)
 
     def _claim(self, db: sqlite3.Connection, batch: Batch, claims: list[bytes]) -> set[bytes]:
-        """The ids of ``claims`` seen in neither generation, now stored in the current one."""
+        """The ids of ``claims`` seen in neither generation; all now stored in the current one.
+        (A lookup then a plain insert: ``INSERT ... RETURNING`` measured half as fast.)"""
         ids = self._generations(db, batch)
         fresh: set[bytes] = set()
         for at in range(0, len(claims), CHUNK):
             chunk = claims[at:at + CHUNK]
-            inserted = [row[0] for row in db.execute(ids.insert.format(
-                rows=",".join(["(?)"] * len(chunk))), chunk)]
-            if inserted:
-                older = db.execute(ids.lookup.format(marks=",".join("?" * len(inserted))),
-                                   inserted).fetchall()
-                fresh.update(inserted)
-                fresh.difference_update(row[0] for row in older)
+            marks = ",".join("?" * len(chunk))
+            seen = {row[0] for row in db.execute(ids.lookup.format(marks=marks), chunk * 2)}
+            db.execute(ids.insert.format(rows=",".join(["(?)"] * len(chunk))), chunk)
+            fresh.update(once for once in chunk if once not in seen)
         ids.size += len(fresh)
         return fresh
 
@@ -379,6 +377,7 @@ class _Generations:
     def switch(self, current: int) -> None:
         self.current = current
         self.size = 0
-        # {rows}: "(?),(?),..."; RETURNING gives the ids not already in the current table
-        self.insert = f"INSERT OR IGNORE INTO {self.table(current)} VALUES {{rows}} RETURNING id"
-        self.lookup = f"SELECT id FROM {self.table(1 - current)} WHERE id IN ({{marks}})"
+        # {rows}: "(?),(?),...", {marks}: "?,?,...": one statement for a batch's ids
+        self.insert = f"INSERT OR IGNORE INTO {self.table(current)} VALUES {{rows}}"
+        self.lookup = (f"SELECT id FROM {self.table(current)} WHERE id IN ({{marks}}) UNION ALL "
+                       f"SELECT id FROM {self.table(1 - current)} WHERE id IN ({{marks}})")
