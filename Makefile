@@ -22,13 +22,8 @@ golden:  ## regenerate tests/golden/<source>.prom (the whole /metrics per source
 stack:  ## cachewatch + Redis + registry + Prometheus + Alertmanager + Grafana (Compose v2 or v1)
 	scripts/compose.sh up --build
 
-bench:  ## run the benchmarks (needs prometheus-redis-exporter for the side-by-side)
-	scripts/venv.sh test && .venv/bin/python benchmarks/scrape_redis.py \
-	  && .venv/bin/python benchmarks/scrape_redis_cluster.py \
-	  && .venv/bin/python benchmarks/parse_buildlog.py \
-	  && .venv/bin/python benchmarks/instrument_overhead.py \
-	  && .venv/bin/python benchmarks/webhook_throughput.py \
-	  && .venv/bin/python benchmarks/receiver_flood.py
+bench:  ## every benchmark, then the issue-26 table (needs wrk, redis-server, prometheus-redis-exporter)
+	scripts/venv.sh test && .venv/bin/python benchmarks/run_all.py
 
 clean:
 	rm -rf .venv .pytest_cache .ruff_cache .hypothesis build site *.egg-info

@@ -1,15 +1,20 @@
-"""Registry webhook throughput and latency for each state store, side by side in one run.
+"""Registry webhook throughput for each state store, side by side with a bare ASGI app, in one run.
 
 The ceiling is a bare uvicorn app that only reads the body and answers 200: what any Python
 receiver on this machine could do at best. cachewatch runs once per state store: `memory://`
-(keeps nothing), SQLite (`synchronous=normal`, survives kill -9; and `full`, survives power
-loss), and a real redis-server (`redis-server` Debian package) with an append-only file synced
-every second. Every receiver gets the same load from `wrk` (Debian package), one Distribution
-envelope per request, each event with a unique id (so de-duplication does real work), at 1 and
-at 16 concurrent senders. Prints events/s, p99 latency and the ratio to `memory://` (goal for
-durable state: at least 0.5), then checks each exporter counted every event it acknowledged.
+(keeps nothing), SQLite (`synchronous=normal`, survives kill -9; with `--sqlite-full` also
+`full`, survives power loss), and a real redis-server (`redis-server` Debian package) with an
+append-only file synced every second. Every receiver gets the same load from `wrk` (Debian
+package), one Distribution envelope of one event per request, each event with a unique id (so
+de-duplication does real work), at 1 and at 16 concurrent senders.
 
-    python benchmarks/webhook_throughput.py [--seconds 10]
+Rounds are interleaved (every receiver runs once per round, so a change in the machine's load
+hits all of them) and each ratio is taken inside a round, then the median over rounds is
+printed: the issue-26 rows (`row: ...`, collected by benchmarks/run_all.py), the table of every
+receiver, the part of a request each step costs (benchmarks/webhook_cost.py), and a check that
+each exporter counted every event it acknowledged.
+
+    python benchmarks/webhook_throughput.py [--seconds 3] [--rounds 5] [--sqlite-full]
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -29,6 +35,8 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
+
+import webhook_cost  # benchmarks/, beside this file
 
 LUA = textwrap.dedent("""
     -- one Distribution envelope per request; every event id unique (run, thread, counter)
@@ -133,19 +141,21 @@ def redis_server(stack: ExitStack, folder: Path) -> str | None:
     return f"redis://127.0.0.1:{port}/0"
 
 
-def stores(stack: ExitStack, tmp: Path) -> dict[str, list[str]]:
-    """Receiver name -> the `serve` arguments choosing its state."""
+def stores(stack: ExitStack, tmp: Path, sqlite_full: bool
+           ) -> tuple[dict[str, list[str]], str | None]:
+    """Receiver name -> the `serve` arguments choosing its state; and the Redis URL, if any."""
     chosen = {
         "memory://": ["--state-url", "memory://"],
         "sqlite (normal)": ["--state-url", f"sqlite:///{tmp}/normal.db"],
-        "sqlite (full)": ["--state-url", f"sqlite:///{tmp}/full.db"],
     }
+    if sqlite_full:
+        chosen["sqlite (full)"] = ["--state-url", f"sqlite:///{tmp}/full.db"]
     redis_url = redis_server(stack, tmp)
     if redis_url:
         chosen["redis (aof everysec)"] = ["--state-url", redis_url]
     else:
         print("redis-server not found (apt-get install redis-server): redis state skipped")
-    return chosen
+    return chosen, redis_url
 
 
 def counted(url: str) -> float:
@@ -154,11 +164,76 @@ def counted(url: str) -> float:
                if line.startswith("cachewatch_registry_blob_pulls_total{"))
 
 
+Result = tuple[float, float, int]  # events/s, p99 ms, requests
+
+
+def run_rounds(targets: dict[str, str], script: Path, args: argparse.Namespace
+               ) -> dict[int, list[dict[str, Result]]]:
+    """Senders -> one dict per round: every target's result, the targets run back to back."""
+    out: dict[int, list[dict[str, Result]]] = {1: [], 16: []}
+    for round_ in range(args.rounds):  # interleaved: a load change hits every receiver
+        for connections in out:
+            results = {}
+            for label, url in targets.items():
+                results[label] = wrk(url + "/webhooks/registry", script, connections,
+                                     args.seconds, f"{url}-{connections}-{round_}")
+            out[connections].append(results)
+    return out
+
+
+def median_ratio(rounds: list[dict[str, Result]], top: str, bottom: str) -> float:
+    """The median over rounds of ``top``'s events/s over ``bottom``'s in the same round."""
+    return statistics.median(r[top][0] / r[bottom][0] for r in rounds)
+
+
+def median_rate(rounds: list[dict[str, Result]], label: str) -> float:
+    return statistics.median(r[label][0] for r in rounds)
+
+
+def print_rows(by_senders: dict[int, list[dict[str, Result]]]) -> None:
+    """The issue-26 rows, each a median of per-round ratios, with its peer and ceiling."""
+    bare, memory = "bare uvicorn (ceiling)", "cachewatch, memory://"
+    sqlite, redis = "cachewatch, sqlite (normal)", "cachewatch, redis (aof everysec)"
+    rounds = len(by_senders[1])
+    for senders, label in ((1, "1 sender"), (16, "16 senders")):
+        runs = by_senders[senders]
+        print(f"row: registry webhook events/s / bare ASGI, {label} = "
+              f"{median_ratio(runs, memory, bare):.2f}x (goal >= 0.8x) [memory state "
+              f"{median_rate(runs, memory):.0f} events/s, bare uvicorn "
+              f"{median_rate(runs, bare):.0f}/s; median of {rounds} interleaved rounds]")
+    one, many = by_senders[1], by_senders[16]
+    print(f"row: sqlite state / memory = {median_ratio(one, sqlite, memory):.2f}x "
+          f"(goal >= 0.8x) [1 sender: sqlite {median_rate(one, sqlite):.0f} events/s, memory "
+          f"{median_rate(one, memory):.0f}/s; at 16 senders "
+          f"{median_ratio(many, sqlite, memory):.2f}x; median of {rounds} rounds]")
+    if redis in one[0]:
+        print(f"row: redis state / memory, 1 sender = {median_ratio(one, redis, memory):.2f}x "
+              f"(goal >= 0.6x) [redis-server, AOF fsync every second: "
+              f"{median_rate(one, redis):.0f} events/s; at 16 senders "
+              f"{median_ratio(many, redis, memory):.2f}x; median of {rounds} rounds]")
+
+
+def print_table(by_senders: dict[int, list[dict[str, Result]]]) -> None:
+    print(f"{'senders':<9}{'receiver':<34}{'events/s':>10}{'p99 ms':>9}{'/ bare':>8}"
+          f"{'/ memory':>10}")
+    for senders, runs in by_senders.items():
+        for index, label in enumerate(runs[0]):
+            rate = median_rate(runs, label)
+            p99 = statistics.median(r[label][1] for r in runs)
+            over_bare = median_ratio(runs, label, "bare uvicorn (ceiling)")
+            over_memory = (f"{median_ratio(runs, label, 'cachewatch, memory://'):>10.2f}"
+                           if label.startswith("cachewatch") else "")
+            print(f"{senders if index == 0 else '':<9}{label:<34}{rate:>10.0f}{p99:>9.2f}"
+                  f"{over_bare:>8.2f}{over_memory}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--rounds", type=int, default=2,
-                        help="runs per receiver, interleaved; the best is shown")
+    parser.add_argument("--seconds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="runs per receiver and sender count, interleaved; medians shown")
+    parser.add_argument("--sqlite-full", action="store_true",
+                        help="also SQLite with synchronous=full (an fsync per commit)")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk not found: apt-get install wrk")
@@ -171,43 +246,32 @@ def main() -> None:
         start(stack, [sys.executable, str(tmp / "bare.py"), str(bare_port)])
         bare = f"http://127.0.0.1:{bare_port}"
         receivers: dict[str, str] = {}
-        for name, state in stores(stack, tmp).items():
+        chosen, redis_url = stores(stack, tmp, args.sqlite_full)
+        for name, state in chosen.items():
             port = free_port()
-            env_full = ["sqlite_synchronous"] if "full" in name else []
+            full = {"CACHEWATCH_STATE__SQLITE_SYNCHRONOUS": "full"} if "full" in name else None
             start(stack, [sys.executable, "-m", "cachewatch", "serve", "--listen-address",
                           "127.0.0.1", "--port", str(port), "--disable-collector", "redis",
-                          "--log-level", "warning", *state],
-                  env={"CACHEWATCH_STATE__SQLITE_SYNCHRONOUS": "full"} if env_full else None)
+                          "--log-level", "warning", *state], env=full)
             receivers[name] = f"http://127.0.0.1:{port}"
         wait_http(bare + "/")
         for url in receivers.values():
             wait_http(url + "/healthz")
-        print(f"one event per envelope, {args.seconds}s per run, best of {args.rounds} "
-              f"interleaved rounds, wrk on the same 2 cores (load average now "
+        print(f"one event per envelope, {args.seconds}s per run, medians of {args.rounds} "
+              f"interleaved rounds, wrk on the same {os.cpu_count()} cores (load average now "
               f"{os.getloadavg()[0]:.1f})")
-        print(f"{'senders':<9}{'receiver':<30}{'events/s':>10}{'p99 ms':>9}{'/ memory':>10}")
-        sent = dict.fromkeys(receivers, 0)
         targets = {"bare uvicorn (ceiling)": bare, **{f"cachewatch, {name}": url
                                                       for name, url in receivers.items()}}
-        for connections in (1, 16):
-            best: dict[str, tuple[float, float, int]] = {}
-            for round_ in range(args.rounds):  # interleaved: a load change hits every receiver
-                for label, url in targets.items():
-                    result = wrk(url + "/webhooks/registry", script, connections, args.seconds,
-                                 f"{url}-{connections}-{round_}")
-                    name = label.removeprefix("cachewatch, ")
-                    if name in sent:
-                        sent[name] += result[2]
-                    if label not in best or result[0] > best[label][0]:
-                        best[label] = result
-            baseline = best["cachewatch, memory://"][0]
-            for index, (label, (rate, p99, _)) in enumerate(best.items()):
-                ratio = f"{rate / baseline:>10.2f}" if label.startswith("cachewatch") else ""
-                print(f"{connections if index == 0 else '':<9}{label:<30}{rate:>10.0f}"
-                      f"{p99:>9.2f}{ratio}")
+        by_senders = run_rounds(targets, script, args)
+        print_rows(by_senders)
+        print_table(by_senders)
         for name, url in receivers.items():
-            print(f"{name}: events acknowledged {sent[name]}, blob pulls counted "
+            sent = sum(r[f"cachewatch, {name}"][2] for runs in by_senders.values()
+                       for r in runs)
+            print(f"{name}: events acknowledged {sent}, blob pulls counted "
                   f"{counted(url):.0f}")
+        print()
+        webhook_cost.report(webhook_cost.breakdown(redis_url))
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import hmac
 import ipaddress
 import json
 from collections.abc import Awaitable, Callable, MutableMapping
+from functools import lru_cache
 from typing import Any
 
 from pydantic import BaseModel, SecretStr
@@ -67,10 +68,15 @@ def writer_allowed(scope: Scope, token: SecretStr | None) -> bool:
     if token is not None or scope.get(AUTHENTICATED):
         return True
     client = scope.get("client")
-    if not client:
-        return True
+    return not client or _loopback(client[0])
+
+
+@lru_cache(maxsize=1024)
+def _loopback(host: str) -> bool:
+    """Whether a client address is loopback; remembered, as parsing it would cost as much as
+    the rest of a webhook's checks (a sender writes from the same few addresses)."""
     try:
-        address = ipaddress.ip_address(client[0])
+        address = ipaddress.ip_address(host)
     except ValueError:
         return False
     mapped = getattr(address, "ipv4_mapped", None)
@@ -206,18 +212,26 @@ class RawReceiver:
     async def _read(self, scope: Scope, receive: Receive, send: Send,
                     declared: int | None) -> bytes | None:
         budget = Reservation(scope, declared)
+        message = await receive()
+        if not message.get("more_body", False):  # the whole body in one message: no copy
+            if message["type"] == "http.disconnect":
+                return None
+            body: bytes = message.get("body", b"")
+            if len(body) > self.limit:
+                return await self._refuse(send, "too_large")
+            budget.grow(len(body))
+            return body
         chunks = bytearray()
-        more = True
-        while more:
-            message = await receive()
+        while True:
             if message["type"] == "http.disconnect":
                 return None
             chunks += message.get("body", b"")
-            more = message.get("more_body", False)
             if len(chunks) > self.limit:
                 return await self._refuse(send, "too_large")
             budget.grow(len(chunks))
-        return bytes(chunks)
+            if not message.get("more_body", False):
+                return bytes(chunks)
+            message = await receive()
 
     async def _refuse(self, send: Send, reason: str) -> None:
         status, answer, headers = refusal(self.section, reason, self.limit, self.reject,
@@ -229,11 +243,15 @@ async def send_json(send: Send, status: int, body: dict[str, Any],
                     headers: dict[str, str] | None = None) -> None:
     """A whole JSON answer on raw ASGI."""
     payload = json.dumps(body).encode()
-    await send({"type": "http.response.start", "status": status, "headers": [
-        (b"content-type", b"application/json"), (b"content-length", b"%d" % len(payload)),
-        *((name.lower().encode("latin-1"), value.encode("latin-1"))
-          for name, value in (headers or {}).items())]})
+    head = [_JSON, (b"content-length", b"%d" % len(payload))]
+    if headers:
+        head += [(name.lower().encode("latin-1"), value.encode("latin-1"))
+                 for name, value in headers.items()]
+    await send({"type": "http.response.start", "status": status, "headers": head})
     await send({"type": "http.response.body", "body": payload})
+
+
+_JSON = (b"content-type", b"application/json")
 
 
 def body_schema(model: type[BaseModel]) -> dict[str, Any]:

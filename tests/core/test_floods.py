@@ -109,8 +109,13 @@ def test_an_envelope_over_max_events_gets_413_and_counts_nothing(exporter_factor
                          repository="team/app", tag="") == 10
 
 
-def test_the_envelope_reader_takes_what_json_takes_and_refuses_what_it_refuses():
+@pytest.mark.parametrize("whole_bytes", [64 * 1024, 0], ids=["whole", "one_at_a_time"])
+def test_the_envelope_reader_takes_what_json_takes_and_refuses_what_it_refuses(
+        whole_bytes, monkeypatch):
+    from cachewatch.sources.registry import envelope as module
     from cachewatch.sources.registry.envelope import TooManyEvents, read_envelope
+
+    monkeypatch.setattr(module, "WHOLE_BYTES", whole_bytes)  # both readers, the same answers
 
     def read(raw: bytes, cap: int = 100):
         return asyncio.run(read_envelope(raw, cap))
@@ -118,6 +123,9 @@ def test_the_envelope_reader_takes_what_json_takes_and_refuses_what_it_refuses()
     envelope = {"before": {"a": [1, 2]}, "events": [event(1), {"x": "\ud800"}], "after": None}
     raw = json.dumps(envelope).encode()
     assert read(raw) == json.loads(raw)
+    # What orjson refuses and json.loads takes is still taken (orjson hands it over).
+    for odd in (b'{"events": [{"size": NaN}]}', b'{"events": [{"size": 123456789012345678901}]}'):
+        assert repr(read(odd)) == repr(json.loads(odd))
     assert read(b' \n{ "events" : [ ] } \n') == {"events": []}
     assert read(b"[1]") == [1]
     for bad in (b'{"events": [1,]}', b'{"events": [1] "x": 2}', b'{"events": [1]} x', b"{",

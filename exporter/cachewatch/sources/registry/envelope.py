@@ -7,6 +7,14 @@ Here each event is decoded on its own (``JSONDecoder.raw_decode``), so an envelo
 and the reader yields to the event loop every ``SLICE`` events, so a scrape never waits for
 more than one slice. Anything that ``json.loads`` refuses is refused here too (``ValueError``),
 except that text after an envelope that is already over the cap is not looked at.
+
+An envelope of at most ``WHOLE_BYTES`` (a registry's usual batch of a few events) is decoded in
+one call by msgspec instead: what it holds is bounded by its size, and it is the hot path (the
+reader above took about as long as all the rest of a webhook's own work for one event, and five
+microseconds an event in a batch; msgspec takes a quarter of that). msgspec, not orjson: every
+document msgspec takes decodes to what ``json.loads`` makes of it (orjson turns an integer over
+64 bits into a float), and the few it refuses that ``json.loads`` takes (``NaN``, ``1e400``, lone
+surrogates in escapes) go to the reader above, which decides as before.
 """
 
 from __future__ import annotations
@@ -15,8 +23,12 @@ import asyncio
 import json
 from typing import Any
 
+import msgspec
+
 SLICE = 200  # events decoded between two yields to the event loop
+WHOLE_BYTES = 64 * 1024  # envelopes up to this size are decoded in one call
 _DECODER = json.JSONDecoder()
+_WHOLE = msgspec.json.Decoder().decode
 _SPACE = " \t\n\r"
 
 
@@ -27,6 +39,21 @@ class TooManyEvents(ValueError):
 async def read_envelope(raw: bytes, max_events: int) -> Any:
     """The decoded envelope (a dict whose ``events`` is a list, or any other JSON value, left
     for the caller to refuse); raises ``TooManyEvents`` or ``ValueError``."""
+    if len(raw) <= WHOLE_BYTES:
+        try:
+            payload = _WHOLE(raw)
+        except msgspec.DecodeError:
+            pass  # maybe valid for json.loads (NaN, big integers, lone surrogates): ask it
+        else:
+            events = payload.get("events") if isinstance(payload, dict) else None
+            if isinstance(events, list) and len(events) > max_events:
+                raise TooManyEvents(f"more than {max_events} events in one envelope")
+            return payload
+    return await _incremental(raw, max_events)
+
+
+async def _incremental(raw: bytes, max_events: int) -> Any:
+    """``read_envelope`` one event at a time, yielding to the loop every ``SLICE`` events."""
     text = raw.decode("utf-8")
     at = _skip(text, 0)
     if not text.startswith("{", at):

@@ -50,7 +50,7 @@ REASONS = ("auth", "too_large", "malformed_json", "bad_shape", "unknown_action",
 MAX_ID = 256  # event ids and names from outside are bounded: memory and label size stay small
 MAX_NAME = 255
 MAX_ERROR = 200  # characters of a parser's message quoted back (it may quote the input)
-REGISTRY_MEDIA = "application/vnd.docker.distribution.events"
+REGISTRY_MEDIA = b"application/vnd.docker.distribution.events"
 
 
 class BadEvent(ValueError):
@@ -118,8 +118,10 @@ class RegistryEventCollector(Source):
         source = event.get("source") if isinstance(event.get("source"), dict) else {}
         method = str(request.get("method") or "GET").upper()
         media_type = str(target.get("mediaType") or "")
-        size = next((v for v in (target.get("size"), target.get("length"))
-                     if isinstance(v, int) and not isinstance(v, bool)), 0)
+        size = target.get("size")
+        if type(size) is not int:  # decoded JSON: an int is exactly int (bool is not)
+            size = target.get("length")
+            size = size if type(size) is int else 0
         if not 0 <= size < 2**53:
             raise BadEvent("bad_shape", f"event {event_id}: target.size {size} is not a size")
         origin = (registry or str(source.get("addr") or request.get("host") or "unknown"))
@@ -361,9 +363,10 @@ class _Webhook:
         raw = await self.receiver.body(scope, receive, send, headers)
         if raw is None:
             return  # answered (405, 401, 413), or the sender went away
-        registry = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("registry")
+        query = scope.get("query_string")
+        registry = parse_qs(query.decode("latin-1")).get("registry") if query else None
         from_registry = self.source == "distribution" and headers.get(
-            b"content-type", b"").decode("latin-1").startswith(REGISTRY_MEDIA)
+            b"content-type", b"").startswith(REGISTRY_MEDIA)
         status, body = await self.collector.handle(self.source, raw,
                                                    registry[0][:MAX_NAME] if registry else None,
                                                    from_registry)

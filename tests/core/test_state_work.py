@@ -1,0 +1,136 @@
+"""The work one webhook envelope costs its state store, counted rather than timed.
+
+A receiver's throughput is bounded by its round trips to the store: an envelope of N events
+must cost the store one commit of a few statements (SQLite) or one script call (Redis), never
+work per event. Counted on the real stores: SQLite's own statement trace, Redis's own
+``INFO commandstats``. Timing is the benchmark's job (benchmarks/webhook_throughput.py).
+"""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+import pytest
+
+from support import Exporter
+from support import settings as exporter_settings
+
+EVENTS = 50
+LAYER = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+
+
+def envelope(tag: str) -> dict:
+    """``EVENTS`` blob pulls with unique ids over ten repositories, one id sent twice."""
+    events = [{"id": f"{tag}-{n}", "action": "pull",
+               "target": {"mediaType": LAYER, "size": 100, "repository": f"team/app{n % 10}"},
+               "request": {"method": "GET", "host": "r:5000"}} for n in range(EVENTS - 1)]
+    return {"events": [*events, events[0]]}
+
+
+def post(exporter: Exporter, tag: str) -> dict:
+    answer = httpx.post(exporter.url + "/webhooks/registry", json=envelope(tag), timeout=10)
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def start(exporter_factory, url: str) -> Exporter:
+    return exporter_factory(exporter_settings([], **{"redis.enabled": False, "state.url": url}))
+
+
+def test_an_envelope_is_one_sqlite_transaction_of_five_statements(exporter_factory, tmp_path):
+    """BEGIN, the ids looked up in both generations, the ids stored, the counters added,
+    COMMIT: five statements for 50 events (two per event and one per counter was 123)."""
+    exporter = start(exporter_factory, f"sqlite:///{tmp_path}/state.db")
+    store = exporter.runtime.state.store
+    statements: list[str] = []
+    for connection in (store._fast, store._db):  # the loop's and the writer thread's
+        connection.set_trace_callback(statements.append)
+    assert post(exporter, "warm") == {"accepted": EVENTS - 1, "duplicates": 1, "rejected": []}
+    statements.clear()
+    assert post(exporter, "counted") == {"accepted": EVENTS - 1, "duplicates": 1,
+                                         "rejected": []}
+    # Leave out what the writer's idle check may run meanwhile (a probe, a checkpoint).
+    work = [s for s in statements if re.search(r"BEGIN|COMMIT|seen_|counters", s)]
+    assert len(work) == 5, work
+    assert [s.split()[0] for s in work] == ["BEGIN", "SELECT", "INSERT", "INSERT", "COMMIT"]
+    assert exporter.scrape().value("cachewatch_registry_blob_pulls_total", registry="r:5000",
+                                   repository="team/app3") == 2 * 5
+
+
+def test_an_envelope_is_one_redis_script_call(exporter_factory, redis_factory):
+    """One EVALSHA per envelope, whatever its number of events; the script claims each id
+    inside Redis (one ZADD each)."""
+    redis = redis_factory()
+    exporter = start(exporter_factory, redis.url)
+    client = redis.client()
+
+    def calls() -> dict[str, int]:
+        stats = client.info("commandstats")
+        return {name.removeprefix("cmdstat_"): value["calls"] for name, value in stats.items()}
+
+    post(exporter, "warm")
+    before = calls()
+    assert post(exporter, "counted") == {"accepted": EVENTS - 1, "duplicates": 1,
+                                         "rejected": []}
+    after = calls()
+    grown = {name: after[name] - before.get(name, 0) for name in after
+             if after[name] != before.get(name, 0)}
+    grown.pop("info", None)  # ours
+    grown.pop("ping", None)  # the writer's idle check
+    assert grown.pop("evalsha") == 1
+    assert grown.pop("zadd") == EVENTS
+    assert set(grown) <= {"time", "hincrbyfloat", "expire", "zcard", "zremrangebyrank"}, grown
+    # The events and duplicates counters, pulls and bytes of ten repositories: once each.
+    assert grown["hincrbyfloat"] == 2 + 2 * 10
+
+
+@pytest.mark.parametrize("events", [1, EVENTS])
+def test_an_envelope_is_one_memory_store_write(exporter_factory, monkeypatch, events):
+    exporter = start(exporter_factory, "memory://")
+    store = exporter.runtime.state.store
+    writes: list[int] = []
+    write = store.write
+
+    def counted(batches):
+        writes.append(len(batches))
+        return write(batches)
+
+    monkeypatch.setattr(store, "write", counted)
+    body = envelope(f"memory{events}")
+    body["events"] = body["events"][:events]
+    answer = httpx.post(exporter.url + "/webhooks/registry", json=body, timeout=10)
+    assert answer.json()["accepted"] + answer.json()["duplicates"] == events
+    assert writes == [1]
+
+
+@pytest.mark.parametrize(("wait", "moves_off"), [("sleep", True), ("spin", False)])
+def test_only_a_commit_that_waited_moves_commits_off_the_loop(tmp_path, monkeypatch, wait,
+                                                               moves_off):
+    """A commit on the loop that blocked (a stalling disk; here a sleep) moves commits to the
+    writer thread; one that was slow only because it computed or was preempted (a busy
+    machine; here a spin) does not: the thread hand-off would cost every request."""
+    import asyncio
+    import time
+
+    from cachewatch.state.base import Batch, Change
+    from cachewatch.state.sqlite import SLOW_ON_LOOP, SqliteStore
+
+    store = SqliteStore(tmp_path / "state.db")
+    commit = store._commit
+
+    def slow(db, batches):
+        until = time.monotonic() + 2 * SLOW_ON_LOOP
+        if wait == "sleep":
+            time.sleep(2 * SLOW_ON_LOOP)
+        while time.monotonic() < until:
+            pass
+        return commit(db, batches)
+
+    monkeypatch.setattr(store, "_commit", slow)
+    try:
+        batch = Batch("registry", [Change({("x",): 1.0}, b"id")])
+        assert asyncio.run(store.write_now(batch)).applied == [True]
+        assert (time.monotonic() < store._off_loop_until) is moves_off
+    finally:
+        store.close()
