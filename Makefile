@@ -22,7 +22,7 @@ golden:  ## regenerate tests/golden/<source>.prom (the whole /metrics per source
 stack:  ## cachewatch + Redis + registry + Prometheus + Alertmanager + Grafana (Compose v2 or v1)
 	scripts/compose.sh up --build
 
-bench:  ## every benchmark, then the issue-26 table (needs wrk, redis-server, prometheus-redis-exporter)
+bench:  ## every benchmark, then the overhead table (needs wrk, redis-server, prometheus-redis-exporter)
 	scripts/venv.sh test && .venv/bin/python benchmarks/run_all.py
 
 clean:

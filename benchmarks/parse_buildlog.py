@@ -10,7 +10,7 @@ on that same file, in the same run, ``--rounds`` interleaved rounds of:
                                               every byte teed to /dev/null, then ``finish()``
   * `cachewatch ingest-build --url ''`        the same plus the interpreter's start-up
 and reports the median of each (lines/s, MB/s) and the peak RSS of the ingest process. The last
-line is the issue-26 table row (the parser's median speed over wc's). ``--profile`` prints the
+line is the overhead table row (the parser's median speed over wc's). ``--profile`` prints the
 parser's top frames under cProfile. With --docker-host it also times real `docker build
 --no-cache` runs piped through `cat` and through `ingest-build`, which is the overhead a user
 sees on a piped build.

@@ -1,4 +1,4 @@
-"""`make bench`: run every benchmark, then print the issue-26 table from what they measured.
+"""`make bench`: run every benchmark, then print the overhead table from what they measured.
 
 Each benchmark prints its own report and, for each figure of the table, one line
 
@@ -83,7 +83,7 @@ def main() -> None:
         rows += found
         if status != 0:
             failed.append(f"{script} (exit status {status})")
-    print(f"\n## Benchmarks (issue 26)\n\n{header}\n\n{table(rows)}")
+    print(f"\n## Overhead, each against its peer\n\n{header}\n\n{table(rows)}")
     if failed:
         print(f"\nfailed: {', '.join(failed)}")
         raise SystemExit(1)

@@ -10,7 +10,7 @@ de-duplication does real work), at 1 and at 16 concurrent senders.
 
 Rounds are interleaved (every receiver runs once per round, so a change in the machine's load
 hits all of them) and each ratio is taken inside a round, then the median over rounds is
-printed: the issue-26 rows (`row: ...`, collected by benchmarks/run_all.py), the table of every
+printed: the overhead-table rows (`row: ...`, collected by benchmarks/run_all.py), the table of every
 receiver, the part of a request each step costs (benchmarks/webhook_cost.py), and a check that
 each exporter counted every event it acknowledged.
 
@@ -191,7 +191,7 @@ def median_rate(rounds: list[dict[str, Result]], label: str) -> float:
 
 
 def print_rows(by_senders: dict[int, list[dict[str, Result]]]) -> None:
-    """The issue-26 rows, each a median of per-round ratios, with its peer and ceiling."""
+    """The overhead-table rows, each a median of per-round ratios, with its peer and ceiling."""
     bare, memory = "bare uvicorn (ceiling)", "cachewatch, memory://"
     sqlite, redis = "cachewatch, sqlite (normal)", "cachewatch, redis (aof everysec)"
     rounds = len(by_senders[1])
