@@ -10,7 +10,7 @@ de-duplication does real work), at 1 and at 16 concurrent senders.
 
 Rounds are interleaved (every receiver runs once per round, so a change in the machine's load
 hits all of them) and each ratio is taken inside a round, then the median over rounds is
-printed: the overhead-table rows (`row: ...`, collected by benchmarks/run_all.py), the table of every
+printed: the overhead rows (`row: ...`, collected by benchmarks/run_all.py), the table of every
 receiver, the part of a request each step costs (benchmarks/webhook_cost.py), and a check that
 each exporter counted every event it acknowledged.
 
