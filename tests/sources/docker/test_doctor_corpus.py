@@ -39,10 +39,14 @@ def run(name: str, dockerfile: str | None = None, ignore: str | None = None):
 
 
 def test_the_corpus_is_big_and_varied_enough():
-    assert len(EXPECTED) >= 32
+    assert len(EXPECTED) >= 80
     assert {p.name for p in CORPUS.iterdir() if p.is_dir()} == set(EXPECTED)
     expected_rules = Counter(f["rule"] for e in EXPECTED.values() for f in e["findings"])
     assert set(expected_rules) == set(RULES)
+    # every rule is backed by at least three real files that show it
+    files_per_rule = Counter(rule for entry in EXPECTED.values()
+                             for rule in {f["rule"] for f in entry["findings"]})
+    assert min(files_per_rule.values()) >= 3, files_per_rule
     clean = [n for n, e in EXPECTED.items()
              if not any(f["rule"] == "source-before-deps" for f in e["findings"])]
     assert len(clean) >= 8

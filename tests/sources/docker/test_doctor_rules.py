@@ -577,6 +577,29 @@ def test_envs_that_do_not_change_per_build_are_fine():
         """, "volatile-arg-early")
 
 
+@pytest.mark.parametrize(("env", "why"), [
+    ("GIT_SHA=3f2a9c1", "a commit id"),
+    ("VCS_REF 0b8aa346e2d94d4058ffb88c37d3b1d3a8284752", "a commit id"),
+    ("BUILD_TIMESTAMP=1714550000", "a date"),
+    ("IMAGE_CREATED=\"2024-05-01\"", "a date"),
+    ("GITHUB_RUN_NUMBER 52", None),
+    ("SOURCE_DATE_EPOCH=0", None),
+    ("GIT_COMMIT=unknown", None),
+    ("BUILD_NUMBER=dev", None),
+    ("CACHEBUST=1", None),
+])
+def test_an_env_literal_is_volatile_when_its_value_is_a_moment_or_a_commit(env, why):
+    """A literal changes only when the file does: a name alone is no evidence, the value is."""
+    findings = rule(f"FROM python:3.12-slim\nENV {env}\nRUN pip install --no-cache-dir flask\n",
+                    "volatile-arg-early")
+    if why is None:
+        assert findings == []
+    else:
+        [finding] = findings
+        assert finding.line == 2
+        assert f"holds {why}, rewritten" in finding.message
+
+
 def test_volatile_arg_just_before_its_use_or_at_the_end_is_fine():
     assert not rule("""
         FROM golang:1.22

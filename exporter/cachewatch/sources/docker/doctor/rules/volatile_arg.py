@@ -63,6 +63,8 @@ def _facts(insts: list[Instruction]) -> _Facts:
 
 
 _LITERAL_DATE = re.compile(r"\d{4}-?\d{2}-?\d{2}([T ]?\d{2}:?\d{2}(:?\d{2}(\.\d+)?)?Z?)?")
+_LITERAL_COMMIT = re.compile(r"[0-9a-f]{7,40}", re.I)
+_LITERAL_EPOCH = re.compile(r"\d{10}(\d{3})?")
 
 
 def volatile_arg_early(ctx: Context) -> list[Finding]:
@@ -99,15 +101,25 @@ def _rebuilt(insts: list[Instruction], indexes: list[int]) -> str:
 
 
 def _env_volatility(name: str, value: str) -> str | None:
-    """An ENV literal that a build or release rewrites: a volatile name or a dated value.
+    """An ENV literal that a build or release rewrites: its value is a moment or a commit.
 
+    Unlike an ARG, a literal changes only when the file is edited, so the name alone is no
+    evidence: ``ENV GITHUB_RUN_NUMBER 52``, ``ENV SOURCE_DATE_EPOCH=0`` or
+    ``ENV GIT_COMMIT=unknown`` are constants. A dated value (any name), an epoch under a
+    per-build name, or a hex id under a commit name is what a release script writes.
     One set from a variable (``ENV SHA=$GIT_SHA``) is the ARG's finding, not this one.
     """
     if "$" in value:
         return None
-    if _LITERAL_DATE.fullmatch(value.strip("'\"")):
+    literal = value.strip("'\"")
+    if _LITERAL_DATE.fullmatch(literal):
         return "date"
-    return volatility(name, value)
+    kind = volatility(name, value)
+    if kind == "commit" and _LITERAL_COMMIT.fullmatch(literal):
+        return "commit"
+    if kind == "date" and _LITERAL_EPOCH.fullmatch(literal):
+        return "date"
+    return None
 
 
 def _volatile_env_finding(
