@@ -1,7 +1,7 @@
 """Histogram children kept as their counts and written to text in one step, samples made only
 when something other than the OpenMetrics encoder reads the family.
 
-A histogram child is 23 to 26 samples (a Redis target's command latency: ten children, 240
+A histogram child is 20 to 30 samples (a source's per-command latency with ten commands: 240
 lines on every scrape). Made into sample tuples, merged, unpacked and formatted one by one, they
 were the largest part of a scrape's CPU. ``HistogramFamily`` keeps each child added through
 ``Families.add_cumulative`` as one ``Child`` (the counts read from the source at this scrape,
