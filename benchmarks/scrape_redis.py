@@ -251,7 +251,8 @@ def floor_mb(workdir: Path) -> tuple[float, list[str], float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=6, help="rounds per endpoint")
+    parser.add_argument("--rounds", type=int, default=6,
+                        help="rounds per endpoint (the rows want at least 5)")
     parser.add_argument("--seconds", type=float, default=2.0, help="length of each round")
     parser.add_argument("--client", choices=("wrk", "raw"),
                         default="wrk" if shutil.which("wrk") else "raw")
@@ -410,6 +411,25 @@ def report(args: argparse.Namespace, results: dict[tuple[str, str], Series],
           f"{rss200[DEFAULT]:.1f} MB (+{rss200[DEFAULT] - floor:.1f} MB of its own)")
     print(f"the stack as first measured ({', '.join(STACK_AS_REPORTED)}): "
           f"{reported_floor:.1f} MB")
+    print_rows(results, rss200[DEFAULT], floor)
+
+
+def print_rows(results: dict[tuple[str, str], Series], rss: float, floor: float) -> None:
+    """Issue 26's rows, one line each, in the shape ``make bench`` collects (``row: ...``).
+    A ratio is the median of the per-round ratios: both sides of a round ran side by side."""
+    ours, health = results[(DEFAULT, "/metrics")], results[(DEFAULT, "/healthz")]
+    peer = results[(PEER, "/metrics")]
+    latency = statistics.median(a / b for a, b in zip(ours.p50, health.p50, strict=True))
+    cpu = statistics.median(a / b for a, b in zip(ours.cpu, peer.cpu, strict=True))
+    rounds = len(ours.p50)
+    print(f"row: /metrics p50 / /healthz p50 = {latency:.1f}x (goal <= 6x) "
+          f"[{ours.median('p50'):.3f} ms vs {health.median('p50'):.3f} ms, median of {rounds} "
+          "rounds]")
+    print(f"row: scrape CPU / redis_exporter = {cpu:.2f}x (goal <= 0.5x) "
+          f"[{ours.median('cpu'):.3f} ms vs {peer.median('cpu'):.3f} ms CPU per scrape, median "
+          f"of {rounds} rounds]")
+    print(f"row: RSS after 200 scrapes - floor = {rss - floor:.1f} MB (goal <= 3 MB) "
+          f"[{rss:.1f} MB vs {floor:.1f} MB]")
 
 
 if __name__ == "__main__":

@@ -1,40 +1,63 @@
 """Regression guards for the scrape's cost that count work, not time (time is noise on a
 shared machine): a series is rendered once, not on every scrape; a scrape of an unchanged
-target allocates no more than the first one did."""
+target allocates no more than the first one did; a histogram child is written without sample
+objects, in a bounded number of calls and memory; the label-overflow walk is not repeated;
+``/metrics`` does not go through the framework."""
 
 from __future__ import annotations
 
+import asyncio
+import cProfile
 import gc
+import pstats
 import tracemalloc
+from typing import Any
 
+import pytest
 from prometheus_client.exposition import choose_encoder
+from prometheus_client.openmetrics.exposition import generate_latest
 
-from cachewatch.metrics import contract, series
+from cachewatch.http.server import create_app
+from cachewatch.metrics import cardinality, contract, series
+from cachewatch.metrics.cardinality import CapOverflow, LabelCap
+from cachewatch.metrics.children import Child
 from cachewatch.metrics.contract import Families
 from cachewatch.metrics.exposition import _fast
+from cachewatch.runtime import Runtime
 from cachewatch.sources.redis import contract as redis_contract
 from cachewatch.sources.redis.histogram import EDGES_LE
 
 OPENMETRICS = "application/openmetrics-text;version=1.0.0"
+# A default Redis scrape's command histogram: the ten busiest commands, the rest in "other".
+COMMANDS = ("get", "set", "hset", "incr", "lpush", "ping", "info", "select", "config|get",
+            "other")
 
 
-def _scrape(hits: float) -> bytes:
-    """One collection and encoding of a target's families, as a scrape makes them."""
+def _families(hits: float, commands: tuple[str, ...] = ("get", "set", "hset")) -> Families:
+    """A target's families, as a scrape collects them."""
     out = Families()
     out.add(contract.CACHE_LOOKUPS, {"layer": "redis", "cache": "a", "result": "hit"}, hits)
-    for command in ("get", "set", "hset"):
+    for command in commands:
         out.add_cumulative(redis_contract.REDIS_COMMAND_LATENCY,
                            {"cache": "a", "command": command}, EDGES_LE,
                            [float(i) for i in range(len(EDGES_LE))], 0.5)
     out.add_summary(redis_contract.REDIS_SERVER_LATENCY, {"cache": "a", "command": "get"},
                     3, 0.1, {"0.5": 0.01, "0.99": 0.02})
+    return out
 
-    class Fixed:
-        def collect(self):
-            return iter(out)
 
+class _Fixed:
+    def __init__(self, out: Families) -> None:
+        self.out = out
+
+    def collect(self):
+        return iter(self.out)
+
+
+def _scrape(hits: float, commands: tuple[str, ...] = ("get", "set", "hset")) -> bytes:
+    """One collection and encoding of a target's families, as a scrape makes them."""
     encoder, _ = choose_encoder(OPENMETRICS)
-    return _fast(encoder)(Fixed())
+    return _fast(encoder)(_Fixed(_families(hits, commands)))
 
 
 def test_each_series_is_rendered_once_not_on_every_scrape(monkeypatch):
@@ -64,3 +87,89 @@ def test_a_scrape_of_an_unchanged_target_allocates_no_more_than_the_first():
     kept = sum(stat.size_diff for stat in after.compare_to(before, "filename")
                if stat.size_diff > 0 and "tracemalloc" not in str(stat.traceback))
     assert kept < 1024, f"a repeated scrape kept {kept} bytes: something grows per scrape"
+
+
+def test_a_histogram_child_is_written_without_making_its_samples(monkeypatch):
+    expected = generate_latest(_Fixed(_families(1.0, COMMANDS)))  # the library's own encoder
+    monkeypatch.setattr(Child, "samples", lambda self: pytest.fail("samples made"))
+    assert _scrape(1.0, COMMANDS) == expected
+
+
+def test_a_scrape_of_ten_command_histograms_stays_within_its_calls_and_memory():
+    """Before the children were kept whole: 911 calls and 78 KB beyond the body."""
+    _scrape(1.0, COMMANDS)
+    profile = cProfile.Profile()
+    profile.enable()
+    body = _scrape(1.0, COMMANDS)
+    profile.disable()
+    calls = pstats.Stats(profile).total_calls  # type: ignore[attr-defined]
+    assert calls < 450, f"{calls} calls for one scrape"
+    gc.collect()
+    tracemalloc.start()
+    try:
+        start = tracemalloc.get_traced_memory()[0]
+        _scrape(1.0, COMMANDS)
+        peak = tracemalloc.get_traced_memory()[1] - start
+    finally:
+        tracemalloc.stop()
+    # the text, and its bytes, are the answer; what a scrape makes beyond them is work
+    assert peak - 2 * len(body) < 60_000, f"{peak - 2 * len(body)} bytes beyond the body"
+
+
+def test_the_overflow_walk_is_not_repeated_once_a_cap_has_folded(monkeypatch):
+    class Owner:
+        name = "owner"
+
+        def __init__(self) -> None:
+            self.cap = LabelCap(1)
+
+    monkeypatch.setattr(LabelCap, "folds", 0)  # other tests' caps folded too
+    owner = Owner()
+    owner.cap("a")
+    owner.cap("b")  # folded
+    walks: list[object] = []
+    real = cardinality.label_caps
+    monkeypatch.setattr(cardinality, "label_caps",
+                        lambda *args: walks.append(args) or real(*args))
+    overflow = CapOverflow([owner])
+    first = [s.value for m in overflow.collect() for s in m.samples]
+    owner.cap("c")  # folded again: the count moves, the caps do not
+    second = [s.value for m in overflow.collect() for s in m.samples]
+    assert (first, second) == ([1], [2])
+    assert len(walks) == 1
+
+
+def test_metrics_is_answered_ahead_of_the_framework():
+    app = create_app([], Runtime())
+    framework = app.app.app  # Guard -> FastPaths -> the FastAPI application
+    seen: list[str] = []
+
+    async def counting(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        seen.append(scope["method"])
+        await framework(scope, receive, send)
+
+    app.app.app = counting
+    app.app.paths["/metrics"].framework = counting
+
+    def request(method: str) -> list[dict[str, Any]]:
+        sent: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        scope = {"type": "http", "method": method, "path": "/metrics", "raw_path": b"/metrics",
+                 "query_string": b"", "root_path": "", "headers": [(b"host", b"x")],
+                 "http_version": "1.1", "scheme": "http", "client": ("127.0.0.1", 1),
+                 "server": ("127.0.0.1", 2), "asgi": {"version": "3.0"}}
+        asyncio.run(app(scope, receive, send))
+        return sent
+
+    answer = request("GET")
+    assert answer[0]["status"] == 200
+    assert seen == []
+    assert b"cachewatch_build_info" in answer[1]["body"]
+    assert request("HEAD")[0]["status"] == 405
+    assert seen == ["HEAD"]

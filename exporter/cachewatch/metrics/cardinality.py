@@ -41,11 +41,12 @@ class LabelCap:
     unnamed cap after its source and attribute).
     """
 
-    # Across every cap of the process: how many were made, whether any has folded a value.
-    # ``CapOverflow`` skips its walk while neither has moved (nothing to name, nothing to add).
+    # Across every cap of the process: how many were made, how many values they folded.
+    # ``CapOverflow`` walks the collectors again only when a cap was made, or folded a value,
+    # that its last walk did not see.
     made = 0
-    folded_any = False
-    _made_lock = threading.Lock()  # a cap is made rarely; the count must not lose one
+    folds = 0
+    _made_lock = threading.Lock()  # guards both counts: neither may lose one
 
     def __init__(self, limit: int, name: str = "", forget_after: float = FORGET_AFTER,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -76,7 +77,8 @@ class LabelCap:
                 oldest, seen_at = next(iter(self._seen.items()))
                 if now - seen_at < self.forget_after:
                     self.overflowed += 1
-                    LabelCap.folded_any = True
+                    with LabelCap._made_lock:
+                        LabelCap.folds += 1
                     folded = True
                 else:
                     del self._seen[oldest]
@@ -119,20 +121,27 @@ class CapOverflow:
     def __init__(self, collectors: Iterable[Any]) -> None:
         self.collectors = list(collectors)
         self._walked_after = -1  # ``LabelCap.made`` at the last walk
+        self._caps: list[LabelCap] = []  # what that walk found, named
 
     def collect(self) -> Iterator[Any]:
         """The overflow counts as they are now. The walk over the collectors' attributes (a
-        good part of a small scrape) is skipped while no cap anywhere has folded and none was
-        made since the last walk: it would name no new cap and find no count."""
-        if not LabelCap.folded_any and LabelCap.made == self._walked_after:
+        good part of a small scrape) runs again only when a cap was made since the last one or
+        one that walk did not find has folded (a cap made on another thread and attached after
+        the walk): the caps it found are kept, and a scrape reads their counts."""
+        if not LabelCap.folds:
             return
-        self._walked_after = LabelCap.made
+        if LabelCap.made != self._walked_after or LabelCap.folds > self._known_folds():
+            self._walked_after = LabelCap.made
+            self._caps = [cap for collector in self.collectors
+                          for cap in label_caps(collector, getattr(collector, "name", ""))]
         totals: dict[str, int] = {}
-        for collector in self.collectors:
-            for cap in label_caps(collector, getattr(collector, "name", "")):
-                if cap.overflowed:
-                    totals[cap.name] = totals.get(cap.name, 0) + cap.overflowed
+        for cap in self._caps:
+            if cap.overflowed:
+                totals[cap.name] = totals.get(cap.name, 0) + cap.overflowed
         out = Families()
         for family, count in sorted(totals.items()):
             out.add(contract.LABEL_OVERFLOW, {"family": family}, count)
         yield from out
+
+    def _known_folds(self) -> int:
+        return sum(cap.overflowed for cap in self._caps)

@@ -18,7 +18,6 @@ from enum import StrEnum
 from prometheus_client.metrics_core import (
     CounterMetricFamily,
     GaugeMetricFamily,
-    HistogramMetricFamily,
     InfoMetricFamily,
     Metric,
     SummaryMetricFamily,
@@ -26,6 +25,8 @@ from prometheus_client.metrics_core import (
 from prometheus_client.samples import Sample
 
 from . import series
+from .children import UNSET as _UNSET
+from .children import Child, HistogramFamily, nonempty
 
 # What a source's contract module re-exports (``from ...metrics.contract import *``).
 __all__ = [
@@ -241,8 +242,6 @@ def family(spec: MetricSpec) -> Metric:
 
 
 _TEMPLATES: dict[str, Metric] = {}
-# A sample's fields after name, labels and value (timestamp, exemplar...): all unset.
-_UNSET = (None,) * (len(Sample._fields) - 3)
 
 
 def _copy(metric: Metric, samples: list[Sample]) -> Metric:
@@ -259,7 +258,7 @@ def _family(spec: MetricSpec) -> Metric:
     if spec.kind is Kind.GAUGE:
         return GaugeMetricFamily(spec.name, spec.help, labels=spec.labels)
     if spec.kind is Kind.HISTOGRAM:
-        return HistogramMetricFamily(spec.name, spec.help, labels=spec.labels)
+        return HistogramFamily(spec.name, spec.help, labels=spec.labels)
     if spec.kind is Kind.SUMMARY:
         return SummaryMetricFamily(spec.name, spec.help, labels=spec.labels)
     return InfoMetricFamily(spec.family_name, spec.help, labels=spec.labels)
@@ -316,9 +315,8 @@ class Families:
     ) -> None:
         """Add one histogram child from cumulative ``(le, count)`` pairs, ``+Inf`` last.
 
-        The samples ``HistogramMetricFamily.add_metric`` would make (buckets, then ``_count``
-        and ``_sum`` unless an edge is negative), made here: a target's per-command latency
-        histograms are hundreds of them on every scrape.
+        What ``HistogramMetricFamily.add_metric`` would make (buckets, then ``_count`` and
+        ``_sum`` unless an edge is negative), kept as one child (``add_cumulative``).
         """
         pairs = list(buckets)
         self.add_cumulative(spec, labels, tuple(le for le, _ in pairs),
@@ -327,18 +325,16 @@ class Families:
     def add_cumulative(self, spec: MetricSpec, labels: Mapping[str, str], edges: tuple[str, ...],
                        counts: Sequence[float], sum_value: float) -> None:
         """``add_histogram`` with the ``le`` edges (``+Inf`` last) and their cumulative counts
-        apart: a source whose edges never change passes the same tuple every scrape."""
+        apart: a source whose edges never change passes the same tuple every scrape. The child
+        is kept whole (``children.Child``), ``counts`` as given: a list made for this scrape."""
         fam, values = self._get(spec, labels)
-        buckets, count, total = series.child(
-            spec.name + "_bucket", spec.name, tuple(zip(spec.labels, values, strict=True)), "le",
-            edges)
-        new = tuple.__new__
-        bucket = spec.name + "_bucket"
-        fam.samples.extend([new(Sample, (bucket, le, value, *_UNSET))
-                            for le, value in zip(buckets, counts, strict=True)])
-        if float(edges[0]) >= 0:
-            fam.samples.append(new(Sample, (spec.name + "_count", count, counts[-1], *_UNSET)))
-            fam.samples.append(new(Sample, (spec.name + "_sum", total, sum_value, *_UNSET)))
+        child = series.child(spec.name + "_bucket", spec.name,
+                             tuple(zip(spec.labels, values, strict=True)), "le", edges)
+        made = Child(spec.name + "_bucket", child, counts, sum_value, float(edges[0]) >= 0)
+        if isinstance(fam, HistogramFamily):
+            fam.add_child(made)
+        else:  # a family another collector made, merged in first
+            fam.samples.extend(made.samples())
 
     def add_summary(
         self,
@@ -351,7 +347,7 @@ class Families:
         """Add one summary child with precomputed quantiles (``{"0.99": seconds, ...}``)."""
         fam, values = self._get(spec, labels)
         new, name = tuple.__new__, fam.name
-        points, count_labels, sum_labels = series.child(
+        points, count_labels, sum_labels, _ = series.child(
             name, name, tuple(zip(spec.labels, values, strict=True)), "quantile",
             tuple(quantiles))
         fam.samples.extend([new(Sample, (name, labels, value, *_UNSET))
@@ -369,13 +365,16 @@ class Families:
         for metric in metrics:
             fam = self._families.get(metric.name)
             if fam is None:
-                self._families[metric.name] = _copy(metric, list(metric.samples))
+                self._families[metric.name] = metric.copy() if isinstance(
+                    metric, HistogramFamily) else _copy(metric, list(metric.samples))
+            elif isinstance(fam, HistogramFamily):
+                fam.merge(metric)
             else:
                 fam.samples.extend(metric.samples)
 
     def __iter__(self) -> Iterator[Metric]:
         """Families with at least one sample: an empty family is only noise in the output."""
-        return (f for f in self._families.values() if f.samples)
+        return (f for f in self._families.values() if nonempty(f))
 
 
 def markdown_table(specs: Iterable[MetricSpec]) -> str:

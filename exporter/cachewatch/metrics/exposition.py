@@ -25,6 +25,7 @@ from prometheus_client.utils import floatToGoString
 from .. import __version__
 from ..collectors.target_collector import BaseTargetCollector
 from . import contract
+from .children import HistogramFamily
 from .contract import Families, Kind
 from .labels import safe_text
 from .series import SeriesLabels, escape, series
@@ -201,7 +202,11 @@ def _openmetrics(registry: Collector, fallback: Callable[[Collector], bytes]) ->
     append = out.append
     for metric in metrics:
         append(_header(metric))
-        for name, labels, value, timestamp, exemplar, native_histogram in metric.samples:
+        if metric.__class__ is HistogramFamily:  # its children follow its samples
+            samples, children = metric._samples, metric.children  # type: ignore[attr-defined]
+        else:
+            samples, children = metric.samples, ()
+        for name, labels, value, timestamp, exemplar, native_histogram in samples:
             if timestamp is not None or exemplar or native_histogram:
                 return fallback(_Fixed(metrics))
             # floatToGoString, inlined: between -1e6 and 1e6 Go and Python write floats alike
@@ -213,6 +218,8 @@ def _openmetrics(registry: Collector, fallback: Callable[[Collector], bytes]) ->
                 append(_series(name, labels) + number + "\n")
             else:
                 append(f"{name} {number}\n")
+        for child in children:
+            append(child.text())
     append("# EOF\n")
     return "".join(out).encode("utf-8")
 

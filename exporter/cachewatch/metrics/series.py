@@ -43,9 +43,9 @@ class SeriesLabels(dict[str, str]):
         self.text = render(name, self)
 
 
+Child = tuple[list[SeriesLabels], SeriesLabels, SeriesLabels, str]
 _SERIES: dict[tuple[str, Items], SeriesLabels] = {}
-_CHILDREN: dict[tuple[str, Items, tuple[str, ...]], tuple[list[SeriesLabels],
-                                                           SeriesLabels, SeriesLabels]] = {}
+_CHILDREN: dict[tuple[str, Items, tuple[str, ...]], Child] = {}
 
 
 def known(name: str, items: Items) -> SeriesLabels | None:
@@ -64,16 +64,18 @@ def series(name: str, items: Items) -> SeriesLabels:
     return labels
 
 
-def child(sample: str, name: str, items: Items, label: str, values: tuple[str, ...]
-          ) -> tuple[list[SeriesLabels], SeriesLabels, SeriesLabels]:
+def child(sample: str, name: str, items: Items, label: str, values: tuple[str, ...]) -> Child:
     """The labels of one histogram or summary child: the ``sample`` series, one per value of
     ``label`` (a histogram's ``le``, a summary's ``quantile``), then ``_count``'s and
-    ``_sum``'s."""
+    ``_sum``'s; and the child's lines as one ``%`` template, a ``%s`` where each value goes."""
     key = (sample, items, values)
     found = _CHILDREN.get(key)
     if found is None:
-        found = ([SeriesLabels(sample, (*items, (label, value))) for value in values],
-                 SeriesLabels(name + "_count", items), SeriesLabels(name + "_sum", items))
+        points = [SeriesLabels(sample, (*items, (label, value))) for value in values]
+        count, total = SeriesLabels(name + "_count", items), SeriesLabels(name + "_sum", items)
+        template = "".join(labels.text.replace("%", "%%") + "%s\n"
+                           for labels in (*points, count, total))
+        found = (points, count, total, template)
         if len(_CHILDREN) >= LIMIT // 32:
             _CHILDREN.clear()
         _CHILDREN[key] = found

@@ -70,9 +70,16 @@ _INDEX: dict[int, int] = {}
 
 
 def _command(fields: Mapping | list) -> CommandLatency:
-    info = {_text(key): value for key, value in _pairs(fields)}
-    calls = float(info.get("calls", 0))
-    points = sorted((int(k), float(v)) for k, v in _pairs(info.get("histogram_usec", [])))
+    if fields.__class__ is list and len(fields) == 4 and fields[0] == b"calls" \
+            and fields[2] == b"histogram_usec" and fields[3].__class__ is list:
+        calls_reply, flat = fields[1], fields[3]  # what Redis 7 sends a RESP2 client
+    else:
+        info = {_text(key): value for key, value in _pairs(fields)}
+        calls_reply, flat = info.get("calls", 0), info.get("histogram_usec", [])
+    calls = float(calls_reply)
+    points = sorted(zip(map(int, flat[::2]), map(float, flat[1::2]), strict=True)
+                    if flat.__class__ is list else
+                    ((int(k), float(v)) for k, v in _pairs(flat)))
     # Each edge carries the count of the last key at or below it (cumulative: a key's count
     # holds up to the next key): the last key of each edge, then carried up the ladder.
     last: list[float | None] = [None] * len(EDGES)
