@@ -30,8 +30,8 @@ from .split import BuildSplitter
 from .times import now
 
 __all__ = ["LINE_KINDS", "MAX_LINE_BYTES", "BuildLogParser", "BuildSplitter", "BuildSummary",
-           "Step", "complete_lines", "normalise_instruction", "now", "parse_builds", "parse_bytes", "parse_lines",
-           "relevant_lines", "stream_lines"]
+           "Step", "complete_lines", "normalise_instruction", "now", "parse_builds", "parse_bytes",
+           "parse_lines", "relevant_lines", "stream_lines"]
 
 
 def parse_bytes(data: bytes, image: str = "", target: str = "",
