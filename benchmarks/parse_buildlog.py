@@ -38,7 +38,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from cachewatch.sources.docker.buildlog import BuildSplitter, stream_lines
+from cachewatch.sources.docker.buildlog import BuildSplitter, complete_lines
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures" / "buildlogs"
@@ -114,12 +114,12 @@ def piped_builds(docker_host: str, runs: int) -> tuple[list[float], list[float]]
 
 
 def parse_file(log: Path) -> int:
-    """The parser alone, as ``ingest-build`` drives it: every byte teed to a sink, the
-    relevant lines into a splitter, then the summaries. Returns the number of builds."""
+    """The parser alone, as ``ingest-build`` drives it: every byte teed to a sink, the log
+    in pieces of whole lines into a splitter, then the summaries. Returns the number of builds."""
     with log.open("rb") as source, open(os.devnull, "wb") as sink:
         splitter = BuildSplitter()
-        for line in stream_lines(source, tee=sink.write):
-            splitter.feed(line)
+        for piece in complete_lines(source, tee=sink.write):
+            splitter.feed_data(piece)
     return len(splitter.finish("bench"))
 
 

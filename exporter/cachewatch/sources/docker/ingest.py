@@ -14,7 +14,7 @@ import time
 import uuid
 from typing import IO
 
-from .buildlog import BuildSummary, now, stream_lines
+from .buildlog import BuildSummary, complete_lines, now
 from .buildlog.split import BuildSplitter, repository
 
 SEND_ATTEMPTS = 3  # a 503 (state store busy) is retried; anything else is reported at once
@@ -57,8 +57,8 @@ def _read(stream: IO[bytes], out: IO[bytes] | None = None
 
     interrupted = False
     try:
-        for line in stream_lines(stream, tee=tee):
-            parser.feed(line)
+        for piece in complete_lines(stream, tee=tee):
+            parser.feed_data(piece)
     except KeyboardInterrupt:
         interrupted = True
     return parser, now() - started, interrupted

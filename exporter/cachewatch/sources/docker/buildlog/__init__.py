@@ -25,21 +25,21 @@ from collections.abc import Iterable
 from .kinds import LINE_KINDS
 from .model import BuildSummary, Step, normalise_instruction
 from .parser import BuildLogParser
-from .scan import MAX_LINE_BYTES, relevant_lines, stream_lines
+from .scan import MAX_LINE_BYTES, complete_lines, relevant_lines, stream_lines
 from .split import BuildSplitter
 from .times import now
 
 __all__ = ["LINE_KINDS", "MAX_LINE_BYTES", "BuildLogParser", "BuildSplitter", "BuildSummary",
-           "Step", "normalise_instruction", "now", "parse_builds", "parse_bytes", "parse_lines",
-           "relevant_lines", "stream_lines"]
+           "Step", "complete_lines", "normalise_instruction", "now", "parse_builds", "parse_bytes",
+           "parse_lines", "relevant_lines", "stream_lines"]
 
 
 def parse_bytes(data: bytes, image: str = "", target: str = "",
                 exit_code: int | None = None) -> BuildSummary:
     """Parse a whole log held in memory (a request body), through the fast path."""
     parser = BuildLogParser()
-    for line in stream_lines(io.BytesIO(data)):
-        parser.feed(line)
+    for piece in complete_lines(io.BytesIO(data)):
+        parser.feed_data(piece)
     return parser.finish(image, target, exit_code)
 
 
@@ -47,8 +47,8 @@ def parse_builds(data: bytes, image: str = "", target: str = "",
                  exit_code: int | None = None, one_command: bool = True) -> list[BuildSummary]:
     """Every build of a whole log held in memory (see ``split``), through the fast path."""
     splitter = BuildSplitter(one_command=one_command)
-    for line in stream_lines(io.BytesIO(data)):
-        splitter.feed(line)
+    for piece in complete_lines(io.BytesIO(data)):
+        splitter.feed_data(piece)
     return splitter.finish(image, target, exit_code)
 
 

@@ -358,18 +358,20 @@ _MARKER_START = re.compile("|".join(_MARKERS))
 _BY_LEAD = {lead: _kinds_led_by(lead) for lead in {_lead(m) for m in _MARKERS}}
 
 
-def find_marker(text: str) -> re.Match[str] | None:
-    """The leftmost marker of any kind in ``text`` (its ``lastgroup`` names the kind)."""
-    first = _BY_LEAD.get(text[:1])  # most lines have no prefix
-    if first is not None and (match := first.match(text)) is not None:
+def find_marker(text: str, start: int = 0, end: int | None = None) -> re.Match[str] | None:
+    """The leftmost marker of any kind in ``text`` (its ``lastgroup`` names the kind), or in
+    its line ``text[start:end]`` read in place (``end`` is where the line ends)."""
+    end = len(text) if end is None else end
+    first = _BY_LEAD.get(text[start:start + 1]) if start < end else None  # most: no prefix
+    if first is not None and (match := first.match(text, start, end)) is not None:
         return match
-    pos = 0
+    pos = start
     for _ in range(MAX_TRIES):
-        start = _MARKER_START.search(text, pos)
-        if start is None:
+        found = _MARKER_START.search(text, pos, end)
+        if found is None:
             return None
-        at = start.start()
-        match = _BY_LEAD[text[at]].match(text, at)
+        at = found.start()
+        match = _BY_LEAD[text[at]].match(text, at, end)
         if match is not None:
             return match
         pos = at + 1

@@ -7,11 +7,11 @@ wins, whatever prefix precedes it) and runs that kind's handler on the build's s
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from .kinds import KINDS, find_marker
 from .model import BuildSummary, Format, Step, strip_ansi
-from .scan import MAX_LINE_BYTES
+from .scan import MAX_LINE_BYTES, relevant_spans
 from .state import BuildState
 from .summary import summarise
 
@@ -26,6 +26,26 @@ def read(line: bytes | str) -> re.Match[str] | None:
     if isinstance(line, bytes):
         line = line[:MAX_LINE_BYTES].decode("utf-8", "replace")
     return find_marker(strip_ansi(line[:MAX_LINE_BYTES]).rstrip("\r\n"))
+
+
+def read_data(data: bytes) -> Iterator[tuple[re.Match[str], int]]:
+    """The markers of the relevant lines of whole-line ``data`` (a ``complete_lines`` piece),
+    each with where its line starts in the match's string: what ``read`` gives line by line.
+
+    Plain ASCII without colour codes (nearly every log) is decoded once and each line read in
+    place: no copy, decode or clean-up per line, since each would change nothing.
+    """
+    if b"\r" in data:
+        data = data.replace(b"\r", b"\n")
+    if data.isascii() and b"\x1b" not in data:
+        text = data.decode("ascii")
+        for start, end in relevant_spans(data):
+            if (match := find_marker(text, start, end)) is not None:
+                yield match, start
+        return
+    for start, end in relevant_spans(data):
+        if (match := read(data[start:end])) is not None:
+            yield match, 0
 
 
 class BuildLogParser:
@@ -62,12 +82,18 @@ class BuildLogParser:
         if match is not None:
             self.apply(match)
 
-    def apply(self, match: re.Match[str]) -> None:
-        """Run the handler of a line already read (``read``) on this build."""
+    def feed_data(self, data: bytes) -> None:
+        """Parse the relevant lines of whole-line ``data`` (see ``read_data``)."""
+        for match, start in read_data(data):
+            self.apply(match, start)
+
+    def apply(self, match: re.Match[str], line_start: int = 0) -> None:
+        """Run the handler of a line already read (``read``) on this build; the line starts at
+        ``line_start`` of ``match.string`` (a whole chunk, read in place)."""
         kind = KINDS[match.lastgroup or ""]
         try:
-            if kind.timed and match.start():
-                self._build.stamp(match.string[: match.start()])
+            if kind.timed and match.start() > line_start:
+                self._build.stamp(match.string[line_start:match.start()])
             kind.handler(self._build, match)
         except _MANGLED:
             return

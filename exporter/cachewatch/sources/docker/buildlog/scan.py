@@ -36,9 +36,10 @@ _MARKERS = re.compile(
 _VERTEX_LINE = re.compile(rb"#(?P<vertex>\d+) (?:(?P<output>\d)|(?!sha256:))")
 # A run of one vertex's output lines from its first ``#<n> <digit>``: bare lines only (``_BARE``:
 # the regex engine compares each next line's start to the vertex, it never returns to Python),
-# or behind any prefix (``_PREFIXED``: ``[^#\n]*``, a CI timestamp, a branch label).
-_BARE = re.compile(rb"#(\d+) \d(?:[^\n]*\n#\1 \d)*")
-_PREFIXED = re.compile(rb"#(\d+) \d(?:[^\n]*\n[^#\n]*#\1 \d)*")
+# or behind any prefix (``_PREFIXED``: ``[^#\n]*``, a CI timestamp, a branch label). Possessive
+# (``*+``): nothing after a ``[^\n]*`` can give back, so the engine keeps no backtrack points.
+_BARE = re.compile(rb"#(\d+) \d(?:[^\n]*+\n#\1 \d)*+")
+_PREFIXED = re.compile(rb"#(\d+) \d(?:[^\n]*+\n[^#\n]*+#\1 \d)*+")
 
 
 def relevant_lines(data: bytes) -> Iterator[bytes]:
@@ -46,6 +47,13 @@ def relevant_lines(data: bytes) -> Iterator[bytes]:
     a run of one vertex's output lines comes as its first line, cut after ``#<n> <digit>``."""
     if b"\r" in data:
         data = data.replace(b"\r", b"\n")
+    for start, end in relevant_spans(data):
+        yield data[start:end]
+
+
+def relevant_spans(data: bytes) -> Iterator[tuple[int, int]]:
+    """Where ``relevant_lines`` are in ``data`` (complete lines, no ``\\r``): (start, end) of
+    each, cut at ``MAX_LINE_BYTES``. A caller holding ``data`` decoded reads them in place."""
     size, find, rfind = len(data), data.find, data.rfind
     vertex_line, search = _VERTEX_LINE.match, _MARKERS.search
     passed: set[bytes] = set()  # bare runs passed on since the last other line
@@ -62,21 +70,22 @@ def relevant_lines(data: bytes) -> Iterator[bytes]:
         if vertex is not None and match["output"] is not None:
             bare = match.start() == start
             if not bare or vertex not in passed:  # a run is passed on as its first line
-                yield data[start:match.end()][:MAX_LINE_BYTES]
+                yield start, min(match.end(), start + MAX_LINE_BYTES)
             if bare:
                 passed.add(vertex)
             run = (_BARE if bare else _PREFIXED).match(data, match.start())
             end = find(b"\n", run.end() if run else match.end())
         else:
             end = find(b"\n", start)
-            yield data[start:size if end < 0 else end][:MAX_LINE_BYTES]
+            yield start, min(size if end < 0 else end, start + MAX_LINE_BYTES)
             passed.clear()
         pos = size if end < 0 else end + 1
 
 
-def stream_lines(stream: IO[bytes], chunk_size: int = 1 << 20,
-                 tee: Callable[[bytes], Any] | None = None) -> Iterator[bytes]:
-    """Relevant lines of a binary stream in bounded memory; ``tee`` sees every byte first."""
+def complete_lines(stream: IO[bytes], chunk_size: int = 1 << 20,
+                   tee: Callable[[bytes], Any] | None = None) -> Iterator[bytes]:
+    """A binary stream as pieces of whole lines (the last may lack its line end), in bounded
+    memory: a line longer than ``MAX_LINE_BYTES`` is cut there. ``tee`` sees every byte first."""
     read = getattr(stream, "read1", stream.read)
     pending = b""
     overflow = False
@@ -93,9 +102,16 @@ def stream_lines(stream: IO[bytes], chunk_size: int = 1 << 20,
         if cut < 0:
             pending = data
         else:
-            yield from relevant_lines(data[: cut + 1])
+            yield data[: cut + 1]
             pending = data[cut + 1:]
         if len(pending) > MAX_LINE_BYTES:
             pending, overflow = pending[:MAX_LINE_BYTES], True
     if pending:
-        yield from relevant_lines(pending)
+        yield pending
+
+
+def stream_lines(stream: IO[bytes], chunk_size: int = 1 << 20,
+                 tee: Callable[[bytes], Any] | None = None) -> Iterator[bytes]:
+    """Relevant lines of a binary stream in bounded memory; ``tee`` sees every byte first."""
+    for data in complete_lines(stream, chunk_size, tee):
+        yield from relevant_lines(data)

@@ -36,7 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from .model import BuildSummary
-from .parser import BuildLogParser, read
+from .parser import BuildLogParser, read, read_data
 from .state import BuildState
 from .summary import summarise
 
@@ -126,10 +126,20 @@ class BuildSplitter:
     def feed(self, line: bytes | str) -> None:
         """Parse one line; never raises on bad input."""
         match = read(line)
-        if match is None:
-            return
+        if match is not None:
+            self._route(match, 0)
+
+    def feed_data(self, data: bytes) -> None:
+        """Parse the relevant lines of whole-line ``data`` (see ``read_data``)."""
+        route = self._route
+        for match, start in read_data(data):
+            route(match, start)
+
+    def _route(self, match: re.Match[str], start: int) -> None:
+        """Apply a line read (its line starts at ``start`` of ``match.string``) to the
+        current build of its stream, or to a new build it opens."""
         at = match.start()
-        key = stream_of(match.string[:at]) if at else ""
+        key = stream_of(match.string[start:at]) if at > start else ""
         build = self._current.get(key)
         if build is None or (match.lastgroup in _OPENERS and starts_new(build.parser.state, match)
                              and len(self._builds) < MAX_BUILDS):
@@ -139,7 +149,7 @@ class BuildSplitter:
         if self.clock is not None:
             build.last = self.clock()
             build.first = build.last if build.first is None else build.first
-        build.parser.apply(match)
+        build.parser.apply(match, start)
 
     def finish(self, image: str = "", target: str = "", exit_code: int | None = None,
                duration: float | None = None) -> list[BuildSummary]:
