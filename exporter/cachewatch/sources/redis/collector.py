@@ -11,7 +11,6 @@ stands.
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from collections.abc import Sequence
@@ -34,10 +33,6 @@ from .topology import Node
 
 log = logging.getLogger("cachewatch.redis")
 
-_DB = re.compile(r"^db(\d+)$")
-_LATENCY = re.compile(r"^latency_percentiles_usec_(.+)$")
-# INFO latencystats keys -> the quantile label Prometheus users expect.
-_QUANTILES = {"p50": "0.5", "p99": "0.99", "p99.9": "0.999"}
 
 
 class RedisCollector(ProbedCollector):
@@ -111,12 +106,12 @@ class RedisCollector(ProbedCollector):
 
     def _node_families(self, cache: str, read: NodeRead, out: Sink) -> None:
         """One server's families under the ``cache`` label, into ``out``."""
-        if not add_info(out, cache, read.info) and self._first_warning(cache):
+        if not add_info(out, cache, read.info, read.commands) and self._first_warning(cache):
             log.info("INFO latencystats is empty: Redis older than 7.0 or latency-tracking is"
                      " off; server-side percentiles are not exported for this target",
                      extra={"target": cache})
         if read.histogram is not None:
-            self._add_histograms(out, cache, read.histogram, read.info)
+            self._add_histograms(out, cache, read.histogram, read.commands)
 
     def _cluster_families(self, cache: str, outcomes: dict[Node, Outcome]) -> Families:
         """Every node's families with its ``node`` and ``role``, whether it answered, and
@@ -139,7 +134,7 @@ class RedisCollector(ProbedCollector):
         return out
 
     def _add_histograms(self, out: Sink, cache: str, reply: object,
-                        info: dict[str, str]) -> None:
+                        commands: dict[str, tuple[float, float]]) -> None:
         """The per-command histogram; nothing for a server that refused the command (no
         permission), said once."""
         if not isinstance(reply, list | dict):  # an error reply, returned as a value
@@ -151,7 +146,7 @@ class RedisCollector(ProbedCollector):
         cap = self._command_caps.get(cache)
         if cap is None:  # made once per target, not on every scrape
             cap = self._command_caps.setdefault(cache, LabelCap(self._histogram_commands))
-        add_histograms(out, cache, reply, info, cap)
+        add_histograms(out, cache, reply, commands, cap)
 
     def close_loop(self) -> None:
         self._clients.close_loop()

@@ -26,6 +26,8 @@ _LATENCY = re.compile(r"^latency_percentiles_usec_(.+)$")
 _QUANTILES = {"p50": "0.5", "p99": "0.99", "p99.9": "0.999"}
 # The size of a cluster is its masters' data: a replica holds a copy, and counting it again
 # would double the entries and bytes that `sum by (cache)` reports.
+# A command commandstats does not list: no calls, no time.
+_NO_CALLS = (0.0, 0.0)
 _MASTERS_ONLY = frozenset({contract.CACHE_ENTRIES.name, contract.CACHE_BYTES.name})
 
 
@@ -71,8 +73,10 @@ class NodeSink:
 Sink = Families | NodeSink
 
 
-def add_info(out: Sink, cache: str, info: dict[str, str]) -> bool:
-    """The families ``INFO`` gives; whether it held server-side percentiles (latencystats)."""
+def add_info(out: Sink, cache: str, info: dict[str, str],
+             commands: dict[str, tuple[float, float]]) -> bool:
+    """The families ``INFO`` gives (calls and time per command from ``commands``, the parsed
+    commandstats); whether it held server-side percentiles (latencystats)."""
     core = {"layer": contract.LAYER, "cache": cache}
     one = {"cache": cache}
     if "keyspace_hits" not in info:
@@ -81,7 +85,7 @@ def add_info(out: Sink, cache: str, info: dict[str, str]) -> bool:
     out.add(contract.CACHE_LOOKUPS, {**core, "result": "miss"}, float(info["keyspace_misses"]))
     out.add(contract.CACHE_EVICTIONS, core, float(info["evicted_keys"]))
     out.add(contract.CACHE_BYTES, core, float(info["used_memory"]))
-    total_keys = 0.0
+    total_keys = total_expiring = 0.0
     latency_found = False
     for key, value in info.items():
         if key[:1] not in ("d", "l"):  # neither db<N> nor latency_percentiles_usec_<command>
@@ -89,18 +93,20 @@ def add_info(out: Sink, cache: str, info: dict[str, str]) -> bool:
         if (db := _DB.match(key)) is not None:
             counts = parse_nested(value)
             labels = {"cache": cache, "db": db.group(1)}
-            total_keys += float(counts.get("keys", 0))
-            out.add(contract.REDIS_DB_KEYS, labels, float(counts.get("keys", 0)))
-            out.add(contract.REDIS_DB_KEYS_EXPIRING, labels, float(counts.get("expires", 0)))
+            keys, expiring = float(counts.get("keys", 0)), float(counts.get("expires", 0))
+            total_keys += keys
+            total_expiring += expiring
+            out.add(contract.REDIS_DB_KEYS, labels, keys)
+            out.add(contract.REDIS_DB_KEYS_EXPIRING, labels, expiring)
         elif (latency := _LATENCY.match(key)) is not None:
             latency_found = True
             command = latency.group(1)
             percentiles = parse_nested(value)
-            calls = parse_nested(info.get(f"cmdstat_{command}", ""))
+            calls, usec = commands.get(command, _NO_CALLS)
             out.add_summary(
                 contract.REDIS_SERVER_LATENCY, {"cache": cache, "command": command},
-                count=float(calls.get("calls", 0)),
-                sum_value=float(calls.get("usec", 0)) / 1e6,
+                count=calls,
+                sum_value=usec / 1e6,
                 quantiles={q: float(percentiles[p]) / 1e6
                            for p, q in _QUANTILES.items() if p in percentiles},
             )
@@ -115,20 +121,19 @@ def add_info(out: Sink, cache: str, info: dict[str, str]) -> bool:
         "role": info.get("role", ""),
         "mode": info.get("redis_mode", ""),
     }, 1)
-    for rule, found in from_info(info).items():
+    for rule, found in from_info(info, (total_keys, total_expiring)).items():
         out.add(contract.REDIS_FINDINGS, {"cache": cache, "rule": rule}, float(found))
     return latency_found
 
 
-def add_histograms(out: Sink, cache: str, reply: list | dict, info: dict[str, str],
-                   cap: LabelCap) -> None:
+def add_histograms(out: Sink, cache: str, reply: list | dict,
+                   stats: dict[str, tuple[float, float]], cap: LabelCap) -> None:
     """The per-command histogram: the busiest commands by name (``cap`` admits them) and the
-    rest folded into ``other``; sums from INFO commandstats."""
+    rest folded into ``other``; sums from ``stats`` (the parsed commandstats)."""
     kept: dict[str, tuple[CommandLatency, float]] = {}
     commands = parse_latency_histogram(reply)
     for command, latency in sorted(commands.items(), key=lambda c: -c[1].calls):
-        stats = parse_nested(info.get(f"cmdstat_{command}", ""))
-        usec = float(stats.get("usec", 0))
+        usec = stats.get(command, _NO_CALLS)[1]
         label = cap(command)
         if label in kept:
             folded, total = kept[label]

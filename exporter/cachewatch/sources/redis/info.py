@@ -7,6 +7,12 @@ the caller. Format: ``# Section`` headers, ``key:value`` lines, nested ``a=1,b=2
 
 from __future__ import annotations
 
+import re
+
+# ``INFO commandstats``: ``cmdstat_<command>:calls=N,usec=N,...`` (that order since Redis 2.6).
+_CMDSTAT = re.compile(r"^cmdstat_([^:\r\n]*):([^\r\n]*)", re.M)
+_CALLS_USEC = re.compile(r"calls=(\d+),usec=(\d+)(?:,|$)")
+
 
 def parse_info(raw: bytes | str) -> dict[str, str]:
     """``key -> value`` for every ``key:value`` line; headers and blank lines are skipped.
@@ -28,3 +34,17 @@ def parse_nested(value: str) -> dict[str, str]:
         if sep:
             nested[key] = inner
     return nested
+
+
+def parse_commandstats(raw: bytes | str) -> dict[str, tuple[float, float]]:
+    """``INFO commandstats`` as ``command -> (calls, usec)``, read once per scrape for the
+    latency summary and the histogram sums (parsing it per use was three passes)."""
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+    stats: dict[str, tuple[float, float]] = {}
+    for command, value in _CMDSTAT.findall(text):
+        if (usual := _CALLS_USEC.match(value)) is not None:
+            stats[command] = (float(usual[1]), float(usual[2]))
+        else:
+            nested = parse_nested(value)
+            stats[command] = (float(nested.get("calls", 0)), float(nested.get("usec", 0)))
+    return stats

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from ...resp import Reply, ReplyError
 from .client import ClientCache, Connection
-from .info import parse_info
+from .info import parse_commandstats, parse_info
 from .settings import RedisTarget
 
 # Three INFO calls, not one with three sections: Redis < 7 takes one section per call.
@@ -25,10 +25,12 @@ HISTOGRAM_SINCE = (7, 0)
 
 @dataclass(frozen=True)
 class NodeRead:
-    """What one server answered: its INFO, its histogram reply (None when not asked, an error
-    reply as a value when refused) and the replies to the ``extra`` commands, in order."""
+    """What one server answered: its INFO (default and latencystats), its commandstats
+    (``command -> (calls, usec)``), its histogram reply (None when not asked, an error reply as
+    a value when refused) and the replies to the ``extra`` commands, in order."""
 
     info: dict[str, str]
+    commands: dict[str, tuple[float, float]]
     histogram: Reply | None
     extra: list[Reply]
 
@@ -41,15 +43,16 @@ def version(info: dict[str, str]) -> tuple[int, ...]:
         return ()
 
 
-def _info(replies: list[Reply]) -> dict[str, str]:
-    info: dict[str, str] = {}
+def _info(replies: list[Reply]) -> tuple[dict[str, str], dict[str, tuple[float, float]]]:
+    """The INFO replies (``INFO``'s order) as fields, and commandstats on its own."""
     for reply in replies:
         if isinstance(reply, ReplyError):
             raise reply
         if not isinstance(reply, bytes):
             raise ValueError(f"INFO answered {type(reply).__name__}, not text")
-        info.update(parse_info(reply))
-    return info
+    info = parse_info(replies[0])  # type: ignore[arg-type]
+    info.update(parse_info(replies[1]))  # type: ignore[arg-type]
+    return info, parse_commandstats(replies[2])  # type: ignore[arg-type]
 
 
 async def read_node(clients: ClientCache, target: RedisTarget, histogram: bool,
@@ -62,15 +65,15 @@ async def read_node(clients: ClientCache, target: RedisTarget, histogram: bool,
         commands = (*INFO, *extra, *((HISTOGRAM,) if ask else ()))
         # Errors come back as values: a refused LATENCY HISTOGRAM must not fail the read.
         replies = await connection.call(*commands, raise_errors=False)
-        info = _info(replies[:len(INFO)])
+        info, stats = _info(replies[:len(INFO)])
         others = replies[len(INFO):len(INFO) + len(extra)]
         if ask:
-            return NodeRead(info, replies[-1], others)
+            return NodeRead(info, stats, replies[-1], others)
         if known is None:
             connection.version = version(info)
             if histogram and connection.version >= HISTOGRAM_SINCE:
                 reply = (await connection.call(HISTOGRAM, raise_errors=False))[0]
-                return NodeRead(info, reply, others)
-        return NodeRead(info, None, others)
+                return NodeRead(info, stats, reply, others)
+        return NodeRead(info, stats, None, others)
 
     return await clients.using(target, work)

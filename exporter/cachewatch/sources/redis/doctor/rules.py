@@ -210,10 +210,12 @@ FROM_INFO: tuple[tuple[str, Callable[[Signals, Options], Finding | None]], ...] 
     ("expirations-dominate-misses", expirations_dominate_misses))
 
 
-def from_info(info: dict[str, str]) -> dict[str, bool]:
+def from_info(info: dict[str, str], keyspace: tuple[float, float] | None = None
+              ) -> dict[str, bool]:
     """Rule name -> whether it finds something in one ``INFO``, for the rules of
-    ``FROM_INFO`` (no window: the too-small rule sizes from the cumulative counters)."""
-    signals, options = Signals(info, {}, 0.0), Options()
+    ``FROM_INFO`` (no window: the too-small rule sizes from the cumulative counters);
+    ``keyspace``: its (keys, keys with a TTL) when the caller has summed them already."""
+    signals, options = Signals(info, {}, 0.0, counted=keyspace), Options()
     return {name: rule(signals, options) is not None for name, rule in FROM_INFO}
 
 

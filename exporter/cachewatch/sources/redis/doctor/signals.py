@@ -36,6 +36,7 @@ class Signals:
     memory: dict[str, int] = field(default_factory=dict)  # sampled key -> bytes
     frequency: dict[str, int] = field(default_factory=dict)  # sampled key -> LFU counter
     pings: list[float] = field(default_factory=list)  # seconds, sorted
+    counted: tuple[float, float] | None = None  # ``keyspace()``, when known from elsewhere
 
     def number(self, key: str) -> float:
         """An INFO field as a number (0 when absent or not a number)."""
@@ -46,6 +47,8 @@ class Signals:
 
     def keyspace(self) -> tuple[float, float]:
         """(keys, keys with a TTL) over every database."""
+        if self.counted is not None:
+            return self.counted
         keys = expires = 0.0
         for key, value in self.info.items():
             if key.startswith("db") and key[2:].isdigit():

@@ -1,0 +1,78 @@
+"""Regression guards for what a Redis read costs, counted as work, not time: ``INFO
+commandstats`` is parsed once per read (it was parsed for the latency summary, for the histogram
+sums and for the doctor's rules), and a ``LATENCY HISTOGRAM`` reply's integer arrays are read
+in one step each. The replies are those captured from a real redis-server 7.0
+(tests/fixtures/redis)."""
+
+from __future__ import annotations
+
+import cProfile
+import json
+import pstats
+
+from cachewatch.metrics.cardinality import LabelCap
+from cachewatch.metrics.contract import Families
+from cachewatch.resp import Replies
+from cachewatch.sources.redis import families, info
+from cachewatch.sources.redis.doctor import signals
+
+from support import FIXTURES
+
+REDIS = FIXTURES / "redis"
+
+
+def _wire(value: object) -> bytes:
+    """A reply as the server writes it to a RESP2 client."""
+    if isinstance(value, int):
+        return b":%d\r\n" % value
+    if isinstance(value, str):
+        return b"$%d\r\n%s\r\n" % (len(value), value.encode())
+    assert isinstance(value, list)
+    return b"*%d\r\n" % len(value) + b"".join(_wire(item) for item in value)
+
+
+def _parsed(wire: bytes) -> list:
+    replies = Replies()
+    replies.feed(wire)
+    reply = replies.pop()
+    assert isinstance(reply, list)
+    return reply
+
+
+def test_commandstats_is_parsed_once_and_the_keyspace_summed_once(monkeypatch):
+    fields = info.parse_info(b"".join((REDIS / f"info-{section}.txt").read_bytes()
+                                      for section in ("default", "latencystats")))
+    stats = info.parse_commandstats((REDIS / "info-commandstats.txt").read_bytes())
+    assert stats["get"] == (40.0, 34.0)  # cmdstat_get:calls=40,usec=34,...
+    nested: list[str] = []
+    real = info.parse_nested
+    monkeypatch.setattr(families, "parse_nested", lambda value: nested.append(value)
+                        or real(value))
+    monkeypatch.setattr(signals, "parse_nested", lambda value: nested.append(value)
+                        or real(value))
+    histogram = json.loads((REDIS / "latency-histogram.json").read_text())
+    out = Families()
+    assert families.add_info(out, "work-guard", fields, stats)
+    families.add_histograms(out, "work-guard", _parsed(_wire(histogram)), stats, LabelCap(10))
+    databases = [key for key in fields if key.startswith("db")]
+    latencies = [key for key in fields if key.startswith("latency_percentiles_usec_")]
+    # one per database line and one per latencystats line: none for commandstats, none again
+    # for the doctor's keyspace
+    assert len(nested) == len(databases) + len(latencies) == 2 + 7
+
+
+def test_a_latency_histogram_reply_is_read_in_a_bounded_number_of_calls():
+    """Ten commands of twelve buckets (a default scrape's histogram): item by item, 683 calls."""
+    reply = [part for i in range(10) for part in (
+        f"cmd{i}", ["calls", 12345, "histogram_usec",
+                    [n for k in range(12) for n in (2 ** k, 1000 * k)]])]
+    wire = _wire(reply)
+    profile = cProfile.Profile()
+    profile.enable()
+    parsed = _parsed(wire)
+    profile.disable()
+    assert parsed[:2] == [b"cmd0", [b"calls", 12345, b"histogram_usec",
+                                    [n for k in range(12) for n in (2 ** k, 1000 * k)]]]
+    assert len(parsed) == 20
+    calls = pstats.Stats(profile).total_calls  # type: ignore[attr-defined]
+    assert calls < 400, f"{calls} calls for one LATENCY HISTOGRAM reply"
