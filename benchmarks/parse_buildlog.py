@@ -6,7 +6,8 @@ tests/fixtures/buildlogs/real, whose lines carry CI timestamps and tool prefixes
 on that same file, in the same run, ``--rounds`` interleaved rounds of:
   * `wc -l`                                   the floor: reading and counting lines
   * the build-log parser                      what ingest-build runs on its input, in this
-                                              process: ``stream_lines`` into a ``BuildSplitter``,
+                                              process: 1 MiB pieces of whole lines
+                                              (``complete_lines``) into a ``BuildSplitter``,
                                               every byte teed to /dev/null, then ``finish()``
   * `cachewatch ingest-build --url ''`        the same plus the interpreter's start-up
 and reports the median of each (lines/s, MB/s) and the peak RSS of the ingest process. The last

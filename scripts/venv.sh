@@ -15,11 +15,16 @@ stamp=".venv/.installed${extras:+-$extras}"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   echo "venv: installing cachewatch${extras:+[$extras]} and its dependencies into .venv" \
        "(once; pip's progress follows)" >&2
-  # pip's own lines, one per package, instead of -q's silence; the summary ends it.
-  .venv/bin/python -m pip install --disable-pip-version-check --progress-bar off \
-      -e ".${extras:+[$extras]}" 2>&1 \
+  # pip's own lines, one per package, instead of -q's silence; the summary ends it. The whole
+  # output goes to .venv/pip.log, whose end is shown when pip fails.
+  if ! .venv/bin/python -m pip install --disable-pip-version-check --progress-bar off \
+      -e ".${extras:+[$extras]}" 2>&1 | tee .venv/pip.log \
     | { grep --line-buffered -E '^(Collecting|Successfully installed|ERROR|WARNING)' || true; } \
-    | sed -u -e 's/^Collecting /  collecting /' -e 's/^/venv: /' >&2
+    | sed -u -e 's/^Collecting /  collecting /' -e 's/^/venv: /' >&2; then
+    echo "venv: pip failed; the end of its output (all of it in .venv/pip.log):" >&2
+    tail -n 30 .venv/pip.log | sed 's/^/venv: | /' >&2
+    exit 1
+  fi
   touch "$stamp"
   echo "venv: ready" >&2
 fi

@@ -58,4 +58,6 @@ def test_a_failed_install_fails_the_script_and_leaves_no_stamp(tmp_path):
                           timeout=30)
     assert done.returncode == 1
     assert "venv: ready" not in done.stderr
+    assert "venv: pip failed; the end of its output (all of it in .venv/pip.log):" in done.stderr
+    assert "venv: |   Installing build dependencies: started" in done.stderr  # pip's own lines
     assert not (root / ".venv" / ".installed").exists()

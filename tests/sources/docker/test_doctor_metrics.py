@@ -176,3 +176,28 @@ def test_a_scrape_never_touches_the_files_and_a_check_follows_on_its_own_thread(
     wait_until(lambda: _scrape(findings, check=False).value(
         FINDINGS, image="messy", rule="latest-tag") == 0)
     assert findings.analyses == 2
+
+
+def test_a_failing_analysis_is_counted_and_the_other_files_still_checked(projects, monkeypatch):
+    def broken(*args, **kwargs):
+        raise ValueError("a doctor bug")
+
+    monkeypatch.setattr("cachewatch.sources.docker.findings.analyze", broken)
+    findings = DockerfileFindings({"messy": projects / MESSY / "Dockerfile"})
+    metrics = _scrape(findings)
+    assert metrics.find(FINDINGS, image="messy") == []  # nothing exported as if it were known
+    assert metrics.value(ERRORS, collector="dockerfile", target="messy",
+                         reason="analysis_error") == 2  # start-up check, then this one
+
+
+def test_a_check_stuck_past_the_stall_limit_withdraws_the_findings(projects, monkeypatch):
+    findings = DockerfileFindings({"messy": projects / MESSY / "Dockerfile"})
+    assert _scrape(findings, check=False).value(FINDINGS, image="messy", rule="latest-tag") == 1
+    assert findings._checking.acquire(blocking=False)  # a check that hangs
+    monkeypatch.setattr("cachewatch.sources.docker.findings.time.monotonic",
+                        lambda: findings._started_at + 31)
+    for _ in range(2):
+        stuck = _scrape(findings, check=False)
+        assert stuck.find(FINDINGS, image="messy") == []
+        assert stuck.value(ERRORS, collector="dockerfile", target="messy", reason="stalled") == 1
+    findings._checking.release()

@@ -3,10 +3,13 @@
 Dashboards show them next to each image's build hit rate, so a falling rate and the Dockerfile
 line that explains it are seen together. Each file (``builds.dockerfiles``: image -> path, its
 folder taken as the build context) is analysed again only when it, its ignore file or the
-presence of ``.git`` changes. The files are checked at start-up and then at most every
-``REFRESH_SECONDS`` on a thread of their own, started by a scrape that finds them older: a
-scrape only reads what the last check found, so a file system that stalls (a hung network
-mount) never holds up ``/metrics``. Every rule gets a sample, 0 included, so a clean
+presence of ``.git`` changes. The files are checked on a thread of their own: at start-up
+(``serve`` waits for that first check at most ``STARTUP_WAIT`` seconds) and then at most every
+``REFRESH_SECONDS``, started by a scrape that finds the last check older. A scrape only reads
+what the last check found, so a file system that stalls (a hung network mount) never holds up
+``/metrics``; a check running longer than ``STALL_SECONDS`` withdraws the findings (stale
+numbers would pass for current ones) and counts ``reason="stalled"`` once. Every rule gets a
+sample, 0 included, so a clean
 Dockerfile shows as clean rather than as missing.
 
 A file that cannot be read is never a failed scrape: its image has no samples until it can be
@@ -33,6 +36,8 @@ log = logging.getLogger("cachewatch.dockerfiles")
 COLLECTOR = "dockerfile"  # the `collector` label of its errors
 MAX_BYTES = 1024 * 1024  # a Dockerfile is a few kilobytes; anything this big is not one
 REFRESH_SECONDS = 5.0  # how stale the findings may get: a Dockerfile edit shows within this
+STARTUP_WAIT = 2.0  # start-up waits this long for the first check, then serves without it
+STALL_SECONDS = 30.0  # a check running this long is stuck: its findings are withdrawn
 
 Fingerprint = tuple[object, ...]
 
@@ -51,18 +56,27 @@ class DockerfileFindings:
         self.analyses = 0  # how many times a file was analysed (not served from the cache)
         self._refresh_seconds = refresh_seconds
         self._checking = threading.Lock()  # held by the one check running
-        self._checked_at = 0.0
-        self.refresh()
+        self._checked_at = self._started_at = 0.0
+        self._stall_counted = False
+        first = self._start_check()
+        if first is not None:
+            first.join(STARTUP_WAIT)
 
     def add_to(self, out: Families) -> None:
         """Add what the last check found (and the read errors so far) to a scrape; start the
         next check on its own thread when the last is older than the refresh interval."""
-        if time.monotonic() - self._checked_at >= self._refresh_seconds and \
-                self._checking.acquire(blocking=False):
-            threading.Thread(target=self._refresh_held, name="dockerfile-findings",
-                             daemon=True).start()
+        now = time.monotonic()
+        if now - self._checked_at >= self._refresh_seconds:
+            self._start_check()
+        stalled = self._checking.locked() and now - self._started_at > STALL_SECONDS
         with self._lock:
-            for image, counts in self._found.items():
+            if stalled and not self._stall_counted:
+                self._stall_counted = True
+                for image in self._files:
+                    self._errors[(image, "stalled")] += 1
+                log.warning("Dockerfile check stalled: findings withdrawn until it ends",
+                            extra={"seconds": round(now - self._started_at)})
+            for image, counts in () if stalled else self._found.items():
                 for rule in RULES:
                     out.add(contract.DOCKERFILE_FINDINGS, {"image": image, "rule": rule},
                             counts.get(rule, 0))
@@ -75,10 +89,23 @@ class DockerfileFindings:
         with self._checking:
             self._check()
 
+    def _start_check(self) -> threading.Thread | None:
+        """Start a check on its own thread, unless one is running."""
+        if not self._checking.acquire(blocking=False):
+            return None
+        self._started_at = time.monotonic()
+        thread = threading.Thread(target=self._refresh_held, name="dockerfile-findings",
+                                  daemon=True)
+        thread.start()
+        return thread
+
     def _refresh_held(self) -> None:
         try:
             self._check()
         finally:
+            self._checked_at = time.monotonic()  # a failed check waits its interval too
+            with self._lock:
+                self._stall_counted = False
             self._checking.release()
 
     def _check(self) -> None:
@@ -90,7 +117,6 @@ class DockerfileFindings:
                 found[image] = counts
         with self._lock:
             self._found = found
-        self._checked_at = time.monotonic()
 
     def _counts(self, image: str, path: Path) -> dict[str, int] | None:
         """Findings per rule, from the cache while the files are unchanged; None if unreadable."""
@@ -107,6 +133,9 @@ class DockerfileFindings:
             return None
         except _TooLarge:
             self._failed(image, path, "too_large", f"larger than {MAX_BYTES} bytes")
+            return None
+        except Exception as exc:  # a doctor bug must not stop the checks of every file
+            self._failed(image, path, "analysis_error", f"{type(exc).__name__}: {exc}")
             return None
         if self._failing.pop(image, None) is not None:
             log.info("Dockerfile readable again", extra={"image": image, "path": str(path)})
