@@ -6,8 +6,8 @@ Step output is the bulk of a large log and changes nothing but one fact per step
 the run is passed on as its first line cut after ``#<n> <digit>``, in its place, so the fact
 "it ran" reaches the build it belongs to. A run is one vertex number, whatever prefix each line
 carries: where two parallel CI jobs interleave output of the same vertex number, the second
-job's lines join the first's run (its own DONE or CACHED line still reaches it). A bare BuildKit line is recognised
-where it starts; any other line is found by one regex search for the markers of every kind in
+job's lines join the first's run (its own DONE or CACHED line still reaches it). A bare
+BuildKit line is recognised where it starts; any other line is found by one regex search for the markers of every kind in
 ``kinds.LINE_KINDS`` that matters (a superset: the parser decides), whatever prefix precedes
 them.
 
