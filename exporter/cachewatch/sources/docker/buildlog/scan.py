@@ -7,9 +7,9 @@ the run is passed on as its first line cut after ``#<n> <digit>``, in its place,
 "it ran" reaches the build it belongs to. A run is one vertex number, whatever prefix each line
 carries: where two parallel CI jobs interleave output of the same vertex number, the second
 job's lines join the first's run (its own DONE or CACHED line still reaches it). A bare
-BuildKit line is recognised where it starts; any other line is found by one regex search for the markers of every kind in
-``kinds.LINE_KINDS`` that matters (a superset: the parser decides), whatever prefix precedes
-them.
+BuildKit line is recognised where it starts; any other line is found by one regex search for
+the markers of every kind in ``kinds.LINE_KINDS`` that matters (a superset: the parser
+decides), whatever prefix precedes them.
 
 Memory is bounded whatever comes in: a line longer than ``MAX_LINE_BYTES`` is cut there and its
 rest skipped, so a log without newlines cannot grow a buffer without bound.
