@@ -15,6 +15,8 @@ from html.parser import HTMLParser
 
 import httpx
 import pytest
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.metrics_core import Metric
 
 from cachewatch.metrics import contract
 from cachewatch.metrics.contract import Families
@@ -75,17 +77,49 @@ def test_hit_rate_over_five_minutes_and_the_hour_from_exact_counters():
 
 def test_until_a_window_has_filled_the_rate_is_the_counters_seen_so_far():
     history = History(interval=10)
+    history.observe([], T0 - 5)  # the exporter's first sample, at start
     # a cache pushed a second ago: one sample, and already a rate
     history.observe(lookups(("app", "users", 90, 10)), T0)
     view = history.view()
     row, = rows(view, snapshot(history, ("app", "users", 90, 10)), T0 + 1, [])
     assert row.rates == [pytest.approx(0.9), pytest.approx(0.9)]
-    assert row.per_second == 0.0  # from the first scrape: nothing more since the first sample
+    assert row.per_second == pytest.approx(100 / 6)  # since the start, 6 s ago
     # two minutes later: the hour is still the counters so far, 5 minutes too
     history.observe(lookups(("app", "users", 100, 100)), T0 + 120)
     row, = rows(history.view(), snapshot(history, ("app", "users", 100, 100)), T0 + 120, [])
     assert row.rates == [pytest.approx(0.5), pytest.approx(0.5)]
-    assert row.per_second == pytest.approx(100 / 120)  # what was seen over what has passed
+    assert row.per_second == pytest.approx(200 / 125)  # what was seen over what has passed
+
+
+def test_counts_from_before_the_exporter_started_are_not_recent():
+    history = History(interval=10)
+    # a Redis' lifetime counters (or counts restored from state) in the first sample
+    history.observe(lookups(("redis", "main", 2938, 1541)), T0)
+    row, = rows(history.view(), snapshot(history, ("redis", "main", 2938, 1541)), T0 + 60, [])
+    assert row.rates == [None, None]  # "no lookups": nothing happened since the start
+    assert row.seen == 0
+    history.observe(lookups(("redis", "main", 2938 + 90, 1541 + 10)), T0 + 60)
+    row, = rows(history.view(), snapshot(history, ("redis", "main", 3028, 1551)), T0 + 70, [])
+    assert row.rates == [pytest.approx(0.9), pytest.approx(0.9)]  # only what came since
+
+
+def test_a_cache_that_never_missed_has_full_bars():
+    history = History(interval=10)
+    history.observe([], T0 - 5)
+    for step in range(4):
+        history.observe([_only_hits("ci", "pip", 10 * (step + 1))], T0 + 10 * step)
+    now = T0 + 35
+    row, = rows(history.view(), history.fold(Snapshot.of([_only_hits("ci", "pip", 40)])), now,
+                [])
+    assert row.rates[0] == 1.0
+    assert [bar for bar in row.minutes if bar is not None][-3:] == [1.0, 1.0, 1.0]
+
+
+def _only_hits(layer: str, cache: str, hits: float) -> Metric:
+    family = CounterMetricFamily("cachewatch_cache_lookups", "", labels=["layer", "cache",
+                                                                        "result"])
+    family.add_metric([layer, cache, "hit"], hits)
+    return family
 
 
 def test_a_counter_reset_counts_from_zero_like_prometheus_increase():
@@ -99,6 +133,7 @@ def test_a_counter_reset_counts_from_zero_like_prometheus_increase():
 
 def test_caches_beyond_the_cap_fold_into_other():
     history = History(interval=10, max_caches=2)
+    history.observe([], T0 - 5)  # the start, before any push
     metrics = lookups(("app", "a", 1, 1), ("app", "b", 2, 2), ("app", "c", 3, 1),
                       ("app", "d", 5, 1))
     history.observe(metrics, T0)

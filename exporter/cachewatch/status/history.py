@@ -172,11 +172,22 @@ class View:
         value = series[self._slots[index]]
         return None if math.isnan(value) else value
 
+    def start_of(self, key: Key, when: float) -> float | None:
+        """Where a counter's growth since ``when`` counts from: its value then; while the
+        history is younger than that, its value in the first sample when it was already there
+        (a Redis' lifetime counters, counts restored from state: what came before cachewatch
+        started is not recent); ``None`` for a series born since, which counts from zero."""
+        if self._times and when < self._times[0]:
+            series = self._history._series.get(key)
+            first = None if series is None else series[self._slots[0]]
+            return None if first is None or math.isnan(first) else first
+        return self.value_at(key, when)
+
     def increase(self, key: Key, now_value: float, window: float, now: float) -> float:
-        """How much a counter grew over ``window``: from the counters seen so far when the
-        history is younger than the window (or the series newer), and across a reset (a
-        restarted server, a restarted application) from zero, as Prometheus' ``increase`` does."""
-        start = self.value_at(key, now - window)
+        """How much a counter grew over ``window``: while the history is younger than the
+        window, over what it has seen (``start_of``); across a reset (a restarted server, a
+        restarted application) from zero, as Prometheus' ``increase`` does."""
+        start = self.start_of(key, now - window)
         if start is None or now_value < start:
             return now_value
         return now_value - start
@@ -190,7 +201,7 @@ class View:
         since = max(now - window, self._times[0])
         if now - since < 1.0:
             return None
-        start = self.value_at(key, since)
+        start = self.start_of(key, since)
         grown = now_value if start is None or now_value < start else now_value - start
         return grown / (now - since)
 

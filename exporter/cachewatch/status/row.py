@@ -61,10 +61,15 @@ def _fill(row: Row, view: View, snapshot: Snapshot, now: float) -> None:
               for key, value in ((hit, hits_now), (miss, misses_now))]
     row.per_second = None if None in speeds else sum(s for s in speeds if s is not None)
     row.step = view.step(now)
+    hit_steps = view.minutes(hit, hits_now, now, step=row.step)
+    miss_steps = view.minutes(miss, misses_now, now, step=row.step)
+    # A cache that never missed (or never hit) has no such series: zero where the other has one.
+    if hit not in counters:
+        hit_steps = [None if m is None else 0.0 for m in miss_steps]
+    if miss not in counters:
+        miss_steps = [None if h is None else 0.0 for h in hit_steps]
     row.minutes = [None if h is None or m is None or h + m <= 0 else h / (h + m)
-                   for h, m in zip(view.minutes(hit, hits_now, now, step=row.step),
-                                   view.minutes(miss, misses_now, now, step=row.step),
-                                   strict=True)]
+                   for h, m in zip(hit_steps, miss_steps, strict=True)]
     buckets = snapshot.latency.get((row.layer, row.cache))
     if buckets:
         row.latency = view.latency_increase((row.layer, row.cache), buckets, WINDOWS[0], now)
