@@ -134,3 +134,39 @@ def test_only_a_commit_that_waited_moves_commits_off_the_loop(tmp_path, monkeypa
         assert (time.monotonic() < store._off_loop_until) is moves_off
     finally:
         store.close()
+
+
+def test_requests_of_one_loop_turn_share_one_sqlite_commit(tmp_path):
+    """Group commit on the loop: sixteen requests that reach the store in the same turn are
+    one transaction, each told its own outcome (a duplicate inside the group included); a
+    request alone is one transaction too."""
+    import asyncio
+
+    from cachewatch.state import Batch, Change, State
+    from cachewatch.state.sqlite import SqliteStore
+
+    state = State(SqliteStore(tmp_path / "state.db"), "r")
+    ledger = state.ledger("registry")
+    statements: list[str] = []
+    state.store._fast.set_trace_callback(statements.append)
+    key = ("cachewatch_registry_events_total", "distribution", "pull")
+
+    def batch(event_id: str) -> Batch:
+        return Batch("registry", [Change({key: 1.0}, event_id.encode(), {("dup",): 1.0})])
+
+    async def send(ids: list[str]) -> list[list[bool]]:
+        outcomes = await asyncio.gather(*(state.submit(batch(i)) for i in ids))
+        return [outcome.applied for outcome in outcomes]
+
+    try:
+        ids = [f"e{n}" for n in range(15)] + ["e3"]
+        assert asyncio.run(send(ids)) == [[True]] * 15 + [[False]]
+        assert [s for s in statements if s in ("BEGIN IMMEDIATE", "COMMIT")] == [
+            "BEGIN IMMEDIATE", "COMMIT"]
+        assert dict(ledger.items()) == {key: 15.0, ("dup",): 1.0}
+        statements.clear()
+        assert asyncio.run(send(["alone"])) == [[True]]
+        assert statements.count("COMMIT") == 1
+        assert state.store.load("registry") == {key: 16.0, ("dup",): 1.0}
+    finally:
+        state.close()
