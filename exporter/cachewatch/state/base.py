@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -87,10 +86,12 @@ class Outcome:
 
 def tally(changes: Iterable[Change], applied: Iterable[bool]) -> Counts:
     """The increments of a batch once the store has said which of its changes were new."""
-    total: Counts = defaultdict(float)
+    total: Counts = {}
     for change, new in zip(changes, applied, strict=True):
-        for key, delta in (change.counts if new else change.if_seen or {}).items():
-            total[key] += delta
+        counts = change.counts if new else change.if_seen
+        if counts:
+            for key, delta in counts.items():
+                total[key] = total.get(key, 0.0) + delta
     return total
 
 
