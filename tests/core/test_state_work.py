@@ -138,8 +138,8 @@ def test_only_a_commit_that_waited_moves_commits_off_the_loop(tmp_path, monkeypa
 
 def test_requests_of_one_loop_turn_share_one_sqlite_commit(tmp_path):
     """Group commit on the loop: sixteen requests that reach the store in the same turn are
-    one transaction, each told its own outcome (a duplicate inside the group included); a
-    request alone is one transaction too."""
+    one transaction of five statements (their claims merged), each told its own outcome (a
+    duplicate inside the group included); a request alone is one transaction too."""
     import asyncio
 
     from cachewatch.state import Batch, Change, State
@@ -159,14 +159,15 @@ def test_requests_of_one_loop_turn_share_one_sqlite_commit(tmp_path):
         return [outcome.applied for outcome in outcomes]
 
     try:
-        ids = [f"e{n}" for n in range(15)] + ["e3"]
-        assert asyncio.run(send(ids)) == [[True]] * 15 + [[False]]
-        assert [s for s in statements if s in ("BEGIN IMMEDIATE", "COMMIT")] == [
-            "BEGIN IMMEDIATE", "COMMIT"]
-        assert dict(ledger.items()) == {key: 15.0, ("dup",): 1.0}
-        statements.clear()
         assert asyncio.run(send(["alone"])) == [[True]]
         assert statements.count("COMMIT") == 1
+        statements.clear()
+        ids = [f"e{n}" for n in range(15)] + ["e3"]
+        assert asyncio.run(send(ids)) == [[True]] * 15 + [[False]]
+        # One transaction of five statements, as for one envelope of sixteen events.
+        assert [s.split()[0] for s in statements] == ["BEGIN", "SELECT", "INSERT", "INSERT",
+                                                      "COMMIT"], statements
+        assert dict(ledger.items()) == {key: 16.0, ("dup",): 1.0}
         assert state.store.load("registry") == {key: 16.0, ("dup",): 1.0}
     finally:
         state.close()

@@ -210,7 +210,7 @@ class SqliteStore(Store):
                     return [exc]
             else:
                 try:
-                    results = [self._guarded(db, batch) for batch in batches]
+                    results = self._several(db, batches)
                 except sqlite3.Error:
                     raise
                 except Exception:  # a bug in one batch: keep nothing, commit each alone
@@ -229,11 +229,34 @@ class SqliteStore(Store):
         for source, ids in self._ids.items():
             ids.size = sizes.get(source, 0)
 
+    def _several(self, db: sqlite3.Connection, batches: list[Batch]
+                 ) -> list[Outcome | Exception]:
+        """Several batches in one transaction. The plain claims of one source are merged into
+        one batch (one lookup, one insert of ids, one counter statement for the whole group:
+        at 16 senders the statements of each request cost as much as the commit they shared),
+        each batch then told its own outcome, in order (an id claimed by two is new for the
+        first). A batch with an update runs alone under a savepoint."""
+        results: dict[int, Outcome | Exception] = {}
+        plain: dict[tuple[str, int], list[int]] = {}
+        for index, batch in enumerate(batches):
+            if batch.update is None:
+                plain.setdefault((batch.source, batch.window), []).append(index)
+            else:
+                results[index] = self._guarded(db, batch)
+        for (source, window), members in plain.items():
+            merged = self._one(db, Batch(
+                source, [change for i in members for change in batches[i].changes], window))
+            at = 0
+            for i in members:
+                changes = batches[i].changes
+                applied = merged.applied[at:at + len(changes)]
+                at += len(changes)
+                results[i] = Outcome(applied, tally(changes, applied))
+        return [results[index] for index in range(len(batches))]
+
     def _guarded(self, db: sqlite3.Connection, batch: Batch) -> Outcome | Exception:
-        """One batch of several in a transaction: a failure rolls back this batch only. Only an
-        update runs code that can fail short of the store; plain claims need no savepoint."""
-        if batch.update is None:
-            return self._one(db, batch)
+        """A batch with an update, one of several in a transaction: a failure rolls back this
+        batch only (an update runs code that can fail short of the store)."""
         db.execute("SAVEPOINT batch")
         try:
             result: Outcome | Exception = self._one(db, batch)
