@@ -137,8 +137,9 @@ class Store(ABC):
 
     async def write_now(self, batch: Batch) -> Outcome | Exception | None:
         """Commit ``batch`` on the event loop if that cannot block it (no disk sync, no lock
-        to wait for; network I/O awaited like any socket); ``None`` hands it to the writer
-        thread, as every batch goes by default."""
+        to wait for; network I/O awaited like any socket; a store may hold it for a turn of
+        the loop to commit it with others); ``None`` hands it to the writer thread, as every
+        batch goes by default."""
         return None
 
     @abstractmethod

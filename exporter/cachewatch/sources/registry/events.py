@@ -381,10 +381,15 @@ class _Webhook:
         status, body = await self.collector.handle(self.source, raw,
                                                    registry[0][:MAX_NAME] if registry else None,
                                                    from_registry)
-        if status == 200 and body.get("rejected") == [] and len(body) == 3:
-            await send_encoded(send, 200, _accepted(body["accepted"], body["duplicates"]))
-        else:
-            await send_json(send, status, body, {"Retry-After": "1"} if status == 503 else None)
+        await send_answer(send, status, body)
+
+
+async def send_answer(send: Send, status: int, body: dict[str, Any]) -> None:
+    """A webhook's JSON answer; the common one (nothing rejected) from bytes kept."""
+    if status == 200 and body.get("rejected") == [] and len(body) == 3:
+        await send_encoded(send, 200, _accepted(body["accepted"], body["duplicates"]))
+    else:
+        await send_json(send, status, body, {"Retry-After": "1"} if status == 503 else None)
 
 
 def _accepted(accepted: int, duplicates: int) -> bytes:
