@@ -171,3 +171,47 @@ def test_requests_of_one_loop_turn_share_one_sqlite_commit(tmp_path):
         assert state.store.load("registry") == {key: 16.0, ("dup",): 1.0}
     finally:
         state.close()
+
+
+def test_requests_of_one_loop_turn_share_one_redis_script_call(redis_factory):
+    """The same on Redis: sixteen requests in one turn of the loop are one EVALSHA (their
+    ids claimed inside it, a duplicate inside the group seen as one), each told its own
+    outcome."""
+    import asyncio
+
+    from cachewatch.state import Batch, Change, State
+    from cachewatch.state.redis import RedisStore
+
+    redis = redis_factory()
+    client = redis.client()
+    state = State(RedisStore(redis.url, "r"), "r")
+    ledger = state.ledger("registry")
+    key = ("cachewatch_registry_events_total", "distribution", "pull")
+
+    def batch(event_id: str) -> Batch:
+        return Batch("registry", [Change({key: 1.0}, event_id.encode(), {("dup",): 1.0})])
+
+    async def send(ids: list[str]) -> list[list[bool]]:
+        outcomes = await asyncio.gather(*(state.submit(batch(i)) for i in ids))
+        return [outcome.applied for outcome in outcomes]
+
+    def calls() -> dict[str, int]:
+        stats = client.info("commandstats")
+        return {name.removeprefix("cmdstat_"): value["calls"] for name, value in stats.items()}
+
+    async def scenario() -> tuple[list[list[bool]], dict[str, int], dict]:
+        try:
+            assert await send(["warm"]) == [[True]]  # loads the script, connects
+            before = calls()
+            outcomes = await send([f"e{n}" for n in range(15)] + ["e3"])
+            after = calls()
+            return (outcomes, {name: after[name] - before.get(name, 0) for name in after},
+                    state.store.load("registry"))
+        finally:
+            state.close()  # on the loop its connection lives on
+
+    outcomes, grown, stored = asyncio.run(scenario())
+    assert outcomes == [[True]] * 15 + [[False]]
+    assert grown["evalsha"] == 1
+    assert grown["zadd"] == 16
+    assert dict(ledger.items()) == stored == {key: 16.0, ("dup",): 1.0}

@@ -16,7 +16,6 @@ opens a new file. The writer's ping is a small write, so a full disk is seen whi
 
 from __future__ import annotations
 
-import asyncio
 import fcntl
 import json
 import logging
@@ -28,7 +27,21 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
-from .base import Batch, Counts, Outcome, StateError, StateInUse, Store, decode, encoded, tally
+from .base import (
+    Batch,
+    Counts,
+    LoopGroup,
+    Outcome,
+    Result,
+    StateError,
+    StateInUse,
+    Store,
+    decode,
+    encoded,
+    merged,
+    split,
+    tally,
+)
 
 log = logging.getLogger("cachewatch.state")
 
@@ -98,8 +111,7 @@ class SqliteStore(Store):
         self._ids: dict[str, _Generations] = {}
         self._gone: str | None = None  # why the file can no longer be written
         self._keep: dict[str, int] = {}  # records kept per source at most (``Update``)
-        # The batches gathered for the loop's next commit, while one is being gathered.
-        self._gathering: list[tuple[Batch, asyncio.Future[Any] | None]] | None = None
+        self._group = LoopGroup()  # the batches of one turn of the loop, one commit
 
     def _check_file(self) -> None:
         """Raise ``StateError`` once the path no longer names the file that was opened."""
@@ -139,34 +151,14 @@ class SqliteStore(Store):
         with self._mutex:
             return self._commit(self._db, batches)
 
-    async def write_now(self, batch: Batch) -> Outcome | Exception | None:
-        """Commit on the loop, together with every batch that reaches here in the same turn
-        of the loop (group commit): the first waits one turn, then commits them all in one
-        transaction and hands each its result; each request is answered only after that
-        commit. With one sender the turn costs a few microseconds; with many, a request
-        whose body was read together with others shares their commit."""
+    async def write_now(self, batch: Batch) -> Result:
+        """Commit on the loop, in one transaction with every batch that reaches here in the
+        same turn of the loop (``LoopGroup``); each request is answered after that commit."""
         if not self._on_loop or time.monotonic() < self._off_loop_until:
             return None
-        if self._gathering is not None:  # a commit is being gathered this turn: join it
-            joined: asyncio.Future[Outcome | Exception | None] = \
-                asyncio.get_running_loop().create_future()
-            self._gathering.append((batch, joined))
-            return await joined
-        group: list[tuple[Batch, asyncio.Future[Outcome | Exception | None] | None]] = \
-            [(batch, None)]
-        self._gathering = group
-        try:
-            await asyncio.sleep(0)  # the requests read in this turn run up to here
-        except BaseException:  # cancelled: the others go to the writer thread
-            _hand_over(group[1:], [None] * (len(group) - 1))
-            raise
-        finally:
-            self._gathering = None
-        results = self._commit_on_loop([member for member, _ in group])
-        _hand_over(group[1:], results[1:])
-        return results[0]
+        return await self._group.join(batch, self._commit_on_loop)
 
-    def _commit_on_loop(self, batches: list[Batch]) -> list[Outcome | Exception | None]:
+    async def _commit_on_loop(self, batches: list[Batch]) -> list[Result]:
         """``batches`` in one transaction on the loop's connection; ``None`` for each when the
         commit must wait (the writer thread takes them)."""
         try:
@@ -177,7 +169,7 @@ class SqliteStore(Store):
             return [None] * len(batches)  # the writer has the file: queue behind it
         started, waits = time.monotonic(), _waits()
         try:
-            results: list[Outcome | Exception | None] = [*self._commit(self._fast, batches)]
+            results: list[Result] = [*self._commit(self._fast, batches)]
         except StateError as exc:
             if getattr(exc.__cause__, "sqlite_errorcode", None) in BUSY:
                 return [None] * len(batches)  # another process holds the file: writer waits
@@ -237,21 +229,11 @@ class SqliteStore(Store):
         each batch then told its own outcome, in order (an id claimed by two is new for the
         first). A batch with an update runs alone under a savepoint."""
         results: dict[int, Outcome | Exception] = {}
-        plain: dict[tuple[str, int], list[int]] = {}
         for index, batch in enumerate(batches):
-            if batch.update is None:
-                plain.setdefault((batch.source, batch.window), []).append(index)
-            else:
+            if batch.update is not None:
                 results[index] = self._guarded(db, batch)
-        for (source, window), members in plain.items():
-            merged = self._one(db, Batch(
-                source, [change for i in members for change in batches[i].changes], window))
-            at = 0
-            for i in members:
-                changes = batches[i].changes
-                applied = merged.applied[at:at + len(changes)]
-                at += len(changes)
-                results[i] = Outcome(applied, tally(changes, applied))
+        for claims, members in merged(batches):
+            results.update(split(batches, members, self._one(db, claims).applied))
         return [results[index] for index in range(len(batches))]
 
     def _guarded(self, db: sqlite3.Connection, batch: Batch) -> Outcome | Exception:
@@ -392,14 +374,6 @@ class SqliteStore(Store):
             pass  # what is committed is in the WAL; the next open replays it
         finally:
             self._owner.close()
-
-
-def _hand_over(joined: list[tuple[Batch, asyncio.Future[Any] | None]],
-               results: list[Outcome | Exception | None]) -> None:
-    """Each joined batch's result to the request awaiting it (unless it went away)."""
-    for (_, future), result in zip(joined, results, strict=True):
-        if future is not None and not future.done():
-            future.set_result(result)
 
 
 def _waits() -> int:
