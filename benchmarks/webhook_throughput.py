@@ -62,9 +62,7 @@ LUA = textwrap.dedent("""
     end
 """)
 
-BARE = textwrap.dedent("""
-    import sys, uvicorn
-
+BARE_APP = textwrap.dedent("""
     async def app(scope, receive, send):
         if scope["type"] != "http":
             return
@@ -75,34 +73,26 @@ BARE = textwrap.dedent("""
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-type", b"application/json")]})
         await send({"type": "http.response.body", "body": b'{"accepted":1}'})
+""")
+BARE = BARE_APP + textwrap.dedent("""
+    import sys, uvicorn
 
     uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
 """)
-
-
 # cachewatch's own HTTP stack (its uvicorn protocol, the guard, the fast-path dispatch) with the
 # bare app above as the webhook endpoint: the most any receiver inside cachewatch can do, so the
 # gap between it and the bare uvicorn app is the HTTP layer's, the rest the receiver's own.
-STACK = textwrap.dedent("""
+STACK = BARE_APP + textwrap.dedent("""
     import sys
     from cachewatch import cli
     from cachewatch.http import server
 
-    async def bare(scope, receive, send):
-        more = True
-        while more:
-            message = await receive()
-            more = message.get("more_body", False)
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"application/json")]})
-        await send({"type": "http.response.body", "body": b'{"accepted":1}'})
-
     create_app = server.create_app
 
     def with_bare_endpoint(*args, **kwargs):
-        app = create_app(*args, **kwargs)
-        app.app.paths["/webhooks/registry"] = bare  # the guard's app: the fast-path dispatch
-        return app
+        served = create_app(*args, **kwargs)
+        served.app.paths["/webhooks/registry"] = app  # the guard's app: the fast-path dispatch
+        return served
 
     server.create_app = with_bare_endpoint
     sys.argv = ["cachewatch", "serve", "--listen-address", "127.0.0.1", "--port", sys.argv[1],
