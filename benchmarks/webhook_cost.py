@@ -13,7 +13,9 @@ interleaved rounds:
 * ``JSON decode``: the envelope into Python objects;
 * ``validation``: one event checked and turned into its counter increments and id;
 * ``de-dup + count + state write`` per store: ``Ledger.record`` of that event (claim the id,
-  add the counts, commit), for ``memory://``, SQLite and, given a URL, Redis;
+  add the counts, commit), for ``memory://``, SQLite and, given a URL, Redis; and the same for
+  16 requests that reach the store in one turn of the loop, as under 16 senders (all 16
+  together: SQLite commits them in one transaction, Redis pipelines them);
 * ``answer``: the JSON answer sent;
 * ``whole request``: the real endpoint through the whole stack, per store.
 
@@ -38,6 +40,7 @@ EVENT = ('{"id":"%s","timestamp":"2026-11-24T12:00:00Z","action":"pull","target"
          '"id":"r","addr":"127.0.0.1:1","host":"r:5000","method":"GET","useragent":"bench"},'
          '"actor":{},"source":{"addr":"r:5000","instanceID":"i"}}')
 PATH = "/webhooks/registry"
+GROUP = 16  # requests whose events reach the store in one turn of the loop (16 senders)
 MEDIA = b"application/vnd.docker.distribution.events.v2+json"
 
 
@@ -107,8 +110,8 @@ Part = tuple[Callable[[int], Any], Callable[[Any], Awaitable[Any]]]
 
 def parts(receivers: dict[str, Receiver], tag: str) -> dict[str, Part]:
     """Each part of a request, its inputs unique per request number and ``tag``."""
-    from cachewatch.receiving import send_json
     from cachewatch.sources.registry.envelope import read_envelope
+    from cachewatch.sources.registry.events import send_answer
 
     memory = receivers["memory"]
     fast = memory.app.app  # the Guard's app: the fast-path dispatch
@@ -138,7 +141,7 @@ def parts(receivers: dict[str, Receiver], tag: str) -> dict[str, Part]:
         memory.collector.distribution_change(event_, None)
 
     async def answer(_: Any) -> None:
-        await send_json(discard, 200, {"accepted": 1, "duplicates": 0, "rejected": []})
+        await send_answer(discard, 200, {"accepted": 1, "duplicates": 0, "rejected": []})
 
     out: dict[str, Part] = {
         "bare app": (asgi("b"), lambda r: bare(*r, discard)),
@@ -157,6 +160,14 @@ def parts(receivers: dict[str, Receiver], tag: str) -> dict[str, Part]:
         out[f"de-dup + count + write, {name}"] = (
             lambda n, c=collector, p=f"w{name}": c.distribution_change(event_of(p)(n), None),
             record)
+
+        async def together(changes: list[Any], ledger: Any = collector.ledger) -> None:
+            await asyncio.gather(*(ledger.record([change]) for change in changes))
+
+        out[f"the same, {GROUP} requests at once, {name}"] = (
+            lambda n, c=collector, p=f"g{name}": [
+                c.distribution_change(event_of(p)(GROUP * n + k), None) for k in range(GROUP)],
+            together)
     for name, receiver in receivers.items():
         out[f"whole request, {name}"] = (
             asgi(f"q{name}"), lambda r, app=receiver.app: app(*r, discard))

@@ -1,7 +1,10 @@
 """Registry webhook throughput for each state store, side by side with a bare ASGI app, in one run.
 
 The ceiling is a bare uvicorn app that only reads the body and answers 200: what any Python
-receiver on this machine could do at best. cachewatch runs once per state store: `memory://`
+receiver on this machine could do at best. The floor of cachewatch's own HTTP stack is that same
+app served as the webhook endpoint by `cachewatch serve` (its protocol, guard and dispatch):
+what separates it from the ceiling is the HTTP layer's cost, what separates the receivers from
+it is their own. cachewatch runs once per state store: `memory://`
 (keeps nothing), SQLite (`synchronous=normal`, survives kill -9; with `--sqlite-full` also
 `full`, survives power loss), and a real redis-server (`redis-server` Debian package) with an
 append-only file synced every second. Every receiver gets the same load from `wrk` (Debian
@@ -59,9 +62,7 @@ LUA = textwrap.dedent("""
     end
 """)
 
-BARE = textwrap.dedent("""
-    import sys, uvicorn
-
+BARE_APP = textwrap.dedent("""
     async def app(scope, receive, send):
         if scope["type"] != "http":
             return
@@ -72,8 +73,32 @@ BARE = textwrap.dedent("""
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-type", b"application/json")]})
         await send({"type": "http.response.body", "body": b'{"accepted":1}'})
+""")
+BARE = BARE_APP + textwrap.dedent("""
+    import sys, uvicorn
 
     uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
+""")
+# cachewatch's own HTTP stack (its uvicorn protocol, the guard, the fast-path dispatch) with the
+# bare app above as the webhook endpoint: the most any receiver inside cachewatch can do, so the
+# gap between it and the bare uvicorn app is the HTTP layer's, the rest the receiver's own.
+STACK = BARE_APP + textwrap.dedent("""
+    import sys
+    from cachewatch import cli
+    from cachewatch.http import server
+
+    create_app = server.create_app
+
+    def with_bare_endpoint(*args, **kwargs):
+        served = create_app(*args, **kwargs)
+        served.app.paths["/webhooks/registry"] = app  # the guard's app: the fast-path dispatch
+        return served
+
+    server.create_app = with_bare_endpoint
+    sys.argv = ["cachewatch", "serve", "--listen-address", "127.0.0.1", "--port", sys.argv[1],
+                "--disable-collector", "redis", "--log-level", "warning",
+                "--state-url", "memory://"]
+    cli.main()
 """)
 
 
@@ -165,6 +190,7 @@ def counted(url: str) -> float:
 
 
 Result = tuple[float, float, int]  # events/s, p99 ms, requests
+FLOOR = "cachewatch stack, bare endpoint"
 
 
 def run_rounds(targets: dict[str, str], script: Path, args: argparse.Namespace
@@ -195,6 +221,11 @@ def print_rows(by_senders: dict[int, list[dict[str, Result]]]) -> None:
     bare, memory = "bare uvicorn (ceiling)", "cachewatch, memory://"
     sqlite, redis = "cachewatch, sqlite (normal)", "cachewatch, redis (aof everysec)"
     rounds = len(by_senders[1])
+    for senders, label in ((1, "1 sender"), (16, "16 senders")):
+        runs = by_senders[senders]
+        print(f"floor, {label}: cachewatch's HTTP stack with a bare endpoint / bare uvicorn = "
+              f"{median_ratio(runs, FLOOR, bare):.2f}x; memory state / that floor = "
+              f"{median_ratio(runs, memory, FLOOR):.2f}x [median of {rounds} rounds]")
     for senders, label in ((1, "1 sender"), (16, "16 senders")):
         runs = by_senders[senders]
         print(f"row: registry webhook events/s / bare ASGI, {label} = "
@@ -245,6 +276,10 @@ def main() -> None:
         (tmp / "bare.py").write_text(BARE)
         start(stack, [sys.executable, str(tmp / "bare.py"), str(bare_port)])
         bare = f"http://127.0.0.1:{bare_port}"
+        floor_port = free_port()
+        (tmp / "stack.py").write_text(STACK)
+        start(stack, [sys.executable, str(tmp / "stack.py"), str(floor_port)])
+        floor = f"http://127.0.0.1:{floor_port}"
         receivers: dict[str, str] = {}
         chosen, redis_url = stores(stack, tmp, args.sqlite_full)
         for name, state in chosen.items():
@@ -255,13 +290,14 @@ def main() -> None:
                           "--log-level", "warning", *state], env=full)
             receivers[name] = f"http://127.0.0.1:{port}"
         wait_http(bare + "/")
+        wait_http(floor + "/healthz")
         for url in receivers.values():
             wait_http(url + "/healthz")
         print(f"one event per envelope, {args.seconds}s per run, medians of {args.rounds} "
               f"interleaved rounds, wrk on the same {os.cpu_count()} cores (load average now "
               f"{os.getloadavg()[0]:.1f})")
-        targets = {"bare uvicorn (ceiling)": bare, **{f"cachewatch, {name}": url
-                                                      for name, url in receivers.items()}}
+        targets = {"bare uvicorn (ceiling)": bare, FLOOR: floor,
+                   **{f"cachewatch, {name}": url for name, url in receivers.items()}}
         by_senders = run_rounds(targets, script, args)
         print_rows(by_senders)
         print_table(by_senders)

@@ -242,7 +242,12 @@ class RawReceiver:
 async def send_json(send: Send, status: int, body: dict[str, Any],
                     headers: dict[str, str] | None = None) -> None:
     """A whole JSON answer on raw ASGI."""
-    payload = json.dumps(body).encode()
+    await send_encoded(send, status, json.dumps(body).encode(), headers)
+
+
+async def send_encoded(send: Send, status: int, payload: bytes,
+                       headers: dict[str, str] | None = None) -> None:
+    """A whole answer already encoded as JSON (a receiver may keep its common answers so)."""
     head = [_JSON, (b"content-length", b"%d" % len(payload))]
     if headers:
         head += [(name.lower().encode("latin-1"), value.encode("latin-1"))

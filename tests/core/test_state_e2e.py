@@ -213,6 +213,35 @@ def test_kill_9_during_a_stream_and_after_it_loses_no_acknowledged_event(tmp_pat
     assert exporter.pulls() == len(sender.sent)
 
 
+def test_kill_9_right_after_grouped_commits_keeps_each_acknowledged_event_once(tmp_path,
+                                                                             serves):
+    """Sixteen senders at once, one event per request: requests read in one turn of the loop
+    share one SQLite commit, and each is answered only after it. Killed right after a stream
+    of 2xx answers, the restarted exporter holds every acknowledged event exactly once: a
+    redelivery of each is a duplicate, and the count is that of the events stored."""
+    exporter = Serve(tmp_path, f"sqlite:///{tmp_path}/state.db").start()
+    serves.append(exporter)
+    sender = Sender([exporter.url], threads=16, per_envelope=1, give_up=0.5).start()
+    sender.wait_for(2000)
+    exporter.kill()  # answers were just sent, others in flight
+    sender.stop()
+    acked, in_flight = set(sender.acked), sorted(sender.sent - sender.acked)
+
+    exporter.start()
+    counted = exporter.pulls()
+    with httpx.Client(timeout=30) as client:
+        def post(ids: list[str]) -> dict:
+            answers = [client.post(exporter.url + "/webhooks/registry",
+                                   json=envelope(ids[at:at + 500])).json()
+                       for at in range(0, len(ids), 500)]
+            return {key: sum(a[key] for a in answers) for key in ("accepted", "duplicates")}
+
+        assert post(sorted(acked)) == {"accepted": 0, "duplicates": len(acked)}
+        stored_in_flight = post(in_flight)["duplicates"]
+    assert counted == len(acked) + stored_in_flight
+    assert exporter.pulls() == len(sender.sent)
+
+
 def test_two_replicas_on_one_redis_count_each_event_once(tmp_path, serves, redis_factory):
     redis = redis_factory("--appendonly", "yes", "--appendfsync", "always")
     url = f"redis://{redis.address}/0"

@@ -134,3 +134,84 @@ def test_only_a_commit_that_waited_moves_commits_off_the_loop(tmp_path, monkeypa
         assert (time.monotonic() < store._off_loop_until) is moves_off
     finally:
         store.close()
+
+
+EVENTS_KEY = ("cachewatch_registry_events_total", "distribution", "pull")
+
+
+async def at_once(state, ids: list[str]) -> list[list[bool]]:
+    """One request per id, all reaching the store in one turn of the loop (as from 16
+    senders); which of their events were new. A repeated id counts ``("dup",)``."""
+    import asyncio
+
+    from cachewatch.state import Batch, Change
+
+    def batch(event_id: str) -> Batch:
+        return Batch("registry", [Change({EVENTS_KEY: 1.0}, event_id.encode(), {("dup",): 1.0})])
+
+    outcomes = await asyncio.gather(*(state.submit(batch(i)) for i in ids))
+    return [outcome.applied for outcome in outcomes]
+
+
+def test_requests_of_one_loop_turn_share_one_sqlite_commit(tmp_path):
+    """Group commit on the loop: sixteen requests that reach the store in the same turn are
+    one transaction of five statements (their claims merged), each told its own outcome (a
+    duplicate inside the group included); a request alone is one transaction too."""
+    import asyncio
+
+    from cachewatch.state import State
+    from cachewatch.state.sqlite import SqliteStore
+
+    state = State(SqliteStore(tmp_path / "state.db"), "r")
+    ledger = state.ledger("registry")
+    statements: list[str] = []
+    state.store._fast.set_trace_callback(statements.append)
+    try:
+        assert asyncio.run(at_once(state, ["alone"])) == [[True]]
+        assert statements.count("COMMIT") == 1
+        statements.clear()
+        ids = [f"e{n}" for n in range(15)] + ["e3"]
+        assert asyncio.run(at_once(state, ids)) == [[True]] * 15 + [[False]]
+        # One transaction of five statements, as for one envelope of sixteen events.
+        assert [s.split()[0] for s in statements] == ["BEGIN", "SELECT", "INSERT", "INSERT",
+                                                      "COMMIT"], statements
+        assert dict(ledger.items()) == {EVENTS_KEY: 16.0, ("dup",): 1.0}
+        assert state.store.load("registry") == {EVENTS_KEY: 16.0, ("dup",): 1.0}
+    finally:
+        state.close()
+
+
+def test_requests_of_one_loop_turn_share_one_redis_script_call(redis_factory):
+    """The same on Redis: sixteen requests in one turn of the loop are one EVALSHA (their
+    ids claimed inside it, a duplicate inside the group seen as one), each told its own
+    outcome."""
+    import asyncio
+
+    from cachewatch.state import State
+    from cachewatch.state.redis import RedisStore
+
+    redis = redis_factory()
+    client = redis.client()
+    state = State(RedisStore(redis.url, "r"), "r")
+    ledger = state.ledger("registry")
+
+    def calls() -> dict[str, int]:
+        stats = client.info("commandstats")
+        return {name.removeprefix("cmdstat_"): value["calls"] for name, value in stats.items()}
+
+    async def scenario() -> tuple[list[list[bool]], dict[str, int], dict]:
+        try:
+            assert await at_once(state, ["warm"]) == [[True]]  # loads the script, connects
+            before = calls()
+            outcomes = await at_once(state, [f"e{n}" for n in range(15)] + ["e3"])
+            after = calls()
+            return (outcomes, {name: after[name] - before.get(name, 0) for name in after},
+                    state.store.load("registry"))
+        finally:
+            state.close()  # on the loop its connection lives on
+
+    outcomes, grown, stored = asyncio.run(scenario())
+    assert outcomes == [[True]] * 15 + [[False]]
+    assert grown["evalsha"] == 1
+    assert grown["zadd"] == 16
+    assert dict(ledger.items()) == stored == {EVENTS_KEY: 16.0, ("dup",): 1.0}

@@ -10,10 +10,10 @@ Counter keys are tuples ``(series name, *label values)``; stores keep them as co
 
 from __future__ import annotations
 
+import asyncio
 import json
 from abc import ABC, abstractmethod
-from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -87,10 +87,12 @@ class Outcome:
 
 def tally(changes: Iterable[Change], applied: Iterable[bool]) -> Counts:
     """The increments of a batch once the store has said which of its changes were new."""
-    total: Counts = defaultdict(float)
+    total: Counts = {}
     for change, new in zip(changes, applied, strict=True):
-        for key, delta in (change.counts if new else change.if_seen or {}).items():
-            total[key] += delta
+        counts = change.counts if new else change.if_seen
+        if counts:
+            for key, delta in counts.items():
+                total[key] = total.get(key, 0.0) + delta
     return total
 
 
@@ -116,6 +118,77 @@ def decode(stored: str | bytes) -> Key:
     return tuple(json.loads(stored))
 
 
+Result = Outcome | Exception | None  # what ``Store.write_now`` answers for one batch
+
+
+class LoopGroup:
+    """The batches that reach a store in one turn of the event loop, committed together.
+
+    The first waits one turn; every batch that arrives meanwhile (the requests whose bodies
+    were read in that turn) joins it; then one ``commit`` of them all, and each caller gets
+    its own result. With one sender the turn costs a few microseconds; with many, requests
+    share a commit (SQLite) or a script call (Redis) instead of paying one each.
+    """
+
+    def __init__(self) -> None:
+        self._gathering: list[tuple[Batch, asyncio.Future[Result] | None]] | None = None
+
+    async def join(self, batch: Batch,
+                   commit: Callable[[list[Batch]], Awaitable[list[Result]]]) -> Result:
+        """``batch``'s result once the group holding it is committed (``None``: not on the
+        loop, the writer thread takes it)."""
+        if self._gathering is not None:  # a commit is being gathered this turn: join it
+            joined: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+            self._gathering.append((batch, joined))
+            return await joined
+        group: list[tuple[Batch, asyncio.Future[Result] | None]] = [(batch, None)]
+        self._gathering = group
+        try:
+            await asyncio.sleep(0)  # the requests read in this turn run up to here
+        except BaseException:  # cancelled before committing: the others go to the writer
+            _hand_over(group[1:], [None] * (len(group) - 1))
+            raise
+        finally:
+            self._gathering = None
+        try:
+            results = await commit([member for member, _ in group])
+        except BaseException:  # cancelled while committing: it may or may not have landed
+            _hand_over(group[1:], [StateError("commit interrupted")] * (len(group) - 1))
+            raise
+        _hand_over(group[1:], results[1:])
+        return results[0]
+
+
+def _hand_over(joined: list[tuple[Batch, asyncio.Future[Result] | None]],
+               results: list[Result]) -> None:
+    """Each joined batch's result to the request awaiting it (unless it went away)."""
+    for (_, future), result in zip(joined, results, strict=True):
+        if future is not None and not future.done():
+            future.set_result(result)
+
+
+def merged(batches: list[Batch]) -> list[tuple[Batch, list[int]]]:
+    """The plain claims (no update) of each source and window as one batch each, with the
+    positions of the batches it holds, in order; ``split`` gives each its own outcome."""
+    groups: dict[tuple[str, int], list[int]] = {}
+    for index, batch in enumerate(batches):
+        if batch.update is None:
+            groups.setdefault((batch.source, batch.window), []).append(index)
+    return [(Batch(source, [change for i in members for change in batches[i].changes], window),
+             members) for (source, window), members in groups.items()]
+
+
+def split(batches: list[Batch], members: list[int], applied: list[bool]
+          ) -> Iterable[tuple[int, Outcome]]:
+    """The outcome of each batch of a merged one, from which of its changes were new."""
+    at = 0
+    for index in members:
+        changes = batches[index].changes
+        mine = applied[at:at + len(changes)]
+        at += len(changes)
+        yield index, Outcome(mine, tally(changes, mine))
+
+
 class Store(ABC):
     """One backend. ``write`` runs on the state's writer thread (never on the event loop),
     except for a store that is ``inline`` (memory), which is cheap enough to call in place."""
@@ -136,8 +209,9 @@ class Store(ABC):
 
     async def write_now(self, batch: Batch) -> Outcome | Exception | None:
         """Commit ``batch`` on the event loop if that cannot block it (no disk sync, no lock
-        to wait for; network I/O awaited like any socket); ``None`` hands it to the writer
-        thread, as every batch goes by default."""
+        to wait for; network I/O awaited like any socket; a store may hold it for a turn of
+        the loop to commit it with others); ``None`` hands it to the writer thread, as every
+        batch goes by default."""
         return None
 
     @abstractmethod

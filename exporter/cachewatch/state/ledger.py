@@ -4,8 +4,9 @@ Acknowledged means stored: a receiver awaits ``Ledger.record``, which returns on
 store has committed the batch; the in-memory mirror that ``/metrics`` reads is updated from
 the committed result, never before. Store I/O that may wait runs on one writer thread, never
 on the event loop (a store may take a commit on the loop when nothing can make it wait:
-``Store.write_now``); batches queued while a commit runs go into the next commit together
-(group commit), so many senders share one transaction instead of waiting for one each.
+``Store.write_now``, where SQLite commits the batches of one turn of the loop together);
+batches queued while a commit runs go into the next commit together (group commit), so many
+senders share one transaction instead of waiting for one each.
 
 A store that is down or slow fails the batch (``StateError``: the receiver answers 503 and the
 sender retries), ``/metrics`` goes on answering from the mirror, and ``cachewatch_state_up``

@@ -24,7 +24,20 @@ from typing import Any
 
 from ..fields import redact
 from ..resp import Reply, ReplyError
-from .base import Batch, Counts, Outcome, StateError, Store, decode, encode, encoded, tally
+from .base import (
+    Batch,
+    Counts,
+    LoopGroup,
+    Outcome,
+    Result,
+    StateError,
+    Store,
+    decode,
+    encode,
+    encoded,
+    merged,
+    split,
+)
 from .connections import BlockingRedis, FastRedis, Unreachable, parse_address
 
 log = logging.getLogger("cachewatch.state")
@@ -82,6 +95,7 @@ class RedisStore(Store):
         self._redis = BlockingRedis(address, timeout)
         self._fast = FastRedis(address, timeout)
         self._fast_off_until = 0.0
+        self._group = LoopGroup()  # the claims of one turn of the loop, one script call
         self._warned = False
 
     def _counters(self, source: str) -> str:
@@ -103,30 +117,20 @@ class RedisStore(Store):
                 for field, value in zip(stored[::2], stored[1::2], strict=True)}
 
     def write(self, batches: list[Batch]) -> list[Outcome | Exception]:
-        results: list[Outcome | Exception | None] = [None] * len(batches)
+        results: dict[int, Outcome | Exception] = {}
         # The claims of one source go in one script call, whatever the number of requests
         # they came from: one round trip and one atomic step for the whole group.
-        groups: dict[tuple[str, int], list[int]] = {}
-        for i, batch in enumerate(batches):
-            if batch.update is None:
-                groups.setdefault((batch.source, batch.window), []).append(i)
-        merged = [Batch(source, [c for i in members for c in batches[i].changes], window)
-                  for (source, window), members in groups.items()]
-        replies = self._claims(merged) if merged else []
-        for members, reply in zip(groups.values(), replies, strict=True):
-            offset = 0
-            for i in members:
-                changes = batches[i].changes
-                if not isinstance(reply, list):
-                    results[i] = StateError(f"writing {self.where}: {reply}")
-                    continue
-                applied = [bool(x) for x in reply[offset:offset + len(changes)]]
-                offset += len(changes)
-                results[i] = Outcome(applied, tally(changes, applied))
+        groups = merged(batches)
+        replies = self._claims([claims for claims, _ in groups]) if groups else []
+        for (_, members), reply in zip(groups, replies, strict=True):
+            if isinstance(reply, list):
+                results.update(split(batches, members, [bool(x) for x in reply]))
+            else:
+                results.update((i, StateError(f"writing {self.where}: {reply}")) for i in members)
         for i, batch in enumerate(batches):
             if batch.update is not None:
                 results[i] = self._update(batch)
-        return [r if r is not None else StateError("not written") for r in results]
+        return [results.get(i, StateError("not written")) for i in range(len(batches))]
 
     def _claims(self, batches: list[Batch]) -> list[Reply]:
         """Run the claim script once per (merged) batch, in one round trip (EVALSHA; the
@@ -142,30 +146,42 @@ class RedisStore(Store):
                 replies[i] = reply
         return replies
 
-    async def write_now(self, batch: Batch) -> Outcome | Exception | None:
-        """A plain claim (a webhook's events) goes from the loop straight to Redis; an update
-        (a pushed record: read, compute, write under WATCH) goes to the writer thread."""
+    async def write_now(self, batch: Batch) -> Result:
+        """A plain claim (a webhook's events) goes from the loop straight to Redis, in one
+        script call with the claims of every request that reaches here in the same turn of
+        the loop (``LoopGroup``); an update (a pushed record: read, compute, write under
+        WATCH) goes to the writer thread."""
         if batch.update is not None or time.monotonic() < self._fast_off_until:
             return None
-        command = _claim_command(self, batch)
-        try:
-            reply = await self._fast.call(*command)
-            if _noscript(reply):
-                await self._fast.call("SCRIPT", "LOAD", CLAIM)  # Redis restarted without it
+        return await self._group.join(batch, self._claim_on_loop)
+
+    async def _claim_on_loop(self, batches: list[Batch]) -> list[Result]:
+        """One script call per source for ``batches`` (all plain claims), on the loop's
+        connection; ``None`` for those not sent (the writer thread's connection tries)."""
+        results: dict[int, Result] = {}
+        for claims, members in merged(batches):
+            command = _claim_command(self, claims)
+            try:
                 reply = await self._fast.call(*command)
-        except Unreachable as exc:
-            # Nothing was sent: let the writer thread's connection try (it says whether Redis
-            # is down).
-            self._fast_off_until = time.monotonic() + FAST_OFF_FOR
-            log.warning("redis state: the event loop's connection failed, writes go through"
-                        " the writer thread for a while", extra={"error": str(exc)})
-            return None
-        except StateError as exc:
-            return exc
-        if not isinstance(reply, list):
-            return StateError(f"writing {self.where}: {reply}")
-        applied = [bool(flag) for flag in reply]
-        return Outcome(applied, tally(batch.changes, applied))
+                if _noscript(reply):
+                    await self._fast.call("SCRIPT", "LOAD", CLAIM)  # Redis restarted without it
+                    reply = await self._fast.call(*command)
+            except Unreachable as exc:
+                # Nothing was sent: let the writer thread's connection try (it says whether
+                # Redis is down).
+                self._fast_off_until = time.monotonic() + FAST_OFF_FOR
+                log.warning("redis state: the event loop's connection failed, writes go "
+                            "through the writer thread for a while", extra={"error": str(exc)})
+                break
+            except StateError as exc:
+                reply = exc
+            if isinstance(reply, list):
+                results.update(split(batches, members, [bool(flag) for flag in reply]))
+            else:
+                failed = reply if isinstance(reply, StateError) else StateError(
+                    f"writing {self.where}: {reply}")
+                results.update((index, failed) for index in members)
+        return [results.get(index) for index in range(len(batches))]
 
     def _update(self, batch: Batch) -> Outcome:
         """Read-modify-write of one shared record plus this replica's counters, atomically."""
