@@ -37,7 +37,6 @@ from ...runtime import Runtime
 from ...source import Source
 from ...state import Change, Counts, Ledger, StateError
 from . import contract, replication
-from .envelope import TooManyEvents, read_envelope
 from .settings import RegistrySettings
 
 MANIFEST_TYPES = frozenset({
@@ -267,6 +266,10 @@ class RegistryEventCollector(Source):
 
     async def _handle(self, source: str, raw: bytes, registry: str | None
                       ) -> tuple[int, dict[str, Any]]:
+        # With the first envelope, not at start-up: msgspec is 0.6 MB a scrape-only exporter
+        # never needs.
+        from .envelope import TooManyEvents, read_envelope
+
         try:
             payload = json.loads(raw) if source == "harbor" else \
                 await read_envelope(raw, self.settings.max_events)
