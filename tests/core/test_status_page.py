@@ -7,6 +7,7 @@ pages in a real browser (Debian's chromium driven by Playwright) and fail on any
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import time
@@ -227,6 +228,21 @@ def test_page_shows_every_source_a_second_after_it_was_pushed(exporter_factory):
     assert ('href="https://github.com/cachewatch/cachewatch/blob/main/docs/sources/'
             'ci-caches.md"') in idle.group(1)
     assert '<meta http-equiv="refresh"' in page
+
+
+def test_a_chain_whose_second_level_the_app_counted_shows_that_level(exporter_factory):
+    """L2 declared in the Redis layer but counted by the application itself (the two-level
+    example): its own rate, not "no lookups"."""
+    exporter = exporter_factory(settings([], **{"redis.enabled": False}))
+    assert httpx.post(exporter.url + "/api/v1/caches", json={"instance": "w1", "caches": [
+        {"name": "catalog", "stats": {"hitCount": 600, "missCount": 400},
+         "parent": "catalog-redis", "parent_layer": "redis"},
+        {"name": "catalog-redis", "stats": {"hitCount": 300, "missCount": 100}}]}
+    ).status_code == 202
+    page = httpx.get(exporter.url + "/").text
+    chain = re.search(r'<tr data-chain="catalog"><td>(.*?)</td>', page)
+    assert chain
+    assert html.unescape(chain.group(1)) == "catalog (60.0%) → catalog-redis (75.0%) → source"
 
 
 def test_names_from_outside_are_escaped(exporter_factory):

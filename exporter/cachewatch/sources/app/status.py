@@ -41,11 +41,18 @@ def chains(page: PageContext) -> list[tuple[str, str, str, float | None]]:
     return sorted(out)
 
 
+def _level_rate(page: PageContext, layer: str, cache: str) -> float | None:
+    """The second level's hit ratio: from its declared layer (the Redis cachewatch reads),
+    else as the application counted it itself (pushed as an app cache of that name)."""
+    found = _rate(page, layer, cache)
+    return found if found is not None else _rate(page, contract.LAYER, cache)
+
+
 def _chains_html(page: PageContext) -> str:
     rows = "".join(
         f'<tr data-chain="{html.escape(l1)}"><td>{html.escape(l1)} '
         f"({percent(_rate(page, contract.LAYER, l1))}) &rarr; {html.escape(l2)} "
-        f"({percent(_rate(page, layer, l2))}) &rarr; source</td>"
+        f"({percent(_level_rate(page, layer, l2))}) &rarr; source</td>"
         f'<td class="num effective">{percent(ratio)}</td></tr>'
         for l1, l2, layer, ratio in chains(page))
     if not rows:
