@@ -166,13 +166,18 @@ def findings(metrics: Iterable[Metric]) -> dict[str, dict[str, set[str]]]:
     return found
 
 
-def _findings_html(found: dict[str, set[str]]) -> str:
+def _findings_html(layer: Layer, found: dict[str, set[str]]) -> str:
     if not found:
         return ""
     items = "".join(f"<li><b>{html.escape(cache)}</b>: {html.escape(', '.join(sorted(rules)))}"
                     "</li>" for cache, rules in sorted(found.items()))
+    # the command as the layer's own doctor takes it ("redis://HOST:PORT"), from its usage
+    doctor = next((source.doctor for source in packages() if source.doctor and any(
+        own.name == layer.name for own in source.layers)), None)
+    argument = doctor.usage.split(" (")[0] if doctor else "ADDRESS"
     return (f'<div class="findings"><p class="note">Found now (<code>cachewatch doctor '
-            f"ADDRESS</code> gives the evidence and the fix):</p><ul>{items}</ul></div>")
+            f"{html.escape(argument)}</code> gives the evidence and the fix):</p>"
+            f"<ul>{items}</ul></div>")
 
 
 
@@ -186,7 +191,7 @@ def _layer_html(layer: Layer, layer_rows: list[Row], goals: Goals,
             "<th>cache</th><th>hit rate, 5 min</th><th>hit rate, 1 h</th><th>recent</th>"
             f"<th>lookups/s</th>{p99}<th>state</th><th>last error</th></tr></thead><tbody>"
             + "".join(_row_html(row, goals, layer.latency) for row in layer_rows)
-            + "</tbody></table></div>" + _findings_html(found) + "</section>")
+            + "</tbody></table></div>" + _findings_html(layer, found) + "</section>")
 
 
 def _section(source: SourcePackage, page: PageContext) -> str:

@@ -252,3 +252,5 @@ def test_the_exporter_reports_the_info_rules_as_a_metric_and_on_the_status_page(
     redis_section = page.split("<h2>Redis</h2>", 1)[1].split("</section>", 1)[0]
     assert "<li><b>sessions</b>: volatile-without-ttl</li>" in redis_section
     assert "<b>ok</b>" not in redis_section
+    # the command as typed gives the evidence: the doctor's own argument form
+    assert "<code>cachewatch doctor redis://HOST:PORT</code> gives the evidence" in redis_section

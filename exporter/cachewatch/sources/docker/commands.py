@@ -110,7 +110,8 @@ def doctor(
 ) -> None:
     """Find why a Dockerfile's build cache breaks, and what fixing it would save: a
     PATH:LINE: rule: message line per finding (DOCKERFILE: the Dockerfile or its folder, - reads
-    stdin; ./Dockerfile by default), its fix below as a diff (git apply takes it).
+    stdin; ./Dockerfile by default), its fix below as an indented diff (--json gives each
+    fix as a diff git apply takes; apply one, then run the doctor again).
     Exit code 1 when something was found, 0 when not, 2 on a usage error; --url,
     --prometheus and --buildkit-target rank the findings by what they cost, and never change
     the exit code."""
