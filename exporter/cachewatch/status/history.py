@@ -175,7 +175,7 @@ class View:
     def start_of(self, key: Key, when: float) -> float | None:
         """Where a counter's growth since ``when`` counts from: its value then; while the
         history is younger than that, its value in the first sample when it was already there
-        (a Redis' lifetime counters, counts restored from state: what came before cachewatch
+        (a server's lifetime counters, counts restored from state: what came before cachewatch
         started is not recent); ``None`` for a series born since, which counts from zero."""
         if self._times and when < self._times[0]:
             series = self._history._series.get(key)

@@ -171,7 +171,7 @@ def _findings_html(layer: Layer, found: dict[str, set[str]]) -> str:
         return ""
     items = "".join(f"<li><b>{html.escape(cache)}</b>: {html.escape(', '.join(sorted(rules)))}"
                     "</li>" for cache, rules in sorted(found.items()))
-    # the command as the layer's own doctor takes it ("redis://HOST:PORT"), from its usage
+    # the command as the layer's own doctor takes it ("<scheme>://HOST:PORT"), from its usage
     doctor = next((source.doctor for source in packages() if source.doctor and any(
         own.name == layer.name for own in source.layers)), None)
     argument = doctor.usage.split(" (")[0] if doctor else "ADDRESS"
