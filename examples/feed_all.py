@@ -132,12 +132,16 @@ def main() -> None:
                         help="how long to feed: 90s, 3m, 1m30s (default 3m)")
     parser.add_argument("--rate", type=float, default=200.0,
                         help="cache lookups a second (default %(default)s)")
-    parser.add_argument("--build-every", type=duration, default=duration("20s"))
-    parser.add_argument("--pull-every", type=duration, default=duration("10s"))
-    parser.add_argument("--job-every", type=duration, default=duration("30s"))
+    parser.add_argument("--build-every", type=duration, default=duration("20s"),
+                        help="a build of demo/web this often (default 20s)")
+    parser.add_argument("--pull-every", type=duration, default=duration("10s"),
+                        help="a registry pull of demo/web this often (default 10s)")
+    parser.add_argument("--job-every", type=duration, default=duration("30s"),
+                        help="a CI job's cache restores this often (default 30s)")
     parser.add_argument("--token", default=None,
                         help="the receivers' bearer token, if cachewatch has one set")
-    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--seed", type=int, default=7,
+                        help="the lookups' random seed (default %(default)s)")
     args = parser.parse_args()
     run(args)
 
@@ -146,6 +150,11 @@ def run(args: argparse.Namespace) -> None:
     """Feed until ``args.duration`` has passed, then print what was sent."""
     headers = {"Authorization": f"Bearer {args.token}"} if args.token else {}
     http = httpx.Client(base_url=args.exporter, headers=headers, timeout=5)
+    try:
+        http.get("/healthz").raise_for_status()
+    except httpx.HTTPError as exc:
+        raise SystemExit(f"feed: no cachewatch at {args.exporter} ({exc}): start it with "
+                         "`make run` (or `cachewatch serve`), or pass --exporter") from None
     sent = Sent()
     caches = Caches()
     lookup = _cache(args, caches)

@@ -49,3 +49,15 @@ def test_feed_all_feeds_every_source_for_its_duration_and_the_counts_match(redis
     info = redis_plain.client().info("stats")
     redis_lookups = info["keyspace_hits"] + info["keyspace_misses"]
     assert sum(m.find(LOOKUPS, layer="app", cache="catalog-redis")) == redis_lookups
+
+
+def test_feed_all_without_an_exporter_stops_at_once_saying_what_to_start():
+    from support import free_port
+
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "feed_all.py"), "--exporter",
+         f"http://127.0.0.1:{free_port()}", "--duration", "10m"],
+        capture_output=True, text=True, timeout=60, check=False)
+    assert run.returncode == 1
+    assert "feed: no cachewatch at http://127.0.0.1:" in run.stderr
+    assert "start it with `make run` (or `cachewatch serve`), or pass --exporter" in run.stderr

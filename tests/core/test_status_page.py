@@ -172,6 +172,12 @@ def test_sparkline_is_a_bar_per_point_scaled_to_the_data_with_the_goal_and_title
     assert heights[0] == pytest.approx(24 * 0.1 / 0.6, abs=0.1)  # axis from 0.4 (room below)
     assert "<title>50%, 3 min ago</title>" in svg
     assert "<title>100%, now</title>" in svg
+    ten_seconds = bars([0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 0.9, 0.8], step_seconds=10,
+                       text=lambda v: f"{v:.0%}", label="x")
+    assert "<title>90%, 10 s ago</title>" in ten_seconds
+    assert "<title>60%, 1 min 0 s ago</title>" not in ten_seconds
+    assert "<title>60%, 1 min ago</title>" in ten_seconds
+    assert "<title>50%, 1 min 10 s ago</title>" in ten_seconds
     assert 'class="target"' in svg
     assert "http" not in svg
 

@@ -58,6 +58,11 @@ code,li,p{overflow-wrap:anywhere}
 """
 
 
+def _count(value: float, kind: str) -> str:
+    """``1 pull``, ``3 pulls``: a count in words that agree with it."""
+    return f"{value:.0f} {kind.removesuffix('s') if round(value) == 1 else kind}"
+
+
 def _has_activity(source: SourcePackage, page: PageContext) -> bool:
     """Whether the source's activity (pulls per repository...) has counts: then it has been
     fed, though no cache of its own shows a hit rate, and saying "nothing seen yet" would lie."""
@@ -127,7 +132,7 @@ def _activity_html(view: View, snapshot: Snapshot, now: float) -> str:
             step = view.step(now)
             minutes = view.minutes(key, value, now, step=step)
             every = f"{step:g} s" if step < 60 else "minute"
-            spark = bars(minutes, step_seconds=step, text=lambda v, k=kind: f"{v:.0f} {k}",
+            spark = bars(minutes, step_seconds=step, text=lambda v, k=kind: _count(v, k),
                          label=f"{kind} of {key[2]}, one bar per {every}")
             body.append(
                 f'<tr data-{group_label}="{html.escape(key[1])}" '

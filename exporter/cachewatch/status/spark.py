@@ -43,7 +43,7 @@ def bars(points: list[float | None], *, label: str, goal: float | None = None,
         if value is None:
             continue
         ago = (len(points) - 1 - index) * step_seconds
-        when = "now" if ago == 0 else f"{ago / 60:g} min ago" if ago >= 60 else f"{ago:g} s ago"
+        when = "now" if ago == 0 else _ago(ago)
         h = height(value)
         rects.append(f'<rect class="bar" x="{round(index * slot + 0.5, 1)}" '
                      f'y="{round(HEIGHT - _PAD - h, 1)}" width="{round(max(slot - 1, 1), 1)}" '
@@ -55,3 +55,11 @@ def bars(points: list[float | None], *, label: str, goal: float | None = None,
     return (f'<svg class="spark" width="{WIDTH}" height="{HEIGHT}" '
             f'viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{html.escape(label)}">'
             f"<title>{html.escape(label)}</title>{''.join(rects)}{guide}</svg>")
+
+
+def _ago(seconds: float) -> str:
+    """``70`` -> ``1 min 10 s ago``, ``120`` -> ``2 min ago``, ``30`` -> ``30 s ago``."""
+    minutes, rest = divmod(round(seconds), 60)
+    if not minutes:
+        return f"{rest} s ago"
+    return f"{minutes} min {rest} s ago" if rest else f"{minutes} min ago"
