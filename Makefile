@@ -14,7 +14,7 @@ lint:
 	scripts/venv.sh test && .venv/bin/ruff check .
 
 docs:  ## regenerate the configuration and metric references in docs/, then build the site into site/
-	scripts/venv.sh docs && .venv/bin/python scripts/update_docs.py && .venv/bin/mkdocs build --strict
+	scripts/venv.sh docs && .venv/bin/python scripts/update_docs.py && NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict
 
 golden:  ## regenerate tests/golden/<source>.prom (the whole /metrics per source); review the diff
 	scripts/venv.sh test && CACHEWATCH_UPDATE_GOLDEN=1 .venv/bin/python -m pytest -q tests/core/test_golden.py

@@ -99,7 +99,7 @@ def _serve_command() -> Callable[..., None]:
         kind = list[str] | None if row.repeatable else str | None
         repeat = "; repeat for several" if row.repeatable else ""
         json_list = " (JSON list)" if row.repeatable else ""
-        default = row.default.replace("`", "").strip("[]").strip()
+        default = row.default.replace("`", "").strip("[]").strip() or "none"
         params.append(_param(row.key.replace(".", "__"), kind, typer.Option(
             row.flag, metavar=row.shape,
             show_default=False,
