@@ -145,6 +145,7 @@ def test_one_name_and_one_goal_in_tile_section_and_below_goal():
     assert element(page, "below-goal").startswith(
         "Below goal: users (Application caches): hit rate 87.0% < 87.5% ")
     heading = re.search(r'<section data-layer="app"><h2>([^<]*)</h2>', page)
-    assert heading and heading.group(1) == "Application caches"
+    assert heading
+    assert heading.group(1) == "Application caches"
     assert "(85% unless the layer has its own)" in element(page_of(), "about")
     assert "(87.5% unless the layer has its own)" in element(page, "about")

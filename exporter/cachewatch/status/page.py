@@ -302,10 +302,10 @@ def render(view: View, snapshot: Snapshot, now: float, states: Iterable[TargetSt
 the bars come from the last hour of the counters, which this page keeps in memory (until a
 window has filled, after a start or a restart: over what was seen so far). The counts sent to
 cachewatch are kept in the state store (<code>--state-url</code>, a SQLite file unless set) and
-carry over a restart; those read from a target are the target's own. The dashed line is the goal the alerts fire at
-({goal_percent(page.goals.hit_rate)} unless the layer has its own). Bars: one a minute, one per
-10 s for the first ten minutes. Refreshes every {REFRESH_SECONDS} s; Grafana dashboards and
-alerts: <code>cachewatch bundle</code>.</p>
+carry over a restart; those read from a target are the target's own. The dashed line is the
+goal the alerts fire at ({goal_percent(page.goals.hit_rate)} unless the layer has its own).
+Bars: one a minute, one per 10 s for the first ten minutes. Refreshes every {REFRESH_SECONDS} s;
+Grafana dashboards and alerts: <code>cachewatch bundle</code>.</p>
 {body}
 </body></html>
 """
