@@ -138,6 +138,14 @@ class Layer:
     hit_rate_goal: str = ""
     # Whether its caches' lookups can have a latency: no P99 on its tile or table when not.
     latency: bool = True
+    # The sections whose collectors feed it (the one named like the layer when empty): its
+    # status-page tile shows while one of them is enabled, or while it has caches.
+    fed_by: tuple[str, ...] = ()
+
+    @property
+    def feeders(self) -> tuple[str, ...]:
+        """The sections that feed it (``fed_by``, else the section of its own name)."""
+        return self.fed_by or (self.name,)
 
 
 @dataclass(frozen=True)

@@ -354,13 +354,15 @@ def _open(browser: object, url: str, ready: str) -> tuple[object, list[str]]:
 @pytest.mark.e2e
 def test_status_page_in_a_browser_shows_each_source_with_no_console_errors(
         browser, redis_plain, exporter_factory):
+    exporter = exporter_factory(settings([f"main={redis_plain.url}"],
+                                         **{"redis.probe_interval": 0.05}))
+    # the page's first sample (a scrape takes one) holds what Redis counted before: not recent
+    wait_until(lambda: 'cache="main"' in httpx.get(exporter.url + "/metrics").text)
     client = redis_plain.client()
     client.set("k", 1)
     for _ in range(9):
         client.get("k")
-    client.get("absent")  # Redis: 9 hits, 1 miss
-    exporter = exporter_factory(settings([f"main={redis_plain.url}"],
-                                         **{"redis.probe_interval": 0.05}))
+    client.get("absent")  # Redis: 9 hits, 1 miss since
     _push_every_source(exporter.url)
     wait_until(lambda: "op=\"ping\"" in httpx.get(exporter.url + "/metrics").text)
     page, problems = _open(browser, exporter.url + "/", "tr[data-cache=main]")
@@ -370,6 +372,8 @@ def test_status_page_in_a_browser_shows_each_source_with_no_console_errors(
     assert cells[("redis", "main")][1:3] == ["90.0%", "90.0%"]
     assert cells[("redis", "main")][5].endswith("ms")  # P99 of the probe's PINGs
     assert cells[("redis", "main")][6].startswith("up")
+    # the targets' up/down where "ready" alone read as "all is well" next to a down target
+    assert "redis: 1 target, up; state: ready." in page.inner_text("#collectors")
     assert cells[("app", "users")][1:3] == ["75.0%", "75.0%"]
     assert cells[("docker_build", "app")][1:3] == ["50.0%", "50.0%"]
     pulls = page.query_selector("tr[data-repository='team/app']").inner_text()
@@ -426,6 +430,16 @@ def test_status_page_tiles_below_goal_chains_and_bars_in_a_browser_at_400px(
     exporter = exporter_factory(settings([], **{"redis.enabled": False}))
     page, problems = _open(browser, exporter.url + "/", "#below-goal")
     assert "nothing seen yet" in page.inner_text("body")  # idle sources say what feeds them
+    # one name per thing: an idle line says what its tile says; a tile only where a section
+    # feeding its layer is on (no image pulls without the Engine, no pull-through cache without
+    # its reader), and P99 only where the layer measures latency
+    assert [b.inner_text() for b in page.query_selector_all("p.idle b")] == [
+        "Docker builds", "Registry pulls by repository", "Application caches", "CI caches"]
+    assert [h.inner_text() for h in page.query_selector_all(".tile h3")] == [
+        "Docker builds", "Application caches", "CI caches"]
+    assert [t.get_attribute("data-layer") for t in page.query_selector_all(".tile")
+            if "P99" in t.inner_text()] == ["app"]
+    assert "keeps in memory" in page.inner_text("#about")
     page.screenshot(path=str(tmp_path / "empty.png"), full_page=True)
     # a two-level cache: L1 at 80 % of 1000, L2 answering 150 of L1's 200 misses
     assert httpx.post(exporter.url + "/api/v1/caches", json={"instance": "w1", "caches": [
@@ -451,6 +465,9 @@ def test_status_page_tiles_below_goal_chains_and_bars_in_a_browser_at_400px(
         assert bars_, "a cache pushed seconds ago has its first bar"
         assert bars_[-1].query_selector("title").text_content() == "80.0%, now"
         assert "P99" not in page.inner_text(".tile[data-layer=docker_build]")
+        assert page.inner_text("section[data-layer=app] h2") == \
+            tile.query_selector("h3").inner_text() == "Application caches"
+        assert "goal 85%" in tile.inner_text()
         assert page.query_selector("tr[data-image=app]")
         overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
         assert overflow <= 0, f"{overflow} px wider than {width}"

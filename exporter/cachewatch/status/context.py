@@ -39,3 +39,9 @@ class PageContext:
 def percent(ratio: float | None) -> str:
     """0.912 -> ``91.2%``; ``no lookups`` when there is no ratio (never NaN)."""
     return "no lookups" if ratio is None else f"{ratio * 100:.1f}%"
+
+
+def goal_percent(ratio: float) -> str:
+    """0.85 -> ``85%``, 0.875 -> ``87.5%``: a goal as the page writes it everywhere (tiles,
+    below goal, the note), in the style of ``percent`` and never rounded past what was set."""
+    return f"{ratio * 100:.1f}".removesuffix(".0") + "%"

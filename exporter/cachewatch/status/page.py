@@ -25,7 +25,7 @@ from ..collectors.health import TargetState
 from ..defaults import DOCS_URL
 from ..source import Layer, Source, SourcePackage
 from ..sources import activity, layers, packages, probe_examples
-from .context import PageContext, percent
+from .context import PageContext, goal_percent, percent
 from .goals import Goals
 from .history import WINDOWS, Snapshot, View
 from .row import Row, duration, rows
@@ -71,11 +71,23 @@ def _has_activity(source: SourcePackage, page: PageContext) -> bool:
 
 
 def _docs_link(source: SourcePackage) -> str:
-    """`` (<a>its docs page</a>)``, or nothing for a source without one."""
+    """`` (<a>docs</a>)`` to its docs page, or nothing for a source without one."""
     if not source.docs:
         return ""
-    url = html.escape(DOCS_URL + source.docs)
-    return f' (<a href="{url}">{html.escape(source.title or source.name)} docs</a>)'
+    return f' (<a href="{html.escape(DOCS_URL + source.docs)}">docs</a>)'
+
+
+def _fed(layer: Layer, page: PageContext) -> bool:
+    """Whether a section feeding ``layer`` is enabled (``Layer.feeders``)."""
+    return any(name in page.sources for name in layer.feeders)
+
+
+def _idle_name(source: SourcePackage, page: PageContext) -> str:
+    """What an idle source's line calls the things it would show, by the names their tiles
+    and sections have: its fed layers' titles, else its activity tables' titles."""
+    names = [layer.title for layer in source.layers if _fed(layer, page)] \
+        or [family.title for family in source.activity] or [source.title or source.name]
+    return " and ".join(names)
 
 
 def _state(row: Row) -> tuple[str, str, str]:
@@ -223,7 +235,7 @@ def _sources_html(page: PageContext, by_layer: dict[str, list[Row]],
             out.append(tables + own)
         elif enabled and source.first_step and not _has_activity(source, page):
             out.append(f'<p class="idle" data-source="{html.escape(source.name)}"><b>'
-                       f"{html.escape(source.title or source.name)}</b>: nothing seen yet; "
+                       f"{html.escape(_idle_name(source, page))}</b>: nothing seen yet; "
                        f"to feed it, {source.first_step}{_docs_link(source)}.</p>")
     known = {layer.name for layer in layers()}
     out += [_layer_html(Layer(name, name), layer_rows, page.goals, found.get(name, {}))
@@ -232,10 +244,27 @@ def _sources_html(page: PageContext, by_layer: dict[str, list[Row]],
 
 
 def _shown_layers(page: PageContext, by_layer: dict[str, list[Row]]) -> list[Layer]:
-    """The layers with a tile: those with caches and those of every enabled source."""
-    return [layer for source in packages() for layer in source.layers
-            if layer.name in by_layer
-            or any(section.name in page.sources for section in source.sections)]
+    """The layers with a tile: those with caches (or targets) and those a section that feeds
+    them is enabled for, whichever the source."""
+    return [layer for layer in layers() if layer.name in by_layer or _fed(layer, page)]
+
+
+def _collectors(ready: dict[str, bool], states: list[TargetState]) -> str:
+    """Each collector /readyz waits for, by what a person asks of it: its targets and how many
+    are down, or, for one with no targets, whether its first round is done."""
+    said = []
+    for name, done in ready.items():
+        mine = [state for state in states if state.collector == name]
+        if not mine:
+            said.append(f"{name}: {'ready' if done else 'starting'}")
+            continue
+        down = sum(state.up is False for state in mine)
+        unread = sum(state.up is None for state in mine)
+        counts = [f"{down} down"] if down else []
+        counts += [f"{unread} not read yet"] if unread else []
+        state = ", ".join(counts) or ("all up" if len(mine) > 1 else "up")
+        said.append(f"{name}: {_count(len(mine), 'targets')}, {state}")
+    return "; ".join(html.escape(text) for text in said) or "none read targets"
 
 
 def render(view: View, snapshot: Snapshot, now: float, states: Iterable[TargetState],
@@ -245,6 +274,7 @@ def render(view: View, snapshot: Snapshot, now: float, states: Iterable[TargetSt
     """The whole page; ``found``: what ``findings`` says of the metrics now; ``metrics``: the
     exposition now; ``sources``: the running collectors by name."""
     page = PageContext(view, snapshot, now, goals or Goals(), metrics or [], sources or {})
+    states = list(states)
     all_rows = rows(view, snapshot, now, states)
     by_layer: dict[str, list[Row]] = {}
     for row in all_rows:
@@ -255,8 +285,6 @@ def render(view: View, snapshot: Snapshot, now: float, states: Iterable[TargetSt
     body = _sources_html(page, by_layer, found or {}) + _activity_html(view, snapshot, now)
     if not by_layer and "<table" not in body:
         body = _empty() + body
-    readiness = ", ".join(f"{html.escape(name)} {'ready' if done else 'starting'}"
-                          for name, done in ready.items()) or "no collectors read targets"
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -268,11 +296,16 @@ def render(view: View, snapshot: Snapshot, now: float, states: Iterable[TargetSt
 <a href="healthz">/healthz</a></nav>
 <div class="tiles">{top}</div>
 {below_goal(all_rows, page.goals, titles)}
-<p class="note">Collectors: {readiness}. Hit rates over the last 5 minutes and the last hour,
-from counters kept in memory (until a window has filled: over what was seen so far); the dashed
-line is the goal the alerts fire at ({page.goals.hit_rate:.0%} unless the layer has its own).
-Bars: one a minute, one per 10 s for the first ten minutes. Refreshes every
-{REFRESH_SECONDS} s; Grafana dashboards and alerts: <code>cachewatch bundle</code>.</p>
+<p class="note" id="collectors">Collectors (ready: a first round done, what
+<a href="readyz">/readyz</a> waits for): {_collectors(ready, states)}.</p>
+<p class="note" id="about">Hit rates over the last 5 minutes and the last hour, lookups/s and
+the bars come from the last hour of the counters, which this page keeps in memory (until a
+window has filled, after a start or a restart: over what was seen so far). The counts sent to
+cachewatch are kept in the state store (<code>--state-url</code>, a SQLite file unless set) and
+carry over a restart; those read from a target are the target's own. The dashed line is the
+goal the alerts fire at ({goal_percent(page.goals.hit_rate)} unless the layer has its own).
+Bars: one a minute, one per 10 s for the first ten minutes. Refreshes every {REFRESH_SECONDS} s;
+Grafana dashboards and alerts: <code>cachewatch bundle</code>.</p>
 {body}
 </body></html>
 """

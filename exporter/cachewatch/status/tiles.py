@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ..source import Layer
-from .context import percent
+from .context import goal_percent, percent
 from .goals import Goals
 from .history import quantile
 from .row import Row, duration
@@ -70,7 +70,7 @@ def tile_html(tile: Tile, goals: Goals) -> str:
     return (f'<div class="tile{rate_css}" data-layer="{html.escape(tile.layer.name)}">'
             f"<h3>{html.escape(tile.layer.title)}</h3>"
             f'<div class="big">{percent(rate)}</div>'
-            f'<div class="goal">hit rate, 5 min (goal {goal:.0%})</div>'
+            f'<div class="goal">hit rate, 5 min (goal {goal_percent(goal)})</div>'
             f'<div class="speed"><b>{speed}</b> lookups/s</div>{p99}</div>')
 
 
@@ -83,7 +83,7 @@ def below_goal(rows: Iterable[Row], goals: Goals, titles: dict[str, str]) -> str
         goal = goals.hit_rate_of(row.layer)
         reasons = []
         if row.rate is not None and row.rate < goal:
-            reasons.append(f"hit rate {percent(row.rate)} &lt; {goal:.0%}")
+            reasons.append(f"hit rate {percent(row.rate)} &lt; {goal_percent(goal)}")
         if row.p99 is not None and row.p99 > goals.p99_seconds:
             reasons.append(f"P99 {duration(row.p99)} &gt; {duration(goals.p99_seconds)}")
         if reasons:

@@ -16,7 +16,7 @@ from .settings import CiSettings
 SOURCE = SourcePackage(
     name="ci",
     title="CI caches",
-    layers=(Layer("ci", "CI caches", receiver="ci-team", relay_path="ci"),),
+    layers=(Layer("ci", "CI caches", receiver="ci-team", relay_path="ci", latency=False),),
     docs="sources/ci-caches.md",
     first_step="send a finished job's log to <code>cachewatch ingest-job</code>",
     sections=(Section("ci", CiSettings, "cachewatch.sources.ci.receiver:build"),),

@@ -14,10 +14,11 @@ SOURCE = SourcePackage(
     name="docker",
     title="Docker build cache",
     layers=(Layer("docker_build", "Docker builds", generic_alerts=False, receiver="ci-team",
-                  relay_path="ci", hit_rate_goal="build_hit_rate", latency=False),
+                  relay_path="ci", hit_rate_goal="build_hit_rate", latency=False,
+                  fed_by=("builds", "docker", "buildkit")),
             # the engine's pulls: a layer already on the node is a hit (pulls.PullTracker)
             Layer("image_pull", "Node image pulls", receiver="platform-team",
-                  relay_path="platform")),
+                  relay_path="platform", latency=False, fed_by=("docker",))),
     docs="sources/docker-builds.md",
     first_step="pipe a build into <code>cachewatch ingest-build</code>",
     sections=(

@@ -10,7 +10,8 @@ SOURCE = SourcePackage(
     name="registry",
     title="registry",
     layers=(Layer("registry", "Registry pull-through caches", generic_alerts=False,
-                  receiver="platform-team", relay_path="platform"),),
+                  receiver="platform-team", relay_path="platform", latency=False,
+                  fed_by=("registry_proxy",)),),  # notifications feed the pulls below
     activity=(Activity(REGISTRY_IMAGE_PULLS.family_name, "pulls", "registry", "repository",
                        "Registry pulls by repository"),),
     docs="sources/registry.md",
