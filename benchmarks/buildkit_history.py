@@ -118,7 +118,7 @@ def with_logs(images: int) -> Exposition:
     runtime = Runtime(state=State(MemoryStore(), "bench"))
     collectors = build(load_settings(**{"redis.enabled": False}), runtime)
     builds = next(c for c in collectors if c.name == "builds")
-    from cachewatch.sources.docker.builds import SubmittedSummary
+    from cachewatch.sources.docker.submission import SubmittedSummary
 
     async def ingest() -> None:
         for n in range(images):

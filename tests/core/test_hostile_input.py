@@ -203,7 +203,8 @@ def test_a_harbor_event_with_too_many_resources_is_refused_and_counted(exporter_
 def test_app_pushes_stay_bounded_whatever_clients_send(exporter_factory):
     """Default caps, 1000 instances x 300 random cache names with latency: bounded series,
     no duplicate series, every instance and every folded count kept once."""
-    from cachewatch.sources.app.push import AppCacheCollector, CachePush
+    from cachewatch.sources.app.push import AppCacheCollector
+    from cachewatch.sources.app.pushed import CachePush
 
     exporter = exporter_factory(receivers())
     app = next(c for c in exporter.collectors if isinstance(c, AppCacheCollector))

@@ -45,16 +45,58 @@ class FastPaths:
     FastAPI application.
 
     Webhook receivers take thousands of small requests a second; skipping the framework's
-    routing and middleware for them doubles what one core can take.
+    routing and middleware for them doubles what one core can take. ``receivers`` are mounted
+    on the application by the first request for a path it does not serve yet (``ready``).
     """
 
-    def __init__(self, app: FastAPI, paths: dict[str, ASGIApp]) -> None:
+    def __init__(self, app: FastAPI, paths: dict[str, ASGIApp], receivers: Receivers) -> None:
         self.app = app
         self.paths = paths
+        self.receivers = receivers
+        self.ready = {getattr(route, "path", "") for route in app.routes} - {app.openapi_url}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        endpoint = self.paths.get(scope["path"]) if scope["type"] == "http" else None
-        await (endpoint or self.app)(scope, receive, send)
+        if scope["type"] == "http":
+            path = scope["path"]
+            endpoint = self.paths.get(path)
+            if endpoint is not None:
+                await endpoint(scope, receive, send)
+                return
+            if path not in self.ready:
+                self.receivers.mount()
+        await self.app(scope, receive, send)
+
+
+class Receivers:
+    """The collectors' routers, mounted on the application when first needed: by a request for
+    one of their paths, for ``/openapi.json`` or for a path nobody serves.
+
+    A router declares its request models for the OpenAPI document, and building them costs
+    a sidecar more memory than the rest of its receiver; a scrape-only exporter (or one fed
+    through the raw fast routes) never pays for them. They take the place they would have
+    had if mounted at start-up (ahead of the core routes), so the document stays the same.
+    """
+
+    def __init__(self, app: FastAPI, collectors: Sequence[Source]) -> None:
+        self.app = app
+        self.collectors: Sequence[Source] | None = collectors
+        self.at = len(app.router.routes)
+        self.paths: set[str] = set()  # the routers' paths: operations taking a bearer token
+
+    def mount(self) -> None:
+        """Include every collector's router, once (on the event loop: nothing runs between)."""
+        if self.collectors is None:
+            return
+        collectors, self.collectors = self.collectors, None
+        routes = self.app.router.routes
+        before = len(routes)
+        for collector in collectors:
+            if (router := collector.router()) is not None:
+                self.app.include_router(router)
+                self.paths.update(route.path for route in router.routes)  # type: ignore[attr-defined]
+        added = routes[before:]
+        del routes[before:]
+        routes[self.at:self.at] = added
 
 
 def create_app(collectors: Sequence[Source], runtime: Runtime, *,
@@ -83,11 +125,7 @@ def create_app(collectors: Sequence[Source], runtime: Runtime, *,
                          favicon_url="data:,", openapi_tags=_TAGS, redoc_url=None)
     add_redoc(app, "cachewatch")
     app.state.exposition = exposition
-    receivers: set[str] = set()
-    for collector in collectors:
-        if (router := collector.router()) is not None:
-            app.include_router(router)
-            receivers.update(route.path for route in router.routes)  # type: ignore[attr-defined]
+    receivers = Receivers(app, collectors)
     _document(app, collectors, receivers)
     _scrape_routes(app, exposition, {c.name: c for c in collectors}, allow)
     _page_routes(app, runtime.health, exposition, history, {c.name: c for c in collectors},
@@ -95,7 +133,7 @@ def create_app(collectors: Sequence[Source], runtime: Runtime, *,
     fast: dict[str, ASGIApp] = {"/metrics": MetricsEndpoint(exposition, app)}
     for collector in collectors:
         fast.update(collector.fast_routes())
-    guarded = Guard(FastPaths(app, fast), web, runtime.refusals,
+    guarded = Guard(FastPaths(app, fast, receivers), web, runtime.refusals,
                     bearer_paths=[p for c in collectors for p in c.bearer_paths()],
                     budget=runtime.bodies)
     closing.append(guarded.auth.close)
@@ -265,18 +303,19 @@ _EXPOSITION: dict[int | str, dict[str, Any]] = {200: {
                 "application/openmetrics-text; version=1.0.0": {"schema": {"type": "string"}}}}}
 
 
-def _document(app: FastAPI, collectors: Sequence[Source], receivers: set[str]) -> None:
+def _document(app: FastAPI, collectors: Sequence[Source], receivers: Receivers) -> None:
     """The OpenAPI document also lists the raw endpoints served ahead of the framework (the
     receivers' webhooks), and marks every receiver's operation with the bearer token it takes
-    (``receivers``: the paths of the collectors' routers), so a client generator sends it."""
+    (the paths of the collectors' routers, mounted first), so a client generator sends it."""
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
+            receivers.mount()
             schema = generate()
             for collector in collectors:
                 schema["paths"].update(collector.openapi_paths())
-            for path in receivers:
+            for path in receivers.paths:
                 for operation in schema["paths"].get(path, {}).values():
                     operation.setdefault("security", [{"bearer": []}])
             schema.setdefault("components", {}).setdefault("securitySchemes", {})["bearer"] = {

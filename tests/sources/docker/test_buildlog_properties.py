@@ -20,7 +20,7 @@ from cachewatch.sources.docker.buildlog import (
     parse_bytes,
     stream_lines,
 )
-from cachewatch.sources.docker.builds import SubmittedSummary
+from cachewatch.sources.docker.submission import SubmittedSummary
 
 from support import FIXTURES
 

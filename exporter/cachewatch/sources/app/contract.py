@@ -8,7 +8,7 @@ source reads one contract: ``contract.CACHE_LOOKUPS`` and its own families alike
 from __future__ import annotations
 
 from ...metrics.contract import *  # noqa: F403 - the core families, read through this module
-from ...metrics.contract import Kind, declare
+from ...metrics.contract import LATENCY_BUCKETS, Kind, declare
 
 # The ``layer`` label value this source's lookups and latency carry.
 LAYER = "app"
@@ -55,3 +55,6 @@ APP_PUSH_REJECTED = declare(
     "app_push_rejected_total", Kind.COUNTER,
     "Pushes or caches refused, by reason (auth, too_large, malformed, cache_cap, instance_cap).",
     ("reason",), APP)
+# The ``le`` keys of a pushed latency histogram, as the push's models check and the collector
+# stores them.
+LATENCY_LE = [*(repr(float(b)) for b in LATENCY_BUCKETS), "+Inf"]

@@ -11,11 +11,11 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections import defaultdict
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
 from ...metrics.cardinality import LabelCap
 from ...metrics.contract import Families
@@ -27,47 +27,13 @@ from ...state import Change, Counts, Ledger, StateError
 from . import contract
 from .settings import CiSettings
 
+if TYPE_CHECKING:  # the report's models load with the first report, or the OpenAPI document
+    from .report import JobReport
+
 log = logging.getLogger("cachewatch.ci")
 
 REJECT_REASONS = ("auth", "too_large", "malformed", "duplicate")
-MAX_ENTRIES = 1000  # restores or saves per report
 _SEEN_IDS = 10_000  # report ids remembered to drop re-sent reports
-
-Name = Annotated[str, Field(min_length=1, max_length=256)]
-Bytes = Annotated[int, Field(ge=0, le=2**50)]
-
-
-class RestoreEntry(BaseModel):
-    """One restore: which CI, which cache (its key's stable prefix), how it went."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    ci: Name
-    cache: Name
-    result: Literal["hit", "partial", "miss"]
-    bytes: Bytes = 0
-
-
-class SaveEntry(BaseModel):
-    """One cache the job saved."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    ci: Name
-    cache: Name
-    bytes: Bytes = 0
-
-
-class JobReport(BaseModel):
-    """A job's CI cache use, as ``cachewatch ingest-job`` reads it from the job's log."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    id: str | None = Field(default=None, max_length=128,
-                           description="Unique report id; a re-sent id is counted once.")
-    ci_caches: list[RestoreEntry] = Field(default_factory=list, max_length=MAX_ENTRIES)
-    ci_cache_saves: list[SaveEntry] = Field(default_factory=list, max_length=MAX_ENTRIES)
-
 
 RESTORES = contract.CI_CACHE_RESTORES.name
 BYTES = contract.CI_CACHE_RESTORED_BYTES.name
@@ -140,6 +106,8 @@ class CiCacheCollector(Source):
         return ("/api/v1/ci/caches",) if self.settings.token else ()
 
     def router(self) -> APIRouter:
+        from .report import JobReport
+
         router = APIRouter(tags=["ci"])
 
         @router.post(
@@ -162,6 +130,8 @@ class CiCacheCollector(Source):
                                   "ci", self.reject)
         if isinstance(body, JSONResponse):
             return body
+        from .report import JobReport
+
         try:
             report = JobReport.model_validate_json(body)
         except ValidationError as exc:

@@ -12,12 +12,12 @@ import hashlib
 import logging
 import time
 from collections import defaultdict
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from prometheus_client.utils import floatToGoString
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from ...metrics.cardinality import LabelCap
@@ -34,59 +34,13 @@ from .settings import BuildSettings
 if TYPE_CHECKING:  # the parser and the doctor load with the first build, or a Dockerfile to watch
     from .buildlog import BuildSummary
     from .findings import DockerfileFindings
+    from .submission import BuildSubmission, SubmittedSummary  # with the first build, or /docs
 
 log = logging.getLogger("cachewatch.builds")
 
 REJECT_REASONS = ("auth", "too_large", "malformed", "duplicate", "no_build")
 SOURCE = "log"  # the `source` label: these builds come from ingested logs
 _SEEN_IDS = 10_000  # build ids remembered to drop re-sent submissions
-
-
-Seconds = Annotated[float, Field(ge=0, le=7 * 86400, allow_inf_nan=False)]
-Steps = Annotated[int, Field(ge=0, le=1_000_000)]
-
-
-class SubmittedSummary(BaseModel):
-    """The summary ``cachewatch ingest-build`` sends (extra fields, like records, ignored)."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    status: Literal["success", "failed", "cancelled"]
-    duration_seconds: Seconds
-    lookups: Steps
-    hits: Steps
-    misses: Steps
-    executed_seconds: Seconds = 0.0
-    cached_seconds: Seconds = 0.0
-    rebuild_seconds: Seconds = 0.0
-    cache_buster: str | None = Field(default=None, max_length=4096)
-
-    @model_validator(mode="after")
-    def _consistent(self) -> SubmittedSummary:
-        if self.hits + self.misses != self.lookups:
-            raise ValueError("hits + misses must equal lookups")
-        return self
-
-
-class BuildSubmission(BaseModel):
-    """One build: either its raw log (any of the three formats) or a parsed summary."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    image: str = Field(min_length=1, max_length=256, description="Image (or job) the build makes.")
-    target: str = Field(default="", max_length=128, description="Dockerfile --target, if any.")
-    id: str | None = Field(default=None, max_length=128,
-                           description="Unique build id; a re-sent id is counted once.")
-    log: str | None = Field(default=None, description="The build's output, as printed.")
-    exit_code: int | None = Field(default=None, description="The build command's exit code.")
-    duration_seconds: float | None = Field(default=None, ge=0, le=7 * 86400)
-    summary: SubmittedSummary | None = None
-
-    @model_validator(mode="after")
-    def _one_of(self) -> BuildSubmission:
-        if (self.log is None) == (self.summary is None):
-            raise ValueError("send exactly one of log (raw build output) or summary")
-        return self
 
 
 class BuildCollector(Source):
@@ -202,6 +156,8 @@ class BuildCollector(Source):
         return ("/api/v1/builds",) if self.settings.token else ()
 
     def router(self) -> APIRouter:
+        from .submission import BuildSubmission
+
         router = APIRouter(tags=["builds"])
 
         @router.post(
@@ -289,6 +245,8 @@ def _plain(request: Request) -> bool:
 
 def _submission(request: Request, body: bytes) -> BuildSubmission:
     """The submission; a raw log's text stays in ``body`` (``log`` is empty)."""
+    from .submission import BuildSubmission
+
     if _plain(request):
         params = request.query_params
         exit_code = params.get("exit_code")

@@ -8,7 +8,6 @@ preloading of hot keys and no local tier in front of Redis, and latency that is 
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -140,6 +139,8 @@ def expirations_dominate_misses(s: Signals, _: Options) -> Finding | None:
 def hot_keys(s: Signals, _: Options) -> Finding | None:
     if not s.frequency:
         return None
+    import statistics  # only the doctor samples keys: a scrape's findings never load it
+
     median = statistics.median(s.frequency.values())
     hot = sorted((k for k, f in s.frequency.items()
                   if f >= HOT_MIN_FREQUENCY and f >= HOT_OVER_MEDIAN * max(median, 1)),
