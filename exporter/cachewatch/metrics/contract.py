@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from prometheus_client.metrics_core import (
@@ -100,6 +100,9 @@ class MetricSpec:
     help: str
     labels: tuple[str, ...]
     group: str
+    # The name prometheus_client wants (it appends ``_total`` / ``_info`` itself), which is
+    # also the name ``Families`` collects the family under: set once, read for every sample.
+    family_name: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not _LEGACY_NAME.match(self.name) or not all(map(_LEGACY_NAME.match, self.labels)):
@@ -110,15 +113,8 @@ class MetricSpec:
             raise ValueError(f"{self.name}: counters, and only counters, end in _total")
         if self.kind is Kind.INFO and not self.name.endswith("_info"):
             raise ValueError(f"{self.name}: info metrics end in _info")
-
-    @property
-    def family_name(self) -> str:
-        """The name prometheus_client wants: it appends ``_total`` / ``_info`` itself."""
-        if self.kind is Kind.COUNTER:
-            return self.name.removesuffix("_total")
-        if self.kind is Kind.INFO:
-            return self.name.removesuffix("_info")
-        return self.name
+        suffix = {Kind.COUNTER: "_total", Kind.INFO: "_info"}.get(self.kind, "")
+        object.__setattr__(self, "family_name", self.name.removesuffix(suffix))
 
 
 SPECS: dict[str, MetricSpec] = {}
@@ -295,7 +291,7 @@ class Families:
     def _get(self, spec: MetricSpec, labels: Mapping[str, str]) -> tuple[Metric, list[str]]:
         if tuple(labels) != spec.labels:
             raise ValueError(f"{spec.name} takes labels {spec.labels}, got {tuple(labels)}")
-        key = _key(spec)
+        key = spec.family_name
         fam = self._families.get(key)
         if fam is None:
             fam = self._families[key] = family(spec)
@@ -317,7 +313,7 @@ class Families:
             if tuple(labels) != spec.labels:
                 raise ValueError(f"{name} takes labels {spec.labels}, got {tuple(labels)}")
             known = series.series(name, items)
-        key = _key(spec)
+        key = spec.family_name
         fam = self._families.get(key)
         if fam is None:
             if spec.kind in (Kind.HISTOGRAM, Kind.SUMMARY):
@@ -404,18 +400,6 @@ class Families:
         """Families with at least one sample: an empty family is only noise in the output.
         Readers must not change them: some are borrowed (see the class)."""
         return (f for f in self._families.values() if nonempty(f))
-
-
-def _key(spec: MetricSpec) -> str:
-    """The name ``spec``'s family is collected under (``MetricSpec.family_name``), kept per
-    spec: a scrape asks for it once per sample."""
-    key = _KEYS.get(spec.name)
-    if key is None:
-        key = _KEYS[spec.name] = spec.family_name
-    return key
-
-
-_KEYS: dict[str, str] = {}
 
 
 def markdown_table(specs: Iterable[MetricSpec]) -> str:
