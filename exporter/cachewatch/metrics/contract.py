@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from prometheus_client.metrics_core import (
@@ -27,6 +27,7 @@ from prometheus_client.samples import Sample
 from . import series
 from .children import UNSET as _UNSET
 from .children import Child, HistogramFamily, nonempty
+from .series import SERIES
 
 # What a source's contract module re-exports (``from ...metrics.contract import *``).
 __all__ = [
@@ -99,6 +100,9 @@ class MetricSpec:
     help: str
     labels: tuple[str, ...]
     group: str
+    # The name prometheus_client wants (it appends ``_total`` / ``_info`` itself), which is
+    # also the name ``Families`` collects the family under: set once, read for every sample.
+    family_name: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not _LEGACY_NAME.match(self.name) or not all(map(_LEGACY_NAME.match, self.labels)):
@@ -109,15 +113,8 @@ class MetricSpec:
             raise ValueError(f"{self.name}: counters, and only counters, end in _total")
         if self.kind is Kind.INFO and not self.name.endswith("_info"):
             raise ValueError(f"{self.name}: info metrics end in _info")
-
-    @property
-    def family_name(self) -> str:
-        """The name prometheus_client wants: it appends ``_total`` / ``_info`` itself."""
-        if self.kind is Kind.COUNTER:
-            return self.name.removesuffix("_total")
-        if self.kind is Kind.INFO:
-            return self.name.removesuffix("_info")
-        return self.name
+        suffix = {Kind.COUNTER: "_total", Kind.INFO: "_info"}.get(self.kind, "")
+        object.__setattr__(self, "family_name", self.name.removesuffix(suffix))
 
 
 SPECS: dict[str, MetricSpec] = {}
@@ -265,46 +262,70 @@ def _family(spec: MetricSpec) -> Metric:
 
 
 class Families:
-    """Collects samples for several targets and yields one family per spec.
+    """Collects samples for several targets and yields one family per name.
 
     A text exposition may name a family only once, so samples from every target (and every
     source) of the same family must be merged before encoding; this is that merge point for
-    one collector.
+    one collector, and for the whole exposition.
+
+    Ownership: a family this object made (``add``, ``add_cumulative``, ``add_summary``) is its
+    own to change. A family merged in (``extend``) is borrowed: another collector, a cached
+    list or a read shared by two scrapes may still hold it, so it is never changed here, only
+    copied (once) when a second family of its name arrives or a sample is added to it. Most
+    names come from one collector, so a scrape merges its collectors without copying any.
     """
 
     def __init__(self) -> None:
         self._families: dict[str, Metric] = {}
+        self._borrowed: set[str] = set()  # names whose family another holder made
+
+    def _own(self, name: str) -> Metric:
+        """The family of ``name``, copied first if it is borrowed: from now on this object's."""
+        fam = self._families[name]
+        if name in self._borrowed:
+            self._borrowed.discard(name)
+            fam = self._families[name] = fam.copy() if isinstance(fam, HistogramFamily) \
+                else _copy(fam, list(fam.samples))
+        return fam
 
     def _get(self, spec: MetricSpec, labels: Mapping[str, str]) -> tuple[Metric, list[str]]:
         if tuple(labels) != spec.labels:
             raise ValueError(f"{spec.name} takes labels {spec.labels}, got {tuple(labels)}")
-        fam = self._families.get(spec.name)
+        key = spec.family_name
+        fam = self._families.get(key)
         if fam is None:
-            fam = self._families[spec.name] = family(spec)
+            fam = self._families[key] = family(spec)
+        elif self._borrowed and key in self._borrowed:
+            fam = self._own(key)
         return fam, [str(v) for v in labels.values()]
 
     def add(self, spec: MetricSpec, labels: Mapping[str, str], value: float) -> None:
         """Add one counter or gauge sample (or an info sample with value 1).
 
         The sample is made here, not by the family's ``add_metric`` (which turns the label
-        dict into a list and back): this runs for every sample of every scrape.
+        dict into a list and back): this runs for every sample of every scrape, so the
+        series' labels are looked up in ``series``' table directly.
         """
+        name = spec.name
         items = tuple(labels.items())
-        known = series.known(spec.name, items)
+        known = SERIES.get((name, items))
         if known is None:  # a series seen before had its label names checked then
             if tuple(labels) != spec.labels:
-                raise ValueError(f"{spec.name} takes labels {spec.labels}, got {tuple(labels)}")
-            known = series.series(spec.name, items)
-        fam = self._families.get(spec.name)
+                raise ValueError(f"{name} takes labels {spec.labels}, got {tuple(labels)}")
+            known = series.series(name, items)
+        key = spec.family_name
+        fam = self._families.get(key)
         if fam is None:
             if spec.kind in (Kind.HISTOGRAM, Kind.SUMMARY):
-                raise ValueError(f"{spec.name} is a {spec.kind}: use add_{spec.kind}")
-            fam = self._families[spec.name] = family(spec)
+                raise ValueError(f"{name} is a {spec.kind}: use add_{spec.kind}")
+            fam = self._families[key] = family(spec)
+        elif self._borrowed and key in self._borrowed:
+            fam = self._own(key)
         # The sample name is the spec's: counters end in _total and info in _info already.
         # tuple.__new__ skips the namedtuple's Python-level constructor (same object); the
         # labels are the series' shared ``SeriesLabels``, rendered once.
         fam.samples.append(tuple.__new__(Sample, (
-            spec.name, known, 1 if spec.kind is Kind.INFO else value, *_UNSET)))
+            name, known, 1 if spec.kind is Kind.INFO else value, *_UNSET)))
 
     def add_histogram(
         self,
@@ -357,23 +378,27 @@ class Families:
         fam.samples.append(new(Sample, (name + "_sum", sum_labels, sum_value, *_UNSET)))
 
     def extend(self, metrics: Iterable[Metric]) -> None:
-        """Merge already-built families (another target's, or a prometheus_client metric's).
-
-        The first family of a name is copied, never adopted, so merging more samples into it
-        cannot change a family that another scrape is still holding.
-        """
+        """Merge already-built families (another target's, another collector's, or a
+        prometheus_client metric's): borrowed, not copied, until a second family of the same
+        name has to be merged into one (``_own``)."""
+        families, borrowed = self._families, self._borrowed
         for metric in metrics:
-            fam = self._families.get(metric.name)
+            name = metric.name
+            fam = families.get(name)
             if fam is None:
-                self._families[metric.name] = metric.copy() if isinstance(
-                    metric, HistogramFamily) else _copy(metric, list(metric.samples))
-            elif isinstance(fam, HistogramFamily):
+                families[name] = metric
+                borrowed.add(name)
+                continue
+            if name in borrowed:
+                fam = self._own(name)
+            if isinstance(fam, HistogramFamily):
                 fam.merge(metric)
             else:
                 fam.samples.extend(metric.samples)
 
     def __iter__(self) -> Iterator[Metric]:
-        """Families with at least one sample: an empty family is only noise in the output."""
+        """Families with at least one sample: an empty family is only noise in the output.
+        Readers must not change them: some are borrowed (see the class)."""
         return (f for f in self._families.values() if nonempty(f))
 
 

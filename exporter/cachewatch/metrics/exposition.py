@@ -235,15 +235,17 @@ class _Fixed:
 
 
 class _Safe:
-    """A ``CollectorRegistry``'s families with every label value and help text made encodable."""
+    """A ``CollectorRegistry``'s families with every label value and help text made encodable:
+    copies, as the families may be borrowed from a collector (``Families``)."""
 
     def __init__(self, registry: Collector) -> None:
         self._registry = registry
 
     def collect(self) -> Iterator[Metric]:
         for metric in self._registry.collect():
-            metric.documentation = safe_text(metric.documentation)
-            metric.samples = [sample._replace(labels={k: safe_text(v) for k, v
-                                                      in sample.labels.items()})
-                              for sample in metric.samples]
-            yield metric
+            safe = Metric(metric.name, safe_text(metric.documentation), metric.type,
+                          metric.unit)
+            safe.samples = [sample._replace(labels={k: safe_text(v) for k, v
+                                                    in sample.labels.items()})
+                            for sample in metric.samples]
+            yield safe

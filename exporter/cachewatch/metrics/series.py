@@ -44,23 +44,19 @@ class SeriesLabels(dict[str, str]):
 
 
 Child = tuple[list[SeriesLabels], SeriesLabels, SeriesLabels, str]
-_SERIES: dict[tuple[str, Items], SeriesLabels] = {}
+# Read directly by ``Families.add``, the hot path (a function call per sample adds up).
+SERIES: dict[tuple[str, Items], SeriesLabels] = {}
 _CHILDREN: dict[tuple[str, Items, tuple[str, ...]], Child] = {}
-
-
-def known(name: str, items: Items) -> SeriesLabels | None:
-    """The labels of a series seen before, or ``None``."""
-    return _SERIES.get((name, items))
 
 
 def series(name: str, items: Items) -> SeriesLabels:
     """The labels of sample ``name`` with label ``items`` (values made strings)."""
-    labels = _SERIES.get((name, items))
+    labels = SERIES.get((name, items))
     if labels is None:
         labels = SeriesLabels(name, items)
-        if len(_SERIES) >= LIMIT:
-            _SERIES.clear()
-        _SERIES[(name, items)] = labels
+        if len(SERIES) >= LIMIT:
+            SERIES.clear()
+        SERIES[(name, items)] = labels
     return labels
 
 
