@@ -30,7 +30,7 @@ HERE = Path(__file__).resolve().parent
 # The table's figures come from the first three; the rest print reports of their own.
 BENCHMARKS = ("scrape_redis.py", "parse_buildlog.py", "webhook_throughput.py",
               "scrape_redis_cluster.py", "instrument_overhead.py", "receiver_flood.py")
-ROW = re.compile(r"^row: (?P<figure>.+?) = (?P<value>\S+) \(goal (?P<goal>[^)]*)\)"
+ROW = re.compile(r"^row: (?P<figure>.+?) = (?P<value>[^=(]+?) \(goal (?P<goal>[^)]*)\)"
                  r"(?: \[(?P<detail>.*)\])?\s*$")
 
 
