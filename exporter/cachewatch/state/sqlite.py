@@ -17,6 +17,7 @@ opens a new file. The writer's ping is a small write, so a full disk is seen whi
 from __future__ import annotations
 
 import fcntl
+import itertools
 import json
 import logging
 import os
@@ -381,11 +382,13 @@ def _waits() -> int:
     preempted by another process does not count; waiting for the GIL held by one of this
     process' own threads does. Where the system counts no thread's switches (only Linux has
     ``RUSAGE_THREAD``), every call differs: any slow commit moves off the loop."""
-    who = getattr(resource, "RUSAGE_THREAD", None)
-    if who is None:
-        _waits.calls = getattr(_waits, "calls", 0) + 1  # type: ignore[attr-defined]
-        return _waits.calls  # type: ignore[attr-defined]
-    return resource.getrusage(who).ru_nvcsw
+    if _THREAD_USAGE is None:
+        return next(_UNCOUNTED)
+    return resource.getrusage(_THREAD_USAGE).ru_nvcsw
+
+
+_THREAD_USAGE = getattr(resource, "RUSAGE_THREAD", None)
+_UNCOUNTED = itertools.count()  # where threads' switches are not counted: always "it waited"
 
 
 def _identity(path: Path) -> tuple[int, int]:

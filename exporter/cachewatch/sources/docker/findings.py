@@ -85,7 +85,8 @@ class DockerfileFindings:
                         {"collector": COLLECTOR, "target": image, "reason": reason}, count)
 
     def refresh(self) -> None:
-        """Check every file now (start-up, and tests); waits for a check already running."""
+        """Check every file now, on the caller's thread (what a test waits for); waits for a
+        check already running."""
         with self._checking:
             self._check()
 
