@@ -21,11 +21,14 @@ NOT_BY_DEFAULT = ("redis", "yaml", "httpx", "docker", "bcrypt", "pydantic.v1", "
                   "cachewatch.sources.docker.buildlog", "cachewatch.sources.docker.doctor",
                   # the receivers' request models: with the first request, or /openapi.json
                   "cachewatch.sources.app.pushed", "cachewatch.sources.docker.submission",
-                  "cachewatch.sources.ci.report", "statistics")
+                  "cachewatch.sources.ci.report", "statistics",
+                  # the other commands' options: `cachewatch serve` builds serve alone
+                  "cachewatch.bundle", "cachewatch.sources.docker.commands",
+                  "cachewatch.sources.ci.commands")
 SERVE_PATH = """
 import sys
-from cachewatch.cli import build_cli
-build_cli()
+from cachewatch.cli import serve_cli
+serve_cli()
 from cachewatch.config import load_settings
 from cachewatch.runtime import Runtime
 from cachewatch.http.server import create_app
