@@ -8,7 +8,7 @@ import re
 import pytest
 from typer.testing import CliRunner
 
-from cachewatch.cli import build_cli
+from cachewatch.cli import build_cli, serve_cli
 from cachewatch.config import setting_rows
 
 COMMANDS = [(), ("serve",), ("bundle",), ("ingest-build",), ("build",), ("ingest-job",),
@@ -68,3 +68,20 @@ def test_bundle_and_doctor_help_show_value_shapes():
     assert "cachewatch doctor [OPTIONS] [DOCKERFILE]" in doctor
     assert re.search(r"^\s+--window DURATION\b", doctor, re.M)
     assert "Usage: cachewatch doctor [OPTIONS] {URL}" in help_of("doctor", "redis://h:1")
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (("serve", "-h"), "--redis-target"), (("serve", "--help"), "--state-url"),
+    (("serve", "--bogus"), "No such option: --bogus"),
+    (("serve", "--port", "x"), "port: must be a whole number"),
+    (("serve", "--redis-timeout"), "'--redis-timeout' requires an argument"),
+], ids=lambda value: " ".join(value) if isinstance(value, tuple) else "")
+def test_serve_alone_answers_as_the_whole_command(args, says):
+    """``cachewatch serve`` runs a command line holding ``serve`` alone (``main``): its help,
+    usage errors and configuration errors are the whole command's, byte for byte."""
+    whole = CliRunner().invoke(build_cli(), list(args), env={"COLUMNS": "80"})
+    alone = CliRunner().invoke(serve_cli(), list(args), env={"COLUMNS": "80"})
+    assert (alone.exit_code, alone.stdout, alone.stderr) == \
+        (whole.exit_code, whole.stdout, whole.stderr)
+    assert whole.exit_code == (0 if "-h" in args or "--help" in args else 2)
+    assert says in whole.stdout + whole.stderr
