@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 
+from .inplace import read_ascii
 from .kinds import KINDS, find_marker
 from .model import BuildSummary, Format, Step, strip_ansi
 from .scan import MAX_LINE_BYTES, relevant_spans
@@ -38,10 +39,7 @@ def read_data(data: bytes) -> Iterator[tuple[re.Match[str], int]]:
     if b"\r" in data:
         data = data.replace(b"\r", b"\n")
     if data.isascii() and b"\x1b" not in data:
-        text = data.decode("ascii")
-        for start, end in relevant_spans(data):
-            if (match := find_marker(text, start, end)) is not None:
-                yield match, start
+        yield from read_ascii(data.decode("ascii"))
         return
     for start, end in relevant_spans(data):
         if (match := read(data[start:end])) is not None:
