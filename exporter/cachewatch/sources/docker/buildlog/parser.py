@@ -9,16 +9,12 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 
-from .inplace import read_ascii
-from .kinds import KINDS, find_marker
+from .inplace import ACTIONS, MANGLED, read_ascii
+from .kinds import find_marker
 from .model import BuildSummary, Format, Step, strip_ansi
 from .scan import MAX_LINE_BYTES, relevant_spans
 from .state import BuildState
 from .summary import summarise
-
-# What a handler may raise on a mangled line: the line is skipped, the build's others count.
-_MANGLED = (ValueError, TypeError, KeyError, AttributeError, IndexError, OverflowError,
-            RecursionError)
 
 
 def read(line: bytes | str) -> re.Match[str] | None:
@@ -88,12 +84,12 @@ class BuildLogParser:
     def apply(self, match: re.Match[str], line_start: int = 0) -> None:
         """Run the handler of a line already read (``read``) on this build; the line starts at
         ``line_start`` of ``match.string`` (a whole chunk, read in place)."""
-        kind = KINDS[match.lastgroup or ""]
+        handler, timed = ACTIONS[match.lastgroup or ""]
         try:
-            if kind.timed and match.start() > line_start:
+            if timed and match.start() > line_start:
                 self._build.stamp(match.string[line_start:match.start()])
-            kind.handler(self._build, match)
-        except _MANGLED:
+            handler(self._build, match)
+        except MANGLED:
             return
 
     def finish(self, image: str = "", target: str = "", exit_code: int | None = None,
