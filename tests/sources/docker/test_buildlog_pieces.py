@@ -110,9 +110,9 @@ def test_a_blocks_lines_count_as_they_do_one_by_one(log):
 
 
 def test_a_block_past_the_step_cap_reads_its_lines_one_by_one():
-    many = b"".join(b"#%d [%d/20000] RUN make\n#%d transferring context: 2B\n#%d 0.1 out\n"
-                    b"#%d transferring context: 3B\n#%d DONE 1.0s\n" % ((n,) * 6)
-                    for n in range(1, 10_011))
+    many = b"".join(b"#%d [%d/20000] RUN make\n#%d transferring context: 2B\n#%d sha256:0a\n"
+                    b"#%d 0.1 out\n#%d ...\n#%d transferring context: 3B\n#%d DONE 1.0s\n"
+                    % ((n,) * 8) for n in range(1, 10_011))
     fast, slow = BuildLogParser(), BuildLogParser()
     for piece in complete_lines(io.BytesIO(many)):
         fast.feed_data(piece)

@@ -24,7 +24,7 @@ from collections.abc import Iterator
 
 from .kinds import LINE_KINDS, Handler, find_marker, kinds_led_by, on_vertex
 from .scan import BARE_RUN, MAX_LINE_BYTES, OTHER_MARKERS, PREFIXED_RUN
-from .state import BuildState
+from .state import MAX_STEPS, BuildState
 
 # What may raise on a mangled line: the line is skipped, the build's others count.
 MANGLED = (ValueError, TypeError, KeyError, AttributeError, IndexError, OverflowError,
@@ -49,6 +49,8 @@ def _vertex_kinds() -> str:
     return rf"#(?P<vertex>\d+) (?!sha256:)(?:{body})"
 
 
+# A line of a block that names its vertex again (or closes it): not output, progress, ``...``.
+_NAMING = re.compile(r"\n#\d+ (?!\d|sha256:|\.\.\.)")
 _NEXT = re.compile(f"{_vertex_kinds()}|{OTHER_MARKERS}")
 _PREFIXED = re.compile(r"#(\d+) \d" + PREFIXED_RUN.format(vertex=r"\1"))
 
@@ -60,8 +62,11 @@ def on_block(build: BuildState, m: re.Match[str]) -> None:
         step = build.steps.get("#" + m["vertex"])
     except MANGLED:
         step = None
-    if step is None:  # no step was made: each line does what it does alone
-        _replay(build, m.string, m.end("named") + 1, m.end())
+    if step is None:  # no step was made: the block's lines do what each does alone
+        if len(build.steps) >= MAX_STEPS:
+            _dropped(build, m)
+        else:
+            _replay(build, m.string, m.end("named") + 1, m.end())
         return
     if m["ran"] is not None:
         step.ran = True
@@ -71,6 +76,15 @@ def on_block(build: BuildState, m: re.Match[str]) -> None:
         step.duration = float(seconds) if seconds else step.duration
     elif m["block_cached"] is not None:
         step.status, step.duration, step.error = "cached", 0.0, None
+
+
+def _dropped(build: BuildState, m: re.Match[str]) -> None:
+    """A block whose step is past ``MAX_STEPS``: each line naming it again is dropped too, its
+    output is remembered (as ``mark_ran`` does), its DONE or CACHED finds no step."""
+    closed = m["block_done"] is not None or m["block_cached"] is not None
+    build.dropped_steps += len(_NAMING.findall(m.string, m.end("named"), m.end())) - closed
+    if m["ran"] is not None:
+        build.mark_ran("#" + m["vertex"])
 
 
 def _replay(build: BuildState, text: str, start: int, end: int) -> None:
