@@ -346,10 +346,14 @@ def _lead(marker: str) -> str:
     return marker[1] if marker.startswith("\\") else marker[0]
 
 
+def kinds_led_by(lead: str) -> list[LineKind]:
+    """The kinds with a marker starting with ``lead``, in table order."""
+    return [k for k in LINE_KINDS if any(_lead(m) == lead for m in k.markers)]
+
+
 def _kinds_led_by(lead: str) -> re.Pattern[str]:
     """The kinds with a marker starting with ``lead``, as one regex tried in table order."""
-    kinds = [k for k in LINE_KINDS if any(_lead(m) == lead for m in k.markers)]
-    body = "|".join(f"(?P<{k.name}>{k.pattern})" for k in kinds)
+    body = "|".join(f"(?P<{k.name}>{k.pattern})" for k in kinds_led_by(lead))
     return re.compile(rf"#(?P<vertex>\d+) (?:{body})" if lead == "#" else body)
 
 

@@ -9,15 +9,12 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 
-from .kinds import KINDS, find_marker
+from .inplace import ACTIONS, MANGLED, read_ascii
+from .kinds import find_marker
 from .model import BuildSummary, Format, Step, strip_ansi
 from .scan import MAX_LINE_BYTES, relevant_spans
 from .state import BuildState
 from .summary import summarise
-
-# What a handler may raise on a mangled line: the line is skipped, the build's others count.
-_MANGLED = (ValueError, TypeError, KeyError, AttributeError, IndexError, OverflowError,
-            RecursionError)
 
 
 def read(line: bytes | str) -> re.Match[str] | None:
@@ -38,10 +35,7 @@ def read_data(data: bytes) -> Iterator[tuple[re.Match[str], int]]:
     if b"\r" in data:
         data = data.replace(b"\r", b"\n")
     if data.isascii() and b"\x1b" not in data:
-        text = data.decode("ascii")
-        for start, end in relevant_spans(data):
-            if (match := find_marker(text, start, end)) is not None:
-                yield match, start
+        yield from read_ascii(data.decode("ascii"))
         return
     for start, end in relevant_spans(data):
         if (match := read(data[start:end])) is not None:
@@ -90,12 +84,12 @@ class BuildLogParser:
     def apply(self, match: re.Match[str], line_start: int = 0) -> None:
         """Run the handler of a line already read (``read``) on this build; the line starts at
         ``line_start`` of ``match.string`` (a whole chunk, read in place)."""
-        kind = KINDS[match.lastgroup or ""]
+        handler, timed = ACTIONS[match.lastgroup or ""]
         try:
-            if kind.timed and match.start() > line_start:
+            if timed and match.start() > line_start:
                 self._build.stamp(match.string[line_start:match.start()])
-            kind.handler(self._build, match)
-        except _MANGLED:
+            handler(self._build, match)
+        except MANGLED:
             return
 
     def finish(self, image: str = "", target: str = "", exit_code: int | None = None,

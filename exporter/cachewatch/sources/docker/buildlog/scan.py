@@ -23,16 +23,18 @@ from typing import IO, Any
 
 MAX_LINE_BYTES = 256 * 1024  # longer lines are cut; a build step name is never this long
 
+# The markers of every kind but BuildKit's ``#<n> ``, also searched in decoded text (``inplace``).
 # Every alternative starts with a rare byte ('#', 'S', '>', 'T', 'C', 'A', 'f', 'E', '{', 'u',
 # '"'), so the regex engine only stops there.
-_MARKERS = re.compile(
-    rb"#(?P<vertex>\d+) (?:(?P<output>\d)|(?!sha256:))"
-    rb"|Step \d|STEP \d|>(?<=-->)|Successfully (?:built|tagged) |The command '|COMMIT"
-    rb"|COPY failed|ADD failed|failed to (?:solve|build)|Error: building at STEP"
-    rb"|unknown (?:shorthand )?flag: |unable to prepare context: |Cannot connect to the Docker"
-    rb'|Error response from daemon: |"docker (?:buildx )?build" requires '
-    rb'|\{[ \t]*"(?:[Vv]ertexes|[Ss]tatuses|[Ll]ogs)"'
+OTHER_MARKERS = (
+    r"Step \d|STEP \d|>(?<=-->)|Successfully (?:built|tagged) |The command '|COMMIT"
+    r"|COPY failed|ADD failed|failed to (?:solve|build)|Error: building at STEP"
+    r"|unknown (?:shorthand )?flag: |unable to prepare context: |Cannot connect to the Docker"
+    r'|Error response from daemon: |"docker (?:buildx )?build" requires '
+    r'|\{[ \t]*"(?:[Vv]ertexes|[Ss]tatuses|[Ll]ogs)"'
 )
+_MARKERS = re.compile(
+    rb"#(?P<vertex>\d+) (?:(?P<output>\d)|(?!sha256:))|" + OTHER_MARKERS.encode())
 # A BuildKit line at the start of a line: output (a digit: its timestamp) or anything else
 # but layer progress (``#6 sha256:...``, which the parser ignores).
 _VERTEX_LINE = re.compile(rb"#(?P<vertex>\d+) (?:(?P<output>\d)|(?!sha256:))")
@@ -40,8 +42,10 @@ _VERTEX_LINE = re.compile(rb"#(?P<vertex>\d+) (?:(?P<output>\d)|(?!sha256:))")
 # the regex engine compares each next line's start to the vertex, it never returns to Python),
 # or behind any prefix (``_PREFIXED``: ``[^#\n]*``, a CI timestamp, a branch label). Possessive
 # (``*+``): nothing after a ``[^\n]*`` can give back, so the engine keeps no backtrack points.
-_BARE = re.compile(rb"#(\d+) \d(?:[^\n]*+\n#\1 \d)*+")
-_PREFIXED = re.compile(rb"#(\d+) \d(?:[^\n]*+\n[^#\n]*+#\1 \d)*+")
+BARE_RUN = r"(?:[^\n]*+\n#{vertex} \d)*+"  # what follows a run's first ``#<n> <digit>``
+PREFIXED_RUN = r"(?:[^\n]*+\n[^#\n]*+#{vertex} \d)*+"
+_BARE = re.compile(rb"#(\d+) \d" + BARE_RUN.format(vertex=r"\1").encode())
+_PREFIXED = re.compile(rb"#(\d+) \d" + PREFIXED_RUN.format(vertex=r"\1").encode())
 
 
 def relevant_lines(data: bytes) -> Iterator[bytes]:
@@ -99,13 +103,16 @@ def complete_lines(stream: IO[bytes], chunk_size: int = 1 << 20,
             if not breaks:
                 continue
             chunk, overflow = chunk[min(breaks):], False
-        data = pending + chunk
-        cut = max(data.rfind(b"\n"), data.rfind(b"\r"))
+        cut = chunk.rfind(b"\n")  # the last line break: a \r only counts after the last \n
+        cut = max(cut, chunk.rfind(b"\r", cut + 1))
         if cut < 0:
-            pending = data
-        else:
-            yield data[: cut + 1]
-            pending = data[cut + 1:]
+            pending += chunk
+        else:  # one copy: the piece is the pending line's head and the chunk's whole lines
+            if pending or cut + 1 < len(chunk):
+                chunk, pending = b"".join((pending, memoryview(chunk)[:cut + 1])), chunk[cut + 1:]
+            else:
+                pending = b""
+            yield chunk
         if len(pending) > MAX_LINE_BYTES:
             pending, overflow = pending[:MAX_LINE_BYTES], True
     if pending:

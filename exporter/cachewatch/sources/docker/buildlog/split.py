@@ -35,6 +35,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
+from .inplace import ACTIONS, MANGLED
 from .model import BuildSummary
 from .parser import BuildLogParser, read, read_data
 from .state import BuildState
@@ -52,7 +53,8 @@ _HEX_ID = re.compile(r"[0-9a-f]{6,}|\d+(?:/\d+)?")
 _OPENING = re.compile(r"\[(?:\S+ )?internal\] load (?:build definition|\.dockerignore|local "
                       r"bake definitions)")
 _GENERIC_ERRORS = ("unknown ", "Cannot connect", "Error response")
-_OPENERS = frozenset({"banner", "named", "step", "cli_error"})  # the kinds ``starts_new`` reads
+# the kinds ``starts_new`` reads; a name line's ``block`` (see ``inplace``) is a name line
+_OPENERS = frozenset({"banner", "named", "block", "step", "cli_error"})
 
 
 def stream_of(prefix: str) -> str:
@@ -78,6 +80,8 @@ def starts_new(build: BuildState, match: re.Match[str]) -> bool:
     """Whether the line ``match`` opens a new build after ``build`` in the same stream."""
     kind = match.lastgroup or ""
     steps = build.steps
+    if kind == "block":
+        kind = "named"
     if kind == "banner":
         return build.banner or _labelled(build)
     if kind == "named":
@@ -108,10 +112,10 @@ class _Build:
     parser: BuildLogParser
     first: float | None = None
     last: float | None = None
+    state: BuildState = field(init=False)  # the parser's, read once per line
 
-    @property
-    def state(self) -> BuildState:
-        return self.parser.state
+    def __post_init__(self) -> None:
+        self.state = self.parser.state
 
 
 @dataclass
@@ -130,10 +134,26 @@ class BuildSplitter:
             self._route(match, 0)
 
     def feed_data(self, data: bytes) -> None:
-        """Parse the relevant lines of whole-line ``data`` (see ``read_data``)."""
-        route = self._route
+        """Parse the relevant lines of whole-line ``data`` (see ``read_data``).
+
+        A bare line (no prefix: stream ``""``, no timestamp) that opens no build goes straight
+        to its handler, as ``_route`` would send it; every other line goes through ``_route``.
+        """
+        route, current = self._route, self._current
+        if self.clock is not None:  # a live build: every line is timed by the clock
+            for match, start in read_data(data):
+                route(match, start)
+            return
         for match, start in read_data(data):
-            route(match, start)
+            kind = match.lastgroup or ""
+            build = current.get("") if match.start() == start else None
+            if build is None or (kind in _OPENERS and starts_new(build.state, match)):
+                route(match, start)
+                continue
+            try:
+                ACTIONS[kind][0](build.state, match)
+            except MANGLED:
+                continue
 
     def _route(self, match: re.Match[str], start: int) -> None:
         """Apply a line read (its line starts at ``start`` of ``match.string``) to the
