@@ -17,6 +17,7 @@ opens a new file. The writer's ping is a small write, so a full disk is seen whi
 from __future__ import annotations
 
 import fcntl
+import functools
 import itertools
 import json
 import logging
@@ -269,11 +270,11 @@ class SqliteStore(Store):
         value = None
         if batch.update is not None:
             value = self._update(db, batch, counts)
-        rows = [(batch.source, encoded(k), v) for k, v in counts.items()]
+        source, rows = batch.source, list(counts.items())
         for at in range(0, len(rows), CHUNK):
             chunk = rows[at:at + CHUNK]
-            db.execute(UPSERT.format(rows=",".join(["(?,?,?)"] * len(chunk))),
-                       [field for row in chunk for field in row])
+            db.execute(_upsert(len(chunk)),
+                       [field for key, delta in chunk for field in (source, encoded(key), delta)])
         return Outcome(applied, counts, value)
 
     def _claim(self, db: sqlite3.Connection, batch: Batch, claims: list[bytes]) -> set[bytes]:
@@ -283,9 +284,9 @@ class SqliteStore(Store):
         fresh: set[bytes] = set()
         for at in range(0, len(claims), CHUNK):
             chunk = claims[at:at + CHUNK]
-            marks = ",".join("?" * len(chunk))
-            seen = {row[0] for row in db.execute(ids.lookup.format(marks=marks), chunk * 2)}
-            db.execute(ids.insert.format(rows=",".join(["(?)"] * len(chunk))), chunk)
+            lookup, insert = ids.sql(len(chunk))
+            seen = {row[0] for row in db.execute(lookup, chunk * 2)}
+            db.execute(insert, chunk)
             fresh.update(once for once in chunk if once not in seen)
         ids.size += len(fresh)
         return fresh
@@ -391,6 +392,12 @@ _THREAD_USAGE = getattr(resource, "RUSAGE_THREAD", None)
 _UNCOUNTED = itertools.count()  # where threads' switches are not counted: always "it waited"
 
 
+@functools.cache
+def _upsert(rows: int) -> str:
+    """The counter statement for ``rows`` counters, made once per count (at most ``CHUNK``)."""
+    return UPSERT.format(rows=",".join(["(?,?,?)"] * rows))
+
+
 def _identity(path: Path) -> tuple[int, int]:
     stat = os.stat(path)
     return stat.st_dev, stat.st_ino
@@ -430,7 +437,17 @@ class _Generations:
     def switch(self, current: int) -> None:
         self.current = current
         self.size = 0
-        # {rows}: "(?),(?),...", {marks}: "?,?,...": one statement for a batch's ids
-        self.insert = f"INSERT OR IGNORE INTO {self.table(current)} VALUES {{rows}}"
-        self.lookup = (f"SELECT id FROM {self.table(current)} WHERE id IN ({{marks}}) UNION ALL "
-                       f"SELECT id FROM {self.table(1 - current)} WHERE id IN ({{marks}})")
+        self._sql: dict[int, tuple[str, str]] = {}
+
+    def sql(self, count: int) -> tuple[str, str]:
+        """The lookup of ``count`` ids in both generations and their insert into the current
+        one, one statement each; the text made once per count (the same few counts recur)."""
+        sql = self._sql.get(count)
+        if sql is None:
+            marks, current, older = ",".join("?" * count), self.table(self.current), \
+                self.table(1 - self.current)
+            sql = self._sql[count] = (
+                f"SELECT id FROM {current} WHERE id IN ({marks}) UNION ALL "
+                f"SELECT id FROM {older} WHERE id IN ({marks})",
+                f"INSERT OR IGNORE INTO {current} VALUES {','.join(['(?)'] * count)}")
+        return sql
