@@ -183,6 +183,8 @@ def _hand_over(joined: list[tuple[Batch, asyncio.Future[Result] | None]],
 def merged(batches: list[Batch]) -> list[tuple[Batch, list[int]]]:
     """The plain claims (no update) of each source and window as one batch each, with the
     positions of the batches it holds, in order; ``split`` gives each its own outcome."""
+    if len(batches) == 1 and batches[0].update is None:  # one request alone: itself
+        return [(batches[0], [0])]
     groups: dict[tuple[str, int], list[int]] = {}
     for index, batch in enumerate(batches):
         if batch.update is None:

@@ -20,6 +20,7 @@ import hashlib
 import json
 import logging
 import time
+from binascii import hexlify
 
 from ..fields import redact
 from ..resp import Reply, ReplyError
@@ -267,40 +268,57 @@ def _first_error(replies: list[Reply]) -> ReplyError | None:
 
 def _claim_command(store: RedisStore, batch: Batch) -> bytes:
     """The ``EVALSHA`` of ``batch``'s claims, encoded (RESP): the keys and fixed arguments of
-    a source, and each counter's field, are encoded once and reused (they recur on every
-    request); only ids and deltas are encoded per request."""
+    a source, each counter's field and the recurring deltas are encoded once and reused (the
+    same few hundred series are claimed again and again); per request only the ids are."""
     head = store._claim_heads.get((batch.source, batch.window))
     if head is None:
         head = store._claim_heads[(batch.source, batch.window)] = b"".join(map(_bulk, (
             "EVALSHA", CLAIM_SHA, 2, store._counters(batch.source),
             f"cachewatch:{{{batch.source}}}:seen", batch.window, COUNTERS_TTL)))
     parts = [b"", head]
+    add = parts.append
     for change in batch.changes:
-        seen = change.if_seen or {}
-        parts += [_bulk(change.once.hex() if change.once is not None else ""),
-                  _bulk(len(change.counts)), _bulk(len(seen))]
+        once, seen = change.once, change.if_seen or {}
+        add(b"$%d\r\n%s\r\n" % (2 * len(once), hexlify(once)) if once is not None
+            else b"$0\r\n\r\n")
+        add(_count(len(change.counts)))
+        add(_count(len(seen)))
         for counts in (change.counts, seen):
             for key, delta in counts.items():
-                parts += [_field(key), _bulk(repr(float(delta)))]
+                add(_FIELDS.get(key) or _field(key))
+                add(_DELTAS.get(delta) or _delta(delta))
     parts[0] = b"*%d\r\n" % (CLAIM_HEAD + len(parts) - 2)
     return b"".join(parts)
 
 
 CLAIM_HEAD = 7  # EVALSHA, its SHA, the number of keys, two keys, the window, the TTL
 _FIELDS: dict[Key, bytes] = {}
+_DELTAS: dict[float, bytes] = {}
 
 
 def _field(key: Key) -> bytes:
-    """A counter's hash field (its key as stored, ``encoded``) as a RESP bulk string,
-    remembered: the same few hundred series are claimed again and again."""
-    field = _FIELDS.get(key)
-    if field is None:
-        if len(_FIELDS) >= 50_000:
-            _FIELDS.clear()
-        field = _FIELDS[key] = _bulk(encoded(key))
+    """A counter's hash field (its key as stored, ``encoded``) as a RESP bulk string."""
+    if len(_FIELDS) >= 50_000:
+        _FIELDS.clear()
+    field = _FIELDS[key] = _bulk(encoded(key))
     return field
+
+
+def _delta(delta: float) -> bytes:
+    """An increment as the script reads it (``repr`` of the float) in a bulk string."""
+    if len(_DELTAS) >= 10_000:
+        _DELTAS.clear()
+    data = _DELTAS[delta] = _bulk(repr(float(delta)))
+    return data
 
 
 def _bulk(value: str | int) -> bytes:
     data = str(value).encode()
     return b"$%d\r\n%s\r\n" % (len(data), data)
+
+
+_COUNTS = [_bulk(count) for count in range(64)]
+
+
+def _count(count: int) -> bytes:
+    return _COUNTS[count] if count < 64 else _bulk(count)
