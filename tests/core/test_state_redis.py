@@ -136,3 +136,47 @@ def test_a_failed_update_leaves_nothing_watched(redis_plain):
         assert calls == [{}]  # a WATCH left over would have failed the EXEC once: two calls
     finally:
         store.close()
+
+
+def test_each_reply_times_out_at_its_own_deadline_on_one_watchdog():
+    """A server that never answers: each awaited reply fails ``timeout`` after it was sent
+    (the watchdog re-armed for the next one, not a timer per command), and the one after
+    finds the oldest overdue and drops the connection."""
+    import asyncio
+    import time
+
+    from cachewatch.state.base import StateError, StateTimeout
+    from cachewatch.state.connections import FastRedis
+
+    async def scenario() -> list[tuple[str, float]]:
+        async def mute(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.read(1 << 16)
+            await asyncio.sleep(5)
+
+        server = await asyncio.start_server(mute, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        fast = FastRedis(parse_address(f"redis://127.0.0.1:{port}/0"), 0.5)
+        started = time.monotonic()
+
+        async def call(delay: float) -> tuple[str, float]:
+            await asyncio.sleep(delay)
+            try:
+                await fast.call(("PING",))
+            except StateError as exc:
+                return type(exc).__name__, time.monotonic() - started
+            return "answered", time.monotonic() - started
+
+        try:
+            outcomes = await asyncio.gather(call(0.0), call(0.25))
+            outcomes.append(await call(0.0))  # the oldest is overdue: the line is dropped
+        finally:
+            fast.close()
+            server.close()
+        return outcomes
+
+    (first, at_first), (second, at_second), (third, at_third) = asyncio.run(scenario())
+    assert (first, second) == (StateTimeout.__name__, StateTimeout.__name__)
+    assert 0.5 <= at_first < 0.7
+    assert 0.75 <= at_second < 0.9  # its own deadline (sent at 0.25), not a timeout after 0.5
+    assert third == StateError.__name__
+    assert at_third < 1.0

@@ -104,12 +104,15 @@ def test_an_envelope_is_one_memory_store_write(exporter_factory, monkeypatch, ev
     assert writes == [1]
 
 
-@pytest.mark.parametrize(("wait", "moves_off"), [("sleep", True), ("spin", False)])
-def test_only_a_commit_that_waited_moves_commits_off_the_loop(tmp_path, monkeypatch, wait,
-                                                               moves_off):
-    """A commit on the loop that blocked (a stalling disk; here a sleep) moves commits to the
-    writer thread; one that was slow only because it computed or was preempted (a busy
-    machine; here a spin) does not: the thread hand-off would cost every request."""
+@pytest.mark.parametrize(("wait", "slow", "moves_off"),
+                         [("sleep", 2, True), ("sleep", 1, False), ("spin", 2, False)])
+def test_only_commits_that_waited_move_commits_off_the_loop(tmp_path, monkeypatch, wait, slow,
+                                                             moves_off):
+    """Two commits on the loop that blocked (a stalling disk; here a sleep) within a while
+    move commits to the writer thread. One alone does not (on a busy machine a thread of this
+    process holding the GIL is preempted now and then, and the commit waits for it); nor do
+    commits that were slow only because they computed or were preempted (here a spin): the
+    thread hand-off would cost every request."""
     import asyncio
     import time
 
@@ -118,20 +121,27 @@ def test_only_a_commit_that_waited_moves_commits_off_the_loop(tmp_path, monkeypa
 
     store = SqliteStore(tmp_path / "state.db")
     commit = store._commit
+    slowed = []
 
-    def slow(db, batches):
-        until = time.monotonic() + 2 * SLOW_ON_LOOP
-        if wait == "sleep":
-            time.sleep(2 * SLOW_ON_LOOP)
-        while time.monotonic() < until:
-            pass
+    def slowly(db, batches):
+        if len(slowed) < slow:
+            slowed.append(wait)
+            until = time.monotonic() + 2 * SLOW_ON_LOOP
+            if wait == "sleep":
+                time.sleep(2 * SLOW_ON_LOOP)
+            while time.monotonic() < until:
+                pass
         return commit(db, batches)
 
-    monkeypatch.setattr(store, "_commit", slow)
+    monkeypatch.setattr(store, "_commit", slowly)
     try:
-        batch = Batch("registry", [Change({("x",): 1.0}, b"id")])
-        assert asyncio.run(store.write_now(batch)).applied == [True]
+        for n in range(2):
+            batch = Batch("registry", [Change({("x",): 1.0}, b"id%d" % n)])
+            assert asyncio.run(store.write_now(batch)).applied == [True]
         assert (time.monotonic() < store._off_loop_until) is moves_off
+        after = asyncio.run(store.write_now(Batch("registry", [Change({("x",): 1.0}, b"id2")])))
+        assert (after is None) is moves_off  # None: the writer thread takes it
+        assert store.load("registry") == {("x",): 2.0 if moves_off else 3.0}
     finally:
         store.close()
 
@@ -215,3 +225,81 @@ def test_requests_of_one_loop_turn_share_one_redis_script_call(redis_factory):
     assert grown["evalsha"] == 1
     assert grown["zadd"] == 16
     assert dict(ledger.items()) == stored == {EVENTS_KEY: 16.0, ("dup",): 1.0}
+
+
+def _alone_batch(n: int):
+    from cachewatch.state import Batch, Change
+
+    return Batch("registry", [Change({EVENTS_KEY: 1.0}, f"alone-{n}".encode(), {("dup",): 1.0})])
+
+
+def test_a_request_alone_commits_to_sqlite_without_a_turn_of_the_loop(tmp_path):
+    """With nothing else ready on the loop (one sender) nobody can join a group commit, so a
+    request's commit must not wait a turn for them: ``submit`` runs to its end without
+    suspending once (no selector poll, no task wake-up), and its event is stored."""
+    import asyncio
+
+    from cachewatch.state import State
+    from cachewatch.state.sqlite import SqliteStore
+
+    state = State(SqliteStore(tmp_path / "state.db"), "r")
+    state.ledger("registry")
+
+    async def without_suspending(n: int) -> list[bool]:
+        submit = state.submit(_alone_batch(n))
+        try:
+            submit.send(None)
+        except StopIteration as done:
+            return done.value.applied
+        submit.close()
+        raise AssertionError("the commit waited for a turn of the loop")
+
+    async def scenario() -> list[list[bool]]:
+        return [await without_suspending(n) for n in (1, 2, 1)]
+
+    try:
+        assert asyncio.run(scenario()) == [[True], [True], [False]]
+        assert state.store.load("registry") == {EVENTS_KEY: 2.0, ("dup",): 1.0}
+    finally:
+        state.close()
+
+
+def test_a_request_alone_costs_redis_one_round_trip_and_no_timer(redis_factory):
+    """One sender on Redis: per envelope one poll of the selector for the reply and one for
+    the task's wake-up (not a third turn waiting for others to join), and no timer per
+    command (one watchdog per connection), so the loop's timer heap does not grow."""
+    import asyncio
+    import selectors
+
+    from cachewatch.state import State
+    from cachewatch.state.redis import RedisStore
+
+    redis = redis_factory()
+    state = State(RedisStore(redis.url, "r"), "r")
+    state.ledger("registry")
+    polls = 0
+
+    class Counting(selectors.DefaultSelector):
+        def select(self, timeout=None):
+            nonlocal polls
+            polls += 1
+            return super().select(timeout)
+
+    async def scenario() -> tuple[int, int, list[list[bool]]]:
+        nonlocal polls
+        await state.submit(_alone_batch(0))  # connects, loads the script
+        loop = asyncio.get_running_loop()
+        polls, timers = 0, len(loop._scheduled)
+        applied = [(await state.submit(_alone_batch(n))).applied for n in (1, 2, 1) * 10]
+        return polls, len(loop._scheduled) - timers, applied
+
+    loop = asyncio.SelectorEventLoop(Counting())
+    try:
+        turns, timers, applied = loop.run_until_complete(scenario())
+    finally:
+        loop.run_until_complete(asyncio.sleep(0))
+        state.close()
+        loop.close()
+    assert applied == [[True], [True], [False]] + [[False]] * 27
+    assert turns <= 2 * 30 + 2, turns  # 3 per envelope before (a turn to gather a group)
+    assert timers <= 1, timers

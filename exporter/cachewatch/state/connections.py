@@ -48,6 +48,19 @@ TLS_OPTIONS = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_cert_reqs",
                "ssl_check_hostname")
 
 
+# A command: its parts, or already encoded (RESP), as the claim script's call is (its fixed
+# parts encoded once, not per request).
+Command = tuple[Arg, ...] | bytes
+
+
+def encoded(commands: tuple[Command, ...]) -> bytes:
+    """``commands`` as one write (a pipeline)."""
+    if len(commands) == 1 and isinstance(commands[0], bytes):
+        return commands[0]
+    return b"".join(command if isinstance(command, bytes) else encode(*command)
+                    for command in commands)
+
+
 class Unreachable(StateError):
     """No connection could be made (or set up): the other connection may still get through."""
 
@@ -114,12 +127,12 @@ class BlockingRedis:
         self._socket: socket.socket | None = None
         self._replies = Replies()
 
-    def call(self, *commands: tuple[Arg, ...]) -> list[Reply]:
+    def call(self, *commands: Command) -> list[Reply]:
         """The replies to ``commands``, in order (raises ``StateError``)."""
         with self._lock:
             try:
                 sock = self._connection()
-                sock.sendall(encode_all(commands))
+                sock.sendall(encoded(commands))
                 return [self._read(sock) for _ in commands]
             except (OSError, ProtocolError) as exc:
                 self._drop()
@@ -193,23 +206,47 @@ class BlockingRedis:
 
 
 class _Protocol(asyncio.Protocol):
-    def __init__(self) -> None:
+    """Commands written as they come, replies matched in order. A reply not back within
+    ``timeout`` fails its caller (``StateTimeout``): one watchdog timer per connection, armed
+    for the oldest reply awaited, not a timer per command (that cost each request a timer
+    made, pushed on the loop's heap and cancelled)."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
         self.transport: asyncio.Transport | None = None
         self.replies = Replies()
         self.waiting: deque[tuple[asyncio.Future[Any], float]] = deque()
         self.lost: Exception | None = None
+        self._watchdog: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
 
-    def send(self, *parts: Arg) -> asyncio.Future[Any]:
+    def send(self, command: Command) -> asyncio.Future[Any]:
         """Write one command; the future gets its reply."""
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
         self.waiting.append((future, time.monotonic()))
+        if self._watchdog is None:
+            self._watchdog = loop.call_later(self.timeout, self._expire)
         assert self.transport is not None
-        self.transport.write(encode(*parts))
+        self.transport.write(command if isinstance(command, bytes) else encode(*command))
         return future
+
+    def _expire(self) -> None:
+        """Fail each awaited reply older than ``timeout`` (it stays in line: its reply, if it
+        ever comes, is still taken off); wake again when the next one falls due."""
+        self._watchdog = None
+        now = time.monotonic()
+        for future, sent in self.waiting:
+            if future.done():
+                continue
+            if sent + self.timeout > now:
+                self._watchdog = asyncio.get_running_loop().call_later(
+                    sent + self.timeout - now, self._expire)
+                return
+            future.set_exception(StateTimeout(f"Redis took over {self.timeout:g}s"))
 
     def data_received(self, data: bytes) -> None:
         self.replies.feed(data)
@@ -229,6 +266,9 @@ class _Protocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = self.lost or StateError(f"connection to Redis lost: {exc or 'closed'}")
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
         while self.waiting:
             future, _ = self.waiting.popleft()
             if not future.done():
@@ -245,19 +285,13 @@ class FastRedis:
         self._protocol: _Protocol | None = None
         self._connecting: asyncio.Lock | None = None
 
-    async def call(self, *parts: Arg) -> Any:
+    async def call(self, command: Command) -> Any:
         """Send one command and await its reply (raises ``StateError``)."""
         protocol = await self._connection()
         if protocol.waiting and time.monotonic() - protocol.waiting[0][1] > self.timeout:
             self.close()  # the oldest reply is overdue: the server hangs
             raise StateError(f"Redis did not answer within {self.timeout:g}s")
-        future = protocol.send(*parts)
-        timer = asyncio.get_running_loop().call_later(self.timeout, _expire, future,
-                                                      self.timeout)
-        try:
-            return await future
-        finally:
-            timer.cancel()
+        return await protocol.send(command)
 
     async def _connection(self) -> _Protocol:
         protocol = self._protocol
@@ -274,13 +308,14 @@ class FastRedis:
         address, loop = self.address, asyncio.get_running_loop()
         try:
             _, protocol = await asyncio.wait_for(loop.create_connection(
-                _Protocol, address.host, address.port, ssl=address.tls), self.timeout)
+                lambda: _Protocol(self.timeout), address.host, address.port,
+                ssl=address.tls), self.timeout)
         except (TimeoutError, OSError) as exc:
             raise Unreachable(f"cannot connect to Redis {address.host}:{address.port}: "
                               f"{exc}") from exc
         for command in address.setup:
             try:
-                reply = await asyncio.wait_for(protocol.send(*command), self.timeout)
+                reply = await asyncio.wait_for(protocol.send(command), self.timeout)
             except (TimeoutError, StateError) as exc:
                 reply = Unreachable(f"Redis did not answer {command[0]}: {exc}")
             refusal = reply if isinstance(reply, Unreachable) else _refusal(command, reply)
@@ -295,7 +330,3 @@ class FastRedis:
             self._protocol.transport.close()
         self._protocol = None
 
-
-def _expire(future: asyncio.Future[Any], timeout: float) -> None:
-    if not future.done():
-        future.set_exception(StateTimeout(f"Redis took over {timeout:g}s"))

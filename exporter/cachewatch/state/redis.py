@@ -20,13 +20,14 @@ import hashlib
 import json
 import logging
 import time
-from typing import Any
+from binascii import hexlify
 
 from ..fields import redact
 from ..resp import Reply, ReplyError
 from .base import (
     Batch,
     Counts,
+    Key,
     LoopGroup,
     Outcome,
     Result,
@@ -38,7 +39,7 @@ from .base import (
     merged,
     split,
 )
-from .connections import BlockingRedis, FastRedis, Unreachable, parse_address
+from .connections import BlockingRedis, Command, FastRedis, Unreachable, parse_address
 
 log = logging.getLogger("cachewatch.state")
 
@@ -96,12 +97,13 @@ class RedisStore(Store):
         self._fast = FastRedis(address, timeout)
         self._fast_off_until = 0.0
         self._group = LoopGroup()  # the claims of one turn of the loop, one script call
+        self._claim_heads: dict[tuple[str, int], bytes] = {}  # see _claim_command
         self._warned = False
 
     def _counters(self, source: str) -> str:
         return f"cachewatch:{{{source}}}:counters:{self.replica}"
 
-    def _call(self, doing: str, *commands: tuple[Any, ...]) -> list[Reply]:
+    def _call(self, doing: str, *commands: Command) -> list[Reply]:
         """The writer thread's commands, pipelined; a failure says what it was doing where."""
         try:
             return self._redis.call(*commands)
@@ -162,10 +164,10 @@ class RedisStore(Store):
         for claims, members in merged(batches):
             command = _claim_command(self, claims)
             try:
-                reply = await self._fast.call(*command)
+                reply = await self._fast.call(command)
                 if _noscript(reply):
-                    await self._fast.call("SCRIPT", "LOAD", CLAIM)  # Redis restarted without it
-                    reply = await self._fast.call(*command)
+                    await self._fast.call(("SCRIPT", "LOAD", CLAIM))  # Redis restarted without it
+                    reply = await self._fast.call(command)
             except Unreachable as exc:
                 # Nothing was sent: let the writer thread's connection try (it says whether
                 # Redis is down).
@@ -264,21 +266,59 @@ def _first_error(replies: list[Reply]) -> ReplyError | None:
     return None
 
 
-def _claim_command(store: RedisStore, batch: Batch) -> tuple[Any, ...]:
-    return ("EVALSHA", CLAIM_SHA, 2, *_claim_keys(store, batch), *_claim_args(batch))
-
-
-def _claim_keys(store: RedisStore, batch: Batch) -> tuple[str, str]:
-    return store._counters(batch.source), f"cachewatch:{{{batch.source}}}:seen"
-
-
-def _claim_args(batch: Batch) -> list[Any]:
-    args: list[Any] = [batch.window, COUNTERS_TTL]
+def _claim_command(store: RedisStore, batch: Batch) -> bytes:
+    """The ``EVALSHA`` of ``batch``'s claims, encoded (RESP): the keys and fixed arguments of
+    a source, each counter's field and the recurring deltas are encoded once and reused (the
+    same few hundred series are claimed again and again); per request only the ids are."""
+    head = store._claim_heads.get((batch.source, batch.window))
+    if head is None:
+        head = store._claim_heads[(batch.source, batch.window)] = b"".join(map(_bulk, (
+            "EVALSHA", CLAIM_SHA, 2, store._counters(batch.source),
+            f"cachewatch:{{{batch.source}}}:seen", batch.window, COUNTERS_TTL)))
+    parts = [b"", head]
+    add = parts.append
     for change in batch.changes:
-        seen = change.if_seen or {}
-        args += [change.once.hex() if change.once is not None else "", len(change.counts),
-                 len(seen)]
+        once, seen = change.once, change.if_seen or {}
+        add(b"$%d\r\n%s\r\n" % (2 * len(once), hexlify(once)) if once is not None
+            else b"$0\r\n\r\n")
+        add(_count(len(change.counts)))
+        add(_count(len(seen)))
         for counts in (change.counts, seen):
             for key, delta in counts.items():
-                args += [encoded(key), repr(float(delta))]
-    return args
+                add(_FIELDS.get(key) or _field(key))
+                add(_DELTAS.get(delta) or _delta(delta))
+    parts[0] = b"*%d\r\n" % (CLAIM_HEAD + len(parts) - 2)
+    return b"".join(parts)
+
+
+CLAIM_HEAD = 7  # EVALSHA, its SHA, the number of keys, two keys, the window, the TTL
+_FIELDS: dict[Key, bytes] = {}
+_DELTAS: dict[float, bytes] = {}
+
+
+def _field(key: Key) -> bytes:
+    """A counter's hash field (its key as stored, ``encoded``) as a RESP bulk string."""
+    if len(_FIELDS) >= 50_000:
+        _FIELDS.clear()
+    field = _FIELDS[key] = _bulk(encoded(key))
+    return field
+
+
+def _delta(delta: float) -> bytes:
+    """An increment as the script reads it (``repr`` of the float) in a bulk string."""
+    if len(_DELTAS) >= 10_000:
+        _DELTAS.clear()
+    data = _DELTAS[delta] = _bulk(repr(float(delta)))
+    return data
+
+
+def _bulk(value: str | int) -> bytes:
+    data = str(value).encode()
+    return b"$%d\r\n%s\r\n" % (len(data), data)
+
+
+_COUNTS = [_bulk(count) for count in range(64)]
+
+
+def _count(count: int) -> bytes:
+    return _COUNTS[count] if count < 64 else _bulk(count)

@@ -17,6 +17,7 @@ opens a new file. The writer's ping is a small write, so a full disk is seen whi
 from __future__ import annotations
 
 import fcntl
+import functools
 import itertools
 import json
 import logging
@@ -67,8 +68,8 @@ SEEN = """CREATE TABLE IF NOT EXISTS seen_{source}_{n} (
     id BLOB PRIMARY KEY) WITHOUT ROWID"""
 PROBE = ("INSERT OR REPLACE INTO generations VALUES ('_probe', 0)")  # a write the ping makes
 BUSY = (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED: another process holds the file
-SLOW_ON_LOOP = 0.02  # a commit on the event loop slower than this moves commits off it ...
-OFF_LOOP_FOR = 30.0  # ... for this long
+SLOW_ON_LOOP = 0.02  # two commits on the event loop slower than this ...
+OFF_LOOP_FOR = 30.0  # ... within this long move commits off it for as long
 
 
 class SqliteStore(Store):
@@ -80,8 +81,8 @@ class SqliteStore(Store):
     loop share one commit (at 16 senders the commit, not the statements, was most of the
     cost). Anything that may wait goes to the
     writer thread instead: the file locked by another process, the writer busy, a
-    ``synchronous=FULL`` commit (an fsync each), and, for a while, everything after a commit on
-    the loop that was slow (a disk that stalls). Checkpoints, which sync, run on the writer
+    ``synchronous=FULL`` commit (an fsync each), and, for a while, everything after commits on
+    the loop that were slow (a disk that stalls). Checkpoints, which sync, run on the writer
     thread on a connection of their own (``ping``).
     """
 
@@ -93,6 +94,7 @@ class SqliteStore(Store):
         self._mutex = threading.Lock()  # one commit at a time, on the loop or the writer
         self._on_loop = synchronous != "full"
         self._off_loop_until = 0.0
+        self._slow_at = -OFF_LOOP_FOR  # when a commit on the loop last waited too long
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._owner = _lock(path)
@@ -178,12 +180,17 @@ class SqliteStore(Store):
         finally:
             self._mutex.release()
         took = time.monotonic() - started
-        # Slow because the disk made it wait (the thread blocked), not because another process
-        # had the CPU (on a busy machine a commit is often preempted): only then move off.
+        # Slow because the thread blocked, not because another process had the CPU (on a busy
+        # machine a commit is often preempted). A block is a stalling disk, or the GIL held by
+        # another thread of this process that the machine preempted (on a busy machine, once
+        # in a while): only a second one within ``OFF_LOOP_FOR`` says the disk stalls.
         if took > SLOW_ON_LOOP and _waits() > waits:
-            self._off_loop_until = time.monotonic() + OFF_LOOP_FOR
-            log.warning("a state commit took %.0f ms: commits move off the event loop for"
-                        " %.0f s", took * 1000, OFF_LOOP_FOR, extra={"state": self.where})
+            now = time.monotonic()
+            if now - self._slow_at < OFF_LOOP_FOR:
+                self._off_loop_until = now + OFF_LOOP_FOR
+                log.warning("state commits took %.0f ms: commits move off the event loop for"
+                            " %.0f s", took * 1000, OFF_LOOP_FOR, extra={"state": self.where})
+            self._slow_at = now
         return results
 
     def _commit(self, db: sqlite3.Connection, batches: list[Batch]
@@ -269,11 +276,11 @@ class SqliteStore(Store):
         value = None
         if batch.update is not None:
             value = self._update(db, batch, counts)
-        rows = [(batch.source, encoded(k), v) for k, v in counts.items()]
+        source, rows = batch.source, list(counts.items())
         for at in range(0, len(rows), CHUNK):
             chunk = rows[at:at + CHUNK]
-            db.execute(UPSERT.format(rows=",".join(["(?,?,?)"] * len(chunk))),
-                       [field for row in chunk for field in row])
+            db.execute(_upsert(len(chunk)),
+                       [field for key, delta in chunk for field in (source, encoded(key), delta)])
         return Outcome(applied, counts, value)
 
     def _claim(self, db: sqlite3.Connection, batch: Batch, claims: list[bytes]) -> set[bytes]:
@@ -283,9 +290,9 @@ class SqliteStore(Store):
         fresh: set[bytes] = set()
         for at in range(0, len(claims), CHUNK):
             chunk = claims[at:at + CHUNK]
-            marks = ",".join("?" * len(chunk))
-            seen = {row[0] for row in db.execute(ids.lookup.format(marks=marks), chunk * 2)}
-            db.execute(ids.insert.format(rows=",".join(["(?)"] * len(chunk))), chunk)
+            lookup, insert = ids.sql(len(chunk))
+            seen = {row[0] for row in db.execute(lookup, chunk * 2)}
+            db.execute(insert, chunk)
             fresh.update(once for once in chunk if once not in seen)
         ids.size += len(fresh)
         return fresh
@@ -391,6 +398,12 @@ _THREAD_USAGE = getattr(resource, "RUSAGE_THREAD", None)
 _UNCOUNTED = itertools.count()  # where threads' switches are not counted: always "it waited"
 
 
+@functools.cache
+def _upsert(rows: int) -> str:
+    """The counter statement for ``rows`` counters, made once per count (at most ``CHUNK``)."""
+    return UPSERT.format(rows=",".join(["(?,?,?)"] * rows))
+
+
 def _identity(path: Path) -> tuple[int, int]:
     stat = os.stat(path)
     return stat.st_dev, stat.st_ino
@@ -430,7 +443,17 @@ class _Generations:
     def switch(self, current: int) -> None:
         self.current = current
         self.size = 0
-        # {rows}: "(?),(?),...", {marks}: "?,?,...": one statement for a batch's ids
-        self.insert = f"INSERT OR IGNORE INTO {self.table(current)} VALUES {{rows}}"
-        self.lookup = (f"SELECT id FROM {self.table(current)} WHERE id IN ({{marks}}) UNION ALL "
-                       f"SELECT id FROM {self.table(1 - current)} WHERE id IN ({{marks}})")
+        self._sql: dict[int, tuple[str, str]] = {}
+
+    def sql(self, count: int) -> tuple[str, str]:
+        """The lookup of ``count`` ids in both generations and their insert into the current
+        one, one statement each; the text made once per count (the same few counts recur)."""
+        sql = self._sql.get(count)
+        if sql is None:
+            marks, current, older = ",".join("?" * count), self.table(self.current), \
+                self.table(1 - self.current)
+            sql = self._sql[count] = (
+                f"SELECT id FROM {current} WHERE id IN ({marks}) UNION ALL "
+                f"SELECT id FROM {older} WHERE id IN ({marks})",
+                f"INSERT OR IGNORE INTO {current} VALUES {','.join(['(?)'] * count)}")
+        return sql
