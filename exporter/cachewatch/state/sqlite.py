@@ -68,8 +68,8 @@ SEEN = """CREATE TABLE IF NOT EXISTS seen_{source}_{n} (
     id BLOB PRIMARY KEY) WITHOUT ROWID"""
 PROBE = ("INSERT OR REPLACE INTO generations VALUES ('_probe', 0)")  # a write the ping makes
 BUSY = (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED: another process holds the file
-SLOW_ON_LOOP = 0.02  # two commits on the event loop slower than this ...
-OFF_LOOP_FOR = 30.0  # ... within this long move commits off it for as long
+SLOW_ON_LOOP = 0.02  # a commit on the event loop slower than this moves commits off it ...
+OFF_LOOP_FOR = 30.0  # ... for this long
 
 
 class SqliteStore(Store):
@@ -81,8 +81,8 @@ class SqliteStore(Store):
     loop share one commit (at 16 senders the commit, not the statements, was most of the
     cost). Anything that may wait goes to the
     writer thread instead: the file locked by another process, the writer busy, a
-    ``synchronous=FULL`` commit (an fsync each), and, for a while, everything after commits on
-    the loop that were slow (a disk that stalls). Checkpoints, which sync, run on the writer
+    ``synchronous=FULL`` commit (an fsync each), and, for a while, everything after a commit on
+    the loop that was slow (a disk that stalls). Checkpoints, which sync, run on the writer
     thread on a connection of their own (``ping``).
     """
 
@@ -94,7 +94,6 @@ class SqliteStore(Store):
         self._mutex = threading.Lock()  # one commit at a time, on the loop or the writer
         self._on_loop = synchronous != "full"
         self._off_loop_until = 0.0
-        self._slow_at = -OFF_LOOP_FOR  # when a commit on the loop last waited too long
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._owner = _lock(path)
@@ -180,17 +179,12 @@ class SqliteStore(Store):
         finally:
             self._mutex.release()
         took = time.monotonic() - started
-        # Slow because the thread blocked, not because another process had the CPU (on a busy
-        # machine a commit is often preempted). A block is a stalling disk, or the GIL held by
-        # another thread of this process that the machine preempted (on a busy machine, once
-        # in a while): only a second one within ``OFF_LOOP_FOR`` says the disk stalls.
+        # Slow because the disk made it wait (the thread blocked), not because another process
+        # had the CPU (on a busy machine a commit is often preempted): only then move off.
         if took > SLOW_ON_LOOP and _waits() > waits:
-            now = time.monotonic()
-            if now - self._slow_at < OFF_LOOP_FOR:
-                self._off_loop_until = now + OFF_LOOP_FOR
-                log.warning("state commits took %.0f ms: commits move off the event loop for"
-                            " %.0f s", took * 1000, OFF_LOOP_FOR, extra={"state": self.where})
-            self._slow_at = now
+            self._off_loop_until = time.monotonic() + OFF_LOOP_FOR
+            log.warning("a state commit took %.0f ms: commits move off the event loop for"
+                        " %.0f s", took * 1000, OFF_LOOP_FOR, extra={"state": self.where})
         return results
 
     def _commit(self, db: sqlite3.Connection, batches: list[Batch]
