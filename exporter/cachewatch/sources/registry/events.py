@@ -270,8 +270,12 @@ class RegistryEventCollector(Source):
                       ) -> tuple[int, dict[str, Any]]:
         envelope = _envelope()
         try:
-            payload = json.loads(raw) if source == "harbor" else \
-                await envelope.read_envelope(raw, self.settings.max_events)
+            if source == "harbor":
+                payload = json.loads(raw)
+            else:
+                payload = envelope.read_small(raw, self.settings.max_events)
+                if payload is envelope.UNDECIDED:
+                    payload = await envelope.read_envelope(raw, self.settings.max_events)
         except envelope.TooManyEvents as exc:
             self.reject(source, "too_large")
             return 413, {"error": f"{exc} (registry.max_events)"}
@@ -296,7 +300,8 @@ class RegistryEventCollector(Source):
                 changes.append(change(event, registry))
             except BadEvent as exc:
                 rejected.append({"index": index, "reason": exc.reason, "error": str(exc)})
-        refusals = [_rejection("distribution", r["reason"]) for r in rejected]
+        refusals = [_rejection("distribution", r["reason"]) for r in rejected] if rejected \
+            else []  # no comprehension's frame for the common envelope with nothing rejected
         if not changes:
             self.ledger.record_later(refusals)
             accepted = 0
