@@ -16,6 +16,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+JOIN_AT_MOST = 64 * 1024  # body bytes copied after the head at most; a larger body is sent alone
+
 
 class HeadWithBody:
     """The transport of one cycle, as the cycle uses it: ``write``, ``close``, ``is_closing``.
@@ -37,7 +39,11 @@ class HeadWithBody:
         head = self.head
         if head is not None:
             self.head = None
-            self.transport.write(head + data)
+            if len(data) > JOIN_AT_MOST:  # copying a large body costs more than a send
+                self.transport.write(head)
+                self.transport.write(data)
+            else:
+                self.transport.write(head + data)
         elif not self.started and self.cycle.response_started:
             self.started = True
             self.head = data
