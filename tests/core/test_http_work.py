@@ -28,10 +28,11 @@ from support import Exporter, settings
 
 PATH = "/webhooks/registry"
 REQUESTS = 20  # per counted batch; the fewest calls of three batches is kept
-# Python and C calls of one whole webhook request on the server, measured at 305 when this
-# guard was written (it was 392 before the timers, the dispatch and the Guard were cut): a
-# bound a little above, so a regression shows and noise (none: calls are counted) cannot.
-MAX_CALLS = 330
+# Python and C calls of one whole webhook request on the server (uvicorn's and asyncio's
+# included): 274 when this guard was written, 339 before the per-request timers, the Guard's
+# work for a web config with nothing on and the receiver's import and coroutines were cut. A
+# bound a little above: calls are counted, not timed, so only a change of work moves it.
+MAX_CALLS = 290
 
 
 def _envelope(event_id: str) -> bytes:
@@ -143,5 +144,4 @@ def test_a_webhook_request_runs_a_bounded_number_of_calls(exporter):
             for _ in range(REQUESTS):
                 client.post()
         batches.append(counts.calls / REQUESTS)
-    print(batches)
     assert min(batches) <= MAX_CALLS, batches
