@@ -13,9 +13,11 @@ de-duplication does real work), at 1 and at 16 concurrent senders.
 
 Rounds are interleaved (every receiver runs once per round, so a change in the machine's load
 hits all of them) and each ratio is taken inside a round, then the median over rounds is
-printed: the overhead rows (`row: ...`, collected by benchmarks/run_all.py), the table of every
-receiver, the part of a request each step costs (benchmarks/webhook_cost.py), and a check that
-each exporter counted every event it acknowledged.
+printed: the overhead rows (`row: ...`, collected by benchmarks/run_all.py), the same ratios
+from each server's CPU time per request (`cpu: ...`: what the two would do with a core each,
+steadier than events/s when others load the machine), the table of every receiver, the part
+of a request each step costs (benchmarks/webhook_cost.py), and a check that each exporter
+counted every event it acknowledged.
 
     python benchmarks/webhook_throughput.py [--seconds 3] [--rounds 5] [--sqlite-full]
 """
@@ -119,7 +121,8 @@ def wait_http(url: str) -> None:
     raise SystemExit(f"{url} did not come up")
 
 
-def start(stack: ExitStack, argv: list[str], env: dict[str, str] | None = None) -> None:
+def start(stack: ExitStack, argv: list[str], env: dict[str, str] | None = None) -> int:
+    """Start a server for the length of ``stack``; its pid."""
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env={**os.environ, **(env or {})})
 
@@ -131,6 +134,13 @@ def start(stack: ExitStack, argv: list[str], env: dict[str, str] | None = None) 
             proc.kill()
 
     stack.callback(stop)
+    return proc.pid
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time a process has used so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def wrk(url: str, script: Path, connections: int, seconds: int, run: str
@@ -189,20 +199,24 @@ def counted(url: str) -> float:
                if line.startswith("cachewatch_registry_blob_pulls_total{"))
 
 
-Result = tuple[float, float, int]  # events/s, p99 ms, requests
+Result = tuple[float, float, int, float]  # events/s, p99 ms, requests, server CPU us/request
 FLOOR = "cachewatch stack, bare endpoint"
 
 
-def run_rounds(targets: dict[str, str], script: Path, args: argparse.Namespace
+def run_rounds(targets: dict[str, tuple[str, int]], script: Path, args: argparse.Namespace
                ) -> dict[int, list[dict[str, Result]]]:
-    """Senders -> one dict per round: every target's result, the targets run back to back."""
+    """Senders -> one dict per round: every target's result, the targets run back to back.
+    ``targets``: label -> (URL, server pid)."""
     out: dict[int, list[dict[str, Result]]] = {1: [], 16: []}
     for round_ in range(args.rounds):  # interleaved: a load change hits every receiver
         for connections in out:
             results = {}
-            for label, url in targets.items():
-                results[label] = wrk(url + "/webhooks/registry", script, connections,
-                                     args.seconds, f"{url}-{connections}-{round_}")
+            for label, (url, pid) in targets.items():
+                used = cpu_seconds(pid)
+                rate, p99, requests = wrk(url + "/webhooks/registry", script, connections,
+                                          args.seconds, f"{url}-{connections}-{round_}")
+                cpu = (cpu_seconds(pid) - used) / max(requests, 1) * 1e6
+                results[label] = (rate, p99, requests, cpu)
             out[connections].append(results)
     return out
 
@@ -214,6 +228,13 @@ def median_ratio(rounds: list[dict[str, Result]], top: str, bottom: str) -> floa
 
 def median_rate(rounds: list[dict[str, Result]], label: str) -> float:
     return statistics.median(r[label][0] for r in rounds)
+
+
+def median_cpu_ratio(rounds: list[dict[str, Result]], top: str, bottom: str) -> float:
+    """The median over rounds of ``bottom``'s server CPU per request over ``top``'s: the
+    events/s ratio the two would have with a core each to themselves (steadier than events/s
+    on a machine that others load)."""
+    return statistics.median(r[bottom][3] / r[top][3] for r in rounds)
 
 
 def print_rows(by_senders: dict[int, list[dict[str, Result]]]) -> None:
@@ -232,6 +253,14 @@ def print_rows(by_senders: dict[int, list[dict[str, Result]]]) -> None:
               f"{median_ratio(runs, memory, bare):.2f}x (goal >= 0.8x) [memory state "
               f"{median_rate(runs, memory):.0f} events/s, bare uvicorn "
               f"{median_rate(runs, bare):.0f}/s; median of {rounds} interleaved rounds]")
+    for senders, label in ((1, "1 sender"), (16, "16 senders")):
+        runs = by_senders[senders]
+        print(f"cpu, {label}: server CPU per request, bare uvicorn / cachewatch: memory state "
+              f"{median_cpu_ratio(runs, memory, bare):.2f}x, HTTP stack with a bare endpoint "
+              f"{median_cpu_ratio(runs, FLOOR, bare):.2f}x [bare "
+              f"{statistics.median(r[bare][3] for r in runs):.0f} us, memory "
+              f"{statistics.median(r[memory][3] for r in runs):.0f} us; median of {rounds} "
+              f"rounds]")
     one, many = by_senders[1], by_senders[16]
     print(f"row: sqlite state / memory = {median_ratio(one, sqlite, memory):.2f}x "
           f"(goal >= 0.8x) [1 sender: sqlite {median_rate(one, sqlite):.0f} events/s, memory "
@@ -245,17 +274,18 @@ def print_rows(by_senders: dict[int, list[dict[str, Result]]]) -> None:
 
 
 def print_table(by_senders: dict[int, list[dict[str, Result]]]) -> None:
-    print(f"{'senders':<9}{'receiver':<34}{'events/s':>10}{'p99 ms':>9}{'/ bare':>8}"
-          f"{'/ memory':>10}")
+    print(f"{'senders':<9}{'receiver':<34}{'events/s':>10}{'p99 ms':>9}{'CPU us':>8}"
+          f"{'/ bare':>8}{'/ memory':>10}")
     for senders, runs in by_senders.items():
         for index, label in enumerate(runs[0]):
             rate = median_rate(runs, label)
             p99 = statistics.median(r[label][1] for r in runs)
+            cpu = statistics.median(r[label][3] for r in runs)
             over_bare = median_ratio(runs, label, "bare uvicorn (ceiling)")
             over_memory = (f"{median_ratio(runs, label, 'cachewatch, memory://'):>10.2f}"
                            if label.startswith("cachewatch") else "")
             print(f"{senders if index == 0 else '':<9}{label:<34}{rate:>10.0f}{p99:>9.2f}"
-                  f"{over_bare:>8.2f}{over_memory}")
+                  f"{cpu:>8.0f}{over_bare:>8.2f}{over_memory}")
 
 
 def main() -> None:
@@ -274,20 +304,22 @@ def main() -> None:
         script.write_text(LUA)
         bare_port = free_port()
         (tmp / "bare.py").write_text(BARE)
-        start(stack, [sys.executable, str(tmp / "bare.py"), str(bare_port)])
+        bare_pid = start(stack, [sys.executable, str(tmp / "bare.py"), str(bare_port)])
         bare = f"http://127.0.0.1:{bare_port}"
         floor_port = free_port()
         (tmp / "stack.py").write_text(STACK)
-        start(stack, [sys.executable, str(tmp / "stack.py"), str(floor_port)])
+        floor_pid = start(stack, [sys.executable, str(tmp / "stack.py"), str(floor_port)])
         floor = f"http://127.0.0.1:{floor_port}"
         receivers: dict[str, str] = {}
+        pids: dict[str, int] = {}
         chosen, redis_url = stores(stack, tmp, args.sqlite_full)
         for name, state in chosen.items():
             port = free_port()
             full = {"CACHEWATCH_STATE__SQLITE_SYNCHRONOUS": "full"} if "full" in name else None
-            start(stack, [sys.executable, "-m", "cachewatch", "serve", "--listen-address",
-                          "127.0.0.1", "--port", str(port), "--disable-collector", "redis",
-                          "--log-level", "warning", *state], env=full)
+            pids[name] = start(stack, [
+                sys.executable, "-m", "cachewatch", "serve", "--listen-address", "127.0.0.1",
+                "--port", str(port), "--disable-collector", "redis", "--log-level", "warning",
+                *state], env=full)
             receivers[name] = f"http://127.0.0.1:{port}"
         wait_http(bare + "/")
         wait_http(floor + "/healthz")
@@ -296,8 +328,9 @@ def main() -> None:
         print(f"one event per envelope, {args.seconds}s per run, medians of {args.rounds} "
               f"interleaved rounds, wrk on the same {os.cpu_count()} cores (load average now "
               f"{os.getloadavg()[0]:.1f})")
-        targets = {"bare uvicorn (ceiling)": bare, FLOOR: floor,
-                   **{f"cachewatch, {name}": url for name, url in receivers.items()}}
+        targets = {"bare uvicorn (ceiling)": (bare, bare_pid), FLOOR: (floor, floor_pid),
+                   **{f"cachewatch, {name}": (url, pids[name])
+                      for name, url in receivers.items()}}
         by_senders = run_rounds(targets, script, args)
         print_rows(by_senders)
         print_table(by_senders)

@@ -219,7 +219,8 @@ class RawReceiver:
             body: bytes = message.get("body", b"")
             if len(body) > self.limit:
                 return await self._refuse(send, "too_large")
-            budget.grow(len(body))
+            if len(body) > budget.held:  # not within its declared length's share already
+                budget.grow(len(body))
             return body
         chunks = bytearray()
         while True:

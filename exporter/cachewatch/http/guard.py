@@ -31,7 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .budget import SCOPE_KEY, BodyBudget
+from .budget import HELD_KEY, SCOPE_KEY, BodyBudget
 from .refusals import RefusalLog
 from .webconfig import WebConfig
 
@@ -159,26 +159,39 @@ class Guard:
         self.auth = BasicAuth()
         self.budget = budget
         self._bucket: tuple[tuple[float, int], TokenBucket] | None = None
+        self._config: WebConfig | None = None  # the config ``_passes`` was worked out for
+        self._passes = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if self.budget is None:
-            await self._guarded(scope, receive, send)
-            return
-        scope[SCOPE_KEY] = self.budget
+        budget = self.budget
+        if budget is not None:
+            scope[SCOPE_KEY] = budget
         try:
-            await self._guarded(scope, receive, send)
+            if _two_authorizations(scope["headers"]):
+                self.refusals.refused("bad_request", "request with two Authorization headers")
+                await _plain(send, 400, b"Bad Request: more than one Authorization header\n",
+                             [(b"connection", b"close")])
+            elif self._passes_through():
+                await self.app(scope, receive, send)
+            else:
+                await self._guarded(scope, receive, send)
         finally:
-            self.budget.give_back(scope)
+            if budget is not None and HELD_KEY in scope:
+                budget.give_back(scope)
+
+    def _passes_through(self) -> bool:
+        """Whether the web config in force turns none of headers, rate limit and users on:
+        then a request passes straight through. Read again whenever the file was reloaded."""
+        config = self.web.current
+        if config is not self._config:
+            self._config = config
+            self._passes = not (config.headers or config.rate_interval > 0 or config.users)
+        return self._passes
 
     async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if sum(name == b"authorization" for name, _ in scope["headers"]) > 1:
-            self.refusals.refused("bad_request", "request with two Authorization headers")
-            await _plain(send, 400, b"Bad Request: more than one Authorization header\n", [
-                (b"connection", b"close")])
-            return
         config = self.web.current
         if config.headers:
             send = _with_headers(send, config.headers)
@@ -218,6 +231,17 @@ class Guard:
         if self._bucket is None or self._bucket[0] != wanted:
             self._bucket = (wanted, TokenBucket(*wanted))
         return self._bucket[1]
+
+
+def _two_authorizations(headers: Iterable[tuple[bytes, bytes]]) -> bool:
+    """Whether a request carries more than one ``Authorization`` header."""
+    seen = False
+    for name, _ in headers:
+        if name == b"authorization":
+            if seen:
+                return True
+            seen = True
+    return False
 
 
 def _with_headers(send: Send, extra: tuple[tuple[bytes, bytes], ...]) -> Send:

@@ -36,9 +36,11 @@ import httptools
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from .deadlines import NEVER, Sweep, interval
 from .guard import LiveWebConfig
 from .refusals import RefusalLog
 from .webconfig import WebConfigError, load, load_certificate, peer_allowed
+from .writes import HeadWithBody
 
 log = logging.getLogger("cachewatch.web")
 
@@ -48,11 +50,14 @@ FD_RESERVE = 128
 RELOAD_INTERVAL = 5.0
 # Body bytes read and thrown away after an early answer before the connection is closed instead.
 DRAIN_LIMIT = 1 << 20
+# What a connection's deadline times (``GuardedProtocol._cause``); the first two are refusals.
+HEADER_TIMEOUT, BODY_TIMEOUT, KEEPALIVE = "header_timeout", "body_timeout", "keepalive"
 
 
 @dataclass
 class Limits:
-    """What every connection of one server shares: limits, refusal log, the idle queue."""
+    """What every connection of one server shares: limits, refusal log, the idle queue and the
+    sweep that ends connections past their deadline."""
 
     header_timeout: float = 10.0
     body_timeout: float = 60.0
@@ -60,18 +65,29 @@ class Limits:
     max_connections: int = 1024
     refusals: RefusalLog = field(default_factory=RefusalLog)
     allowed_sans: list[str] | None = None
+    keepalive_timeout: float = 5.0
     # Connections waiting for a request, oldest first: the ones shed at the cap.
     waiting: OrderedDict[GuardedProtocol, None] = field(default_factory=OrderedDict)
+    sweep: Sweep = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.sweep = Sweep(interval(self.header_timeout, self.body_timeout,
+                                    self.keepalive_timeout))
 
 
 class GuardedProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with header/body timeouts, a head size limit, a connection
-    cap that sheds idle connections first, and quiet refusals."""
+    cap that sheds idle connections first, and quiet refusals.
+
+    Timeouts are deadlines the server's sweep checks (``deadlines``), uvicorn's keep-alive
+    timeout included: a keep-alive request arms and cancels no timer. An answer's head is
+    written with its body (``writes``)."""
 
     def __init__(self, config: ServingConfig, *args: Any, **kwargs: Any) -> None:
         super().__init__(config, *args, **kwargs)
         self.limits = config.limits
-        self._timer: asyncio.TimerHandle | None = None
+        self.deadline = NEVER  # when the current phase (``_cause``) must be over
+        self._cause = ""
         self._awaiting = False
         self._head_bytes = 0
         self._draining: int | None = None  # body bytes thrown away after an early answer
@@ -93,17 +109,20 @@ class GuardedProtocol(HttpToolsProtocol):
                 return
             victim._close()
         self._await_request()
-        self._arm(limits.header_timeout, "header_timeout")
+        self._arm(limits.header_timeout, HEADER_TIMEOUT)
+        limits.sweep.watch(self, self.loop)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        self.limits.sweep.forget(self)
         self.limits.waiting.pop(self, None)
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        self._unset_keepalive_if_required()
         if self._awaiting:
             self._head_bytes += len(data)
+            if self._cause == KEEPALIVE:  # a keep-alive request begins: timed from here
+                self._arm(self.limits.header_timeout, HEADER_TIMEOUT)
         elif self._draining is not None:
             self._draining += len(data)
             if self._draining > DRAIN_LIMIT:
@@ -125,16 +144,20 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        if not self._awaiting:  # a keep-alive request begins: its head is timed from here
+        if not self._awaiting:  # a pipelined request begins: its head is timed from here
             self._await_request()
-        if self._timer is None:
-            self._arm(self.limits.header_timeout, "header_timeout")
+        if not self._cause:
+            self._arm(self.limits.header_timeout, HEADER_TIMEOUT)
 
     def on_headers_complete(self) -> None:
         self._awaiting = False
         self.limits.waiting.pop(self, None)
-        self._arm(self.limits.body_timeout, "body_timeout")
+        self._arm(self.limits.body_timeout, BODY_TIMEOUT)
+        previous = self.cycle
         super().on_headers_complete()
+        cycle = self.cycle
+        if cycle is not previous and self.scope["method"] != "HEAD":
+            cycle.transport = HeadWithBody(self.transport, cycle)  # type: ignore[assignment]
 
     def on_message_complete(self) -> None:
         self._disarm()
@@ -143,15 +166,25 @@ class GuardedProtocol(HttpToolsProtocol):
             self._draining = None
             if not self.transport.is_closing():
                 self._await_request()
+                self._arm(self.timeout_keep_alive, KEEPALIVE)
 
     def on_response_complete(self) -> None:
-        super().on_response_complete()
-        if self.transport.is_closing() or not self.cycle.response_complete:
+        """uvicorn's, with the keep-alive wait a deadline instead of a timer."""
+        self.server_state.total_requests += 1
+        if self.transport.is_closing():
+            return
+        self.flow.resume_reading()
+        if self.pipeline:
+            cycle, app = self.pipeline.pop()
+            self._start_asgi_task(cycle, app)
+        if not self.cycle.response_complete:
             return
         if self.cycle.more_body:  # answered before its body was read: drain the rest first
             self._draining = 0
         else:
             self._await_request()  # idle between requests (none pipelined): first to go
+            if not self.pipeline:
+                self._arm(self.timeout_keep_alive, KEEPALIVE)
 
     def _unsupported_upgrade_warning(self) -> None:
         """uvicorn logs a warning per ``Upgrade`` request; a client must not fill the log."""
@@ -162,20 +195,21 @@ class GuardedProtocol(HttpToolsProtocol):
         self.limits.waiting[self] = None
 
     def _arm(self, seconds: float, cause: str) -> None:
-        self._disarm()
-        self._timer = self.loop.call_later(seconds, self._expire, cause)
+        self.deadline = self.loop.time() + seconds
+        self._cause = cause
 
     def _disarm(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self.deadline = NEVER
+        self._cause = ""
 
-    def _expire(self, cause: str) -> None:
-        self._timer = None
+    def expire(self) -> None:
+        """The sweep found the current phase over its timeout: close, counting a slow
+        client (not an idle one: a connection that never began a request, or kept alive)."""
+        cause = self._cause
+        self._disarm()
         if self.transport.is_closing():
             return
-        # A connection that never began a request is an idle one, not a slow client.
-        if cause == "body_timeout" or self._head_bytes:
+        if cause == BODY_TIMEOUT or (cause == HEADER_TIMEOUT and self._head_bytes):
             self.limits.refusals.refused(cause, f"request not received within web.{cause}")
         self._close()
 
@@ -285,7 +319,8 @@ def make_server(app: Any, host: str, port: int, web: Any, live: LiveWebConfig,
         header_timeout=web.header_timeout, body_timeout=web.body_timeout,
         max_header_bytes=web.max_header_bytes,
         max_connections=connection_cap(web.max_connections, raise_open_file_limit()),
-        refusals=refusals, allowed_sans=tls.client_allowed_sans if tls else None)
+        refusals=refusals, allowed_sans=tls.client_allowed_sans if tls else None,
+        keepalive_timeout=web.keepalive_timeout)
     if tls is not None:
         # uvicorn passes no handshake timeout to asyncio, whose default is 60 s: a client
         # that opens TLS connections and stays silent would hold each one that long.

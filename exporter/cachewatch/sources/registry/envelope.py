@@ -30,6 +30,7 @@ WHOLE_BYTES = 64 * 1024  # envelopes up to this size are decoded in one call
 _DECODER = json.JSONDecoder()
 _WHOLE = msgspec.json.Decoder().decode
 _SPACE = " \t\n\r"
+UNDECIDED: Any = object()  # ``read_small`` leaves the envelope to ``read_envelope``
 
 
 class TooManyEvents(ValueError):
@@ -39,17 +40,24 @@ class TooManyEvents(ValueError):
 async def read_envelope(raw: bytes, max_events: int) -> Any:
     """The decoded envelope (a dict whose ``events`` is a list, or any other JSON value, left
     for the caller to refuse); raises ``TooManyEvents`` or ``ValueError``."""
-    if len(raw) <= WHOLE_BYTES:
-        try:
-            payload = _WHOLE(raw)
-        except msgspec.DecodeError:
-            pass  # maybe valid for json.loads (NaN, big integers, lone surrogates): ask it
-        else:
-            events = payload.get("events") if isinstance(payload, dict) else None
-            if isinstance(events, list) and len(events) > max_events:
-                raise TooManyEvents(f"more than {max_events} events in one envelope")
-            return payload
-    return await _incremental(raw, max_events)
+    payload = read_small(raw, max_events)
+    return payload if payload is not UNDECIDED else await _incremental(raw, max_events)
+
+
+def read_small(raw: bytes, max_events: int) -> Any:
+    """``read_envelope`` of a small envelope in one call, with no coroutine (the hot path);
+    ``UNDECIDED`` for one that is too large or that msgspec refuses (``read_envelope``
+    decides)."""
+    if len(raw) > WHOLE_BYTES:
+        return UNDECIDED
+    try:
+        payload = _WHOLE(raw)
+    except msgspec.DecodeError:
+        return UNDECIDED  # maybe valid for json.loads (NaN, big integers, lone surrogates)
+    events = payload.get("events") if isinstance(payload, dict) else None
+    if isinstance(events, list) and len(events) > max_events:
+        raise TooManyEvents(f"more than {max_events} events in one envelope")
+    return payload
 
 
 async def _incremental(raw: bytes, max_events: int) -> Any:
