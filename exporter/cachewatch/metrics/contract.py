@@ -20,13 +20,12 @@ from prometheus_client.metrics_core import (
     GaugeMetricFamily,
     InfoMetricFamily,
     Metric,
-    SummaryMetricFamily,
 )
 from prometheus_client.samples import Sample
 
 from . import series
 from .children import UNSET as _UNSET
-from .children import Child, HistogramFamily, nonempty
+from .children import WITH_CHILDREN, Child, HistogramFamily, SummaryFamily, nonempty
 from .series import SERIES
 
 # What a source's contract module re-exports (``from ...metrics.contract import *``).
@@ -257,7 +256,7 @@ def _family(spec: MetricSpec) -> Metric:
     if spec.kind is Kind.HISTOGRAM:
         return HistogramFamily(spec.name, spec.help, labels=spec.labels)
     if spec.kind is Kind.SUMMARY:
-        return SummaryMetricFamily(spec.name, spec.help, labels=spec.labels)
+        return SummaryFamily(spec.name, spec.help, labels=spec.labels)
     return InfoMetricFamily(spec.family_name, spec.help, labels=spec.labels)
 
 
@@ -284,7 +283,7 @@ class Families:
         fam = self._families[name]
         if name in self._borrowed:
             self._borrowed.discard(name)
-            fam = self._families[name] = fam.copy() if isinstance(fam, HistogramFamily) \
+            fam = self._families[name] = fam.copy() if isinstance(fam, WITH_CHILDREN) \
                 else _copy(fam, list(fam.samples))
         return fam
 
@@ -351,7 +350,8 @@ class Families:
         fam, values = self._get(spec, labels)
         child = series.child(spec.name + "_bucket", spec.name,
                              tuple(zip(spec.labels, values, strict=True)), "le", edges)
-        made = Child(spec.name + "_bucket", child, counts, sum_value, float(edges[0]) >= 0)
+        made = Child(spec.name + "_bucket", child, counts, counts[-1], sum_value,
+                     float(edges[0]) >= 0)
         if isinstance(fam, HistogramFamily):
             fam.add_child(made)
         else:  # a family another collector made, merged in first
@@ -365,17 +365,18 @@ class Families:
         sum_value: float,
         quantiles: Mapping[str, float],
     ) -> None:
-        """Add one summary child with precomputed quantiles (``{"0.99": seconds, ...}``)."""
+        """Add one summary child with precomputed quantiles (``{"0.99": seconds, ...}``):
+        the quantiles' samples, then the ``_count`` and ``_sum`` ones
+        ``SummaryMetricFamily.add_metric`` makes, kept as one child (``children.Child``)."""
         fam, values = self._get(spec, labels)
-        new, name = tuple.__new__, fam.name
-        points, count_labels, sum_labels, _ = series.child(
-            name, name, tuple(zip(spec.labels, values, strict=True)), "quantile",
-            tuple(quantiles))
-        fam.samples.extend([new(Sample, (name, labels, value, *_UNSET))
-                            for labels, value in zip(points, quantiles.values(), strict=True)])
-        # The _count and _sum samples SummaryMetricFamily.add_metric makes.
-        fam.samples.append(new(Sample, (name + "_count", count_labels, count, *_UNSET)))
-        fam.samples.append(new(Sample, (name + "_sum", sum_labels, sum_value, *_UNSET)))
+        name = fam.name
+        child = series.child(name, name, tuple(zip(spec.labels, values, strict=True)),
+                             "quantile", tuple(quantiles))
+        made = Child(name, child, list(quantiles.values()), count, sum_value, True)
+        if isinstance(fam, SummaryFamily):
+            fam.add_child(made)
+        else:  # a family another collector made, merged in first
+            fam.samples.extend(made.samples())
 
     def extend(self, metrics: Iterable[Metric]) -> None:
         """Merge already-built families (another target's, another collector's, or a
@@ -391,7 +392,7 @@ class Families:
                 continue
             if name in borrowed:
                 fam = self._own(name)
-            if isinstance(fam, HistogramFamily):
+            if isinstance(fam, WITH_CHILDREN):
                 fam.merge(metric)
             else:
                 fam.samples.extend(metric.samples)

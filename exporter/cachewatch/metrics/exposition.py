@@ -25,7 +25,7 @@ from prometheus_client.utils import floatToGoString
 from .. import __version__
 from ..collectors.target_collector import BaseTargetCollector
 from . import contract
-from .children import HistogramFamily
+from .children import WITH_CHILDREN
 from .contract import Families, Kind
 from .labels import safe_text
 from .series import SeriesLabels, escape, series
@@ -202,7 +202,7 @@ def _openmetrics(registry: Collector, fallback: Callable[[Collector], bytes]) ->
     append = out.append
     for metric in metrics:
         append(_header(metric))
-        if metric.__class__ is HistogramFamily:  # its children follow its samples
+        if metric.__class__ in WITH_CHILDREN:  # its children follow its samples
             samples, children = metric._samples, metric.children  # type: ignore[attr-defined]
         else:
             samples, children = metric.samples, ()
