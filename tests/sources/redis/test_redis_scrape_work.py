@@ -51,14 +51,26 @@ def test_commandstats_is_parsed_once_and_the_keyspace_summed_once(monkeypatch):
     monkeypatch.setattr(signals, "parse_nested", lambda value: nested.append(value)
                         or real(value))
     histogram = json.loads((REDIS / "latency-histogram.json").read_text())
+    families._keyspace.cache_clear()  # other tests read these lines too
+    families._percentiles.cache_clear()
     out = Families()
     assert families.add_info(out, "work-guard", fields, stats)
     families.add_histograms(out, "work-guard", _parsed(_wire(histogram)), stats, LabelCap(10))
     databases = [key for key in fields if key.startswith("db")]
     latencies = [key for key in fields if key.startswith("latency_percentiles_usec_")]
-    # one per database line and one per latencystats line: none for commandstats, none again
-    # for the doctor's keyspace
-    assert len(nested) == len(databases) + len(latencies) == 2 + 7
+    assert len(databases) + len(latencies) == 2 + 7
+    # one per distinct database line and latencystats line (two commands of this server have
+    # the same percentiles): none for commandstats, none again for the doctor's keyspace
+    assert sorted(nested) == sorted({fields[key] for key in (*databases, *latencies)})
+    assert len(nested) == 8
+    # a line the last read saw is not parsed again; a line that moved is
+    nested.clear()
+    moved = {**fields, "db0": fields["db0"].replace("keys=", "keys=1")}
+    again = Families()
+    assert families.add_info(again, "work-guard", moved, stats)
+    assert nested == [moved["db0"]]
+    keys = next(m for m in again if m.name == "cachewatch_redis_db_keys")
+    assert keys.samples[0].value == float("1" + fields["db0"].split("keys=")[1].split(",")[0])
 
 
 def test_a_latency_histogram_reply_is_read_in_a_bounded_number_of_calls():
