@@ -81,17 +81,18 @@ def _command(fields: Mapping | list) -> CommandLatency:
                     if flat.__class__ is list else
                     ((int(k), float(v)) for k, v in _pairs(flat)))
     # Each edge carries the count of the last key at or below it (cumulative: a key's count
-    # holds up to the next key): the last key of each edge, then carried up the ladder.
-    last: list[float | None] = [None] * len(EDGES)
-    for usec, value in points:
-        if (index := edge_index(usec)) < len(last):
-            last[index] = value
+    # holds up to the next key). Keys come in ascending order, so their edges do too: the
+    # edges up to a key's own carry the count before it, a run at a time, not edge by edge.
     cumulative: list[float] = []
-    count = 0.0
-    for value in last:
-        if value is not None:
-            count = value
-        cumulative.append(count)
+    count, filled, edges = 0.0, 0, len(EDGES)
+    for usec, value in points:
+        if (index := edge_index(usec)) >= edges:
+            break  # past the ladder's last edge: so are the keys after it
+        if index > filled:
+            cumulative += [count] * (index - filled)
+            filled = index
+        count = value
+    cumulative += [count] * (edges - filled)
     return CommandLatency(calls, cumulative)
 
 
