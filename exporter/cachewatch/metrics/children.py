@@ -132,10 +132,3 @@ class SummaryFamily(_Children, SummaryMetricFamily):  # type: ignore[misc]
 
 # The families the encoder writes children of (``Child.text``).
 WITH_CHILDREN = (HistogramFamily, SummaryFamily)
-
-
-def nonempty(metric: Metric) -> bool:
-    """Whether ``metric`` holds a sample, without making a ``HistogramFamily``'s."""
-    if metric.__class__ in WITH_CHILDREN:
-        return bool(metric._samples or metric.children)  # type: ignore[attr-defined]
-    return bool(metric.samples)

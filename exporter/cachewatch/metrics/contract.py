@@ -25,7 +25,7 @@ from prometheus_client.samples import Sample
 
 from . import series
 from .children import UNSET as _UNSET
-from .children import WITH_CHILDREN, Child, HistogramFamily, SummaryFamily, nonempty
+from .children import WITH_CHILDREN, Child, HistogramFamily, SummaryFamily
 from .series import SERIES
 
 # What a source's contract module re-exports (``from ...metrics.contract import *``).
@@ -102,6 +102,8 @@ class MetricSpec:
     # The name prometheus_client wants (it appends ``_total`` / ``_info`` itself), which is
     # also the name ``Families`` collects the family under: set once, read for every sample.
     family_name: str = field(init=False, repr=False, compare=False)
+    # An info family's samples are always 1, whatever value is added.
+    is_info: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not _LEGACY_NAME.match(self.name) or not all(map(_LEGACY_NAME.match, self.labels)):
@@ -114,6 +116,7 @@ class MetricSpec:
             raise ValueError(f"{self.name}: info metrics end in _info")
         suffix = {Kind.COUNTER: "_total", Kind.INFO: "_info"}.get(self.kind, "")
         object.__setattr__(self, "family_name", self.name.removesuffix(suffix))
+        object.__setattr__(self, "is_info", self.kind is Kind.INFO)
 
 
 SPECS: dict[str, MetricSpec] = {}
@@ -306,25 +309,31 @@ class Families:
         series' labels are looked up in ``series``' table directly.
         """
         name = spec.name
-        items = tuple(labels.items())
-        known = SERIES.get((name, items))
+        known = SERIES.get((name, tuple(labels.items())))
         if known is None:  # a series seen before had its label names checked then
             if tuple(labels) != spec.labels:
                 raise ValueError(f"{name} takes labels {spec.labels}, got {tuple(labels)}")
-            known = series.series(name, items)
-        key = spec.family_name
-        fam = self._families.get(key)
-        if fam is None:
-            if spec.kind in (Kind.HISTOGRAM, Kind.SUMMARY):
-                raise ValueError(f"{name} is a {spec.kind}: use add_{spec.kind}")
-            fam = self._families[key] = family(spec)
-        elif self._borrowed and key in self._borrowed:
-            fam = self._own(key)
+            known = series.series(name, tuple(labels.items()))
+        fam = self._families.get(spec.family_name)
+        if fam is None or self._borrowed:
+            fam = self._for_add(spec)
         # The sample name is the spec's: counters end in _total and info in _info already.
         # tuple.__new__ skips the namedtuple's Python-level constructor (same object); the
         # labels are the series' shared ``SeriesLabels``, rendered once.
         fam.samples.append(tuple.__new__(Sample, (
-            name, known, 1 if spec.kind is Kind.INFO else value, *_UNSET)))
+            name, known, 1 if spec.is_info else value, *_UNSET)))
+
+    def _for_add(self, spec: MetricSpec) -> Metric:
+        """The family ``add`` appends to: made now, or owned first if borrowed."""
+        key = spec.family_name
+        fam = self._families.get(key)
+        if fam is None:
+            if spec.kind in (Kind.HISTOGRAM, Kind.SUMMARY):
+                raise ValueError(f"{spec.name} is a {spec.kind}: use add_{spec.kind}")
+            fam = self._families[key] = family(spec)
+        elif key in self._borrowed:
+            fam = self._own(key)
+        return fam
 
     def add_histogram(
         self,
@@ -400,7 +409,9 @@ class Families:
     def __iter__(self) -> Iterator[Metric]:
         """Families with at least one sample: an empty family is only noise in the output.
         Readers must not change them: some are borrowed (see the class)."""
-        return (f for f in self._families.values() if nonempty(f))
+        return (f for f in self._families.values()
+                if (f._samples or f.children  # type: ignore[attr-defined]
+                    if f.__class__ in WITH_CHILDREN else f.samples))
 
 
 def markdown_table(specs: Iterable[MetricSpec]) -> str:

@@ -210,8 +210,13 @@ def _openmetrics(registry: Collector, fallback: Callable[[Collector], bytes]) ->
             if timestamp is not None or exemplar or native_histogram:
                 return fallback(_Fixed(metrics))
             # floatToGoString, inlined: between -1e6 and 1e6 Go and Python write floats alike
-            number = repr(value) if value.__class__ is float and -1e6 < value < 1e6 \
-                else floatToGoString(value)
+            # (an int as the float it is written as: counters kept as ints)
+            if value.__class__ is float and -1e6 < value < 1e6:
+                number = repr(value)
+            elif value.__class__ is int and -1_000_000 < value < 1_000_000:
+                number = repr(float(value))
+            else:
+                number = floatToGoString(value)
             if labels.__class__ is SeriesLabels and labels.name == name:
                 append(labels.text + number + "\n")
             elif labels:
