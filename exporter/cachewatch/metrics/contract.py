@@ -315,7 +315,7 @@ class Families:
                 raise ValueError(f"{name} takes labels {spec.labels}, got {tuple(labels)}")
             known = series.series(name, tuple(labels.items()))
         fam = self._families.get(spec.family_name)
-        if fam is None or self._borrowed:
+        if fam is None or (self._borrowed and spec.family_name in self._borrowed):
             fam = self._for_add(spec)
         # The sample name is the spec's: counters end in _total and info in _info already.
         # tuple.__new__ skips the namedtuple's Python-level constructor (same object); the
