@@ -13,7 +13,7 @@ import pstats
 from cachewatch.metrics.cardinality import LabelCap
 from cachewatch.metrics.contract import Families
 from cachewatch.resp import Replies
-from cachewatch.sources.redis import families, info
+from cachewatch.sources.redis import families, histogram, info
 from cachewatch.sources.redis.doctor import signals
 
 from support import FIXTURES
@@ -88,3 +88,30 @@ def test_a_latency_histogram_reply_is_read_in_a_bounded_number_of_calls():
     assert len(parsed) == 20
     calls = pstats.Stats(profile).total_calls  # type: ignore[attr-defined]
     assert calls < 400, f"{calls} calls for one LATENCY HISTOGRAM reply"
+
+
+def _ladders(commands: dict) -> dict:
+    return {name: (latency.calls, latency.cumulative) for name, latency in commands.items()}
+
+
+def test_a_latency_histogram_reply_is_read_straight_from_the_wire_as_the_parser_reads_it():
+    """``histogram.scan``: one match per command instead of the general RESP parser's five
+    parses and a list; what it reads is what the general path reads, and anything it cannot
+    read whole (a reply not all received, an error) is left to the general parser."""
+    wire = _wire(json.loads((REDIS / "latency-histogram.json").read_text()))
+    expected = _ladders(histogram.parse_latency_histogram(_parsed(wire)))
+    assert len(expected) == 7  # commands of the captured reply
+    profile = cProfile.Profile()
+    profile.enable()
+    read = histogram.scan(wire + b"+PONG\r\n")  # a reply after it is not read
+    profile.disable()
+    assert read is not None
+    assert read[1] == len(wire)
+    assert _ladders(read[0]) == expected
+    assert histogram.parse_latency_histogram(read[0]) is read[0]
+    calls = pstats.Stats(profile).total_calls  # type: ignore[attr-defined]
+    assert calls < 20 * len(expected), f"{calls} calls for one reply"  # 117 when written
+    assert [cut for cut in range(len(wire)) if histogram.scan(wire[:cut]) is not None] == []
+    assert histogram.scan(b"-NOPERM this user has no permissions\r\n") is None
+    odd = wire.replace(b"$5\r\ncalls", b"$5\r\nCALLS", 1)  # not the shape: the parser reads it
+    assert histogram.scan(odd) is None
