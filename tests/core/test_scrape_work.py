@@ -97,14 +97,15 @@ def test_a_histogram_child_is_written_without_making_its_samples(monkeypatch):
 
 
 def test_a_scrape_of_ten_command_histograms_stays_within_its_calls_and_memory():
-    """Before the children were kept whole: 911 calls and 78 KB beyond the body."""
+    """Before the children were kept whole: 911 calls and 78 KB beyond the body; 310 calls
+    before summaries were children too."""
     _scrape(1.0, COMMANDS)
     profile = cProfile.Profile()
     profile.enable()
     body = _scrape(1.0, COMMANDS)
     profile.disable()
     calls = pstats.Stats(profile).total_calls  # type: ignore[attr-defined]
-    assert calls < 450, f"{calls} calls for one scrape"
+    assert calls < 330, f"{calls} calls for one scrape"  # 303 with summaries as children
     gc.collect()
     tracemalloc.start()
     try:

@@ -1,21 +1,22 @@
-"""Histogram children kept as their counts and written to text in one step, samples made only
-when something other than the OpenMetrics encoder reads the family.
+"""Histogram and summary children kept as their values and written to text in one step,
+samples made only when something other than the OpenMetrics encoder reads the family.
 
 A histogram child is 20 to 30 samples (a source's per-command latency with ten commands: 240
-lines on every scrape). Made into sample tuples, merged, unpacked and formatted one by one, they
-were the largest part of a scrape's CPU. ``HistogramFamily`` keeps each child added through
-``Families.add_cumulative`` as one ``Child`` (the counts read from the source at this scrape,
-and the series' labels rendered when they were first seen) and the encoder writes its lines from
-those (``Child.text``). Any other reader of ``samples`` (the status page, the text-format
-encoder, a test) gets the very samples ``HistogramMetricFamily.add_metric`` would have made, in
-the order they were added.
+lines on every scrape), a summary child a few quantiles, ``_count`` and ``_sum``. Made into
+sample tuples, merged, unpacked and formatted one by one, they were the largest part of a
+scrape's CPU. ``HistogramFamily`` and ``SummaryFamily`` keep each child added through
+``Families.add_cumulative`` or ``Families.add_summary`` as one ``Child`` (the values read from the
+source at this scrape, and the series' labels rendered when they were first seen) and the
+encoder writes its lines from those (``Child.text``). Any other reader of ``samples`` (the status
+page, the text-format encoder, a test) gets the very samples ``HistogramMetricFamily.add_metric``
+(or ``Families.add_summary``, before children) would have made, in the order they were added.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from prometheus_client.metrics_core import HistogramMetricFamily, Metric
+from prometheus_client.metrics_core import HistogramMetricFamily, Metric, SummaryMetricFamily
 from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
 
@@ -35,31 +36,34 @@ def number(value: float) -> str:
 
 
 class Child:
-    """One histogram child: its cumulative counts per ``le`` (``+Inf`` last) and its sum, with
-    the series' rendered labels and line template (``series.child``)."""
+    """One histogram or summary child: the value of each point (a histogram's cumulative count
+    per ``le``, ``+Inf`` last; a summary's quantiles), its count and its sum, with the series'
+    rendered labels and line template (``series.child``)."""
 
-    __slots__ = ("bucket", "counts", "labels", "sum_value", "totals")
+    __slots__ = ("count", "labels", "points", "sample", "sum_value", "totals")
 
-    def __init__(self, bucket: str, labels: series.Child, counts: Sequence[float],
-                 sum_value: float, totals: bool) -> None:
-        """``totals``: whether ``_count`` and ``_sum`` follow the buckets (not when an edge is
-        negative, as ``HistogramMetricFamily`` decides)."""
-        if len(counts) != len(labels[0]):
-            raise ValueError(f"{len(labels[0])} buckets, {len(counts)} counts")
-        self.bucket = bucket
+    def __init__(self, sample: str, labels: series.Child, points: Sequence[float],
+                 count: float, sum_value: float, totals: bool) -> None:
+        """``sample``: the points' sample name (``<name>_bucket``, a summary's ``<name>``).
+        ``totals``: whether ``_count`` and ``_sum`` follow the points (not when a histogram
+        edge is negative, as ``HistogramMetricFamily`` decides)."""
+        if len(points) != len(labels[0]):
+            raise ValueError(f"{len(labels[0])} points, {len(points)} values")
+        self.sample = sample
         self.labels = labels
-        self.counts = counts
+        self.points = points
+        self.count = count
         self.sum_value = sum_value
         self.totals = totals
 
     def samples(self) -> list[Sample]:
-        """The samples ``HistogramMetricFamily.add_metric`` makes for this child."""
+        """The samples this child stands for, as the family's ``add_metric`` makes them."""
         new = tuple.__new__
-        buckets, count, total, _ = self.labels
-        made = [new(Sample, (self.bucket, le, value, *UNSET))
-                for le, value in zip(buckets, self.counts, strict=True)]
+        points, count, total, _ = self.labels
+        made = [new(Sample, (self.sample, labels, value, *UNSET))
+                for labels, value in zip(points, self.points, strict=True)]
         if self.totals:
-            made.append(new(Sample, (count.name, count, self.counts[-1], *UNSET)))
+            made.append(new(Sample, (count.name, count, self.count, *UNSET)))
             made.append(new(Sample, (total.name, total, self.sum_value, *UNSET)))
         return made
 
@@ -67,26 +71,24 @@ class Child:
         """The child's OpenMetrics lines, byte for byte as the encoder writes its samples: the
         values formatted by ``number``, in one ``%`` of the child's template where they can
         be (finite floats, as a histogram's counts are)."""
-        buckets, template = self.labels[0], self.labels[3]
-        counts = self.counts
         if not self.totals:
             return "".join([labels.text + number(value) + "\n"
-                            for labels, value in zip(buckets, counts, strict=True)])
-        values = [*map(float, counts), float(counts[-1]), float(self.sum_value)]
+                            for labels, value in zip(self.labels[0], self.points, strict=True)])
+        values = [*map(float, self.points), float(self.count), float(self.sum_value)]
         # A NaN makes the sum NaN, an infinity the max or min: those go through ``number``.
         if max(values) < 1e6 and min(values) > -_INF and sum(values) == sum(values):
-            return template % tuple(map(repr, values))
-        return template % tuple(map(number, values))
+            return self.labels[3] % tuple(map(repr, values))
+        return self.labels[3] % tuple(map(number, values))
 
-class HistogramFamily(HistogramMetricFamily):
-    """A histogram family whose children added through ``Families.add_cumulative`` are kept
-    whole (``children``) until ``samples`` is read; samples added otherwise come first, as they
-    were added first."""
+
+class _Children:
+    """A family whose children are kept whole (``children``) until ``samples`` is read;
+    samples added otherwise come first, as they were added first."""
 
     _samples: list[Sample]
     children: list[Child]
 
-    @property  # type: ignore[override]
+    @property
     def samples(self) -> list[Sample]:
         """Every sample, the children's made now (once) and kept."""
         if self.children:
@@ -106,22 +108,27 @@ class HistogramFamily(HistogramMetricFamily):
 
     def merge(self, other: Metric) -> None:
         """``other``'s samples and children after this family's own."""
-        if isinstance(other, HistogramFamily) and not other._samples:
-            self.children.extend(other.children)
+        if other.__class__ is self.__class__ and not other._samples:  # type: ignore[attr-defined]
+            self.children.extend(other.children)  # type: ignore[attr-defined]
         else:
             self.samples.extend(other.samples)
 
-    def copy(self) -> HistogramFamily:
+    def copy(self) -> _Children:
         """A family of the same name with the same contents, neither list shared."""
-        copy = object.__new__(HistogramFamily)
+        copy = object.__new__(type(self))
         copy.__dict__.update(self.__dict__)
         copy._samples = list(self._samples)
         copy.children = list(self.children)
         return copy
 
 
-def nonempty(metric: Metric) -> bool:
-    """Whether ``metric`` holds a sample, without making a ``HistogramFamily``'s."""
-    if metric.__class__ is HistogramFamily:
-        return bool(metric._samples or metric.children)  # type: ignore[attr-defined]
-    return bool(metric.samples)
+class HistogramFamily(_Children, HistogramMetricFamily):  # type: ignore[misc]
+    """A histogram family with whole children (``Families.add_cumulative``)."""
+
+
+class SummaryFamily(_Children, SummaryMetricFamily):  # type: ignore[misc]
+    """A summary family with whole children (``Families.add_summary``)."""
+
+
+# The families the encoder writes children of (``Child.text``).
+WITH_CHILDREN = (HistogramFamily, SummaryFamily)

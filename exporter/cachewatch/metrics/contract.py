@@ -20,13 +20,12 @@ from prometheus_client.metrics_core import (
     GaugeMetricFamily,
     InfoMetricFamily,
     Metric,
-    SummaryMetricFamily,
 )
 from prometheus_client.samples import Sample
 
 from . import series
 from .children import UNSET as _UNSET
-from .children import Child, HistogramFamily, nonempty
+from .children import WITH_CHILDREN, Child, HistogramFamily, SummaryFamily
 from .series import SERIES
 
 # What a source's contract module re-exports (``from ...metrics.contract import *``).
@@ -103,6 +102,8 @@ class MetricSpec:
     # The name prometheus_client wants (it appends ``_total`` / ``_info`` itself), which is
     # also the name ``Families`` collects the family under: set once, read for every sample.
     family_name: str = field(init=False, repr=False, compare=False)
+    # An info family's samples are always 1, whatever value is added.
+    is_info: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not _LEGACY_NAME.match(self.name) or not all(map(_LEGACY_NAME.match, self.labels)):
@@ -115,6 +116,7 @@ class MetricSpec:
             raise ValueError(f"{self.name}: info metrics end in _info")
         suffix = {Kind.COUNTER: "_total", Kind.INFO: "_info"}.get(self.kind, "")
         object.__setattr__(self, "family_name", self.name.removesuffix(suffix))
+        object.__setattr__(self, "is_info", self.kind is Kind.INFO)
 
 
 SPECS: dict[str, MetricSpec] = {}
@@ -257,7 +259,7 @@ def _family(spec: MetricSpec) -> Metric:
     if spec.kind is Kind.HISTOGRAM:
         return HistogramFamily(spec.name, spec.help, labels=spec.labels)
     if spec.kind is Kind.SUMMARY:
-        return SummaryMetricFamily(spec.name, spec.help, labels=spec.labels)
+        return SummaryFamily(spec.name, spec.help, labels=spec.labels)
     return InfoMetricFamily(spec.family_name, spec.help, labels=spec.labels)
 
 
@@ -284,7 +286,7 @@ class Families:
         fam = self._families[name]
         if name in self._borrowed:
             self._borrowed.discard(name)
-            fam = self._families[name] = fam.copy() if isinstance(fam, HistogramFamily) \
+            fam = self._families[name] = fam.copy() if isinstance(fam, WITH_CHILDREN) \
                 else _copy(fam, list(fam.samples))
         return fam
 
@@ -307,25 +309,31 @@ class Families:
         series' labels are looked up in ``series``' table directly.
         """
         name = spec.name
-        items = tuple(labels.items())
-        known = SERIES.get((name, items))
+        known = SERIES.get((name, tuple(labels.items())))
         if known is None:  # a series seen before had its label names checked then
             if tuple(labels) != spec.labels:
                 raise ValueError(f"{name} takes labels {spec.labels}, got {tuple(labels)}")
-            known = series.series(name, items)
-        key = spec.family_name
-        fam = self._families.get(key)
-        if fam is None:
-            if spec.kind in (Kind.HISTOGRAM, Kind.SUMMARY):
-                raise ValueError(f"{name} is a {spec.kind}: use add_{spec.kind}")
-            fam = self._families[key] = family(spec)
-        elif self._borrowed and key in self._borrowed:
-            fam = self._own(key)
+            known = series.series(name, tuple(labels.items()))
+        fam = self._families.get(spec.family_name)
+        if fam is None or (self._borrowed and spec.family_name in self._borrowed):
+            fam = self._for_add(spec)
         # The sample name is the spec's: counters end in _total and info in _info already.
         # tuple.__new__ skips the namedtuple's Python-level constructor (same object); the
         # labels are the series' shared ``SeriesLabels``, rendered once.
         fam.samples.append(tuple.__new__(Sample, (
-            name, known, 1 if spec.kind is Kind.INFO else value, *_UNSET)))
+            name, known, 1 if spec.is_info else value, *_UNSET)))
+
+    def _for_add(self, spec: MetricSpec) -> Metric:
+        """The family ``add`` appends to: made now, or owned first if borrowed."""
+        key = spec.family_name
+        fam = self._families.get(key)
+        if fam is None:
+            if spec.kind in (Kind.HISTOGRAM, Kind.SUMMARY):
+                raise ValueError(f"{spec.name} is a {spec.kind}: use add_{spec.kind}")
+            fam = self._families[key] = family(spec)
+        elif key in self._borrowed:
+            fam = self._own(key)
+        return fam
 
     def add_histogram(
         self,
@@ -351,7 +359,8 @@ class Families:
         fam, values = self._get(spec, labels)
         child = series.child(spec.name + "_bucket", spec.name,
                              tuple(zip(spec.labels, values, strict=True)), "le", edges)
-        made = Child(spec.name + "_bucket", child, counts, sum_value, float(edges[0]) >= 0)
+        made = Child(spec.name + "_bucket", child, counts, counts[-1], sum_value,
+                     float(edges[0]) >= 0)
         if isinstance(fam, HistogramFamily):
             fam.add_child(made)
         else:  # a family another collector made, merged in first
@@ -365,17 +374,18 @@ class Families:
         sum_value: float,
         quantiles: Mapping[str, float],
     ) -> None:
-        """Add one summary child with precomputed quantiles (``{"0.99": seconds, ...}``)."""
+        """Add one summary child with precomputed quantiles (``{"0.99": seconds, ...}``):
+        the quantiles' samples, then the ``_count`` and ``_sum`` ones
+        ``SummaryMetricFamily.add_metric`` makes, kept as one child (``children.Child``)."""
         fam, values = self._get(spec, labels)
-        new, name = tuple.__new__, fam.name
-        points, count_labels, sum_labels, _ = series.child(
-            name, name, tuple(zip(spec.labels, values, strict=True)), "quantile",
-            tuple(quantiles))
-        fam.samples.extend([new(Sample, (name, labels, value, *_UNSET))
-                            for labels, value in zip(points, quantiles.values(), strict=True)])
-        # The _count and _sum samples SummaryMetricFamily.add_metric makes.
-        fam.samples.append(new(Sample, (name + "_count", count_labels, count, *_UNSET)))
-        fam.samples.append(new(Sample, (name + "_sum", sum_labels, sum_value, *_UNSET)))
+        name = fam.name
+        child = series.child(name, name, tuple(zip(spec.labels, values, strict=True)),
+                             "quantile", tuple(quantiles))
+        made = Child(name, child, list(quantiles.values()), count, sum_value, True)
+        if isinstance(fam, SummaryFamily):
+            fam.add_child(made)
+        else:  # a family another collector made, merged in first
+            fam.samples.extend(made.samples())
 
     def extend(self, metrics: Iterable[Metric]) -> None:
         """Merge already-built families (another target's, another collector's, or a
@@ -391,7 +401,7 @@ class Families:
                 continue
             if name in borrowed:
                 fam = self._own(name)
-            if isinstance(fam, HistogramFamily):
+            if isinstance(fam, WITH_CHILDREN):
                 fam.merge(metric)
             else:
                 fam.samples.extend(metric.samples)
@@ -399,7 +409,9 @@ class Families:
     def __iter__(self) -> Iterator[Metric]:
         """Families with at least one sample: an empty family is only noise in the output.
         Readers must not change them: some are borrowed (see the class)."""
-        return (f for f in self._families.values() if nonempty(f))
+        return (f for f in self._families.values()
+                if (f._samples or f.children  # type: ignore[attr-defined]
+                    if f.__class__ in WITH_CHILDREN else f.samples))
 
 
 def markdown_table(specs: Iterable[MetricSpec]) -> str:

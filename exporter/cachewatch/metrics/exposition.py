@@ -25,7 +25,7 @@ from prometheus_client.utils import floatToGoString
 from .. import __version__
 from ..collectors.target_collector import BaseTargetCollector
 from . import contract
-from .children import HistogramFamily
+from .children import WITH_CHILDREN
 from .contract import Families, Kind
 from .labels import safe_text
 from .series import SeriesLabels, escape, series
@@ -202,7 +202,7 @@ def _openmetrics(registry: Collector, fallback: Callable[[Collector], bytes]) ->
     append = out.append
     for metric in metrics:
         append(_header(metric))
-        if metric.__class__ is HistogramFamily:  # its children follow its samples
+        if metric.__class__ in WITH_CHILDREN:  # its children follow its samples
             samples, children = metric._samples, metric.children  # type: ignore[attr-defined]
         else:
             samples, children = metric.samples, ()
@@ -210,8 +210,13 @@ def _openmetrics(registry: Collector, fallback: Callable[[Collector], bytes]) ->
             if timestamp is not None or exemplar or native_histogram:
                 return fallback(_Fixed(metrics))
             # floatToGoString, inlined: between -1e6 and 1e6 Go and Python write floats alike
-            number = repr(value) if value.__class__ is float and -1e6 < value < 1e6 \
-                else floatToGoString(value)
+            # (an int as the float it is written as: counters kept as ints)
+            if value.__class__ is float and -1e6 < value < 1e6:
+                number = repr(value)
+            elif value.__class__ is int and -1_000_000 < value < 1_000_000:
+                number = repr(float(value))
+            else:
+                number = floatToGoString(value)
             if labels.__class__ is SeriesLabels and labels.name == name:
                 append(labels.text + number + "\n")
             elif labels:

@@ -5,6 +5,7 @@ Redis'."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import pytest
 
@@ -14,12 +15,32 @@ from support import FIXTURES, Exporter, Golden
 
 
 class _Captured:
-    """A connection that answers every command with its captured reply."""
+    """A connection that answers every command with its captured reply; a reply the caller
+    reads straight from the bytes (``last``) is read so from the bytes Redis wrote."""
 
     version = None
 
-    async def call(self, *commands: tuple[str, ...], raise_errors: bool = True) -> list[object]:
-        return [_captured(command) for command in commands]
+    async def call(self, *commands: tuple[str, ...], raise_errors: bool = True,
+                   last: Callable[[bytes], tuple[object, int] | None] | None = None
+                   ) -> list[object]:
+        replies = [_captured(command) for command in commands]
+        if last is not None:
+            wire = _wire(replies[-1])
+            read = last(wire)
+            assert read is not None, "the reply was not read"
+            assert read[1] == len(wire), "the reply was not read whole"
+            replies[-1] = read[0]
+        return replies
+
+
+def _wire(value: object) -> bytes:
+    """A reply as the server writes it to a RESP2 client."""
+    if isinstance(value, int):
+        return b":%d\r\n" % value
+    if isinstance(value, bytes):
+        return b"$%d\r\n%s\r\n" % (len(value), value)
+    assert isinstance(value, list)
+    return b"*%d\r\n" % len(value) + b"".join(_wire(item) for item in value)
 
 
 async def _captured_replies(self: ClientCache, target: object, work) -> object:

@@ -38,6 +38,10 @@ from ...resp import (
 from .settings import DEFAULT_MAX_REPLY_BYTES, RedisTarget
 
 T = TypeVar("T")
+# A reader of one reply of a known shape straight from the bytes received: the value and where
+# the reply ends, or None for anything else (not that shape, not all there yet), which the
+# general parser then reads.
+Scan = Callable[[bytes], "tuple[Any, int] | None"]
 REASONS = ("timeout", "connection", "auth", "permission", "tls", "loading", "protocol", "other")
 _AUTH_ERRORS = ("NOAUTH", "WRONGPASS", "ERR invalid password", "ERR invalid username",
                 "ERR Client sent AUTH", "ERR AUTH", "ERR wrong number of arguments for 'auth'")
@@ -59,15 +63,19 @@ class Connection(StreamConnection):
         # a reconnect may reach an upgraded server, so it is not kept past the connection.
         self.version: tuple[int, ...] | None = None
 
-    async def call(self, *commands: tuple[str | bytes, ...], raise_errors: bool = True
-                   ) -> list[Reply]:
+    async def call(self, *commands: tuple[str | bytes, ...], raise_errors: bool = True,
+                   last: Scan | None = None) -> list[Reply]:
         """Send ``commands`` in one write; their replies in order. The first error reply is
         raised once every reply has been read, so the connection stays usable; with
         ``raise_errors=False`` error replies are returned in their place instead. An error
         inside an array reply is a value of that array either way (none of the commands sent
-        here answers one)."""
+        here answers one). ``last``: a reader of the last command's reply straight from the
+        bytes received (see ``Scan``)."""
         async def read() -> list[Reply]:
-            return [await self._reply() for _ in commands]
+            replies = [await self._reply() for _ in commands[:-1]]
+            if commands:
+                replies.append(await self._reply(last))
+            return replies
 
         replies = await self.exchange(encode_all(commands), read)
         for reply in replies:
@@ -75,12 +83,16 @@ class Connection(StreamConnection):
                 raise reply
         return replies
 
-    async def _reply(self) -> Reply:
+    async def _reply(self, scan: Scan | None = None) -> Reply:
         """The next reply, of at most ``max_reply_bytes`` (declared or received): whatever
         answers at an address, a bulk of 500 MB, a line that never ends or an endless array,
         cannot grow the exporter's memory past it. Time is the caller's deadline."""
         replies = self._replies
         while True:
+            if scan is not None and (found := scan(replies.buffer)) is not None \
+                    and found[1] <= replies.budget:
+                replies.buffer = replies.buffer[found[1]:]
+                return found[0]  # type: ignore[no-any-return]
             try:
                 return replies.pop()
             except Incomplete:

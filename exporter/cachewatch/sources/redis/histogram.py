@@ -14,6 +14,7 @@ Counts are since the server started (or ``CONFIG RESETSTAT``): a window is rate(
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -76,25 +77,66 @@ def _command(fields: Mapping | list) -> CommandLatency:
     else:
         info = {_text(key): value for key, value in _pairs(fields)}
         calls_reply, flat = info.get("calls", 0), info.get("histogram_usec", [])
-    calls = float(calls_reply)
     points = sorted(zip(map(int, flat[::2]), map(float, flat[1::2]), strict=True)
                     if flat.__class__ is list else
                     ((int(k), float(v)) for k, v in _pairs(flat)))
+    return _latency(float(calls_reply), points)
+
+
+def _latency(calls: float, points: list[tuple[int, float]]) -> CommandLatency:
+    """A command's ``(usec, cumulative count)`` keys, in ascending order, on the ladder."""
     # Each edge carries the count of the last key at or below it (cumulative: a key's count
-    # holds up to the next key): the last key of each edge, then carried up the ladder.
-    last: list[float | None] = [None] * len(EDGES)
-    for usec, value in points:
-        if (index := edge_index(usec)) < len(last):
-            last[index] = value
+    # holds up to the next key). Keys come in ascending order, so their edges do too: the
+    # edges up to a key's own carry the count before it, a run at a time, not edge by edge.
     cumulative: list[float] = []
-    count = 0.0
-    for value in last:
-        if value is not None:
-            count = value
-        cumulative.append(count)
+    count, filled, edges = 0.0, 0, len(EDGES)
+    for usec, value in points:
+        if (index := edge_index(usec)) >= edges:
+            break  # past the ladder's last edge: so are the keys after it
+        if index > filled:
+            cumulative += [count] * (index - filled)
+            filled = index
+        count = value
+    cumulative += [count] * (edges - filled)
     return CommandLatency(calls, cumulative)
+
+
+class Histograms(dict[str, CommandLatency]):
+    """A ``LATENCY HISTOGRAM`` reply already read into ladders, straight from the wire
+    (``scan``)."""
 
 
 def parse_latency_histogram(reply: Mapping | list) -> dict[str, CommandLatency]:
     """Command name (``get``, ``config|get``) -> its histogram on the contract's ladder."""
+    if reply.__class__ is Histograms:
+        return reply  # type: ignore[return-value]
     return {_text(name): _command(fields) for name, fields in _pairs(reply)}
+
+
+# The RESP2 reply, as Redis 7 writes it: ``*<2n>``, then per command its name and
+# ``*4 $5 calls :<n> $14 histogram_usec *<2k>`` followed by the 2k integers.
+_TOP = re.compile(rb"\*(\d+)\r\n")
+_COMMAND = re.compile(rb"\$(\d+)\r\n([^\r\n]*)\r\n\*4\r\n\$5\r\ncalls\r\n:(\d+)\r\n"
+                      rb"\$14\r\nhistogram_usec\r\n\*(\d+)\r\n((?::\d+\r\n)*)")
+
+
+def scan(data: bytes) -> tuple[Histograms, int] | None:
+    """The ``LATENCY HISTOGRAM`` reply at the start of ``data`` read in one regular-expression
+    match per command (the general RESP parser takes five parses and a list per command), and
+    where it ends; ``None`` for anything not exactly that shape (an error reply, a reply not
+    all received yet, a server that writes it otherwise): the general parser reads those."""
+    top = _TOP.match(data)
+    if top is None or int(top[1]) % 2:
+        return None
+    pos, found = top.end(), Histograms()
+    for _ in range(int(top[1]) // 2):
+        command = _COMMAND.match(data, pos)
+        if command is None or int(command[1]) != len(command[2]):
+            return None
+        flat = list(map(int, command[5][1:-2].split(b"\r\n:"))) if command[5] else []
+        if len(flat) != int(command[4]) or len(flat) % 2:
+            return None
+        points = sorted(zip(flat[::2], map(float, flat[1::2]), strict=True))
+        found[_text(command[2])] = _latency(float(command[3]), points)
+        pos = command.end()
+    return found, pos

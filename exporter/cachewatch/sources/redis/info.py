@@ -15,15 +15,12 @@ _CALLS_USEC = re.compile(r"calls=(\d+),usec=(\d+)(?:,|$)")
 
 
 def parse_info(raw: bytes | str) -> dict[str, str]:
-    """``key -> value`` for every ``key:value`` line; headers and blank lines are skipped.
-    (``partition`` per line measured faster than a compiled scan: fewer objects per line.)"""
+    """``key -> value`` for every ``key:value`` line (split at the first ``:``); headers and
+    blank lines are skipped. One ``split`` per line into ``dict()`` measured faster than a
+    ``partition`` loop or a compiled scan: fewer objects and no Python step per field."""
     text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
-    info: dict[str, str] = {}
-    for line in text.splitlines():
-        key, sep, value = line.partition(":")
-        if sep and line[0] != "#":
-            info[key] = value
-    return info
+    return dict([line.split(":", 1) for line in text.splitlines()
+                 if ":" in line and line[0] != "#"])
 
 
 def parse_nested(value: str) -> dict[str, str]:

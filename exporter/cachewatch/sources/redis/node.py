@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from ...resp import Reply, ReplyError
 from .client import ClientCache, Connection
+from .histogram import scan
 from .info import parse_commandstats, parse_info
 from .settings import RedisTarget
 
@@ -64,7 +65,8 @@ async def read_node(clients: ClientCache, target: RedisTarget, histogram: bool,
         ask = histogram and known is not None and known >= HISTOGRAM_SINCE
         commands = (*INFO, *extra, *((HISTOGRAM,) if ask else ()))
         # Errors come back as values: a refused LATENCY HISTOGRAM must not fail the read.
-        replies = await connection.call(*commands, raise_errors=False)
+        replies = await connection.call(*commands, raise_errors=False,
+                                        last=scan if ask else None)
         info, stats = _info(replies[:len(INFO)])
         others = replies[len(INFO):len(INFO) + len(extra)]
         if ask:
@@ -72,7 +74,7 @@ async def read_node(clients: ClientCache, target: RedisTarget, histogram: bool,
         if known is None:
             connection.version = version(info)
             if histogram and connection.version >= HISTOGRAM_SINCE:
-                reply = (await connection.call(HISTOGRAM, raise_errors=False))[0]
+                reply = (await connection.call(HISTOGRAM, raise_errors=False, last=scan))[0]
                 return NodeRead(info, stats, reply, others)
         return NodeRead(info, stats, None, others)
 
