@@ -16,7 +16,7 @@ from support import ROOT, free_port, wait_until
 pytestmark = pytest.mark.e2e  # subprocesses: a fresh interpreter is the only honest measure
 
 # Loaded only when something asks for them: a source enabled, a file configured, a first build.
-NOT_BY_DEFAULT = ("redis", "yaml", "httpx", "docker", "bcrypt", "pydantic.v1", "grpc",
+NOT_BY_DEFAULT = ("redis", "yaml", "httpx", "docker", "bcrypt", "pydantic.v1", "grpc", "ctypes",
                   "google.protobuf", "cachewatch.sources.docker.buildkit.client",
                   "cachewatch.sources.docker.buildlog", "cachewatch.sources.docker.doctor",
                   # the receivers' request models: with the first request, or /openapi.json
@@ -50,6 +50,33 @@ def _python(code: str) -> str:
 def test_serve_with_the_default_settings_loads_no_optional_dependency():
     loaded = set(_python(SERVE_PATH).split())
     assert not [name for name in NOT_BY_DEFAULT if name in loaded]
+
+
+LARGE_BODY = """
+import sys
+from cachewatch.http.budget import MMAP_THRESHOLD, BodyBudget
+def rss():
+    return int([l for l in open("/proc/self/status") if l.startswith("VmRSS")][0].split()[1])
+budget, scope = BodyBudget(64 << 20), {}
+assert budget.take(scope, MMAP_THRESHOLD)
+print("ctypes" in sys.modules)
+assert budget.take(scope, 1)  # one byte over: the body's buffer will be too
+print("ctypes" in sys.modules)
+body = b"x" * (8 << 20)  # freed from mmap, this would raise glibc's threshold to 8 MiB ...
+del body
+before = rss()
+body = b"x" * (4 << 20)  # ... and this one would stay on the heap once freed
+del body
+print(rss() - before)
+"""
+
+
+def test_the_first_body_over_the_threshold_loads_ctypes_and_large_bodies_go_back():
+    """ctypes is loaded with the first body over ``MMAP_THRESHOLD``, before its buffer exists,
+    and from then on a large body freed is given back to the system at once."""
+    small, large, kept_kib = _python(LARGE_BODY).split()
+    assert (small, large) == ("False", "True")
+    assert int(kept_kib) < 1024, f"{kept_kib} KiB of a freed 4 MiB body kept"
 
 
 def _rss_mb(pid: int) -> float:
