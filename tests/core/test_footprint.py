@@ -89,13 +89,14 @@ def _rss_mb(pid: int) -> float:
 def test_memory_after_200_scrapes_stays_near_the_floor_of_its_stack(redis_plain, tmp_path):
     """The floor: a bare interpreter importing exactly the third-party modules a serving
     cachewatch imports. What cachewatch adds on top (its code, the default SQLite state store,
-    200 scrapes' worth of working set) stays within 8 MB. It was 7 MB with four sources; the
+    200 scrapes' worth of working set) stays within 7.6 MB. It was 7 MB with four sources; the
     CI-cache receiver (on by default), the Redis Cluster and doctor code, the flood guards and
     the status page's finer history cost about 1.9 MB more (8.6 to 8.8 MB); the receivers'
     routers and request models, built on first need, brought it to 7.9 to 8.1 MB with every
     module compiled at start (7.0 with their bytecode cached); ``serve`` built without the
-    other commands' options, to 7.6 MB (6.5 cached). Issue 26 aims lower. The Performance
-    page's benchmark shows both."""
+    other commands' options, to 7.6 MB (6.5 cached); ``ctypes`` loaded with the first large
+    body, not at start, to 7.3 MB (6.6 cached, the benchmark's way). Issue 26 aims lower. The
+    Performance page's benchmark shows both."""
     modules = [m for m in _python(SERVE_PATH).split()
                if m.split(".")[0] not in sys.stdlib_module_names and not m.startswith(
                    ("cachewatch", "_"))]
@@ -122,4 +123,4 @@ def test_memory_after_200_scrapes_stays_near_the_floor_of_its_stack(redis_plain,
     finally:
         proc.terminate()
         proc.wait(timeout=15)
-    assert rss - floor < 8.0, f"cachewatch {rss:.1f} MB over a floor of {floor:.1f} MB"
+    assert rss - floor < 7.6, f"cachewatch {rss:.1f} MB over a floor of {floor:.1f} MB"
