@@ -135,7 +135,6 @@ def _run(settings: Settings) -> None:
     from .collectors.enabled import build
     from .config import ConfigError
     from .http import webconfig
-    from .http.budget import prefer_mmap
     from .http.guard import LiveWebConfig
     from .http.server import create_app
     from .http.serving import make_server
@@ -171,7 +170,6 @@ def _run(settings: Settings) -> None:
         "state": f"{state.store.backend}:{state.store.where}", "replica": state.replica,
     })
     _say_closed_receivers(settings, bool(web.current.users))
-    prefer_mmap()
     server.run()
 
 

@@ -10,13 +10,15 @@ parsed still counts. Refusals are counted as ``body_budget`` in ``cachewatch_htt
 
 Freed memory goes back to the system: glibc keeps freed heap pages, and after a burst of large
 bodies a process would stay at its peak; large buffers are taken from ``mmap`` (freed at once),
-and the heap is trimmed after a request that held more than ``TRIM_OVER`` bytes.
+and the heap is trimmed after a request that held more than ``TRIM_OVER`` bytes. Both speak to
+glibc through ``ctypes``, loaded with the first body over ``MMAP_THRESHOLD`` (its length is
+known before it is read, or as a chunked one grows): a process that never receives one never
+loads ``ctypes`` (0.3-0.4 MB), and every large body still comes from ``mmap``.
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
+import functools
 import threading
 import time
 from collections.abc import MutableMapping
@@ -62,7 +64,9 @@ class BodyBudget:
             self.refusals.refused("body_budget", "request body refused: receivers hold "
                                   "web.max_inflight_body_bytes already", limit=self.limit)
             return False
-        scope[HELD_KEY] = scope.get(HELD_KEY, 0) + size
+        held = scope[HELD_KEY] = scope.get(HELD_KEY, 0) + size
+        if held > MMAP_THRESHOLD:  # before the buffer that holds the whole body is made
+            prefer_mmap()
         return True
 
     def give_back(self, scope: MutableMapping[str, Any]) -> None:
@@ -84,7 +88,12 @@ def budget_of(scope: MutableMapping[str, Any]) -> BodyBudget | None:
     return scope.get(SCOPE_KEY)
 
 
+@functools.cache
 def _libc() -> Any:
+    """glibc through ``ctypes``, loaded on first need; ``None`` on another C library."""
+    import ctypes
+    import ctypes.util
+
     name = ctypes.util.find_library("c")
     try:
         libc = ctypes.CDLL(name) if name else None
@@ -93,18 +102,19 @@ def _libc() -> Any:
     return libc if libc is not None and hasattr(libc, "malloc_trim") else None
 
 
-_LIBC = _libc()
-
-
+@functools.cache
 def prefer_mmap() -> None:
     """Take buffers over ``MMAP_THRESHOLD`` from ``mmap``: glibc would otherwise raise that
     threshold to 32 MiB after the first large free, and every later body would stay on the heap
-    once freed. Nothing on a C library other than glibc."""
-    if _LIBC is not None:
-        _LIBC.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+    once freed. Once per process, before the first body over the threshold is read. Nothing on
+    a C library other than glibc."""
+    libc = _libc()
+    if libc is not None:
+        libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
 
 
 def trim_heap() -> None:
     """Give the heap's free pages back to the system (glibc ``malloc_trim``)."""
-    if _LIBC is not None:
-        _LIBC.malloc_trim(0)
+    libc = _libc()
+    if libc is not None:
+        libc.malloc_trim(0)
