@@ -37,12 +37,13 @@ class BuildInfo(Collector):
     """``cachewatch_build_info``: which version is running."""
 
     def __init__(self) -> None:
-        self._labels = {"version": __version__, "python_version": platform.python_version()}
+        out = Families()
+        out.add(contract.BUILD_INFO, {"version": __version__,
+                                      "python_version": platform.python_version()}, 1)
+        self._families = list(out)  # never changes: made once (``metrics.cached``)
 
     def collect(self) -> Iterator[Metric]:
-        out = Families()
-        out.add(contract.BUILD_INFO, self._labels, 1)
-        yield from out
+        return iter(self._families)
 
 
 class ProcessMetrics(Collector):
