@@ -2,7 +2,7 @@
 
 Most of a scrape's collectors export counts that move only when something arrives (a
 webhook, a refused request, a failed state write), not on every scrape; making their families
-anew each time was a fifth of a default scrape's Python work outside the Redis read. Each such
+anew each time was a fifth of a default scrape's Python work outside the target reads. Each such
 owner keeps a version, a number it raises on every change (after the change, under the lock
 that guards it), and its collector keeps the families made at the last version it saw: an
 unchanged collector costs one comparison, a changed one is made again, so nothing is served
