@@ -244,3 +244,54 @@ def test_metrics_is_answered_ahead_of_the_framework():
     assert b"cachewatch_build_info" in answer[1]["body"]
     assert request("HEAD")[0]["status"] == 405
     assert seen == ["HEAD"]
+
+
+def _made(collector: Any) -> list[tuple[str, list[tuple[dict[str, str], float]]]]:
+    return [(m.name, [(dict(s.labels), s.value) for s in m.samples])
+            for m in collector.collect()]
+
+
+def test_a_local_collector_is_made_again_only_after_its_owner_changed(monkeypatch):
+    """Refusals, the state store's health and a ledger's counts are made once per change, not
+    per scrape (``metrics.cached``); every change shows on the next scrape."""
+    from cachewatch.http.refusals import RefusalCollector
+    from cachewatch.sources.ci.receiver import RESTORES, CiCacheCollector
+    from cachewatch.sources.ci.settings import CiSettings
+    from cachewatch.state import Change
+
+    runtime = Runtime()
+    refusals = RefusalCollector(runtime.refusals)
+    ci = CiCacheCollector(CiSettings(enabled=True), runtime.state.ledger("ci-work", 100))
+    collectors = (refusals, runtime.state, ci)
+    made = [Families.add]
+
+    def counting(self: Families, *args: Any) -> None:
+        made.append(args[0])
+        real(self, *args)
+
+    real = Families.add
+    monkeypatch.setattr(Families, "add", counting)
+    first = [list(c.collect()) for c in collectors]
+    made.clear()
+    again = [list(c.collect()) for c in collectors]
+    assert made == []  # nothing changed: nothing made
+    assert all(a is b for x, y in zip(first, again, strict=True)
+               for a, b in zip(x, y, strict=True))
+    before = {c: _made(c) for c in collectors}
+
+    runtime.refusals.refused("unauthorized", "refused")
+    runtime.state._refuse("timeout")
+    ci.ledger.record_later([Change({(RESTORES, "gitlab", "deps", "hit"): 2.0})])
+    after = {c: _made(c) for c in collectors}
+    assert made  # every one made again
+    assert after[refusals] != before[refusals]
+    http = {s[0]["reason"]: s[1] for n, v in after[refusals] for s in v}
+    assert http["unauthorized"] == 1
+    refused = {s[0]["reason"]: s[1] for n, v in after[runtime.state] for s in v
+               if n == "cachewatch_state_refused"}
+    assert refused["timeout"] == 1
+    lookups = next(v for n, v in after[ci] if n == "cachewatch_cache_lookups")
+    assert lookups == [({"layer": "ci", "cache": "deps", "result": "hit"}, 2.0)]
+    # the families an earlier scrape holds were not changed under it
+    assert [(m.name, [(dict(s.labels), s.value) for s in m.samples]) for m in first[2]] \
+        == before[ci]

@@ -39,6 +39,7 @@ class Health:
         self._errors: dict[tuple[str, str, str], int] = {}
         self._completed: set[str] = set()
         self._expected: set[str] = set()
+        self.version = 0  # raised after every change to the error counts (``metrics.cached``)
         # /probe can name any address: cap how many distinct targets the counters remember.
         self._cap = LabelCap(target_cap)
 
@@ -57,6 +58,7 @@ class Health:
                     self._states.setdefault((collector, target), TargetState(collector, target))
                 for reason in reasons:
                     self._errors.setdefault((collector, self._cap(target), reason), 0)
+            self.version += 1
 
     def record(
         self,
@@ -83,6 +85,7 @@ class Health:
                 self._errors[(collector, label, reason or "other")] = (
                     self._errors.get((collector, label, reason or "other"), 0) + 1
                 )
+                self.version += 1
         if remember and previous is not up:
             if up:
                 log.info("target is up", extra={"collector": collector, "target": target})
@@ -98,6 +101,7 @@ class Health:
         with self._lock:
             key = (collector, self._cap(target), reason)
             self._errors[key] = self._errors.get(key, 0) + 1
+            self.version += 1
 
     def completed(self, collector: str) -> None:
         """Mark that ``collector`` finished one full round (used by /readyz)."""

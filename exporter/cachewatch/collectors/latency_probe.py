@@ -24,6 +24,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.utils import floatToGoString
 
 from ..metrics import contract
+from ..metrics.cached import CachedFamilies
 from .health import Health
 from .target_collector import AsyncTargetCollector
 
@@ -41,11 +42,13 @@ class LatencyBuckets:
 
     counts: list[int] = field(default_factory=lambda: [0] * len(_LE))
     total: float = 0.0
+    version: int = 0  # raised after every round trip counted (``metrics.cached``)
 
     def observe(self, seconds: float) -> None:
         """Count one round trip of ``seconds``."""
         self.counts[bisect_left(contract.LATENCY_BUCKETS, seconds)] += 1
         self.total += seconds
+        self.version += 1
 
     def cumulative(self) -> list[tuple[str, float]]:
         """``(le, count)`` pairs, cumulative, ending with ``+Inf``."""
@@ -79,6 +82,7 @@ class LatencyProbe(ABC, Generic[Target]):
         self._tasks: list[asyncio.Task[None]] = []
         # Series exist (at zero) before the first probe lands.
         self._buckets = {name: LatencyBuckets() for name in self._targets}
+        self._cached = CachedFamilies()
         health.expect(self.collector, self._targets, self.reasons, gates_readiness=False)
 
     @abstractmethod
@@ -127,7 +131,14 @@ class LatencyProbe(ABC, Generic[Target]):
             buckets.observe(elapsed)
 
     def families(self, names: Iterable[str] | None = None) -> Iterator[Metric]:
-        """The histogram and the probe's error counters, optionally only for some targets."""
+        """The histogram and the probe's error counters, optionally only for some targets;
+        made again only after a round trip or an error (``metrics.cached``)."""
+        wanted = None if names is None else tuple(names)
+        version = (wanted, self._health.version,
+                   *(buckets.version for buckets in self._buckets.values()))
+        return iter(self._cached.get(version, lambda: self._families(wanted)))
+
+    def _families(self, names: tuple[str, ...] | None) -> contract.Families:
         wanted = None if names is None else set(names)
         out = contract.Families()
         for name, buckets in self._buckets.items():
@@ -138,7 +149,7 @@ class LatencyProbe(ABC, Generic[Target]):
         for target, reason, count in self._health.errors(self.collector, wanted):
             out.add(contract.COLLECTOR_ERRORS,
                     {"collector": self.collector, "target": target, "reason": reason}, count)
-        yield from out
+        return out
 
 
 class ProbedCollector(AsyncTargetCollector):

@@ -17,6 +17,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from ..metrics import contract
+from ..metrics.cached import CachedFamilies
 from ..metrics.contract import Families
 
 log = logging.getLogger("cachewatch.refused")
@@ -35,6 +36,7 @@ class RefusalLog:
         self._clock = clock
         self._lock = threading.Lock()
         self._counts: dict[str, int] = dict.fromkeys(causes, 0)
+        self.version = 0  # raised after every count (``metrics.cached``)
         # cause -> (when last logged, refusals since then that were not logged)
         self._last: dict[str, tuple[float, int]] = {}
 
@@ -43,6 +45,7 @@ class RefusalLog:
         now = self._clock()
         with self._lock:
             self._counts[cause] = self._counts.get(cause, 0) + 1
+            self.version += 1
             last = self._last.get(cause)
             if last is not None and now - last[0] < self.interval:
                 self._last[cause] = (last[0], last[1] + 1)
@@ -59,13 +62,18 @@ class RefusalLog:
 
 
 class RefusalCollector(Collector):
-    """``cachewatch_http_refused_total{reason}`` from a ``RefusalLog``."""
+    """``cachewatch_http_refused_total{reason}`` from a ``RefusalLog``, made again only after
+    a refusal (``metrics.cached``)."""
 
     def __init__(self, refusals: RefusalLog) -> None:
         self.refusals = refusals
+        self._cached = CachedFamilies()
 
     def collect(self) -> Iterator[Metric]:
+        return iter(self._cached.get(self.refusals.version, self._families))
+
+    def _families(self) -> Families:
         out = Families()
         for cause, count in sorted(self.refusals.counts().items()):
             out.add(contract.HTTP_REFUSED, {"reason": cause}, count)
-        yield from out
+        return out

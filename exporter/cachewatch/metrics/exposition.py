@@ -37,12 +37,13 @@ class BuildInfo(Collector):
     """``cachewatch_build_info``: which version is running."""
 
     def __init__(self) -> None:
-        self._labels = {"version": __version__, "python_version": platform.python_version()}
+        out = Families()
+        out.add(contract.BUILD_INFO, {"version": __version__,
+                                      "python_version": platform.python_version()}, 1)
+        self._families = list(out)  # never changes: made once (``metrics.cached``)
 
     def collect(self) -> Iterator[Metric]:
-        out = Families()
-        out.add(contract.BUILD_INFO, self._labels, 1)
-        yield from out
+        return iter(self._families)
 
 
 class ProcessMetrics(Collector):
@@ -72,8 +73,12 @@ class ProcessMetrics(Collector):
         if self._start is None:
             return
         try:
-            with open("/proc/self/statm", "rb") as statm:
-                size, resident = statm.read().split()[:2]
+            # os.open/read, not open(): no file object and buffer per scrape (half the cost)
+            statm = os.open("/proc/self/statm", os.O_RDONLY)
+            try:
+                size, resident = os.read(statm, 512).split()[:2]
+            finally:
+                os.close(statm)
             open_fds = len(os.listdir("/proc/self/fd"))
         except OSError:
             return

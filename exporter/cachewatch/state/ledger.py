@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..logs import OncePerInterval
 from ..metrics import contract
+from ..metrics.cached import CachedFamilies
 from ..metrics.contract import Families
 from .base import (
     Batch,
@@ -67,6 +68,7 @@ class Ledger:
         self.window = window
         self.stale = True  # the mirror does not hold the store's counts (yet, or any more)
         self.epoch = 0  # bumped by every reload
+        self.version = 0  # raised after every change to the mirror (``metrics.cached``)
         self._lock = threading.Lock()
         self._counts: Counts = {}
 
@@ -77,6 +79,7 @@ class Ledger:
             self._counts = dict(counts)
             self.stale = False
             self.epoch += 1
+            self.version += 1
 
     def apply(self, counts: Counts, epoch: int | None = None) -> bool:
         """Add what the store has just committed; not if the mirror was reloaded since
@@ -87,6 +90,7 @@ class Ledger:
             mirror = self._counts
             for key, delta in counts.items():
                 mirror[key] = mirror.get(key, 0.0) + delta
+            self.version += 1
             return True
 
     async def record(self, changes: list[Change], update: Update | None = None) -> Outcome:
@@ -121,6 +125,8 @@ class State:
         self._log = OncePerInterval(log)
         self._errors = dict.fromkeys(OPS, 0)
         self._refused = dict.fromkeys(REFUSALS, 0)
+        self._version = 0  # raised after every change collect() reads (``metrics.cached``)
+        self._cached = CachedFamilies()
         self._thread: threading.Thread | None = None
         if not store.inline:
             self._thread = threading.Thread(target=self._run, name="cachewatch-state",
@@ -293,6 +299,7 @@ class State:
             return  # reading proves nothing about writing (a full disk still reads)
         with self._lock:
             was, self._up, self._down_by = self._up, True, None
+            self._version += 1
         if was is False:
             self._log.log(logging.INFO, "back", "state store is back",
                           state=self.store.where)
@@ -306,6 +313,7 @@ class State:
             was, self._up = self._up, False
             if was is not False or self._down_by != "write":
                 self._down_by = op
+            self._version += 1
         if was is not False:
             self._log.log(logging.WARNING, "down", "state store unavailable: receivers answer "
                           "503 until it is back", state=self.store.where, op=op, error=str(exc))
@@ -313,13 +321,19 @@ class State:
     def _count_error(self, op: str) -> None:
         with self._lock:
             self._errors[op] += 1
+            self._version += 1
 
     def _refuse(self, reason: str) -> None:
         with self._lock:
             self._refused[reason] += 1
+            self._version += 1
 
     def collect(self) -> Iterator[Metric]:
-        """``cachewatch_state_*``: where state lives, whether it answers, what failed."""
+        """``cachewatch_state_*``: where state lives, whether it answers, what failed; made
+        again only after a change (``metrics.cached``)."""
+        return iter(self._cached.get(self._version, self._families))
+
+    def _families(self) -> Families:
         out = Families()
         with self._lock:
             up = self._up is not False
@@ -330,7 +344,7 @@ class State:
             out.add(contract.STATE_ERRORS, {"op": op}, count)
         for reason, count in refused.items():
             out.add(contract.STATE_REFUSED, {"reason": reason}, count)
-        yield from out
+        return out
 
     def close(self) -> None:
         """Commit what is queued, stop the writer, close the store."""

@@ -20,6 +20,7 @@ from prometheus_client.utils import floatToGoString
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from ...metrics.cached import CachedFamilies
 from ...metrics.cardinality import LabelCap
 from ...metrics.contract import Families
 from ...metrics.labels import id_bytes, safe_label
@@ -58,6 +59,7 @@ class BuildCollector(Source):
         self._buster_labels = LabelCap(settings.max_cache_busters)
         self._dockerfiles: DockerfileFindings | None = None
         self.last_builds = LastBuilds()  # for the status page
+        self._cached = CachedFamilies()  # made again only when the ledger moved
         if settings.dockerfiles:
             from .findings import DockerfileFindings
 
@@ -121,6 +123,11 @@ class BuildCollector(Source):
         self.ledger.record_later([Change({(REJECTED, reason): 1.0})])
 
     def collect(self) -> Any:
+        if self._dockerfiles is not None:  # findings of files read now: made every scrape
+            return iter(self._families())
+        return iter(self._cached.get(self.ledger.version, self._families))
+
+    def _families(self) -> Families:
         out = Families()
         stored = dict(sorted(self.ledger.items()))
         per_image: dict[tuple[str, str], float] = defaultdict(float)
@@ -150,7 +157,7 @@ class BuildCollector(Source):
                               cumulative, buckets.get("sum", 0.0))
         if self._dockerfiles is not None:
             self._dockerfiles.add_to(out)
-        yield from out
+        return out
 
     def bearer_paths(self) -> tuple[str, ...]:
         return ("/api/v1/builds",) if self.settings.token else ()

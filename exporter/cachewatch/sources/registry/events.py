@@ -22,6 +22,7 @@ from types import ModuleType
 from typing import Any
 from urllib.parse import parse_qs
 
+from ...metrics.cached import CachedFamilies
 from ...metrics.cardinality import LabelCap
 from ...metrics.contract import Families
 from ...metrics.labels import id_bytes
@@ -95,6 +96,7 @@ class RegistryEventCollector(Source):
                 self._repositories(key[1 + positions["repository"]])
             self.replication.restore(key)
         self.poller = poller(self.replication) if poller is not None else None
+        self._cached = CachedFamilies()  # made again only when the ledger (or polls) moved
         self._zero: Counts = {}
         for source in ("distribution", "harbor"):
             for reason in REASONS:
@@ -214,6 +216,12 @@ class RegistryEventCollector(Source):
         self.ledger.record_later([_rejection(source, reason)])
 
     def collect(self) -> Any:
+        version: object = self.ledger.version
+        if self.poller is not None:  # its errors are the health store's
+            version = (version, self.poller.health.version)
+        return iter(self._cached.get(version, self._families))
+
+    def _families(self) -> Families:
         out = Families()
         items = {**self._zero, **dict(self.ledger.items())}.items()
         for key, value in items:
@@ -223,7 +231,7 @@ class RegistryEventCollector(Source):
         self.replication.families(items, out)
         if self.poller is not None:
             self.poller.add_to(out)
-        yield from out
+        return out
 
     def start(self) -> None:
         if self.poller is not None:
