@@ -296,8 +296,7 @@ class RegistryEventCollector(Source):
     async def _distribution(self, raw: bytes, registry: str | None
                             ) -> tuple[int, dict[str, Any]]:
         """One Distribution envelope: decoded, each event counted or rejected, stored. The
-        hot path, so one coroutine from the body to the store (each layer of coroutines
-        cost about as much as a label lookup)."""
+        hot path: decoding, checking and storing in one coroutine, not one per step."""
         envelope = _envelope()
         try:
             payload = envelope.read_small(raw, self.settings.max_events)
