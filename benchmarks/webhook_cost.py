@@ -110,8 +110,9 @@ Part = tuple[Callable[[int], Any], Callable[[Any], Awaitable[Any]]]
 
 def parts(receivers: dict[str, Receiver], tag: str) -> dict[str, Part]:
     """Each part of a request, its inputs unique per request number and ``tag``."""
+    from cachewatch.receiving import send_encoded
     from cachewatch.sources.registry.envelope import read_envelope
-    from cachewatch.sources.registry.events import send_answer
+    from cachewatch.sources.registry.events import answer as encoded
 
     memory = receivers["memory"]
     fast = memory.app.app  # the Guard's app: the fast-path dispatch
@@ -141,7 +142,8 @@ def parts(receivers: dict[str, Receiver], tag: str) -> dict[str, Part]:
         memory.collector.distribution_change(event_, None)
 
     async def answer(_: Any) -> None:
-        await send_answer(discard, 200, {"accepted": 1, "duplicates": 0, "rejected": []})
+        await send_encoded(discard, 200, encoded(200, {"accepted": 1, "duplicates": 0,
+                                                        "rejected": []}))
 
     out: dict[str, Part] = {
         "bare app": (asgi("b"), lambda r: bare(*r, discard)),

@@ -109,16 +109,19 @@ class Reservation:
 
     def __init__(self, scope: Scope, declared: int | None) -> None:
         self.scope = scope
-        self.budget = budget_of(scope)
+        self.budget = budget = budget_of(scope)
         self.held = 0
-        if declared:
-            self.grow(declared)
+        if declared and budget is not None:  # at once, in the bytes the body will hold
+            more = declared if declared >= budget.step else budget.step
+            if not budget.take(scope, more):
+                raise OverBudget
+            self.held = more
 
     def grow(self, size: int) -> None:
         """Hold at least ``size`` bytes; raises ``OverBudget``."""
         if self.budget is None or size <= self.held:
             return
-        more = max(size - self.held, min(64 * 1024, self.budget.limit))
+        more = max(size - self.held, self.budget.step)
         if not self.budget.take(self.scope, more):
             raise OverBudget
         self.held += more

@@ -41,6 +41,8 @@ class BodyBudget:
 
     def __init__(self, limit: int, refusals: RefusalLog | None = None) -> None:
         self.limit = limit
+        # a chunked body grows its share by this much at least (not a take per read)
+        self.step = min(64 * 1024, limit)
         self.refusals = refusals or RefusalLog()
         self._held = 0
         self._lock = threading.Lock()

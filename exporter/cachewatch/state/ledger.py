@@ -23,7 +23,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from typing import TYPE_CHECKING, Any
 
 from ..logs import OncePerInterval
@@ -93,9 +93,11 @@ class Ledger:
             self.version += 1
             return True
 
-    async def record(self, changes: list[Change], update: Update | None = None) -> Outcome:
-        """Commit ``changes`` (and ``update``); returns once stored. Raises ``StateError``."""
-        return await self.state.submit(Batch(self.source, changes, self.window, update))
+    def record(self, changes: list[Change], update: Update | None = None
+               ) -> Coroutine[Any, Any, Outcome]:
+        """Commit ``changes`` (and ``update``); returns once stored. Raises ``StateError``.
+        The store's own coroutine, not one around it: a receiver awaits one per request."""
+        return self.state.submit(Batch(self.source, changes, self.window, update))
 
     def record_later(self, changes: list[Change]) -> None:
         """Commit without waiting: for counts nobody is answered about (refusals)."""

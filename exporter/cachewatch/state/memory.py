@@ -48,8 +48,15 @@ class MemoryStore(Store):
             if ids is None:
                 ids = self._ids[batch.source] = RecentIds(batch.window)
             ids.size = batch.window
-            applied = [c.once is None or not ids.seen(c.once) for c in batch.changes]
-            counts = tally(batch.changes, applied)
+            changes = batch.changes
+            if len(changes) == 1:  # one event (the common request): its increments, copied
+                change = changes[0]
+                new = change.once is None or not ids.seen(change.once)
+                applied = [new]
+                counts = dict((change.counts if new else change.if_seen) or {})
+            else:
+                applied = [c.once is None or not ids.seen(c.once) for c in changes]
+                counts = tally(changes, applied)
             value = None
             if batch.update is not None:
                 records = self._records.setdefault(batch.source, {})

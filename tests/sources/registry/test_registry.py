@@ -277,6 +277,21 @@ def test_ten_thousand_repositories_stay_under_the_cap(exporter_factory):
     assert m.value(PULLS, registry="r:5000", repository="other", tag="") == 9_900
 
 
+
+def test_a_folded_repository_is_counted_as_a_fold_every_time(exporter_factory):
+    """The receiver remembers the label pairs its caps admitted, never a fold: a repository
+    past the cap is folded (and counted in the overflow counter) on every event, while the
+    admitted ones keep their own series."""
+    exporter = registry_exporter(exporter_factory, **{"registry.max_repositories": 2})
+    for repository in ("team/a", "team/b", "team/c", "team/c", "team/a", "team/c", "team/b"):
+        answer = post(exporter, {"events": [_event("pull", repository, MANIFEST)]})
+        assert answer.json() == {"accepted": 1, "duplicates": 0, "rejected": []}
+    m = exporter.scrape()
+    assert m.value(PULLS, registry="r:5000", repository="team/a", tag="") == 2
+    assert m.value(PULLS, registry="r:5000", repository="team/b", tag="") == 2
+    assert m.value(PULLS, registry="r:5000", repository="other", tag="") == 3
+    assert sum(m.find("cachewatch_label_overflow_total")) == 3
+
 HARBOR_DEFAULT = {  # Harbor's documented Default payload
     "type": "PULL_ARTIFACT", "occur_at": 1680501893, "operator": "harbor-jobservice",
     "event_data": {

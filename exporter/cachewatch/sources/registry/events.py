@@ -18,12 +18,13 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from functools import cache
+from time import monotonic as _monotonic
 from types import ModuleType
 from typing import Any
 from urllib.parse import parse_qs
 
 from ...metrics.cached import CachedFamilies
-from ...metrics.cardinality import LabelCap
+from ...metrics.cardinality import OTHER, LabelCap
 from ...metrics.contract import Families
 from ...metrics.labels import id_bytes
 from ...receiving import (
@@ -34,7 +35,6 @@ from ...receiving import (
     Send,
     refused,
     send_encoded,
-    send_json,
 )
 from ...runtime import Runtime
 from ...source import Source
@@ -61,6 +61,8 @@ REASONS = ("auth", "too_large", "malformed_json", "bad_shape", "unknown_action",
 MAX_ID = 256  # event ids and names from outside are bounded: memory and label size stay small
 MAX_NAME = 255
 MAX_ERROR = 200  # characters of a parser's message quoted back (it may quote the input)
+ADMITTED_FOR = 60.0  # seconds a pair of labels the caps admitted is remembered
+ADMITTED_AT_MOST = 4096  # pairs remembered at most
 REGISTRY_MEDIA = b"application/vnd.docker.distribution.events"
 
 
@@ -88,6 +90,9 @@ class RegistryEventCollector(Source):
         self._repositories = LabelCap(settings.max_repositories)
         self._registries = LabelCap(settings.max_registries)
         self._tags = LabelCap(settings.max_repositories)
+        # (registry, repository) -> their labels, as the caps admitted them lately
+        self._admitted: dict[tuple[str, str], tuple[str, str]] = {}
+        self._admitted_until = 0.0
         self.replication = replication.Replication(self._registries, settings.max_registries)
         positions = {name: index for index, name in enumerate(REPOSITORY_LABELS)}
         for key, _ in ledger.items():  # restored series keep their own labels after a restart
@@ -104,7 +109,22 @@ class RegistryEventCollector(Source):
             self._zero[(contract.REGISTRY_DUPLICATES.name, source)] = 0.0
 
     def _labels(self, registry: str, repository: str) -> tuple[str, str]:
-        return self._registries(registry), self._repositories(repository)
+        """The capped labels of a registry and a repository. A pair the caps admitted in the
+        last ``ADMITTED_FOR`` seconds is answered from memory: a sender writes to the same few
+        repositories, and the two cap lookups (each makes its value safe) were a third of an
+        event's validation. The caps answer the same for a value they admitted (they forget
+        one only after a day unseen) and still see each pair at least once a minute; a value
+        they folded into ``other`` is never remembered, so every fold is counted."""
+        now = _monotonic()
+        if now >= self._admitted_until:
+            self._admitted.clear()
+            self._admitted_until = now + ADMITTED_FOR
+        pair = self._admitted.get((registry, repository))
+        if pair is None:
+            pair = self._registries(registry), self._repositories(repository)
+            if OTHER not in pair and len(self._admitted) < ADMITTED_AT_MOST:
+                self._admitted[(registry, repository)] = pair
+        return pair
 
     def _tag(self, tag: Any) -> str:
         return self._tags(str(tag)) if self.settings.tag_label and tag else ""
@@ -141,7 +161,7 @@ class RegistryEventCollector(Source):
             source = get("source")
             registry = str((source.get("addr") if isinstance(source, dict) else None)
                            or request.get("host") or "unknown")
-        reg, repo = self._registries(registry[:MAX_NAME]), self._repositories(repository)
+        reg, repo = self._labels(registry[:MAX_NAME], repository)
         counts: Counts = {_EVENT_KEYS[action]: 1.0}
         if action == "pull":
             if str(request.get("method") or "GET").upper() == "HEAD":
@@ -267,35 +287,34 @@ class RegistryEventCollector(Source):
         the rejected counter). Other senders get the 400 that names the problem. A state store
         that cannot take the events gets 503: nothing was counted, the sender retries."""
         try:
-            status, body = await self._handle(source, raw, registry)
+            if source == "harbor":
+                status, body = await self._harbor_request(raw, registry)
+            else:
+                status, body = await self._distribution(raw, registry)
         except StateError as exc:
             return 503, {"error": f"events not stored, retry: {exc}"}
         if from_registry and status == 400:
             return 202, {**body, "retry": False}
         return status, body
 
-    async def _handle(self, source: str, raw: bytes, registry: str | None
-                      ) -> tuple[int, dict[str, Any]]:
+    def _malformed(self, source: str, exc: Exception) -> tuple[int, dict[str, Any]]:
+        self.reject(source, "malformed_json")
+        return 400, {"error": f"malformed JSON: {str(exc)[:MAX_ERROR]}"}
+
+    async def _distribution(self, raw: bytes, registry: str | None
+                            ) -> tuple[int, dict[str, Any]]:
+        """One Distribution envelope: decoded, each event counted or rejected, stored. The
+        hot path: decoding, checking and storing in one coroutine, not one per step."""
         envelope = _envelope()
         try:
-            if source == "harbor":
-                payload = json.loads(raw)
-            else:
-                payload = envelope.read_small(raw, self.settings.max_events)
-                if payload is envelope.UNDECIDED:
-                    payload = await envelope.read_envelope(raw, self.settings.max_events)
+            payload = envelope.read_small(raw, self.settings.max_events)
+            if payload is envelope.UNDECIDED:
+                payload = await envelope.read_envelope(raw, self.settings.max_events)
         except envelope.TooManyEvents as exc:
-            self.reject(source, "too_large")
+            self.reject("distribution", "too_large")
             return 413, {"error": f"{exc} (registry.max_events)"}
         except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-            self.reject(source, "malformed_json")
-            return 400, {"error": f"malformed JSON: {str(exc)[:MAX_ERROR]}"}
-        if source == "harbor":
-            return await self._harbor(payload, registry)
-        return await self._distribution(payload, registry)
-
-    async def _distribution(self, payload: Any, registry: str | None
-                            ) -> tuple[int, dict[str, Any]]:
+            return self._malformed("distribution", exc)
         events = payload.get("events") if isinstance(payload, dict) else None
         if not isinstance(events, list):
             self.reject("distribution", "bad_shape")
@@ -325,6 +344,14 @@ class RegistryEventCollector(Source):
         # The registry retries any non-2xx. Retrying an envelope that is wholly bad cannot
         # help and is refused (400); one with good events is acknowledged, the bad ones listed.
         return (400 if rejected and not accepted and not duplicates else 200), body
+
+    async def _harbor_request(self, raw: bytes, registry: str | None
+                              ) -> tuple[int, dict[str, Any]]:
+        try:
+            payload = json.loads(raw)
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+            return self._malformed("harbor", exc)
+        return await self._harbor(payload, registry)
 
     async def _harbor(self, payload: Any, registry: str | None) -> tuple[int, dict[str, Any]]:
         if isinstance(payload, dict) and str(payload.get("type")) in replication.TYPES:
@@ -396,15 +423,15 @@ class _Webhook:
         status, body = await self.collector.handle(self.source, raw,
                                                    registry[0][:MAX_NAME] if registry else None,
                                                    from_registry)
-        await send_answer(send, status, body)
+        await send_encoded(send, status, answer(status, body),
+                           _RETRY if status == 503 else None)
 
 
-async def send_answer(send: Send, status: int, body: dict[str, Any]) -> None:
-    """A webhook's JSON answer; the common one (nothing rejected) from bytes kept."""
+def answer(status: int, body: dict[str, Any]) -> bytes:
+    """A webhook's JSON answer, encoded; the common one (nothing rejected) from bytes kept."""
     if status == 200 and body.get("rejected") == [] and len(body) == 3:
-        await send_encoded(send, 200, _accepted(body["accepted"], body["duplicates"]))
-    else:
-        await send_json(send, status, body, {"Retry-After": "1"} if status == 503 else None)
+        return _accepted(body["accepted"], body["duplicates"])
+    return json.dumps(body).encode()
 
 
 def _accepted(accepted: int, duplicates: int) -> bytes:
@@ -420,6 +447,7 @@ def _accepted(accepted: int, duplicates: int) -> bytes:
 
 
 _ACCEPTED: dict[tuple[int, int], bytes] = {}
+_RETRY = {"Retry-After": "1"}
 
 
 @cache
