@@ -87,6 +87,29 @@ def test_the_sweep_expires_connections_past_their_deadline_and_stops_when_none_a
     assert asyncio.run(run()) == (1, 0, True)
 
 
+class _Broken(_Connection):
+    def expire(self) -> None:
+        raise RuntimeError("transport gone")
+
+
+def test_a_connection_whose_close_fails_does_not_end_the_other_timeouts(caplog):
+    async def run() -> tuple[int, bool]:
+        loop = asyncio.get_running_loop()
+        sweep = Sweep(0.01)
+        broken, alive = _Broken(loop.time()), _Connection(NEVER)
+        sweep.watch(broken, loop)
+        sweep.watch(alive, loop)
+        await asyncio.sleep(0.03)
+        alive.deadline = loop.time()  # becomes due after the failure: still expired
+        await asyncio.sleep(0.05)
+        still_watched = broken in sweep.timed
+        sweep.forget(alive)
+        return alive.expired, still_watched
+
+    assert asyncio.run(run()) == (1, False)
+    assert "closing a connection past its deadline failed" in caplog.text
+
+
 def test_the_sweep_interval_is_a_second_or_half_the_shortest_timeout():
     assert interval(10.0, 60.0, 5.0) == 1.0
     assert interval(10.0, 0.5, 0.3) == pytest.approx(0.15)

@@ -14,8 +14,11 @@ interval (``every``: a second, or half the smallest timeout when that is shorter
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 from typing import Protocol
+
+log = logging.getLogger("cachewatch.web")
 
 NEVER = math.inf
 MAX_INTERVAL = 1.0  # seconds between two sweeps at most
@@ -55,7 +58,13 @@ class Sweep:
 
     def _run(self, loop: asyncio.AbstractEventLoop) -> None:
         now = loop.time()
-        for connection in [c for c in self.timed if c.deadline <= now]:
-            connection.expire()
-        # Stops when the last connection is gone: an idle server keeps no timer.
-        self._handle = loop.call_later(self.every, self._run, loop) if self.timed else None
+        try:
+            for connection in [c for c in self.timed if c.deadline <= now]:
+                try:
+                    connection.expire()
+                except Exception:  # one connection's failure must not end every timeout
+                    log.exception("closing a connection past its deadline failed")
+                    self.timed.discard(connection)
+        finally:
+            # Stops when the last connection is gone: an idle server keeps no timer.
+            self._handle = loop.call_later(self.every, self._run, loop) if self.timed else None
