@@ -71,13 +71,19 @@ class _Connection:
         self.deadline = NEVER
 
 
+def _watching(loop: asyncio.AbstractEventLoop, *connections: _Connection) -> Sweep:
+    """A fast sweep (every 10 ms) watching ``connections``."""
+    sweep = Sweep(0.01)
+    for connection in connections:
+        sweep.watch(connection, loop)
+    return sweep
+
+
 def test_the_sweep_expires_connections_past_their_deadline_and_stops_when_none_are_left():
     async def run() -> tuple[int, int, bool]:
         loop = asyncio.get_running_loop()
-        sweep = Sweep(0.01)
         late, alive = _Connection(loop.time()), _Connection(NEVER)
-        sweep.watch(late, loop)
-        sweep.watch(alive, loop)
+        sweep = _watching(loop, late, alive)
         await asyncio.sleep(0.05)
         sweep.forget(late)
         sweep.forget(alive)
@@ -95,10 +101,8 @@ class _Broken(_Connection):
 def test_a_connection_whose_close_fails_does_not_end_the_other_timeouts(caplog):
     async def run() -> tuple[int, bool]:
         loop = asyncio.get_running_loop()
-        sweep = Sweep(0.01)
         broken, alive = _Broken(loop.time()), _Connection(NEVER)
-        sweep.watch(broken, loop)
-        sweep.watch(alive, loop)
+        sweep = _watching(loop, broken, alive)
         await asyncio.sleep(0.03)
         alive.deadline = loop.time()  # becomes due after the failure: still expired
         await asyncio.sleep(0.05)
